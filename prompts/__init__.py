@@ -1,0 +1,1 @@
+"""recagent.prompts"""
