@@ -1,0 +1,197 @@
+"""The ``recagent`` command line (typer). Output and error formatting live here only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from recagent.agent.config import Settings
+from recagent.catalog.errors import RecAgentError
+
+app = typer.Typer(
+    name="recagent",
+    help="Offline-first recommendation agent: retrieval over a Chroma index, evaluation, chat.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DataOpt = Annotated[
+    Path | None,
+    typer.Option("--data", "-d", help="Dataset folder (MovieLens, RecBole atomic files or "
+                 "items.jsonl + interactions.csv). Default: the built-in demo shop."),
+]
+EncoderOpt = Annotated[
+    Path | None, typer.Option("--encoder", help="sentence-transformers model dir (default: MiniLM).")
+]
+ChromaOpt = Annotated[
+    str | None, typer.Option("--chroma-url", help="Use a Chroma server (http://host:port).")
+]
+
+
+def _runtime(data: Path | None, encoder: Path | None = None, chroma_url: str | None = None):
+    from recagent.agent.runtime import Runtime
+
+    settings = Settings.from_env().override(data=data, encoder=encoder, chroma_url=chroma_url)
+    return Runtime(settings)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn recagent's errors into one red line and exit code 1, never a stack trace."""
+    try:
+        yield
+    except RecAgentError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def index(data: DataOpt = None, encoder: EncoderOpt = None, chroma_url: ChromaOpt = None) -> None:
+    """Build or update the Chroma index of item embeddings (incremental)."""
+    with _user_errors():
+        rt = _runtime(data, encoder, chroma_url)
+        with err.status(f"Loading dataset and encoder {rt.encoder.name}..."):
+            dataset = rt.dataset
+            _ = rt.encoder.model
+        stats = rt.ensure_index(show_progress=True)
+        out.print(
+            f"[green]index[/] {stats.collection}: {stats.total} items "
+            f"({stats.encoded} encoded, {stats.unchanged} unchanged, {stats.deleted} removed) "
+            f"in {stats.seconds:.1f}s  [dim]dataset {dataset.name}[/]"
+        )
+
+
+@app.command()
+def recommend(
+    user: Annotated[str, typer.Option("--user", "-u", help="User id in the dataset.")],
+    data: DataOpt = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=500, help="How many items.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    encoder: EncoderOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Recommend items for a user from their history, with the evidence for each."""
+    with _user_errors():
+        rt = _runtime(data, encoder, chroma_url)
+        with err.status("Loading dataset and encoder..."):
+            history = rt.dataset.history(user)
+            _ = rt.encoder.model
+        rt.ensure_index(show_progress=True)
+        recs = rt.retriever.recommend(history, k)
+        user_id = rt.dataset.resolve_user(user)
+    if as_json:
+        payload = {
+            "user": user_id,
+            "dataset": rt.dataset.name,
+            "recommendations": [
+                {
+                    "item_id": r.item_id,
+                    "title": r.title,
+                    "score": round(r.score, 6),
+                    "explanation": r.explanation,
+                    "evidence": [
+                        {"item_id": e.item_id, "title": e.title, "similarity": round(e.similarity, 4)}
+                        for e in r.evidence
+                    ],
+                }
+                for r in recs
+            ],
+        }
+        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        return
+    _print_history(rt.dataset, history)
+    table = Table(title=f"Recommendations for user {user_id} ({rt.dataset.name})", show_lines=True)
+    table.add_column("#", justify="right")
+    table.add_column("Item")
+    table.add_column("Category")
+    table.add_column("Price", justify="right")
+    table.add_column("Score", justify="right")
+    table.add_column("Why (closest items in your history)")
+    for n, r in enumerate(recs, 1):
+        item = rt.dataset.items[r.item_id]
+        evidence = "\n".join(f"{e.title} [dim]({e.similarity:.2f})[/]" for e in r.evidence)
+        table.add_row(
+            str(n),
+            f"{r.title}\n[dim]{r.item_id}[/]",
+            item.category[-1] if item.category else "",
+            f"${item.price:,.2f}" if item.price is not None else "",
+            f"{r.score:.3f}",
+            evidence or r.explanation,
+        )
+    out.print(table)
+
+
+def _print_history(dataset, history, n: int = 5) -> None:
+    shown = list(reversed(history))[:n]
+    lines = [f"  • {dataset.items[x.item_id].title}" for x in shown]
+    more = f"  … and {len(history) - n} earlier" if len(history) > n else ""
+    out.print(f"[bold]Recent history[/] ({len(history)} items):", highlight=False)
+    out.print("\n".join(lines + ([more] if more else [])) or "  (none)", highlight=False)
+
+
+@app.command("eval")
+def evaluate(
+    data: DataOpt = None,
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Write the JSON report here.")] = None,
+    models: Annotated[str, typer.Option(help="Comma-separated: popularity,itemknn,text.")] = "popularity,itemknn,text",
+    stage: Annotated[str, typer.Option(help="test or valid.")] = "test",
+    max_users: Annotated[int | None, typer.Option(help="Evaluate only the first N users.")] = None,
+    encoder: EncoderOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Offline evaluation: leave-one-out by time, full ranking, Recall/NDCG/MRR@10/20/50."""
+    from recagent.evals.report import build_report, write_report
+    from recagent.evals.runner import evaluate_scorer
+    from recagent.evals.split import leave_one_out
+
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    with _user_errors():
+        if stage not in ("test", "valid"):
+            raise RecAgentError(f"--stage must be test or valid, not {stage!r}")
+        rt = _runtime(data, encoder, chroma_url)
+        with err.status("Loading dataset..."):
+            split = leave_one_out(rt.dataset)
+        if not split.users:
+            raise RecAgentError(f"dataset {rt.dataset.name!r} has no user with 3+ interactions")
+        results = []
+        for name in names:
+            scorer = rt.scorer(name)
+            results.append(
+                evaluate_scorer(scorer, split, stage=stage, max_users=max_users, show_progress=True)
+            )
+        n_users = min(len(split.users), max_users or len(split.users))
+        report = build_report(split, results, stage=stage, n_users=n_users)
+    out.print(_report_table(report))
+    if out_path is not None:
+        write_report(report, out_path)
+        out.print(f"report written to {out_path}")
+
+
+def _report_table(report: dict) -> Table:
+    cols = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "recall@50", "ndcg@50", "mrr",
+            "precision@10", "coverage@10", "seconds"]
+    table = Table(
+        title=f"{report['dataset']} — {report['stage']}, {report['n_users']} users, "
+        f"{report['n_items']} items, full ranking"
+    )
+    table.add_column("model")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, m in report["models"].items():
+        table.add_row(name, *(f"{m[c]:.1f}" if c == "seconds" else f"{m[c]:.4f}" for c in cols))
+    return table
+
+
+if __name__ == "__main__":
+    app()

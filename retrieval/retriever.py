@@ -1,0 +1,143 @@
+"""History-text retrieval: encode a user's history text, find the closest items.
+
+Two entry points share one query encoder:
+- :meth:`HistoryRetriever.recommend` asks the Chroma index (approximate nearest neighbours)
+  for one user's candidates and attaches evidence: the history items each candidate is
+  closest to.
+- :meth:`HistoryRetriever.score` scores every item exactly (dot products against all item
+  embeddings), which full-ranking evaluation needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from recagent.catalog.model import Dataset
+from recagent.prompts import render
+from recagent.retrieval.encoder import TextEncoder
+from recagent.retrieval.index import ItemIndex
+from recagent.retrieval.scorer import History
+from recagent.retrieval.text import history_text
+
+__all__ = ["Evidence", "HistoryRetriever", "Recommendation"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A history item that a recommendation is close to, with the cosine similarity."""
+
+    item_id: str
+    title: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    title: str
+    score: float
+    explanation: str
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+class HistoryRetriever:
+    """Retrieves items whose text is closest to the text of a user's history."""
+
+    name = "text"
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        encoder: TextEncoder,
+        index: ItemIndex,
+        *,
+        token_budget: int | None = None,
+        evidence_per_item: int = 3,
+    ) -> None:
+        self.dataset = dataset
+        self.encoder = encoder
+        self.index = index
+        self._token_budget = token_budget
+        self.evidence_per_item = evidence_per_item
+
+    @property
+    def token_budget(self) -> int:
+        return self._token_budget or self.encoder.max_tokens
+
+    @cached_property
+    def item_embeddings(self) -> np.ndarray:
+        return self.index.embeddings()
+
+    def history_texts(self, histories: Sequence[History]) -> list[str]:
+        return [
+            history_text(
+                self.dataset, h, count_tokens=self.encoder.count_tokens, budget=self.token_budget
+            )
+            for h in histories
+        ]
+
+    def query_vectors(self, histories: Sequence[History], *, show_progress: bool = False) -> np.ndarray:
+        return self.encoder.encode(self.history_texts(histories), show_progress=show_progress)
+
+    # -- Scorer interface (full ranking) -------------------------------------------------
+    def fit(self, train: Sequence[History]) -> None:
+        """Nothing to learn: item and query vectors both come from the text encoder."""
+
+    def score(self, histories: Sequence[History]) -> np.ndarray:
+        return self.query_vectors(histories) @ self.item_embeddings.T
+
+    # -- Candidate retrieval for one user ------------------------------------------------
+    def recommend(self, history: History, k: int = 10) -> list[Recommendation]:
+        """Top ``k`` items for ``history`` that the user does not already have.
+
+        An empty history gets the most popular items of the catalog instead (with that
+        said in the explanation), never an error.
+        """
+        seen = {x.item_id for x in history}
+        if not history:
+            return self._popular(k, seen)
+        query = self.query_vectors([history])
+        hits = self.index.search(query, k + len(seen))[0]
+        picked = [h for h in hits if h.item_id not in seen and h.item_id in self.dataset.items][:k]
+        history_ids = list(dict.fromkeys(x.item_id for x in reversed(history)))
+        history_vectors = self.item_embeddings[[self.dataset.item_index[i] for i in history_ids]]
+        out = []
+        for hit in picked:
+            vector = self.item_embeddings[self.dataset.item_index[hit.item_id]]
+            sims = history_vectors @ vector
+            top = np.argsort(-sims, kind="stable")[: self.evidence_per_item]
+            evidence = [
+                Evidence(history_ids[t], self.dataset.items[history_ids[t]].title, float(sims[t]))
+                for t in top
+            ]
+            out.append(
+                Recommendation(
+                    item_id=hit.item_id,
+                    title=self.dataset.items[hit.item_id].title,
+                    score=hit.score,
+                    explanation=render("explanation", evidence=evidence),
+                    evidence=evidence,
+                )
+            )
+        return out
+
+    def _popular(self, k: int, seen: set[str]) -> list[Recommendation]:
+        counts: dict[str, int] = {}
+        for inter in self.dataset.interactions:
+            counts[inter.item_id] = counts.get(inter.item_id, 0) + 1
+        ranked = sorted(self.dataset.items, key=lambda i: (-counts.get(i, 0), self.dataset.item_index[i]))
+        top = [i for i in ranked if i not in seen][:k]
+        total = max(1, len(self.dataset.interactions))
+        return [
+            Recommendation(
+                item_id=i,
+                title=self.dataset.items[i].title,
+                score=counts.get(i, 0) / total,
+                explanation=render("explanation", evidence=[]),
+            )
+            for i in top
+        ]
