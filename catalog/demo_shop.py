@@ -15,7 +15,8 @@ similarity cannot see:
   tripod -> camera bag, coffee maker -> beans -> grinder, ...), preferring the previous
   item's brand and price tier; otherwise it is another taste-driven item: a favourite
   category, weighted by tier match, brand affinity and a Zipf-like popularity prior.
-* A user never buys the same item twice. Complement purchases follow sooner (hours to
+* A user never buys the same item twice, and rarely a second camera or tent (each category's
+  ``repeat`` in the vocabulary; consumables such as coffee beans repeat freely). Complement purchases follow sooner (hours to
   days) than unrelated ones (days to weeks). About 60% of purchases are rated, mostly
   highly, and lower when the item's tier is far from the user's preferred tier.
 
@@ -32,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from recagent.catalog.model import Dataset, Interaction, Item
 
 DEMO_SHOP_NAME = "demo-shop"
@@ -89,8 +89,10 @@ def _dataset_name(config: DemoShopConfig) -> str:
     name = f"{DEMO_SHOP_NAME}-s{config.seed}-u{config.n_users}"
     if config.n_items != DemoShopConfig.n_items:
         name += f"-i{config.n_items}"
-    if (config.min_history, config.max_history) != (DemoShopConfig.min_history,
-                                                    DemoShopConfig.max_history):
+    if (config.min_history, config.max_history) != (
+        DemoShopConfig.min_history,
+        DemoShopConfig.max_history,
+    ):
         name += f"-h{config.min_history}-{config.max_history}"
     return name
 
@@ -162,8 +164,9 @@ def _in_sentence(key: str, value: str, keep_case: list[str]) -> str:
     return value.lower()
 
 
-def _describe(spec: dict[str, Any], fields: dict[str, str], tier_phrases: list[str],
-              rng: np.random.Generator) -> str:
+def _describe(
+    spec: dict[str, Any], fields: dict[str, str], tier_phrases: list[str], rng: np.random.Generator
+) -> str:
     templates = spec["desc"]
     n_own = 1 + int(rng.random() < 0.6)
     order = rng.permutation(len(templates))[:n_own]
@@ -173,8 +176,9 @@ def _describe(spec: dict[str, Any], fields: dict[str, str], tier_phrases: list[s
     return " ".join(s[0].upper() + s[1:] for s in sentences)
 
 
-def _make_catalog(config: DemoShopConfig, rng: np.random.Generator
-                  ) -> tuple[list[Item], list[_Leaf], list[int], list[int], list[int]]:
+def _make_catalog(
+    config: DemoShopConfig, rng: np.random.Generator
+) -> tuple[list[Item], list[_Leaf], list[int], list[int], list[int]]:
     """The items in catalog order, the leaves, and each item's leaf, tier and brand id."""
     vocab = load_vocab()
     brand_ids = {name: i for i, name in enumerate(vocab["brands"])}
@@ -184,7 +188,7 @@ def _make_catalog(config: DemoShopConfig, rng: np.random.Generator
     counts = np.maximum(3, np.rint(config.n_items * weights / weights.sum())).astype(int)
     leaves = [_Leaf(s) for s in specs]
     seen_titles: set[str] = set()
-    drafts: list[tuple[dict[str, Any], int, int, int]] = []  # (fields, leaf, tier, brand)
+    drafts: list[tuple[dict[str, Any], int, int, int]] = []  # (Item fields, leaf, tier, brand)
     for li, spec in enumerate(specs):
         brands = spec["brands"]
         for k in range(int(counts[li])):
@@ -192,15 +196,11 @@ def _make_catalog(config: DemoShopConfig, rng: np.random.Generator
             tier = tier_of_brand[brand]
             if rng.random() < 0.2:  # a brand's line reaches into the neighbouring tier
                 tier = min(2, max(0, tier + (1 if rng.random() < 0.5 else -1)))
-            title = ""
             for _attempt in range(8):
-                picked = {a: _pick_value(v, tier, float(rng.random()))
-                          for a, v in spec["attrs"].items()}
+                picked = {a: _pick_value(v, tier, rng.random()) for a, v in spec["attrs"].items()}
                 attrs = {a: v for a, (v, _) in picked.items()}
-                spec_level = sum(x for _, x in picked.values()) / len(picked)
                 model = _model_name(brand, tier, rng)
-                templates = spec["title"]
-                template = templates[int(rng.integers(len(templates)))]
+                template = spec["title"][int(rng.integers(len(spec["title"])))]
                 title = template.format(brand=brand, model=model, **attrs)
                 if title not in seen_titles:
                     break
@@ -208,8 +208,23 @@ def _make_catalog(config: DemoShopConfig, rng: np.random.Generator
             while title in seen_titles:
                 title, j = f"{base} ({j})", j + 1
             seen_titles.add(title)
-            fields = {"title": title, "brand": brand, "model": model, "attrs": attrs,
-                      "uses_model": "{model}" in template, "spec_level": spec_level}
+            attributes = {"tier": TIERS[tier]}
+            if "{model}" in template:
+                attributes["model"] = model
+            attributes.update(attrs)
+            text = {"brand": brand, "model": model}
+            text.update({a: _in_sentence(a, v, vocab["keep_case"]) for a, v in attrs.items()})
+            tier_info = vocab["tiers"][TIERS[tier]]
+            spec_level = sum(x for _, x in picked.values()) / len(picked)
+            factor = float(tier_info["price_factor"]) * (0.8 + 0.45 * spec_level)
+            fields = {
+                "title": title,
+                "description": _describe(spec, text, tier_info["phrases"], rng),
+                "category": leaves[li].path,
+                "brand": brand,
+                "price": _price(spec, factor, rng),
+                "attributes": attributes,
+            }
             drafts.append((fields, li, tier, brand_ids[brand]))
 
     order = rng.permutation(len(drafts))  # catalog order mixes the categories
@@ -218,25 +233,7 @@ def _make_catalog(config: DemoShopConfig, rng: np.random.Generator
     item_leaf, item_tier, item_brand = [], [], []
     for pos, d in enumerate(order):
         fields, li, tier, bid = drafts[int(d)]
-        spec = specs[li]
-        attrs = fields["attrs"]
-        attributes = {"tier": TIERS[tier]}
-        if fields["uses_model"]:
-            attributes["model"] = fields["model"]
-        attributes.update(attrs)
-        text_fields = {"brand": fields["brand"], "model": fields["model"]}
-        text_fields.update({a: _in_sentence(a, v, vocab["keep_case"]) for a, v in attrs.items()})
-        tier_info = vocab["tiers"][TIERS[tier]]
-        items.append(Item(
-            item_id=f"P{pos + 1:0{width}d}",
-            title=fields["title"],
-            description=_describe(spec, text_fields, tier_info["phrases"], rng),
-            category=leaves[li].path,
-            brand=fields["brand"],
-            price=_price(spec, float(tier_info["price_factor"]) * (0.8 + 0.45 * fields["spec_level"]),
-                         rng),
-            attributes=attributes,
-        ))
+        items.append(Item(item_id=f"P{pos + 1:0{width}d}", **fields))
         leaves[li].items.append(pos)
         leaves[li].tiers.append(tier)
         leaves[li].brands.append(bid)
@@ -249,8 +246,15 @@ def _make_catalog(config: DemoShopConfig, rng: np.random.Generator
     return items, leaves, item_leaf, item_tier, item_brand
 
 
-def _pick(leaf: _Leaf, ref_tier: int, same_brand: int | None, fav_brands: list[int],
-          owned: dict[int, list[int]], leaf_index: int, u: float) -> int:
+def _pick(
+    leaf: _Leaf,
+    ref_tier: int,
+    same_brand: int | None,
+    fav_brands: list[int],
+    owned: dict[int, list[int]],
+    leaf_index: int,
+    u: float,
+) -> int:
     """A local index in ``leaf`` drawn by weight, or -1 when every item there is owned."""
     w = leaf.tier_w[ref_tier].copy()
     if same_brand is not None:
@@ -274,9 +278,14 @@ def _pick(leaf: _Leaf, ref_tier: int, same_brand: int | None, fav_brands: list[i
     return j
 
 
-def _user_tastes(rng: np.random.Generator, leaves: list[_Leaf], top_w: np.ndarray,
-                 tops_of_leaf: np.ndarray, leaf_w: np.ndarray, brand_ids: dict[str, int]
-                 ) -> tuple[np.ndarray, int, list[int]]:
+def _user_tastes(
+    rng: np.random.Generator,
+    leaves: list[_Leaf],
+    top_w: np.ndarray,
+    tops_of_leaf: np.ndarray,
+    leaf_w: np.ndarray,
+    brand_ids: dict[str, int],
+) -> tuple[np.ndarray, int, list[int]]:
     """Cumulative leaf distribution, preferred tier and favourite brand ids of one user."""
     n_tops = len(top_w)
     k = int(rng.integers(2, 5))
@@ -324,8 +333,7 @@ def generate_demo_shop(config: DemoShopConfig | None = None) -> Dataset:
     interactions: list[Interaction] = []
     for user in range(1, config.n_users + 1):
         uid = str(user)
-        leaf_cum, pref, favs = _user_tastes(rng, leaves, top_w, tops_of_leaf, leaf_w,
-                                            brand_ids)
+        leaf_cum, pref, favs = _user_tastes(rng, leaves, top_w, tops_of_leaf, leaf_w, brand_ids)
         length = config.min_history + int(rng.geometric(1.0 / (extra_mean + 1.0))) - 1
         length = min(length, config.max_history)
         draws = rng.random((length, 4))
@@ -339,7 +347,7 @@ def generate_demo_shop(config: DemoShopConfig | None = None) -> Dataset:
         def wants_more(li: int, owned: dict[int, list[int]] = owned) -> bool:
             """Whether the user buys (again) in leaf ``li``: durable goods rarely twice."""
             n = len(owned.get(li, ()))
-            return n == 0 or float(rng.random()) < leaves[li].repeat**n
+            return n == 0 or float(rng.random()) < leaves[li].repeat ** n
 
         prev = -1
         for s in range(length):
@@ -349,12 +357,14 @@ def generate_demo_shop(config: DemoShopConfig | None = None) -> Dataset:
                 pl = leaves[item_leaf[prev]]
                 u = u_leaf
                 for _attempt in range(3):
-                    c = min(int(np.searchsorted(pl.next_cum, u, side="right")),
-                            len(pl.next_leaves) - 1)
+                    c = min(
+                        int(np.searchsorted(pl.next_cum, u, side="right")), len(pl.next_leaves) - 1
+                    )
                     li = int(pl.next_leaves[c])
                     if wants_more(li):
-                        j = _pick(leaves[li], item_tier[prev], item_brand[prev], favs, owned,
-                                  li, u_item)
+                        j = _pick(
+                            leaves[li], item_tier[prev], item_brand[prev], favs, owned, li, u_item
+                        )
                         if j >= 0:
                             item, complement = leaves[li].items[j], True
                             break
@@ -375,9 +385,9 @@ def generate_demo_shop(config: DemoShopConfig | None = None) -> Dataset:
             owned.setdefault(item_leaf[item], []).append(item_local[item])
             owned_items.add(item)
             if s > 0:
-                mean_gap = 2.0 * _DAY if complement else 8.0 * _DAY
+                median_gap = 2.0 * _DAY if complement else 8.0 * _DAY
                 sigma = 0.9 if complement else 1.0
-                gap = mean_gap * float(np.exp(sigma * gap_z[s]))
+                gap = median_gap * float(np.exp(sigma * gap_z[s]))
                 t += float(int(min(max(gap, 3600.0), 60 * _DAY)))
             rating = None
             if rated[s]:

@@ -60,7 +60,7 @@ import io
 import json
 import math
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,7 @@ def _timestamp(value: Any, path: Path, lineno: int) -> float:
                     f"timestamp {value!r} is neither epoch seconds nor an ISO-8601 date-time",
                     path, lineno) from None
             if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=timezone.utc)
+                dt = dt.replace(tzinfo=UTC)
             return dt.timestamp()
         if not math.isfinite(number):
             raise DataError(f"timestamp {value!r} is not a finite number", path, lineno)

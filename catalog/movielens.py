@@ -66,7 +66,7 @@ def _read_lines(path: Path, encodings: tuple[str, ...] = ("utf-8",)) -> list[str
     if not text.strip():
         raise DataError("empty file", path)
     # split("\n") rather than splitlines(): Latin-1 "\x85" must not end a line.
-    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 def _read_genres(path: Path) -> tuple[str, ...]:
@@ -92,16 +92,6 @@ def _read_genres(path: Path) -> tuple[str, ...]:
         raise DataError(f"genre indices must be 0..{len(by_index) - 1}, got {sorted(by_index)}",
                         path)
     return tuple(by_index[i] for i in range(len(by_index)))
-
-
-def _describe(genres: list[str], release_date: str) -> str:
-    if genres and release_date:
-        return f"{', '.join(genres)} film released {release_date}."
-    if genres:
-        return f"{', '.join(genres)} film; release date unknown."
-    if release_date:
-        return f"Film released {release_date} (genre unknown)."
-    return "Film of unknown genre and release date."
 
 
 def _read_items(path: Path, genres: tuple[str, ...]) -> dict[str, Item]:
@@ -161,7 +151,6 @@ def _read_items(path: Path, genres: tuple[str, ...]) -> dict[str, Item]:
         items[item_id] = Item(
             item_id=item_id,
             title=title,
-            description=_describe(item_genres, release_date),
             category=category,
             attributes=attributes,
         )

@@ -73,7 +73,7 @@ def _read_lines(path: Path) -> list[str]:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    return [line.removesuffix("\r") for line in lines]
 
 
 @dataclass
@@ -205,7 +205,7 @@ def _category_root(texts: list[str]) -> str | None:
 
 def _strip_text(text: str) -> str:
     text = text.strip()
-    return text[:-1] if text.endswith(".") else text
+    return text.removesuffix(".")
 
 
 def parse_item_text(text: str, root: str | None = None) -> tuple[str, tuple[str, ...], str | None]:
@@ -261,7 +261,8 @@ def _items_from_text(path: Path, id_of: dict[str, str] | None,
             title, category, brand = parse_item_text(text, root)
         else:
             title, category, brand = item_id, (), None
-        items[item_id] = Item(item_id, title, description=text, category=category, brand=brand)
+        # The text is exactly title, category and brand: nothing is left for a description.
+        items[item_id] = Item(item_id, title, category=category, brand=brand)
         lines[item_id] = lineno
     return items
 
