@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from recagent.catalog.model import Dataset, Interaction, Item
 
 DEMO_SHOP_NAME = "demo-shop"

@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from itertools import pairwise
 
 import pytest
+
 from recagent.catalog.demo_shop import (
     DEMO_SHOP_NAME,
     DemoShopConfig,

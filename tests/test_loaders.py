@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from recagent.catalog.errors import DataError
 from recagent.catalog.generic import load_generic, save_generic
 from recagent.catalog.load import detect_format, load_dataset

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from recagent.catalog.load import detect_format, load_dataset
 
 pytestmark = pytest.mark.realdata

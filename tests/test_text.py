@@ -49,7 +49,7 @@ def test_history_text_without_timestamps_has_no_recency():
 
 def test_history_text_fits_budget_keeping_newest():
     ds = _dataset()
-    count = lambda s: len(s.split())  # noqa: E731
+    count = lambda s: len(s.split())
     full = history_text(ds, ds.histories["u"], count_tokens=count, budget=1000)
     budget = count(full) - 1
     cut = history_text(ds, ds.histories["u"], count_tokens=count, budget=budget)
