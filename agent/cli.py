@@ -23,8 +23,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+
+
+def _out() -> Console:
+    return Console(soft_wrap=False)
+
+
+def _err() -> Console:
+    return Console(stderr=True)
+
 
 DataOpt = Annotated[
     Path | None,
@@ -52,7 +59,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except RecAgentError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        _err().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -61,14 +68,15 @@ def index(data: DataOpt = None, encoder: EncoderOpt = None, chroma_url: ChromaOp
     """Build or update the Chroma index of item embeddings (incremental)."""
     with _user_errors():
         rt = _runtime(data, encoder, chroma_url)
-        with err.status(f"Loading dataset and encoder {rt.encoder.name}..."):
+        with _err().status(f"Loading dataset and encoder {rt.encoder.name}..."):
             dataset = rt.dataset
             _ = rt.encoder.model
         stats = rt.ensure_index(show_progress=True)
-        out.print(
+        _out().print(
             f"[green]index[/] {stats.collection}: {stats.total} items "
             f"({stats.encoded} encoded, {stats.unchanged} unchanged, {stats.deleted} removed) "
-            f"in {stats.seconds:.1f}s  [dim]dataset {dataset.name}[/]"
+            f"in {stats.seconds:.1f}s  [dim]dataset {dataset.name}[/]",
+            soft_wrap=True,
         )
 
 
@@ -84,7 +92,7 @@ def recommend(
     """Recommend items for a user from their history, with the evidence for each."""
     with _user_errors():
         rt = _runtime(data, encoder, chroma_url)
-        with err.status("Loading dataset and encoder..."):
+        with _err().status("Loading dataset and encoder..."):
             history = rt.dataset.history(user)
             _ = rt.encoder.model
         rt.ensure_index(show_progress=True)
@@ -129,15 +137,17 @@ def recommend(
             f"{r.score:.3f}",
             evidence or r.explanation,
         )
-    out.print(table)
+    _out().print(table)
 
 
 def _print_history(dataset, history, n: int = 5) -> None:
     shown = list(reversed(history))[:n]
     lines = [f"  • {dataset.items[x.item_id].title}" for x in shown]
     more = f"  … and {len(history) - n} earlier" if len(history) > n else ""
-    out.print(f"[bold]Recent history[/] ({len(history)} items):", highlight=False)
-    out.print("\n".join(lines + ([more] if more else [])) or "  (none)", highlight=False)
+    out = _out()
+    out.print(f"[bold]Recent history[/] ({len(history)} items):", highlight=False, soft_wrap=True)
+    out.print("\n".join(lines + ([more] if more else [])) or "  (none)", highlight=False,
+              soft_wrap=True)
 
 
 @app.command("eval")
@@ -160,7 +170,7 @@ def evaluate(
         if stage not in ("test", "valid"):
             raise RecAgentError(f"--stage must be test or valid, not {stage!r}")
         rt = _runtime(data, encoder, chroma_url)
-        with err.status("Loading dataset..."):
+        with _err().status("Loading dataset..."):
             split = leave_one_out(rt.dataset)
         if not split.users:
             raise RecAgentError(f"dataset {rt.dataset.name!r} has no user with 3+ interactions")
@@ -172,10 +182,10 @@ def evaluate(
             )
         n_users = min(len(split.users), max_users or len(split.users))
         report = build_report(split, results, stage=stage, n_users=n_users)
-    out.print(_report_table(report))
+    _out().print(_report_table(report))
     if out_path is not None:
         write_report(report, out_path)
-        out.print(f"report written to {out_path}")
+        _out().print(f"report written to {out_path}", soft_wrap=True)
 
 
 def _report_table(report: dict) -> Table:

@@ -55,8 +55,13 @@ class TextEncoder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
-        return SentenceTransformer(str(self.path), device=self.device)
+        hf_logging.disable_progress_bar()  # a 0.1 s "Loading weights" bar is noise
+        try:
+            return SentenceTransformer(str(self.path), device=self.device)
+        finally:
+            hf_logging.enable_progress_bar()
 
     @cached_property
     def version(self) -> str:

@@ -1,0 +1,108 @@
+"""The recagent command line, driven through typer's CliRunner on the tiny demo shop."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from recagent.agent.cli import app
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+def _run(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_index_then_incremental_reindex(tiny_shop_dir, tiny_shop):
+    first = _run("index", "--data", str(tiny_shop_dir))
+    assert first.exit_code == 0, first.output
+    second = _run("index", "--data", str(tiny_shop_dir))
+    assert second.exit_code == 0
+    assert f"{len(tiny_shop.items)} items (0 encoded, {len(tiny_shop.items)} unchanged" in second.output
+
+
+def test_recommend_json(tiny_shop_dir, tiny_shop):
+    user = tiny_shop.users[0]
+    result = _run("recommend", "--data", str(tiny_shop_dir), "--user", user, "--json", "-k", "7")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["user"] == user
+    recs = payload["recommendations"]
+    assert len(recs) == 7
+    seen = {x.item_id for x in tiny_shop.histories[user]}
+    for rec in recs:
+        assert set(rec) == {"item_id", "title", "score", "explanation", "evidence"}
+        assert rec["item_id"] in tiny_shop.items and rec["item_id"] not in seen
+        assert rec["evidence"] and all(e["item_id"] in seen for e in rec["evidence"])
+
+
+def test_recommend_table_shows_history_and_evidence(tiny_shop_dir, tiny_shop):
+    user = tiny_shop.users[1]
+    result = _run("recommend", "--data", str(tiny_shop_dir), "--user", user)
+    assert result.exit_code == 0, result.output
+    assert f"Recommendations for user {user}" in result.output
+    assert "Recent history" in result.output
+    newest = tiny_shop.items[tiny_shop.histories[user][-1].item_id].title
+    assert newest[:30] in result.output
+
+
+def test_unknown_user_is_one_clear_line(tiny_shop_dir):
+    result = _run("recommend", "--data", str(tiny_shop_dir), "--user", "no-such-user")
+    assert result.exit_code == 1
+    assert "unknown user 'no-such-user'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_or_malformed_data_is_a_clear_error(tmp_path):
+    result = _run("recommend", "--data", str(tmp_path / "nowhere"), "--user", "1")
+    assert result.exit_code == 1 and "error:" in result.output
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "items.jsonl").write_text('{"item_id": "a", "title": "A"}\n{broken\n')
+    (bad / "interactions.csv").write_text("user_id,item_id,timestamp\n1,a,0\n")
+    result = _run("index", "--data", str(bad))
+    assert result.exit_code == 1
+    assert "items.jsonl, line 2" in result.output
+
+
+def test_eval_writes_the_standard_report(tiny_shop_dir, tmp_path):
+    out = tmp_path / "report.json"
+    result = _run("eval", "--data", str(tiny_shop_dir), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert set(report) >= {"dataset", "protocol", "n_users", "models"}
+    assert report["n_users"] == 80
+    assert set(report["models"]) == {"popularity", "itemknn", "text"}
+    for metrics in report["models"].values():
+        for key in ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "recall@50", "ndcg@50",
+                    "mrr", "precision@10", "coverage@10", "seconds"]:
+            assert 0 <= metrics[key] and (key == "seconds" or metrics[key] <= 1)
+        assert metrics["recall@10"] <= metrics["recall@20"] <= metrics["recall@50"]
+    assert "popularity" in result.output and "recall@10" in result.output
+
+
+def test_eval_rejects_unknown_model_and_stage(tiny_shop_dir):
+    result = _run("eval", "--data", str(tiny_shop_dir), "--models", "popularity,bogus")
+    assert result.exit_code == 1 and "unknown model 'bogus'" in result.output
+    result = _run("eval", "--data", str(tiny_shop_dir), "--stage", "train")
+    assert result.exit_code == 1 and "--stage must be test or valid" in result.output
+
+
+def test_importing_the_cli_loads_no_model_or_database():
+    code = (
+        "import sys, recagent.agent.cli, recagent.retrieval.index, recagent.retrieval.retriever\n"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'chromadb', 'transformers')"
+        " if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.slow
+def test_default_demo_shop_recommend():
+    result = _run("recommend", "--user", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dataset"] == "demo-shop"
