@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from recagent.agent.config import Settings
@@ -128,21 +129,28 @@ def recommend(
     table.add_column("Why (closest items in your history)")
     for n, r in enumerate(recs, 1):
         item = rt.dataset.items[r.item_id]
-        evidence = "\n".join(f"{e.title} [dim]({e.similarity:.2f})[/]" for e in r.evidence)
+        evidence = "\n".join(
+            f"{escape(_short(e.title, 50))} [dim]({e.similarity:.2f})[/]" for e in r.evidence
+        )
         table.add_row(
             str(n),
-            f"{r.title}\n[dim]{r.item_id}[/]",
-            item.category[-1] if item.category else "",
+            f"{escape(_short(r.title, 60))}\n[dim]{r.item_id}[/]",
+            escape(_short(item.category[-1], 28)) if item.category else "",
             f"${item.price:,.2f}" if item.price is not None else "",
             f"{r.score:.3f}",
-            evidence or r.explanation,
+            evidence or escape(r.explanation),
         )
     _out().print(table)
 
 
+def _short(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis (tables only; JSON keeps it all)."""
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
 def _print_history(dataset, history, n: int = 5) -> None:
     shown = list(reversed(history))[:n]
-    lines = [f"  • {dataset.items[x.item_id].title}" for x in shown]
+    lines = [f"  • {escape(_short(dataset.items[x.item_id].title, 100))}" for x in shown]
     more = f"  … and {len(history) - n} earlier" if len(history) > n else ""
     out = _out()
     out.print(f"[bold]Recent history[/] ({len(history)} items):", highlight=False, soft_wrap=True)

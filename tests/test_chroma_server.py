@@ -117,14 +117,15 @@ def test_embeddings_over_http_are_aligned(server_index, tiny_shop, encoder):
     np.testing.assert_allclose(matrix[tiny_shop.item_index[some]], expected, atol=1e-4)
 
 
-def test_cli_index_and_recommend_against_the_server(server_url, tiny_shop_dir):
+def test_cli_index_and_recommend_against_the_server(server_index, server_url, tiny_shop_dir):
     from recagent.agent.cli import app
 
     runner = CliRunner()
     built = runner.invoke(app, ["index", "--data", str(tiny_shop_dir), "--chroma-url", server_url])
     assert built.exit_code == 0, built.output
     n_items = len(load_dataset(tiny_shop_dir).items)
-    assert f"{n_items} items" in built.stdout
+    # Same dataset and encoder as server_index: the CLI finds that collection on the server.
+    assert f"{n_items} items (0 encoded, {n_items} unchanged" in built.stdout
 
     user = load_dataset(tiny_shop_dir).users[0]
     rec = runner.invoke(
