@@ -82,6 +82,24 @@ def index(data: DataOpt = None, encoder: EncoderOpt = None, chroma_url: ChromaOp
 
 
 @app.command()
+def export(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write items.jsonl, interactions.csv, dataset.json.")],
+    data: DataOpt = None,
+) -> None:
+    """Write a dataset (default: the demo shop) in the generic format users bring data in."""
+    from recagent.catalog.generic import save_generic
+
+    with _user_errors():
+        dataset = _runtime(data).dataset
+        save_generic(dataset, out_dir)
+    _out().print(
+        f"wrote {dataset.name}: {len(dataset.items)} items, {len(dataset.interactions)} "
+        f"interactions of {len(dataset.histories)} users to {out_dir}",
+        soft_wrap=True,
+    )
+
+
+@app.command()
 def recommend(
     user: Annotated[str, typer.Option("--user", "-u", help="User id in the dataset.")],
     data: DataOpt = None,

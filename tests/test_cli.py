@@ -106,3 +106,14 @@ def test_default_demo_shop_recommend():
     result = _run("recommend", "--user", "1", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["dataset"] == "demo-shop"
+
+
+def test_export_round_trips_through_the_generic_loader(tiny_shop_dir, tiny_shop, tmp_path):
+    from recagent.catalog.load import load_dataset
+
+    result = _run("export", str(tmp_path / "copy"), "--data", str(tiny_shop_dir))
+    assert result.exit_code == 0, result.output
+    copy = load_dataset(tmp_path / "copy")
+    assert copy.name == tiny_shop.name
+    assert list(copy.items.values()) == list(tiny_shop.items.values())
+    assert copy.interactions == tiny_shop.interactions
