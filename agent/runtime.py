@@ -31,7 +31,7 @@ class Runtime:
 
     @cached_property
     def encoder(self) -> TextEncoder:
-        return TextEncoder(self.settings.encoder)
+        return TextEncoder(self.settings.encoder, dtype=self.settings.encoder_dtype)
 
     @cached_property
     def index(self) -> ItemIndex:
