@@ -64,6 +64,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from recagent.catalog._files import read_text
 from recagent.catalog.errors import DataError
 from recagent.catalog.model import Dataset, Interaction, Item
 
@@ -81,25 +82,9 @@ _CSV_COLUMNS = _REQUIRED_COLUMNS + _OPTIONAL_COLUMNS
 # --------------------------------------------------------------------------- reading helpers
 
 
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read file ({exc.strerror})", path) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"bad encoding: not UTF-8 text (byte 0x{data[exc.start]:02x})",
-                        path, line) from None
-    if not text.strip():
-        raise DataError("empty file", path)
-    return text
-
-
 def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line of a JSON-lines file."""
-    text = _read_text(path)
+    text = read_text(path)
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -278,7 +263,7 @@ def _interaction(get: dict[str, Any], path: Path, lineno: int, item_ids: set[str
 
 
 def _read_interactions_csv(path: Path, item_ids: set[str]) -> list[Interaction]:
-    text = _read_text(path)
+    text = read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -327,7 +312,7 @@ def _read_interactions_jsonl(path: Path, item_ids: set[str]) -> list[Interaction
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
-    text = _read_text(path)
+    text = read_text(path)
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -23,6 +23,7 @@ import math
 import re
 from pathlib import Path
 
+from recagent.catalog._files import read_lines
 from recagent.catalog.errors import DataError
 from recagent.catalog.model import Dataset, Interaction, Item
 
@@ -38,40 +39,10 @@ _DATE_RE = re.compile(r"^\d{1,2}-[A-Za-z]{3}-(\d{4})$")
 _TITLE_YEAR_RE = re.compile(r"\((\d{4})\)\s*$")
 
 
-def _read_lines(path: Path, encodings: tuple[str, ...] = ("utf-8",)) -> list[str]:
-    """The file's lines (without line ends), decoded with the first encoding that works."""
-    if not path.is_file():
-        raise DataError("missing file", path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read file ({exc.strerror})", path) from None
-    text = None
-    first_error: UnicodeDecodeError | None = None
-    for encoding in encodings:
-        try:
-            text = data.decode(encoding)
-            break
-        except UnicodeDecodeError as exc:
-            first_error = first_error or exc
-    if text is None:
-        assert first_error is not None
-        line = data.count(b"\n", 0, first_error.start) + 1
-        raise DataError(
-            f"bad encoding: not {' or '.join(encodings)} text "
-            f"(byte 0x{data[first_error.start]:02x})",
-            path,
-            line,
-        )
-    if not text.strip():
-        raise DataError("empty file", path)
-    # split("\n") rather than splitlines(): Latin-1 "\x85" must not end a line.
-    return [line.removesuffix("\r") for line in text.split("\n")]
-
 
 def _read_genres(path: Path) -> tuple[str, ...]:
     by_index: dict[int, str] = {}
-    for lineno, line in enumerate(_read_lines(path), start=1):
+    for lineno, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
         fields = line.split("|")
@@ -98,7 +69,7 @@ def _read_items(path: Path, genres: tuple[str, ...]) -> dict[str, Item]:
     n_fields = 5 + len(genres)
     items: dict[str, Item] = {}
     first_line: dict[str, int] = {}
-    for lineno, line in enumerate(_read_lines(path, ("utf-8", "latin-1")), start=1):
+    for lineno, line in enumerate(read_lines(path, ("utf-8", "latin-1")), start=1):
         if not line.strip():
             continue
         fields = line.split("|")
@@ -162,7 +133,7 @@ def _read_ratings(path: Path, items: dict[str, Item]) -> list[Interaction]:
     interactions: list[Interaction] = []
     append = interactions.append
     isfinite = math.isfinite
-    for lineno, line in enumerate(_read_lines(path), start=1):
+    for lineno, line in enumerate(read_lines(path), start=1):
         fields = line.split()
         if len(fields) != 4:
             if not fields:

@@ -43,6 +43,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from recagent.catalog._files import read_lines
 from recagent.catalog.errors import DataError
 from recagent.catalog.model import Dataset, Interaction, Item
 
@@ -55,25 +56,6 @@ _SEP = "\t"
 
 
 # --------------------------------------------------------------------------- file helpers
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read file ({exc.strerror})", path) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"bad encoding: not UTF-8 text (byte 0x{data[exc.start]:02x})",
-                        path, line) from None
-    if not text.strip():
-        raise DataError("empty file", path)
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
 
 
 @dataclass
@@ -89,7 +71,7 @@ class _Table:
 
 def _read_table(path: Path, required: tuple[str, ...] = ()) -> _Table:
     """An atomic file with a ``name:type`` header; checks the field count of every row."""
-    lines = _read_lines(path)
+    lines = read_lines(path)
     header = lines[0].split(_SEP)
     fields, types = [], []
     for cell in header:
@@ -122,7 +104,7 @@ def _read_index(path: Path) -> tuple[dict[str, str], list[str]]:
     by_index: dict[str, str] = {}
     seen: dict[str, int] = {}
     entries: list[tuple[str, str]] = []
-    for lineno, line in enumerate(_read_lines(path), start=1):
+    for lineno, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
         cells = line.split(_SEP)
