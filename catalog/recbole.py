@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,12 +233,7 @@ def _items_from_text(path: Path, id_of: dict[str, str] | None,
         raise DataError("header has no text field besides item_id", path, 1)
     root = _category_root([_strip_text(cells[text_col]) for _, cells in table.rows])
     items: dict[str, Item] = {}
-    lines: dict[str, int] = {}
-    for lineno, cells in table.rows:
-        item_id = _item_key(cells[id_col].strip(), id_of, known, path, lineno)
-        if item_id in items:
-            raise DataError(f"duplicate item id {item_id!r} (first on line {lines[item_id]})",
-                            path, lineno)
+    for lineno, item_id, cells in _item_rows(table, id_col, id_of, known):
         text = cells[text_col].strip()
         if text:
             title, category, brand = parse_item_text(text, root)
@@ -245,8 +241,22 @@ def _items_from_text(path: Path, id_of: dict[str, str] | None,
             title, category, brand = item_id, (), None
         # The text is exactly title, category and brand: nothing is left for a description.
         items[item_id] = Item(item_id, title, category=category, brand=brand)
-        lines[item_id] = lineno
     return items
+
+
+def _item_rows(table: _Table, id_col: int, id_of: dict[str, str] | None,
+               known: set[str] | None) -> Iterator[tuple[int, str, list[str]]]:
+    """(line, item id, cells) of each row of an item feature file; duplicate ids raise."""
+    first_line: dict[str, int] = {}
+    for lineno, cells in table.rows:
+        item_id = _item_key(cells[id_col].strip(), id_of, known, table.path, lineno)
+        if item_id in first_line:
+            raise DataError(
+                f"duplicate item id {item_id!r} (first on line {first_line[item_id]})",
+                table.path, lineno,
+            )
+        first_line[item_id] = lineno
+        yield lineno, item_id, cells
 
 
 def _item_key(key: str, id_of: dict[str, str] | None, known: set[str] | None,
@@ -290,12 +300,7 @@ def _items_from_item_file(path: Path, id_of: dict[str, str] | None,
     id_col = table.col("item_id")
     used = {id_col, title_col, desc_col, cat_col, genre_col, brand_col, price_col}
     items: dict[str, Item] = {}
-    lines: dict[str, int] = {}
-    for lineno, cells in table.rows:
-        item_id = _item_key(cells[id_col].strip(), id_of, known, path, lineno)
-        if item_id in items:
-            raise DataError(f"duplicate item id {item_id!r} (first on line {lines[item_id]})",
-                            path, lineno)
+    for lineno, item_id, cells in _item_rows(table, id_col, id_of, known):
         title = cells[title_col].strip() if title_col is not None else ""
         attributes: dict[str, str] = {}
         category: tuple[str, ...] = ()
@@ -329,7 +334,6 @@ def _items_from_item_file(path: Path, id_of: dict[str, str] | None,
             price=price,
             attributes=attributes,
         )
-        lines[item_id] = lineno
     return items
 
 
