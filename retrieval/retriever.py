@@ -125,18 +125,24 @@ class HistoryRetriever:
             )
         return out
 
-    def _popular(self, k: int, seen: set[str]) -> list[Recommendation]:
+    @cached_property
+    def _popularity(self) -> tuple[list[str], dict[str, float]]:
+        """Item ids, most interacted-with first (ties in catalog order), and their shares."""
         counts: dict[str, int] = {}
         for inter in self.dataset.interactions:
             counts[inter.item_id] = counts.get(inter.item_id, 0) + 1
-        ranked = sorted(self.dataset.items, key=lambda i: (-counts.get(i, 0), self.dataset.item_index[i]))
-        top = [i for i in ranked if i not in seen][:k]
+        order = sorted(self.dataset.items, key=lambda i: -counts.get(i, 0))  # stable sort
         total = max(1, len(self.dataset.interactions))
+        return order, {i: c / total for i, c in counts.items()}
+
+    def _popular(self, k: int, seen: set[str]) -> list[Recommendation]:
+        order, share = self._popularity
+        top = [i for i in order if i not in seen][:k]
         return [
             Recommendation(
                 item_id=i,
                 title=self.dataset.items[i].title,
-                score=counts.get(i, 0) / total,
+                score=share.get(i, 0.0),
                 explanation=render("explanation", evidence=[]),
             )
             for i in top
