@@ -32,7 +32,7 @@ from recagent.evals.split import LeaveOneOutSplit
 from recagent.retrieval.scorer import History
 from recagent.retrieval.seq_model import SeqConfig, SequenceRetriever
 
-__all__ = ["SeqScorer", "TrainConfig", "TrainResult", "train_sequences", "train_seq_retriever"]
+__all__ = ["SeqScorer", "TrainConfig", "TrainResult", "train_seq_retriever", "train_sequences"]
 
 
 @dataclass(frozen=True)
@@ -139,10 +139,9 @@ def _batches(seqs: list[np.ndarray], cfg: TrainConfig, max_len: int, rng: random
 
 
 def _loss(model: SequenceRetriever, inputs, targets, device: str) -> torch.Tensor:
-    items, pad = _left_pad(inputs, fill=-2)  # -2: length padding; -1: masked item
+    items, _ = _left_pad(inputs, fill=-2)  # -2: length padding; -1: a masked item
     tgt, tpad = _left_pad(targets, fill=-2)
-    masked = items == -1
-    items = items.masked_fill(masked, -2)
+    items = items.masked_fill(items == -1, -2)  # a masked item is read as padding
     table = model.item_vectors()
     hidden = model.encode(items.to(device), (items == -2).to(device), table)
     logits = model.logits(hidden[~tpad.to(device)], table)
@@ -154,13 +153,15 @@ def train_seq_retriever(
     text_embeddings: np.ndarray,
     out_dir: Path,
     *,
-    seq_config: SeqConfig = SeqConfig(),
-    config: TrainConfig = TrainConfig(),
+    seq_config: SeqConfig | None = None,
+    config: TrainConfig | None = None,
     resume: bool = True,
     show_progress: bool = False,
     extra_metadata: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train, early-stop on validation NDCG@10, and write the checkpoint to ``out_dir``."""
+    seq_config = seq_config or SeqConfig()
+    config = config or TrainConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)

@@ -105,7 +105,7 @@ def test_training_learns_the_chain_and_checkpoints_round_trip(tmp_path):
 def test_training_resumes_from_last_checkpoint(tmp_path):
     ds = _chain_dataset()
     split = leave_one_out(ds)
-    cfg = dict(batch_size=16, lr=5e-3, patience=40, mask_prob=0.0)
+    cfg = {"batch_size": 16, "lr": 5e-3, "patience": 40, "mask_prob": 0.0}
     train_seq_retriever(split, _text(len(ds.items)), tmp_path, seq_config=SMALL,
                         config=TrainConfig(epochs=3, **cfg))
     resumed = train_seq_retriever(split, _text(len(ds.items)), tmp_path, seq_config=SMALL,
