@@ -40,8 +40,8 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 128
     lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 8
+    weight_decay: float = 0.05
+    patience: int = 15
     crop_prob: float = 0.5  # probability of a random window instead of the newest one
     mask_prob: float = 0.1  # probability of replacing an input item by padding
     seed: int = 42
