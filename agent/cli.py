@@ -176,11 +176,56 @@ def _print_history(dataset, history, n: int = 5) -> None:
               soft_wrap=True)
 
 
+@app.command("train-retriever")
+def train_retriever(
+    data: DataOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Checkpoint folder "
+                       "(default: $RECAGENT_HOME/models/<dataset>-seqrec).")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Most epochs (early stopping ends sooner).")] = 200,
+    max_minutes: Annotated[float, typer.Option(help="Stop after this much training time.")] = 15.0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore a checkpoint to resume from.")] = False,
+    encoder: EncoderOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Train the sequence retriever on the training split (validation picks the epoch)."""
+    from recagent.evals.split import leave_one_out
+    from recagent.retrieval.seq_train import TrainConfig, train_seq_retriever
+
+    with _user_errors():
+        rt = _runtime(data, encoder, chroma_url)
+        with _err().status("Loading dataset and encoder..."):
+            split = leave_one_out(rt.dataset)
+            _ = rt.encoder.model
+        if not split.users:
+            raise RecAgentError(f"dataset {rt.dataset.name!r} has no user with 3+ interactions")
+        rt.ensure_index(show_progress=True)
+        target = out_dir or rt.model_dir("seqrec")
+        result = train_seq_retriever(
+            split,
+            rt.index.embeddings(),
+            target,
+            config=TrainConfig(epochs=epochs, max_minutes=max_minutes, device=device, seed=seed),
+            resume=not fresh,
+            show_progress=True,
+            extra_metadata={"encoder": rt.encoder.name, "encoder_version": rt.encoder.version},
+        )
+    valid = result.best_valid
+    _out().print(
+        f"[green]trained[/] seqrec on {rt.dataset.name}: best epoch {result.best_epoch} of "
+        f"{result.epochs_run}, validation R@10 {valid.get('recall@10', 0):.4f} "
+        f"N@10 {valid.get('ndcg@10', 0):.4f}, {result.seconds:.0f}s -> {target}",
+        soft_wrap=True,
+    )
+
+
 @app.command("eval")
 def evaluate(
     data: DataOpt = None,
     out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Write the JSON report here.")] = None,
-    models: Annotated[str, typer.Option(help="Comma-separated: popularity,itemknn,text.")] = "popularity,itemknn,text",
+    models: Annotated[str, typer.Option(help="Comma-separated: popularity,itemknn,text,seqrec "
+                      "(seqrec needs `recagent train-retriever` first).")] = "popularity,itemknn,text",
     stage: Annotated[str, typer.Option(help="test or valid.")] = "test",
     max_users: Annotated[int | None, typer.Option(help="Evaluate only the first N users.")] = None,
     encoder: EncoderOpt = None,

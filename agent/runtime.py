@@ -5,7 +5,9 @@ Everything is built lazily, on first use, so a command only pays for what it tou
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
+from pathlib import Path
 
 from recagent.agent.config import Settings
 from recagent.catalog.errors import RecAgentError
@@ -46,6 +48,11 @@ class Runtime:
     def retriever(self) -> HistoryRetriever:
         return HistoryRetriever(self.dataset, self.encoder, self.index)
 
+    def model_dir(self, name: str = "seqrec") -> Path:
+        """Where ``recagent train-retriever`` keeps the trained model of this dataset."""
+        slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", self.dataset.name).strip("-") or "dataset"
+        return self.settings.home / "models" / f"{slug}-{name}"
+
     def scorer(self, name: str) -> Scorer:
         """A ranking model by name, for the evaluation harness."""
         if name == "popularity":
@@ -55,7 +62,17 @@ class Runtime:
         if name == "text":
             self.ensure_index()
             return self.retriever
+        if name == "seqrec":
+            from recagent.retrieval.seq_train import SeqScorer
+
+            directory = self.model_dir("seqrec")
+            if not (directory / "model.pt").is_file():
+                raise RecAgentError(
+                    f"no trained seqrec model for {self.dataset.name!r} in {directory}: "
+                    "run `recagent train-retriever` with the same --data first"
+                )
+            return SeqScorer.load(directory, self.dataset)
         raise RecAgentError(f"unknown model {name!r}; choose from {', '.join(SCORERS)}")
 
 
-SCORERS = ("popularity", "itemknn", "text")
+SCORERS = ("popularity", "itemknn", "text", "seqrec")

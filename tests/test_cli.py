@@ -117,3 +117,24 @@ def test_export_round_trips_through_the_generic_loader(tiny_shop_dir, tiny_shop,
     assert copy.name == tiny_shop.name
     assert list(copy.items.values()) == list(tiny_shop.items.values())
     assert copy.interactions == tiny_shop.interactions
+
+
+def test_train_retriever_then_eval_seqrec(tiny_shop_dir, tmp_path):
+    result = _run("train-retriever", "--data", str(tiny_shop_dir), "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert "trained seqrec" in result.output and "best epoch" in result.output
+    out = tmp_path / "seq.json"
+    result = _run("eval", "--data", str(tiny_shop_dir), "--models", "seqrec", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(out.read_text())["models"]) == {"seqrec"}
+
+
+def test_eval_seqrec_without_training_says_what_to_do(tmp_path, tiny_shop):
+    from recagent.catalog.generic import save_generic
+
+    save_generic(tiny_shop, tmp_path / "shop")
+    # A fresh RECAGENT_HOME has no trained model.
+    result = runner.invoke(app, ["eval", "--data", str(tmp_path / "shop"), "--models", "seqrec"],
+                           env={"RECAGENT_HOME": str(tmp_path / "home"), "COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert "run `recagent train-retriever`" in result.output
