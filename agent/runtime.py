@@ -72,7 +72,14 @@ class Runtime:
                     "run `recagent train-retriever` with the same --data first"
                 )
             return SeqScorer.load(directory, self.dataset)
-        raise RecAgentError(f"unknown model {name!r}; choose from {', '.join(SCORERS)}")
+        from recagent.evals.peers import PEERS, TUNED, peer_scorer
+
+        peer = peer_scorer(name, self.dataset, **TUNED.get(self.dataset.name, {}).get(name, {}))
+        if peer is not None:
+            return peer
+        raise RecAgentError(
+            f"unknown model {name!r}; choose from {', '.join(SCORERS + PEERS)}"
+        )
 
 
 SCORERS = ("popularity", "itemknn", "text", "seqrec")
