@@ -168,10 +168,8 @@ def train_seq_retriever(
     rng = random.Random(config.seed)
     seqs = train_sequences(split)
     n_items = len(split.dataset.items)
-    seen = torch.zeros(n_items, dtype=torch.bool)
-    for seq in seqs:
-        seen[torch.from_numpy(seq)] = True
-    for history in split.train:  # single-item training histories count as seen too
+    seen = torch.zeros(n_items, dtype=torch.bool)  # every item with a training interaction
+    for history in split.train:
         for x in history:
             seen[split.dataset.item_index[x.item_id]] = True
     model = SequenceRetriever(seq_config, torch.from_numpy(text_embeddings), seen).to(config.device)
