@@ -20,6 +20,7 @@ from recagent.catalog.model import Dataset
 from recagent.prompts import render
 from recagent.retrieval.encoder import TextEncoder
 from recagent.retrieval.index import ItemIndex
+from recagent.retrieval.popularity import Popularity
 from recagent.retrieval.scorer import History
 from recagent.retrieval.text import history_text
 
@@ -126,14 +127,13 @@ class HistoryRetriever:
         return out
 
     @cached_property
-    def _popularity(self) -> tuple[list[str], dict[str, float]]:
-        """Item ids, most interacted-with first (ties in catalog order), and their shares."""
-        counts: dict[str, int] = {}
-        for inter in self.dataset.interactions:
-            counts[inter.item_id] = counts.get(inter.item_id, 0) + 1
-        order = sorted(self.dataset.items, key=lambda i: -counts.get(i, 0))  # stable sort
-        total = max(1, len(self.dataset.interactions))
-        return order, {i: c / total for i, c in counts.items()}
+    def _popularity(self) -> tuple[list[str], np.ndarray]:
+        """Item ids, most interacted-with first (ties in catalog order), and each item's share."""
+        popularity = Popularity(self.dataset)
+        popularity.fit(list(self.dataset.histories.values()))
+        order = np.argsort(-popularity.counts, kind="stable")
+        share = popularity.counts / max(1, len(self.dataset.interactions))
+        return [self.dataset.item_ids[i] for i in order], share
 
     def _popular(self, k: int, seen: set[str]) -> list[Recommendation]:
         order, share = self._popularity
@@ -142,7 +142,7 @@ class HistoryRetriever:
             Recommendation(
                 item_id=i,
                 title=self.dataset.items[i].title,
-                score=share.get(i, 0.0),
+                score=float(share[self.dataset.item_index[i]]),
                 explanation=render("explanation", evidence=[]),
             )
             for i in top
