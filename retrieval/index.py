@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -156,8 +157,7 @@ class ItemIndex:
         """
         start = time.perf_counter()
         stored = self.stored_hashes()
-        texts = {item_id: item_text(item) for item_id, item in self.dataset.items.items()}
-        hashes = {item_id: _text_hash(text) for item_id, text in texts.items()}
+        texts, hashes = self._catalog_texts, self._catalog_hashes
         todo = [item_id for item_id, h in hashes.items() if stored.get(item_id) != h]
         stale = [item_id for item_id in stored if item_id not in hashes]
         for chunk in _chunks(stale, self.batch_size):
@@ -186,14 +186,16 @@ class ItemIndex:
         )
 
     def is_current(self) -> bool:
-        """True when every catalog item is stored, encoded from its current text."""
-        stored = self.stored_hashes()
-        if len(stored) != len(self.dataset.items):
-            return False
-        return all(
-            stored.get(item_id) == _text_hash(item_text(item))
-            for item_id, item in self.dataset.items.items()
-        )
+        """True when exactly the catalog's items are stored, each encoded from its current text."""
+        return self.stored_hashes() == self._catalog_hashes
+
+    @cached_property
+    def _catalog_texts(self) -> dict[str, str]:
+        return {item_id: item_text(item) for item_id, item in self.dataset.items.items()}
+
+    @cached_property
+    def _catalog_hashes(self) -> dict[str, str]:
+        return {item_id: _text_hash(text) for item_id, text in self._catalog_texts.items()}
 
     def embeddings(self) -> np.ndarray:
         """All item embeddings as a matrix aligned with ``dataset.item_ids``."""
