@@ -5,8 +5,10 @@ Everything is built lazily, on first use, so a command only pays for what it tou
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 from recagent.agent.config import Settings
@@ -63,15 +65,9 @@ class Runtime:
             self.ensure_index()
             return self.retriever
         if name == "seqrec":
-            from recagent.retrieval.seq_train import SeqScorer
-
-            directory = self.model_dir("seqrec")
-            if not (directory / "model.pt").is_file():
-                raise RecAgentError(
-                    f"no trained seqrec model for {self.dataset.name!r} in {directory}: "
-                    "run `recagent train-retriever` with the same --data first"
-                )
-            return SeqScorer.load(directory, self.dataset)
+            return self.seq_scorer()
+        if name == "fusion":
+            return self.fusion_scorer()
         from recagent.evals.peers import PEERS, TUNED, peer_scorer
 
         peer = peer_scorer(name, self.dataset, **TUNED.get(self.dataset.name, {}).get(name, {}))
@@ -81,5 +77,53 @@ class Runtime:
             f"unknown model {name!r}; choose from {', '.join(SCORERS + PEERS)}"
         )
 
+    def seq_scorer(self, directory: Path | None = None):
+        """The trained seqrec model of this dataset (``directory`` overrides where it lives)."""
+        from recagent.retrieval.seq_train import SeqScorer
 
-SCORERS = ("popularity", "itemknn", "text", "seqrec")
+        directory = directory or self.model_dir("seqrec")
+        if not (directory / "model.pt").is_file():
+            raise RecAgentError(
+                f"no trained seqrec model for {self.dataset.name!r} in {directory}: "
+                "run `recagent train-retriever` with the same --data first"
+            )
+        return SeqScorer.load(directory, self.dataset)
+
+    def fusion_scorer(self, directory: Path | None = None, split=None) -> Scorer:
+        """seqrec fused with item-kNN; the kNN variant and weight are tuned on VALIDATION.
+
+        The choice is cached next to the checkpoint (``fusion.json``) under the checkpoint's
+        hash, so it is tuned once per trained model. ``split`` defaults to leave-one-out of
+        the dataset; the cold-start report passes its own.
+        """
+        from recagent.evals.split import leave_one_out
+        from recagent.retrieval.fusion import FusionScorer, tune_fusion
+
+        directory = directory or self.model_dir("seqrec")
+        seq = self.seq_scorer(directory)
+        split = split or leave_one_out(self.dataset)
+        key = _file_hash(directory / "model.pt")
+        cache = directory / "fusion.json"
+        choice = json.loads(cache.read_text()) if cache.is_file() else {}
+        if choice.get("model_sha") != key:
+            tuned = tune_fusion(split, seq, {n: partial(ItemKNN, self.dataset, **kw)
+                                             for n, kw in KNN_VARIANTS.items()})
+            choice = {"model_sha": key, "components": ["seqrec", tuned.variant],
+                      "tuned_on": "validation stage", **tuned.to_dict()}
+            cache.write_text(json.dumps(choice, indent=2) + "\n")
+        knn = ItemKNN(self.dataset, **KNN_VARIANTS[choice["variant"]])
+        return FusionScorer([seq, knn], [choice["weight"], 1 - choice["weight"]])
+
+
+# The co-occurrence side of fusion: plain item-kNN and recency-weighted variants.
+KNN_VARIANTS: dict[str, dict[str, float]] = {
+    f"itemknn-n{n}-d{d}": {"neighbours": n, "recency_decay": d}
+    for n in (20, 100) for d in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+}
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+SCORERS = ("popularity", "itemknn", "text", "seqrec", "fusion")
