@@ -224,10 +224,19 @@ def train_retriever(
 def evaluate(
     data: DataOpt = None,
     out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Write the JSON report here.")] = None,
-    models: Annotated[str, typer.Option(help="Comma-separated: popularity,itemknn,text,seqrec "
-                      "(seqrec needs `recagent train-retriever` first).")] = "popularity,itemknn,text",
+    models: Annotated[str | None, typer.Option(help="Comma-separated: popularity,itemknn,text,"
+                      "seqrec,fusion or a peer (seqrec and fusion need `recagent train-retriever` "
+                      "first). Default: popularity,itemknn,text; with --cold-start: "
+                      "popularity,itemknn,als,text,seqrec,fusion.")] = None,
     stage: Annotated[str, typer.Option(help="test or valid.")] = "test",
     max_users: Annotated[int | None, typer.Option(help="Evaluate only the first N users.")] = None,
+    cold_start: Annotated[bool, typer.Option("--cold-start", help="Hold out items from training "
+                          "and report on the test cases whose target is one of them (trains a "
+                          "seqrec on that split, or reuses it).")] = False,
+    cold_fraction: Annotated[float, typer.Option(help="Share of items held out (--cold-start).")] = 0.1,
+    cold_seed: Annotated[int, typer.Option(help="Seed of the held-out items (--cold-start).")] = 0,
+    max_minutes: Annotated[float, typer.Option(help="Training cap of the cold-split seqrec.")] = 8.0,
+    device: Annotated[str, typer.Option(help="cpu or cuda, for the cold-split seqrec.")] = "cpu",
     encoder: EncoderOpt = None,
     chroma_url: ChromaOpt = None,
 ) -> None:
@@ -236,7 +245,11 @@ def evaluate(
     from recagent.evals.runner import evaluate_scorer
     from recagent.evals.split import leave_one_out
 
-    names = [m.strip() for m in models.split(",") if m.strip()]
+    if cold_start:
+        _evaluate_cold_start(data, out_path, models, cold_fraction, cold_seed, max_minutes,
+                             device, encoder, chroma_url)
+        return
+    names = [m.strip() for m in (models or "popularity,itemknn,text").split(",") if m.strip()]
     with _user_errors():
         if stage not in ("test", "valid"):
             raise RecAgentError(f"--stage must be test or valid, not {stage!r}")
@@ -254,6 +267,35 @@ def evaluate(
         n_users = min(len(split.users), max_users or len(split.users))
         report = build_report(split, results, stage=stage, n_users=n_users)
     _out().print(_report_table(report))
+    if out_path is not None:
+        write_report(report, out_path)
+        _out().print(f"report written to {out_path}", soft_wrap=True)
+
+
+def _evaluate_cold_start(data, out_path, models, fraction, seed, max_minutes, device, encoder,
+                         chroma_url) -> None:
+    from recagent.evals.coldstart import COLD_MODELS, run_cold_start
+    from recagent.evals.report import write_report
+
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else list(COLD_MODELS)
+    with _user_errors():
+        if not 0 < fraction < 1:
+            raise RecAgentError(f"--cold-fraction must be between 0 and 1, not {fraction}")
+        rt = _runtime(data, encoder, chroma_url)
+        report = run_cold_start(rt, names, fraction=fraction, seed=seed, max_minutes=max_minutes,
+                                device=device, show_progress=True)
+    cols = ["recall@10", "ndcg@10", "recall@50", "ndcg@50", "mrr", "seconds"]
+    table = Table(title=f"{report['dataset']}: cold start, {report['n_cold_test_cases']} test "
+                  f"cases with a cold target ({report['n_cold_items']} items held out)")
+    table.add_column("model")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, m in report["models"].items():
+        if "recall@10" not in m:
+            table.add_row(name, *([""] * (len(cols) - 1)), m.get("note", ""))
+            continue
+        table.add_row(name, *(f"{m[c]:.1f}" if c == "seconds" else f"{m[c]:.4f}" for c in cols))
+    _out().print(table)
     if out_path is not None:
         write_report(report, out_path)
         _out().print(f"report written to {out_path}", soft_wrap=True)

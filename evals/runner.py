@@ -9,7 +9,7 @@ miss). Ties are broken by catalog order, the same rule the top-K lists use.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,8 +73,12 @@ def evaluate_scorer(
     max_users: int | None = None,
     show_progress: bool = False,
     fit: bool = True,
+    targets_in: Collection[str] | None = None,
 ) -> ModelResult:
-    """Evaluate one scorer on ``split``; see the module docstring for the protocol."""
+    """Evaluate one scorer on ``split``; see the module docstring for the protocol.
+
+    ``targets_in`` keeps only the cases whose target item is in it (the cold-start report).
+    """
     start = time.perf_counter()
     if fit:
         scorer.fit(split.train)
@@ -82,6 +86,11 @@ def evaluate_scorer(
     users, histories, targets = split.cases(stage)
     if max_users is not None:
         users, histories, targets = users[:max_users], histories[:max_users], targets[:max_users]
+    if targets_in is not None:
+        keep = [k for k, t in enumerate(targets) if t in targets_in]
+        users = [users[k] for k in keep]
+        histories = [histories[k] for k in keep]
+        targets = [targets[k] for k in keep]
     index = split.dataset.item_index
     n_items = len(index)
     all_ranks: list[np.ndarray] = []

@@ -64,11 +64,18 @@ class SequenceRetriever(nn.Module):
         self.norm = nn.LayerNorm(config.dim)
         self.dropout = nn.Dropout(config.dropout)
 
-    def item_vectors(self) -> torch.Tensor:
-        """(n_items, dim) representations of every item; cold items use text only."""
+    def item_vectors(self, id_dropout: float = 0.0) -> torch.Tensor:
+        """(n_items, dim) representations of every item; cold items use text only.
+
+        ``id_dropout`` (training only) drops the ID embedding of that share of the seen items
+        for one step, so the text path alone must place them: what a cold item relies on.
+        """
         vectors = self.adapter(self.text)
         if self.item_ids is not None:
-            vectors = vectors + self.item_ids.weight * self.seen.unsqueeze(1)
+            use = self.seen
+            if id_dropout > 0:
+                use = use & (torch.rand(self.n_items, device=use.device) >= id_dropout)
+            vectors = vectors + self.item_ids.weight * use.unsqueeze(1)
         return vectors
 
     def encode(self, items: torch.Tensor, pad: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,7 @@ class TrainConfig:
     patience: int = 15
     crop_prob: float = 0.5  # probability of a random window instead of the newest one
     mask_prob: float = 0.1  # probability of replacing an input item by padding
+    id_dropout: float = 0.0  # share of items trained on text alone at each step (cold start)
     seed: int = 42
     device: str = "cpu"
     max_minutes: float = 15.0
@@ -138,11 +139,12 @@ def _batches(seqs: list[np.ndarray], cfg: TrainConfig, max_len: int, rng: random
         yield inputs, targets
 
 
-def _loss(model: SequenceRetriever, inputs, targets, device: str) -> torch.Tensor:
+def _loss(model: SequenceRetriever, inputs, targets, device: str,
+          id_dropout: float = 0.0) -> torch.Tensor:
     items, _ = _left_pad(inputs, fill=-2)  # -2: length padding; -1: a masked item
     tgt, tpad = _left_pad(targets, fill=-2)
     items = items.masked_fill(items == -1, -2)  # a masked item is read as padding
-    table = model.item_vectors()
+    table = model.item_vectors(id_dropout)
     hidden = model.encode(items.to(device), (items == -2).to(device), table)
     logits = model.logits(hidden[~tpad.to(device)], table)
     return torch.nn.functional.cross_entropy(logits, tgt[~tpad].to(device))
@@ -191,7 +193,7 @@ def train_seq_retriever(
         model.train()
         losses = []
         for inputs, targets in _batches(seqs, config, seq_config.max_len, rng):
-            loss = _loss(model, inputs, targets, config.device)
+            loss = _loss(model, inputs, targets, config.device, config.id_dropout)
             optim.zero_grad()
             loss.backward()
             optim.step()
