@@ -65,8 +65,28 @@ def _user_errors() -> Iterator[None]:
 
 
 @app.command()
-def index(data: DataOpt = None, encoder: EncoderOpt = None, chroma_url: ChromaOpt = None) -> None:
+def index(
+    data: DataOpt = None,
+    encoder: Annotated[Path | None, typer.Option("--encoder", help="sentence-transformers model "
+                       "dir (default: MiniLM), or a seqrec checkpoint folder from `recagent "
+                       "train-retriever`: its item vectors then go to their own collection.")] = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
     """Build or update the Chroma index of item embeddings (incremental)."""
+    from recagent.retrieval.seq_retriever import is_seqrec_checkpoint
+
+    if encoder is not None and is_seqrec_checkpoint(encoder):
+        with _user_errors():
+            rt = _runtime(data, None, chroma_url)
+            retriever = rt.seq_retriever(encoder)
+            stats = retriever.index.build(show_progress=True)
+        _out().print(
+            f"[green]index[/] {stats.collection}: {stats.total} items "
+            f"({stats.encoded} written, {stats.unchanged} unchanged, {stats.deleted} removed) "
+            f"in {stats.seconds:.1f}s  [dim]dataset {rt.dataset.name}, seqrec {encoder}[/]",
+            soft_wrap=True,
+        )
+        return
     with _user_errors():
         rt = _runtime(data, encoder, chroma_url)
         with _err().status(f"Loading dataset and encoder {rt.encoder.name}..."):
@@ -105,22 +125,33 @@ def recommend(
     data: DataOpt = None,
     k: Annotated[int, typer.Option("-k", min=1, max=500, help="How many items.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    retriever: Annotated[str, typer.Option(help="auto: the trained seqrec when this dataset has "
+                         "a checkpoint (recagent train-retriever), else the text retriever; "
+                         "seqrec or text force one.")] = "auto",
     encoder: EncoderOpt = None,
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Recommend items for a user from their history, with the evidence for each."""
+    from recagent.retrieval.retriever import HistoryRetriever
+
     with _user_errors():
         rt = _runtime(data, encoder, chroma_url)
-        with _err().status("Loading dataset and encoder..."):
+        with _err().status("Loading dataset and model..."):
             history = rt.dataset.history(user)
-            _ = rt.encoder.model
-        rt.ensure_index(show_progress=True)
-        recs = rt.retriever.recommend(history, k)
+            model = rt.recommender(retriever)
+            if isinstance(model, HistoryRetriever):
+                _ = rt.encoder.model
+        if isinstance(model, HistoryRetriever):
+            rt.ensure_index(show_progress=True)
+        else:
+            model.index.build(show_progress=True)
+        recs = model.recommend(history, k)
         user_id = rt.dataset.resolve_user(user)
     if as_json:
         payload = {
             "user": user_id,
             "dataset": rt.dataset.name,
+            "retriever": model.name,
             "recommendations": [
                 {
                     "item_id": r.item_id,
@@ -138,7 +169,8 @@ def recommend(
         sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         return
     _print_history(rt.dataset, history)
-    table = Table(title=f"Recommendations for user {user_id} ({rt.dataset.name})", show_lines=True)
+    table = Table(title=f"Recommendations for user {user_id} ({rt.dataset.name}, {model.name})",
+                  show_lines=True)
     table.add_column("#", justify="right")
     table.add_column("Item")
     table.add_column("Category")

@@ -22,7 +22,7 @@ from recagent.retrieval.popularity import Popularity
 from recagent.retrieval.retriever import HistoryRetriever
 from recagent.retrieval.scorer import Scorer
 
-__all__ = ["SCORERS", "Runtime"]
+__all__ = ["RETRIEVERS", "SCORERS", "Runtime"]
 
 
 class Runtime:
@@ -49,6 +49,32 @@ class Runtime:
     @cached_property
     def retriever(self) -> HistoryRetriever:
         return HistoryRetriever(self.dataset, self.encoder, self.index)
+
+    def seq_retriever(self, directory: Path | None = None):
+        """The trained seqrec with its own Chroma collection (built or completed on first use)."""
+        from recagent.retrieval.seq_retriever import SeqIndex, SeqRetriever
+
+        directory = directory or self.model_dir("seqrec")
+        scorer = self.seq_scorer(directory)
+        client = open_chroma(self.settings.store, self.settings.chroma_url)
+        return SeqRetriever(self.dataset, scorer, SeqIndex(client, self.dataset, scorer, directory))
+
+    def recommender(self, kind: str = "auto"):
+        """The retriever ``recommend`` uses: "seqrec", "text", or "auto" (the trained seqrec
+        when this dataset has a checkpoint under $RECAGENT_HOME/models that fits its
+        catalog, the text retriever otherwise)."""
+        if kind not in RETRIEVERS:
+            raise RecAgentError(f"retriever must be one of {', '.join(RETRIEVERS)}, not {kind!r}")
+        if kind == "text":
+            return self.retriever
+        if kind == "auto" and not (self.model_dir("seqrec") / "model.pt").is_file():
+            return self.retriever
+        try:
+            return self.seq_retriever()
+        except RecAgentError:
+            if kind == "seqrec":
+                raise
+            return self.retriever  # e.g. a checkpoint of an older catalog
 
     def model_dir(self, name: str = "seqrec") -> Path:
         """Where ``recagent train-retriever`` keeps the trained model of this dataset."""
@@ -127,3 +153,4 @@ def _file_hash(path: Path) -> str:
 
 
 SCORERS = ("popularity", "itemknn", "text", "seqrec", "fusion")
+RETRIEVERS = ("auto", "seqrec", "text")

@@ -107,3 +107,16 @@ class SequenceRetriever(nn.Module):
         table = self.item_vectors()
         hidden = self.encode(items, pad, table)[:, -1]
         return self.logits(hidden, table)
+
+    @torch.no_grad()
+    def search_vectors(
+        self, items: torch.Tensor | None = None, pad: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Vectors for a nearest-neighbour index: the items' (no arguments) or the queries'
+        of left-padded sequences. Their inner product ranks exactly as :meth:`score_last`
+        ("dot"); for "cosine" both sides are L2-normalised (the temperature is a constant)."""
+        table = self.item_vectors()
+        vectors = table if items is None else self.encode(items, pad, table)[:, -1]
+        if self.config.similarity != "dot":
+            vectors = nn.functional.normalize(vectors, dim=-1)
+        return vectors

@@ -92,14 +92,26 @@ class SeqScorer:
     def fit(self, train: Sequence[History]) -> None:
         """Trained by :func:`train_seq_retriever`; the harness must not refit it."""
 
-    def score(self, histories: Sequence[History]) -> np.ndarray:
+    def _inputs(self, histories: Sequence[History]) -> tuple[torch.Tensor, torch.Tensor]:
         index = self.dataset.item_index
         max_len = self.model.config.max_len
         rows = [np.array([index[x.item_id] for x in h[-max_len:]], dtype=np.int64) for h in histories]
         items, pad = _left_pad(rows, fill=-1)
         self.model.eval()
-        scores = self.model.score_last(items.to(self.device), pad.to(self.device))
+        return items.to(self.device), pad.to(self.device)
+
+    def score(self, histories: Sequence[History]) -> np.ndarray:
+        scores = self.model.score_last(*self._inputs(histories))
         return scores.float().cpu().numpy()
+
+    def query_vectors(self, histories: Sequence[History]) -> np.ndarray:
+        """Query-tower vectors of ``histories`` for an inner-product index (see SeqIndex)."""
+        return self.model.search_vectors(*self._inputs(histories)).float().cpu().numpy()
+
+    def item_vectors(self) -> np.ndarray:
+        """Every item's vector, aligned with ``dataset.item_ids``."""
+        self.model.eval()
+        return self.model.search_vectors().float().cpu().numpy()
 
     @classmethod
     def load(cls, directory: Path, dataset: Dataset, device: str = "cpu") -> SeqScorer:

@@ -1,0 +1,176 @@
+"""The trained seqrec retriever in the product: its item vectors in Chroma, its query tower
+for each user, and evidence from the user's own history.
+
+- :class:`SeqIndex` stores a checkpoint's item vectors in their own Chroma collection
+  (named after the dataset and the checkpoint's hash), next to the MiniLM text index, which
+  stays usable. Search ranks by the model's inner product, through the exact reduction of
+  inner product to cosine search (one extra dimension).
+- :class:`SeqRetriever` encodes a history with the query tower, asks that collection for the
+  nearest items, and attaches as evidence the history items closest to each recommendation
+  in the model's item space (cosine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recagent.catalog.errors import IndexUnavailable
+from recagent.catalog.model import Dataset
+from recagent.prompts import render
+from recagent.retrieval.index import BuildStats, ItemIndex, SearchHit, _chunks, item_metadata
+from recagent.retrieval.popularity import Popularity
+from recagent.retrieval.retriever import Evidence, Recommendation
+from recagent.retrieval.scorer import History
+from recagent.retrieval.seq_train import SeqScorer
+
+__all__ = ["SeqIndex", "SeqRetriever", "checkpoint_hash", "is_seqrec_checkpoint"]
+
+
+def is_seqrec_checkpoint(path: Path) -> bool:
+    """True for a ``recagent train-retriever`` output folder (``model.pt`` + ``metadata.json``)."""
+    return (path / "model.pt").is_file() and (path / "metadata.json").is_file()
+
+
+def checkpoint_hash(directory: Path) -> str:
+    return hashlib.sha256((directory / "model.pt").read_bytes()).hexdigest()[:12]
+
+
+class SeqIndex(ItemIndex):
+    """A seqrec checkpoint's item vectors in a Chroma collection of their own.
+
+    Every record's ``text_hash`` holds the checkpoint hash, so the inherited
+    ``stored_hashes`` / ``is_current`` tell a current collection from a partial one.
+    """
+
+    def __init__(self, client: Any, dataset: Dataset, scorer: SeqScorer, directory: Path,
+                 *, batch_size: int = 256) -> None:
+        self.client = client
+        self.dataset = dataset
+        self.scorer = scorer
+        self.directory = Path(directory)
+        self.batch_size = batch_size
+        self.version = checkpoint_hash(self.directory)
+        slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", dataset.name).strip("-._") or "dataset"
+        self.name = f"{slug[:40]}-seqrec-{self.version}"
+        self._collection: Any = None
+
+    @property
+    def collection(self) -> Any:
+        if self._collection is None:
+            self._collection = self.client.get_or_create_collection(
+                self.name,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"dataset": self.dataset.name, "model": "seqrec",
+                          "checkpoint": str(self.directory), "checkpoint_hash": self.version},
+                embedding_function=None,
+            )
+        return self._collection
+
+    @cached_property
+    def _catalog_hashes(self) -> dict[str, str]:
+        return dict.fromkeys(self.dataset.item_ids, self.version)
+
+    @cached_property
+    def vectors(self) -> np.ndarray:
+        return self.scorer.item_vectors()
+
+    def build(self, *, show_progress: bool = False, _fail_after_batches: int | None = None) -> BuildStats:
+        start = time.perf_counter()
+        stored = self.stored_hashes()
+        todo = [i for i in self.dataset.item_ids if stored.get(i) != self.version]
+        stale = [i for i in stored if i not in self.dataset.item_index]
+        for chunk in _chunks(stale, self.batch_size):
+            self.collection.delete(ids=chunk)
+        index = self.dataset.item_index
+        for chunk in _chunks(todo, self.batch_size):
+            self.collection.upsert(
+                ids=chunk,
+                embeddings=self._stored(self.vectors[[index[i] for i in chunk]]),
+                metadatas=[item_metadata(self.dataset.items[i], self.version) for i in chunk],
+            )
+        return BuildStats(self.name, len(index), len(todo), len(stale), time.perf_counter() - start)
+
+    def embeddings(self) -> np.ndarray:
+        return self.vectors
+
+    @cached_property
+    def _max_norm(self) -> float:
+        return float(np.linalg.norm(self.vectors, axis=1).max()) or 1.0
+
+    def _stored(self, rows: np.ndarray) -> np.ndarray:
+        """Item vectors as stored: [v, sqrt(M² - |v|²)] / M, all of norm 1 (M = the largest
+        norm). For a query [q, 0], cosine = q·v / (|q|·M): the inner-product order, in the
+        cosine space where HNSW finds every item (in "ip" space it misses many: measured
+        171 of 302 items reachable on the tiny shop)."""
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        extra = np.sqrt(np.maximum(self._max_norm**2 - norms**2, 0.0))
+        return np.hstack([rows, extra]) / self._max_norm
+
+    def search(self, vectors: np.ndarray, k: int, *, where=None) -> list[list[SearchHit]]:
+        """Top-``k`` items by inner product with each query; scores are the inner products."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        norms = np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
+        queries = np.hstack([vectors / norms[:, None], np.zeros((len(vectors), 1), np.float32)])
+        hits = super().search(queries, k, where=where)
+        return [[SearchHit(h.item_id, h.score * float(n) * self._max_norm, h.metadata) for h in row]
+                for row, n in zip(hits, norms, strict=True)]
+
+
+class SeqRetriever:
+    """Candidates from the seqrec query tower and its Chroma collection, with evidence."""
+
+    name = "seqrec"
+
+    def __init__(self, dataset: Dataset, scorer: SeqScorer, index: SeqIndex, *,
+                 evidence_per_item: int = 3) -> None:
+        self.dataset = dataset
+        self.scorer = scorer
+        self.index = index
+        self.evidence_per_item = evidence_per_item
+
+    @cached_property
+    def _unit_vectors(self) -> np.ndarray:
+        v = self.index.vectors
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    def recommend(self, history: History, k: int = 10) -> list[Recommendation]:
+        """Top ``k`` items for ``history`` that the user does not already have; an empty
+        history gets the most popular items instead."""
+        seen = {x.item_id for x in history}
+        if not history:
+            return self._popular(k)
+        if self.index.collection.count() < len(self.dataset.items):
+            raise IndexUnavailable(f"seqrec index {self.index.name!r} is incomplete: run "
+                                   f"`recagent index --encoder {self.index.directory}`")
+        query = self.scorer.query_vectors([history])
+        hits = self.index.search(query, k + len(seen))[0]
+        picked = [h for h in hits if h.item_id not in seen and h.item_id in self.dataset.items][:k]
+        history_ids = list(dict.fromkeys(x.item_id for x in reversed(history)))
+        history_vectors = self._unit_vectors[[self.dataset.item_index[i] for i in history_ids]]
+        out = []
+        for hit in picked:
+            sims = history_vectors @ self._unit_vectors[self.dataset.item_index[hit.item_id]]
+            top = np.argsort(-sims, kind="stable")[: self.evidence_per_item]
+            evidence = [Evidence(history_ids[t], self.dataset.items[history_ids[t]].title,
+                                 float(sims[t])) for t in top]
+            out.append(Recommendation(
+                item_id=hit.item_id, title=self.dataset.items[hit.item_id].title, score=hit.score,
+                explanation=render("explanation", evidence=evidence), evidence=evidence,
+            ))
+        return out
+
+    def _popular(self, k: int) -> list[Recommendation]:
+        popularity = Popularity(self.dataset)
+        popularity.fit(list(self.dataset.histories.values()))
+        order = np.argsort(-popularity.counts, kind="stable")[:k]
+        share = popularity.counts / max(1, len(self.dataset.interactions))
+        return [Recommendation(item_id=self.dataset.item_ids[i], title=self.dataset.items[
+                    self.dataset.item_ids[i]].title, score=float(share[i]),
+                    explanation=render("explanation", evidence=[])) for i in order]

@@ -1,0 +1,113 @@
+"""The trained seqrec in the product: its Chroma index, recommend with evidence, the default."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from recagent.agent.cli import app
+from recagent.agent.config import Settings
+from recagent.agent.runtime import Runtime
+from recagent.evals.split import leave_one_out
+from recagent.retrieval.index import open_chroma
+from recagent.retrieval.retriever import HistoryRetriever
+from recagent.retrieval.seq_model import SeqConfig
+from recagent.retrieval.seq_retriever import SeqIndex, SeqRetriever
+from recagent.retrieval.seq_train import SeqScorer, TrainConfig, train_seq_retriever
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+@pytest.fixture(scope="module")
+def seq_home(tiny_shop, tiny_shop_dir, built_index, tmp_path_factory):
+    """A RECAGENT_HOME holding a 2-epoch seqrec checkpoint of the tiny shop, where
+    ``recommend`` looks for one."""
+    home = tmp_path_factory.mktemp("seq-home")
+    target = Runtime(Settings(home=home, data=tiny_shop_dir)).model_dir("seqrec")
+    train_seq_retriever(leave_one_out(tiny_shop), built_index.embeddings(), target,
+                        seq_config=SeqConfig(max_len=10, dim=32, layers=1),
+                        config=TrainConfig(epochs=2, batch_size=32))
+    return home, target
+
+
+def test_seq_index_holds_the_model_item_vectors_and_rebuilds_incrementally(tiny_shop, seq_home, tmp_path):
+    _, ckpt = seq_home
+    scorer = SeqScorer.load(ckpt, tiny_shop)
+    index = SeqIndex(open_chroma(tmp_path / "chroma"), tiny_shop, scorer, ckpt)
+    first = index.build()
+    assert first.encoded == len(tiny_shop.items) and index.is_current()
+    assert index.build().encoded == 0
+    stored = index.collection.get(ids=tiny_shop.item_ids[:5], include=["embeddings"])
+    expected = scorer.item_vectors()[[tiny_shop.item_index[i] for i in stored["ids"]]]
+    np.testing.assert_allclose(np.asarray(stored["embeddings"])[:, :-1] * index._max_norm, expected,
+                               rtol=1e-4, atol=1e-5)
+    assert "seqrec" in index.name
+
+
+def test_seq_retriever_ranks_like_the_model_and_gives_evidence(tiny_shop, seq_home, tmp_path):
+    _, ckpt = seq_home
+    scorer = SeqScorer.load(ckpt, tiny_shop)
+    index = SeqIndex(open_chroma(tmp_path / "chroma"), tiny_shop, scorer, ckpt)
+    index.build()
+    retriever = SeqRetriever(tiny_shop, scorer, index)
+    user = tiny_shop.users[0]
+    history = tiny_shop.histories[user]
+    recs = retriever.recommend(history, 5)
+    seen = {x.item_id for x in history}
+    assert len(recs) == 5 and not {r.item_id for r in recs} & seen
+    scores = scorer.score([history])[0]
+    scores[[tiny_shop.item_index[i] for i in seen]] = -np.inf
+    exact = [tiny_shop.item_ids[i] for i in np.argsort(-scores, kind="stable")[:5]]
+    assert recs[0].item_id == exact[0]  # HNSW on 300 items finds the exact best
+    assert [r.item_id for r in recs] == exact
+    assert recs[0].score == pytest.approx(float(scores[tiny_shop.item_index[exact[0]]]), rel=1e-3)
+    for r in recs:
+        assert r.evidence and all(e.item_id in seen for e in r.evidence)
+        assert r.explanation
+    assert [r.item_id for r in retriever.recommend([], 3)]  # empty history: popular items
+
+
+def test_runtime_default_is_seqrec_only_with_a_checkpoint(tiny_shop_dir, seq_home, tmp_path):
+    home, _ = seq_home
+    assert isinstance(Runtime(Settings(home=home, data=tiny_shop_dir)).recommender(), SeqRetriever)
+    with_ckpt = Runtime(Settings(home=home, data=tiny_shop_dir))
+    assert isinstance(with_ckpt.recommender("text"), HistoryRetriever)
+    empty = Runtime(Settings(home=tmp_path / "empty", data=tiny_shop_dir))
+    assert isinstance(empty.recommender(), HistoryRetriever)
+    from recagent.catalog import RecAgentError
+
+    with pytest.raises(RecAgentError, match="no trained seqrec"):
+        empty.recommender("seqrec")
+
+
+def test_cli_index_with_a_checkpoint_then_recommend_uses_seqrec(tiny_shop, tiny_shop_dir, seq_home):
+    home, ckpt = seq_home
+    env = {"RECAGENT_HOME": str(home), "COLUMNS": "200"}
+    result = runner.invoke(app, ["index", "--data", str(tiny_shop_dir), "--encoder", str(ckpt)],
+                           env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "seqrec" in result.output and f"{len(tiny_shop.items)} items" in result.output
+    user = tiny_shop.users[1]
+    result = runner.invoke(app, ["recommend", "--data", str(tiny_shop_dir), "--user", user,
+                                 "--json", "-k", "4"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["retriever"] == "seqrec" and len(payload["recommendations"]) == 4
+    seen = {x.item_id for x in tiny_shop.histories[user]}
+    for rec in payload["recommendations"]:
+        assert rec["item_id"] not in seen and rec["evidence"]
+        assert all(e["item_id"] in seen for e in rec["evidence"])
+
+
+def test_cli_recommend_can_force_the_text_retriever(tiny_shop, tiny_shop_dir, seq_home):
+    home, _ = seq_home
+    env = {"RECAGENT_HOME": str(home), "COLUMNS": "200"}
+    result = runner.invoke(app, ["recommend", "--data", str(tiny_shop_dir), "--user",
+                                 tiny_shop.users[1], "--json", "-k", "3", "--retriever", "text"],
+                           env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["retriever"] == "text"
+    bad = runner.invoke(app, ["recommend", "--data", str(tiny_shop_dir), "--user",
+                              tiny_shop.users[1], "--retriever", "nope"], env=env)
+    assert bad.exit_code == 1 and "retriever must be one of" in bad.output
