@@ -217,6 +217,9 @@ def train_retriever(
     max_minutes: Annotated[float, typer.Option(help="Stop after this much training time.")] = 15.0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 1e-3,
+    schedule: Annotated[str, typer.Option(help="constant, or cosine: warm-up then cosine decay "
+                        "to 0 at --epochs (set --epochs to what fits in --max-minutes).")] = "constant",
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore a checkpoint to resume from.")] = False,
     encoder: EncoderOpt = None,
     chroma_url: ChromaOpt = None,
@@ -232,13 +235,16 @@ def train_retriever(
             _ = rt.encoder.model
         if not split.users:
             raise RecAgentError(f"dataset {rt.dataset.name!r} has no user with 3+ interactions")
+        if schedule not in ("constant", "cosine"):
+            raise RecAgentError(f"--schedule must be constant or cosine, not {schedule!r}")
         rt.ensure_index(show_progress=True)
         target = out_dir or rt.model_dir("seqrec")
         result = train_seq_retriever(
             split,
             rt.index.embeddings(),
             target,
-            config=TrainConfig(epochs=epochs, max_minutes=max_minutes, device=device, seed=seed),
+            config=TrainConfig(epochs=epochs, max_minutes=max_minutes, device=device, seed=seed,
+                               lr=lr, schedule=schedule),
             resume=not fresh,
             show_progress=True,
             extra_metadata={"encoder": rt.encoder.name, "encoder_version": rt.encoder.version},

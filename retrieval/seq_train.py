@@ -15,6 +15,7 @@ resume; ``model.pt`` the best weights; ``metadata.json`` what was trained on wha
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -40,6 +41,10 @@ class TrainConfig:
     epochs: int = 200
     batch_size: int = 128
     lr: float = 1e-3
+    # "constant", or "cosine": linear warm-up over ``warmup_epochs``, then cosine decay to 0
+    # at ``epochs`` (so set ``epochs`` to what fits in the time budget).
+    schedule: str = "constant"
+    warmup_epochs: int = 3
     weight_decay: float = 0.05
     patience: int = 15
     crop_prob: float = 0.5  # probability of a random window instead of the newest one
@@ -188,6 +193,8 @@ def train_seq_retriever(
             seen[split.dataset.item_index[x.item_id]] = True
     model = SequenceRetriever(seq_config, torch.from_numpy(text_embeddings), seen).to(config.device)
     optim = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = -(-len(seqs) // config.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, _lr_factor(config, steps_per_epoch))
     scorer = SeqScorer(model, split.dataset, config.device)
     state = {"epoch": 0, "best": -1.0, "best_epoch": 0, "stale": 0, "history": [], "seconds": 0.0}
     last = out_dir / "last.pt"
@@ -195,6 +202,8 @@ def train_seq_retriever(
         saved = torch.load(last, map_location=config.device, weights_only=False)
         model.load_state_dict(saved["model"])
         optim.load_state_dict(saved["optim"])
+        if "sched" in saved:
+            sched.load_state_dict(saved["sched"])
         state = saved["state"]
         rng.setstate(saved["rng"])
         torch.set_rng_state(saved["torch_rng"])
@@ -209,6 +218,7 @@ def train_seq_retriever(
             optim.zero_grad()
             loss.backward()
             optim.step()
+            sched.step()
             losses.append(float(loss.detach()))
         state["epoch"] += 1
         valid = evaluate_scorer(scorer, split, stage="valid", fit=False).metrics
@@ -222,7 +232,8 @@ def train_seq_retriever(
         else:
             state["stale"] += 1
         state["seconds"] = time.perf_counter() - start
-        torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "state": state,
+        torch.save({"model": model.state_dict(), "optim": optim.state_dict(),
+                    "sched": sched.state_dict(), "state": state,
                     "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, last)
         bar.set_postfix(loss=f"{record['loss']:.3f}", val_ndcg10=f"{valid['ndcg@10']:.4f}")
         bar.update(1)
@@ -251,6 +262,23 @@ def train_seq_retriever(
     }
     (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     return result
+
+
+def _lr_factor(config: TrainConfig, steps_per_epoch: int):
+    """Multiplier of ``config.lr`` at each optimisation step."""
+    if config.schedule == "constant":
+        return lambda step: 1.0
+    if config.schedule != "cosine":
+        raise ValueError(f"schedule must be 'constant' or 'cosine', not {config.schedule!r}")
+    warmup = max(1, config.warmup_epochs * steps_per_epoch)
+    total = max(warmup + 1, config.epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / (total - warmup))))
+
+    return factor
 
 
 def _save_model(model: SequenceRetriever, dataset: Dataset, out_dir: Path) -> None:

@@ -122,3 +122,31 @@ def test_a_checkpoint_for_another_catalog_is_refused(tmp_path):
     other = _chain_dataset(n_items=13)
     with pytest.raises(RecAgentError, match="another catalog"):
         SeqScorer.load(tmp_path, other)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from recagent.retrieval.seq_train import _lr_factor
+
+    factor = _lr_factor(TrainConfig(epochs=10, schedule="cosine", warmup_epochs=2), steps_per_epoch=5)
+    assert factor(0) == pytest.approx(0.1) and factor(9) == pytest.approx(1.0)
+    assert factor(10) == pytest.approx(1.0)  # the peak right after warm-up
+    assert factor(30) == pytest.approx(0.5)  # half-way through the decay
+    assert factor(50) == pytest.approx(0.0, abs=1e-12) and factor(80) == pytest.approx(0.0, abs=1e-12)
+    assert _lr_factor(TrainConfig(), 5)(123) == 1.0
+    with pytest.raises(ValueError):
+        _lr_factor(TrainConfig(schedule="linear"), 5)
+
+
+def test_resuming_a_cosine_run_restores_the_schedule(tmp_path):
+    ds = _chain_dataset()
+    split = leave_one_out(ds)
+    cfg = {"batch_size": 16, "lr": 5e-3, "patience": 40, "schedule": "cosine", "warmup_epochs": 1}
+    train_seq_retriever(split, _text(len(ds.items)), tmp_path, seq_config=SMALL,
+                        config=TrainConfig(epochs=4, max_minutes=1e-9, **cfg))  # stops after 1
+    saved = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert saved["state"]["epoch"] == 1 and saved["sched"]["last_epoch"] == 3  # 40 users / 16
+    train_seq_retriever(split, _text(len(ds.items)), tmp_path, seq_config=SMALL,
+                        config=TrainConfig(epochs=4, **cfg))
+    saved = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert saved["state"]["epoch"] == 4 and saved["sched"]["last_epoch"] == 12
+    assert saved["optim"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
