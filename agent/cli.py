@@ -354,5 +354,125 @@ def _report_table(report: dict) -> Table:
     return table
 
 
+LlmOpt = Annotated[
+    str | None, typer.Option("--llm", help="embedded (default: Gemma-3 270M on the CPU), vllm or none.")
+]
+LlmUrlOpt = Annotated[
+    str | None, typer.Option("--llm-url", help="vLLM server base URL, e.g. http://127.0.0.1:8000/v1.")
+]
+
+
+def _assistant(data, llm, llm_url, rerank: str, k: int, encoder=None, chroma_url=None):
+    from recagent.agent.assistant import Assistant
+    from recagent.agent.runtime import Runtime
+    from recagent.tools import STRATEGIES
+
+    if rerank not in STRATEGIES:
+        raise RecAgentError(f"--rerank must be one of {', '.join(STRATEGIES)}, not {rerank!r}")
+    settings = Settings.from_env().override(
+        data=data, encoder=encoder, chroma_url=chroma_url, llm=llm, llm_url=llm_url
+    )
+    return Assistant(Runtime(settings), rerank=rerank, k=k)
+
+
+@app.command()
+def ask(
+    message: Annotated[str, typer.Argument(help='What the user says, e.g. "running shoes under $60".')] = "",
+    user: Annotated[str | None, typer.Option("--user", "-u", help="User id (default: a new user).")] = None,
+    data: DataOpt = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=50, help="How many items.")] = 5,
+    rerank: Annotated[str, typer.Option(help="retriever, cooccurrence, llm or fusion.")] = "retriever",
+    llm: LlmOpt = None,
+    llm_url: LlmUrlOpt = None,
+    show_trace: Annotated[bool, typer.Option("--trace", help="Show the tool calls.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    encoder: EncoderOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """One agent turn: parse the request, retrieve, filter, re-rank, explain."""
+    with _user_errors():
+        assistant = _assistant(data, llm, llm_url, rerank, k, encoder, chroma_url)
+        rt = assistant.runtime
+        with _err().status("Loading dataset and encoder..."):
+            session = assistant.session(user)
+            _ = rt.encoder.model
+        rt.ensure_index(show_progress=True)
+        if rt.settings.llm != "none":
+            with _err().status(f"Loading the LLM ({rt.settings.llm})..."):
+                _load_llm(assistant)
+        answer = assistant.agent.turn(session, message)
+    if as_json:
+        sys.stdout.write(json.dumps(_answer_json(answer, session), indent=2, ensure_ascii=False) + "\n")
+        return
+    out = _out()
+    out.print(escape(answer.text), highlight=False, soft_wrap=True)
+    table = Table(show_lines=True)
+    for col, justify in (("#", "right"), ("Item", "left"), ("Price", "right"), ("Why", "left")):
+        table.add_column(col, justify=justify)
+    for r in answer.recommendations:
+        why = escape(r.explanation.text)
+        if r.explanation.source == "llm":
+            why += " [dim](LLM, checked)[/]"
+        table.add_row(
+            str(r.rank),
+            f"{escape(_short(r.item.title, 60))}\n[dim]{r.item.item_id} · {escape(r.item.category)}[/]",
+            f"${r.item.price:,.2f}" if r.item.price is not None else "",
+            why,
+        )
+    if answer.recommendations:
+        out.print(table)
+    if show_trace:
+        out.print(_trace_table(answer.trace))
+
+
+def _load_llm(assistant) -> None:
+    """Load (and on first use convert) the LLM up front, so the turn's timing is the turn's."""
+    from recagent.agent.embedded_llm import EmbeddedLLM
+
+    if isinstance(assistant.llm, EmbeddedLLM):
+        _ = assistant.llm.model
+
+
+def _trace_table(trace) -> Table:
+    table = Table(title="Tool calls")
+    for col in ("tool", "arguments", "result", "ms"):
+        table.add_column(col, justify="right" if col == "ms" else "left")
+    for call in trace:
+        args = ", ".join(f"{k}={v}" for k, v in call.arguments.items())
+        result = f"[red]{escape(call.error)}[/]" if call.error else escape(call.summary)
+        table.add_row(call.tool, escape(_short(args, 70)), result, f"{call.ms:.1f}")
+    return table
+
+
+def _answer_json(answer, session) -> dict:
+    return {
+        "user": session.user_id,
+        "text": answer.text,
+        "llm": answer.llm,
+        "degraded": answer.degraded,
+        "constraints": answer.constraints.describe(),
+        "recommendations": [
+            {
+                "rank": r.rank,
+                "item_id": r.item.item_id,
+                "title": r.item.title,
+                "price": r.item.price,
+                "category": r.item.category,
+                "score": round(r.score, 6),
+                "scores": {k: round(v, 6) for k, v in r.scores.items()},
+                "explanation": r.explanation.text,
+                "explanation_source": r.explanation.source,
+                "explanation_problems": list(r.explanation.problems),
+                "evidence": r.evidence.as_dict(),
+            }
+            for r in answer.recommendations
+        ],
+        "trace": [
+            {"tool": c.tool, "arguments": c.arguments, "summary": c.summary, "ms": c.ms, "error": c.error}
+            for c in answer.trace
+        ],
+    }
+
+
 if __name__ == "__main__":
     app()

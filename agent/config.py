@@ -23,6 +23,12 @@ class Settings:
     data:        RECAGENT_DATASET, the dataset folder; default: the built-in demo shop.
     encoder_dtype: RECAGENT_ENCODER_DTYPE, auto | float32 | bfloat16 (auto: bfloat16 where
                  the hardware computes it natively).
+    llm:         RECAGENT_LLM, embedded (default: Gemma-3 270M in-process) | vllm | none.
+    llm_url:     RECAGENT_LLM_URL, the vLLM server's OpenAI-compatible base URL.
+    llm_model:   RECAGENT_LLM_MODEL, the served model name (default: the server's first).
+    llm_api_key: RECAGENT_LLM_API_KEY, when the server asks for one.
+    llm_timeout: RECAGENT_LLM_TIMEOUT, seconds per LLM request (default 60).
+    llm_dtype:   RECAGENT_LLM_DTYPE, auto | float32 | bfloat16 for the embedded LLM.
     """
 
     home: Path
@@ -30,6 +36,12 @@ class Settings:
     encoder: Path | None = None
     data: Path | None = None
     encoder_dtype: str = "auto"
+    llm: str = "embedded"
+    llm_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+    llm_timeout: float = 60.0
+    llm_dtype: str = "auto"
 
     @property
     def store(self) -> Path:
@@ -45,6 +57,12 @@ class Settings:
             encoder=Path(env["RECAGENT_ENCODER"]) if env.get("RECAGENT_ENCODER") else None,
             data=Path(env["RECAGENT_DATASET"]) if env.get("RECAGENT_DATASET") else None,
             encoder_dtype=env.get("RECAGENT_ENCODER_DTYPE") or "auto",
+            llm=env.get("RECAGENT_LLM") or "embedded",
+            llm_url=env.get("RECAGENT_LLM_URL") or None,
+            llm_model=env.get("RECAGENT_LLM_MODEL") or None,
+            llm_api_key=env.get("RECAGENT_LLM_API_KEY") or None,
+            llm_timeout=float(env.get("RECAGENT_LLM_TIMEOUT") or 60.0),
+            llm_dtype=env.get("RECAGENT_LLM_DTYPE") or "auto",
         )
 
     def override(self, **changes: object) -> Settings:

@@ -42,3 +42,10 @@ class UnknownItemError(RecAgentError):
 
 class IndexUnavailable(RecAgentError):
     """The vector index is missing, stale, or its server cannot be reached."""
+
+
+class ToolError(RecAgentError):
+    """A tool could not do what it was asked (bad arguments, unknown item, ...).
+
+    The agent hands the message back to the LLM as an observation it can act on.
+    """

@@ -1,0 +1,52 @@
+"""Builds the agent for one runtime: its tools, its LLM, and the turn loop that fits the LLM."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from recagent.agent.llm import LLM, make_llm
+from recagent.agent.pipeline import PlanAgent
+from recagent.agent.runtime import Runtime
+from recagent.agent.session import Session
+from recagent.tools import Explain, FilterItems, GetItem, RecommendForUser, Rerank, SearchItems
+from recagent.tools.toolbox import Toolbox
+
+__all__ = ["Assistant"]
+
+
+class Assistant:
+    """The runtime's dataset and retrieval, plus the LLM and the tools the agent uses."""
+
+    def __init__(self, runtime: Runtime, *, rerank: str = "retriever", k: int = 5) -> None:
+        self.runtime = runtime
+        self.rerank = rerank
+        self.k = k
+
+    @cached_property
+    def llm(self) -> LLM | None:
+        return make_llm(self.runtime.settings)
+
+    @cached_property
+    def tools(self) -> Toolbox:
+        rt = self.runtime
+        dataset = rt.dataset
+        return Toolbox(
+            search_items=SearchItems(dataset, rt.encoder, rt.index),
+            recommend_for_user=RecommendForUser(rt.retriever),
+            filter_items=FilterItems(dataset),
+            rerank=Rerank(dataset, self.llm),
+            get_item=GetItem(dataset),
+            explain=Explain(dataset, rt.index.embeddings),
+        )
+
+    @cached_property
+    def agent(self) -> PlanAgent:
+        return PlanAgent(self.tools, self.llm, k=self.k, rerank=self.rerank)
+
+    def session(self, user_id: str | None) -> Session:
+        """A new conversation for a dataset user (their history) or a new user (none)."""
+        if user_id is None:
+            return Session(user_id=None)
+        dataset = self.runtime.dataset
+        resolved = dataset.resolve_user(user_id)
+        return Session(user_id=resolved, history=list(dataset.histories[resolved]))

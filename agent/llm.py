@@ -1,0 +1,93 @@
+"""One interface over the LLM backends: the embedded Gemma on the CPU, or a vLLM server.
+
+The agent needs two things from a language model:
+
+- ``generate(prompt)``: a short greedy completion (explanation prose, a JSON constraint parse);
+- ``score(prompt, continuations)``: the log-likelihood of each continuation given one shared
+  prompt (re-ranking candidates by how likely the model finds them after the user's history).
+
+A backend that can also call tools (an instruct model served by vLLM with a tool-call parser)
+exposes ``chat_model()``, a LangChain chat model; the embedded base model cannot, and the agent
+then runs its fixed plan instead. Backends are built by :func:`make_llm` from the settings;
+heavy imports happen inside the backends, on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from recagent.catalog.errors import RecAgentError
+
+if TYPE_CHECKING:
+    from recagent.agent.config import Settings
+
+__all__ = ["BACKENDS", "LLM", "LLMUnavailable", "ScoredContinuation", "make_llm"]
+
+BACKENDS = ("embedded", "vllm", "none")
+
+
+class LLMUnavailable(RecAgentError):
+    """The language model cannot be reached or loaded; the agent answers without it."""
+
+
+@dataclass(frozen=True)
+class ScoredContinuation:
+    """Log-likelihood of one continuation: the sum over its tokens, and the token count."""
+
+    logprob: float
+    tokens: int
+
+    @property
+    def mean(self) -> float:
+        return self.logprob / max(1, self.tokens)
+
+
+@runtime_checkable
+class LLM(Protocol):
+    name: str
+    can_call_tools: bool
+
+    def generate(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> str:
+        """Greedy completion of ``prompt`` (without the prompt), cut at the first stop string."""
+        ...
+
+    def score(self, prompt: str, continuations: Sequence[str]) -> list[ScoredContinuation]:
+        """Log-likelihood of each continuation after ``prompt``; the prompt is computed once."""
+        ...
+
+
+def make_llm(settings: Settings) -> LLM | None:
+    """The LLM backend the settings name, or None for ``llm="none"`` (no LLM at all)."""
+    if settings.llm == "embedded":
+        from recagent.agent.embedded_llm import EmbeddedLLM
+
+        return EmbeddedLLM(settings.home / "models", dtype=settings.llm_dtype)
+    if settings.llm == "vllm":
+        from recagent.agent.vllm_llm import VLLMClient
+
+        if not settings.llm_url:
+            raise LLMUnavailable(
+                "--llm vllm needs a server: pass --llm-url http://host:port/v1 "
+                "(or set RECAGENT_LLM_URL); `recagent llm serve` starts one"
+            )
+        return VLLMClient(
+            settings.llm_url,
+            model=settings.llm_model,
+            api_key=settings.llm_api_key,
+            timeout=settings.llm_timeout,
+        )
+    if settings.llm == "none":
+        return None
+    raise RecAgentError(f"unknown LLM backend {settings.llm!r}; choose from {', '.join(BACKENDS)}")
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the first of the ``stop`` strings (all of it when none occurs)."""
+    cut = len(text)
+    for s in stop:
+        at = text.find(s)
+        if s and at != -1:
+            cut = min(cut, at)
+    return text[:cut]

@@ -1,0 +1,189 @@
+"""The plan-first agent: the same tools in a fixed order, for LLMs that cannot call tools.
+
+One turn: parse constraints → retrieve (history candidates, plus a text search when the user
+asked for something) → filter → re-rank → explain. The LLM, when there is one, only scores
+candidates (re-ranking) and writes checked prose; which items may be shown is decided here,
+by the filter, so nothing an item's text or the LLM says can add an item to the answer.
+Every step is recorded in the trace with its arguments, a summary and its time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from recagent.agent.constraints import ConstraintParser
+from recagent.agent.explanations import Explanation, ExplanationWriter
+from recagent.agent.llm import LLM, LLMUnavailable
+from recagent.agent.session import Session
+from recagent.catalog.errors import ToolError
+from recagent.prompts import render
+from recagent.tools.candidates import Candidate, merge
+from recagent.tools.explain import ItemEvidence
+from recagent.tools.filter_items import Constraints
+from recagent.tools.get_item import ItemFacts
+from recagent.tools.toolbox import Toolbox
+
+__all__ = ["AgentAnswer", "AgentRecommendation", "PlanAgent", "ToolCall"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    tool: str
+    arguments: dict[str, Any]
+    summary: str
+    ms: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentRecommendation:
+    rank: int
+    item: ItemFacts
+    score: float
+    scores: dict[str, float]
+    evidence: ItemEvidence
+    explanation: Explanation
+
+
+@dataclass(frozen=True)
+class AgentAnswer:
+    text: str
+    recommendations: list[AgentRecommendation]
+    trace: list[ToolCall]
+    constraints: Constraints
+    degraded: list[str] = field(default_factory=list)
+    llm: str | None = None
+
+
+class _Trace(list):
+    def run(self, tool: str, arguments: dict[str, Any], fn: Callable[[], T],
+            summarize: Callable[[T], str]) -> T | None:
+        started = time.perf_counter()
+        try:
+            result = fn()
+        except ToolError as exc:
+            self.append(ToolCall(tool, arguments, "error", _ms(started), str(exc)))
+            return None
+        self.append(ToolCall(tool, arguments, summarize(result), _ms(started)))
+        return result
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+class PlanAgent:
+    """Runs one conversation turn with the tools in a fixed order.
+
+    ``rerank`` is the re-ranking strategy (``retriever``, ``cooccurrence``, ``llm``,
+    ``fusion``); strategies that need the LLM fall back to ``retriever`` without one.
+    """
+
+    def __init__(
+        self,
+        tools: Toolbox,
+        llm: LLM | None = None,
+        *,
+        k: int = 5,
+        n_candidates: int = 50,
+        rerank: str = "retriever",
+        explain_with_llm: bool = True,
+    ) -> None:
+        self.tools = tools
+        self.llm = llm
+        self.k = k
+        self.n_candidates = n_candidates
+        self.rerank_strategy = rerank
+        self.explain_with_llm = explain_with_llm
+        self.parser = ConstraintParser(tools.dataset)
+
+    def turn(self, session: Session, message: str = "", *, exclude_shown: bool = False) -> AgentAnswer:
+        trace = _Trace()
+        degraded: list[str] = []
+        llm = self.llm
+        parsed = trace.run("parse_constraints", {"message": message},
+                           lambda: self.parser.parse(message, last_shown=session.last_shown),
+                           lambda c: "; ".join(c.describe()) or "no constraints")
+        session.constraints = session.constraints.merged(parsed or Constraints())
+        wish = session.constraints
+        query = parsed.query if parsed else ""
+        candidates = self._retrieve(session, wish, query, trace)
+        excluded = session.seen | set(session.disliked) | (set(session.shown) if exclude_shown else set())
+        filtered = trace.run(
+            "filter_items", {"constraints": wish.describe(), "exclude": len(excluded)},
+            lambda: self.tools.filter_items(candidates, wish, exclude=excluded),
+            lambda r: f"kept {len(r.kept)} of {len(r.kept) + len(r.excluded)}",
+        )
+        kept = filtered.kept if filtered else []
+        strategy = self.rerank_strategy
+        if strategy in ("llm", "fusion") and llm is None:
+            strategy = "retriever" if strategy == "llm" else strategy
+        ranked = None
+        if kept:
+            try:
+                ranked = trace.run("rerank", {"strategy": strategy, "candidates": len(kept)},
+                                   lambda: self.tools.rerank(kept, session.history, strategy),
+                                   lambda r: f"top: {r[0].item_id}" if r else "nothing")
+            except LLMUnavailable as exc:
+                degraded.append(f"LLM unavailable ({exc}); ranked without it")
+                llm = None
+                ranked = self.tools.rerank(kept, session.history, "retriever")
+        final = (ranked or kept)[: self.k]
+        allowed = {c.item_id for c in kept}
+        assert all(c.item_id in allowed for c in final), "re-ranking added an item"
+        recommendations = self._explain(session, final, candidates, wish, llm, trace, degraded)
+        session.record_shown([r.item.item_id for r in recommendations])
+        session.turns += 1
+        reason = ""
+        if not final and filtered is not None and filtered.excluded:
+            reason = f"all {len(filtered.excluded)} candidates were filtered out"
+        text = render("agent_reply", count=len(recommendations), constraints=wish.describe(),
+                      query=query, notes=degraded, empty_reason=reason)
+        return AgentAnswer(text, recommendations, list(trace), wish, degraded,
+                           llm.name if llm is not None else None)
+
+    def _retrieve(self, session: Session, wish: Constraints, query: str, trace: _Trace) -> list[Candidate]:
+        found: list[list[Candidate]] = []
+        if wish.like_item:
+            like = self.tools.dataset.items.get(wish.like_item)
+            if like is not None:
+                found.append(trace.run("search_items", {"query": like.title, "like": wish.like_item},
+                                       lambda: self.tools.search_items(like.title, self.n_candidates),
+                                       lambda r: f"{len(r)} items") or [])
+        if query:
+            found.append(trace.run("search_items", {"query": query},
+                                   lambda: self.tools.search_items(query, self.n_candidates, wish),
+                                   lambda r: f"{len(r)} items") or [])
+        found.append(trace.run("recommend_for_user",
+                               {"user": session.user_id, "history": len(session.history)},
+                               lambda: self.tools.recommend_for_user(
+                                   session.history, self.n_candidates + len(session.shown)),
+                               lambda r: f"{len(r)} items") or [])
+        return merge(*found)
+
+    def _explain(self, session, final, candidates, wish, llm, trace, degraded) -> list[AgentRecommendation]:
+        writer = ExplanationWriter(self.tools.dataset, llm if self.explain_with_llm else None)
+        titles = [self.tools.dataset.items[x.item_id].title for x in session.history[-50:]]
+        titles += [c.title for c in candidates]
+        bounds = [b for b in (wish.min_price, wish.max_price) if b is not None]
+        out = []
+        for rank, c in enumerate(final, 1):
+            evidence = trace.run("explain", {"item_id": c.item_id},
+                                 lambda c=c: self.tools.explain(c, session.history, wish),
+                                 lambda e: f"{len(e.related)} related, shared {sorted(e.shared)}")
+            facts = self.tools.get_item(c.item_id)
+            if evidence is None:
+                continue
+            try:
+                explanation = writer.write(evidence, other_titles=titles, price_bounds=bounds)
+            except LLMUnavailable as exc:
+                degraded.append(f"LLM unavailable ({exc}); explanations from evidence")
+                writer = ExplanationWriter(self.tools.dataset, None)
+                explanation = writer.write(evidence)
+            out.append(AgentRecommendation(rank, facts, c.score, dict(c.scores), evidence, explanation))
+        return out

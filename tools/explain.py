@@ -1,0 +1,103 @@
+"""``explain``: the evidence for why an item fits a user — facts only, no prose.
+
+Evidence is what the explanation may talk about, and all the faithfulness check accepts:
+- the history items the candidate is closest to (cosine of their item embeddings);
+- attributes it shares with those history items (category, brand, other attributes);
+- the user's constraints it satisfies, and its own price.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recagent.catalog.errors import ToolError
+from recagent.catalog.model import Dataset
+from recagent.retrieval.retriever import Evidence
+from recagent.retrieval.scorer import History
+from recagent.tools.candidates import Candidate
+from recagent.tools.filter_items import Constraints
+
+__all__ = ["Explain", "ItemEvidence"]
+
+
+@dataclass(frozen=True)
+class ItemEvidence:
+    item_id: str
+    title: str
+    price: float | None
+    related: tuple[Evidence, ...] = ()
+    shared: dict[str, str] = field(default_factory=dict)  # attribute -> value shared with history
+    satisfies: tuple[str, ...] = ()  # constraints it meets, as described by Constraints.describe
+
+    def as_dict(self) -> dict:
+        return {
+            "item_id": self.item_id,
+            "title": self.title,
+            "price": self.price,
+            "related": [{"item_id": e.item_id, "title": e.title, "similarity": round(e.similarity, 4)}
+                        for e in self.related],
+            "shared": dict(self.shared),
+            "satisfies": list(self.satisfies),
+        }
+
+
+class Explain:
+    name = "explain"
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        item_embeddings: Callable[[], np.ndarray],
+        *,
+        top: int = 3,
+        min_similarity: float = 0.4,
+    ) -> None:
+        self.dataset = dataset
+        self._embeddings = item_embeddings  # called lazily: the index may still be building
+        self.top = top
+        self.min_similarity = min_similarity
+
+    def __call__(
+        self,
+        candidate: Candidate | str,
+        history: History,
+        constraints: Constraints | None = None,
+    ) -> ItemEvidence:
+        item_id = candidate.item_id if isinstance(candidate, Candidate) else str(candidate)
+        item = self.dataset.items.get(item_id)
+        if item is None:
+            raise ToolError(f"explain: no item {item_id!r} in the catalog")
+        related = tuple(candidate.evidence) if isinstance(candidate, Candidate) else ()
+        if not related and history:
+            related = self._closest(item_id, history)
+        # The closest history item always counts; weaker ones only when they are close too.
+        related = related[:1] + tuple(e for e in related[1:] if e.similarity >= self.min_similarity)
+        shared = self._shared(item_id, [e.item_id for e in related])
+        satisfies = tuple((constraints or Constraints()).describe())
+        return ItemEvidence(item.item_id, item.title, item.price, related, shared, satisfies)
+
+    def _closest(self, item_id: str, history: History) -> tuple[Evidence, ...]:
+        embeddings = self._embeddings()
+        index = self.dataset.item_index
+        ids = list(dict.fromkeys(x.item_id for x in reversed(history)))
+        sims = embeddings[[index[i] for i in ids]] @ embeddings[index[item_id]]
+        order = np.argsort(-sims, kind="stable")[: self.top]
+        return tuple(Evidence(ids[t], self.dataset.items[ids[t]].title, float(sims[t])) for t in order)
+
+    def _shared(self, item_id: str, related_ids: list[str]) -> dict[str, str]:
+        item = self.dataset.items[item_id]
+        others = [self.dataset.items[i] for i in related_ids]
+        shared: dict[str, str] = {}
+        if item.category and any(o.category[-1:] == item.category[-1:] for o in others):
+            shared["category"] = item.category[-1]
+        if item.brand and any(o.brand == item.brand for o in others):
+            shared["brand"] = item.brand
+        for key, value in item.attributes.items():
+            if key.endswith("_url") or key in shared:
+                continue
+            if any(o.attributes.get(key) == value for o in others):
+                shared[key] = value
+        return shared

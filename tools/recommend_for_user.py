@@ -1,0 +1,37 @@
+"""``recommend_for_user``: history-based candidates from the configured retriever."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from recagent.catalog.errors import ToolError
+from recagent.retrieval.retriever import Recommendation
+from recagent.retrieval.scorer import History
+from recagent.tools.candidates import Candidate
+
+__all__ = ["CandidateSource", "RecommendForUser"]
+
+
+class CandidateSource(Protocol):
+    def recommend(self, history: History, k: int = 10) -> Sequence[Recommendation]: ...
+
+
+class RecommendForUser:
+    """Top-``k`` unseen items for a history, each with its evidence (closest history items).
+
+    An empty history gets the catalog's most popular items (the retriever's fallback).
+    """
+
+    name = "recommend_for_user"
+
+    def __init__(self, source: CandidateSource) -> None:
+        self.source = source
+
+    def __call__(self, history: History, k: int = 50) -> list[Candidate]:
+        if not 1 <= k <= 500:
+            raise ToolError(f"recommend_for_user: k must be in 1..500, not {k}")
+        return [
+            Candidate(r.item_id, r.title, r.score, {"retriever": r.score}, tuple(r.evidence))
+            for r in self.source.recommend(history, k)
+        ]

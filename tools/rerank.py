@@ -1,0 +1,104 @@
+"""``rerank``: order candidates by one strategy or a fusion of several.
+
+- ``retriever``: the score the candidate came with (retrieval or search similarity);
+- ``cooccurrence``: item-kNN over all users' histories (items bought together with yours);
+- ``llm``: the LLM's mean token log-likelihood of the candidate's title after a prompt made
+  of the user's history (``prompts/rerank.yaml``), the prompt computed once for all;
+- ``fusion``: weighted reciprocal-rank fusion of the others, sum_s w_s / (60 + rank_s).
+
+Re-ranking only reorders: it never adds an item, so it cannot bring back a filtered one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+
+from recagent.agent.llm import LLM
+from recagent.catalog.errors import ToolError
+from recagent.catalog.model import Dataset
+from recagent.prompts import render
+from recagent.retrieval.cooccurrence import ItemKNN
+from recagent.retrieval.scorer import History
+from recagent.tools.candidates import Candidate
+
+__all__ = ["STRATEGIES", "Rerank"]
+
+STRATEGIES = ("retriever", "cooccurrence", "llm", "fusion")
+_RRF_K = 60.0
+
+
+class Rerank:
+    name = "rerank"
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        llm: LLM | None = None,
+        *,
+        fusion_weights: Mapping[str, float] | None = None,
+        history_titles: int = 20,
+        noun: str = "items",
+    ) -> None:
+        self.dataset = dataset
+        self.llm = llm
+        self.fusion_weights = dict(fusion_weights or {"retriever": 1.0, "cooccurrence": 1.0, "llm": 1.0})
+        self.history_titles = history_titles
+        self.noun = noun
+
+    @cached_property
+    def cooccurrence(self) -> ItemKNN:
+        knn = ItemKNN(self.dataset)
+        knn.fit(list(self.dataset.histories.values()))
+        return knn
+
+    def prompt(self, history: History) -> str:
+        recent = history[-self.history_titles :]
+        titles = [self.dataset.items[x.item_id].title for x in recent]
+        return render("rerank", titles=titles, noun=self.noun)
+
+    def __call__(
+        self, candidates: Sequence[Candidate], history: History, strategy: str = "fusion"
+    ) -> list[Candidate]:
+        if strategy not in STRATEGIES:
+            raise ToolError(f"rerank: unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+        if not candidates:
+            return []
+        if strategy == "fusion":
+            return self._fusion(candidates, history)
+        scored = self._score(candidates, history, strategy)
+        return sorted(scored, key=lambda c: -c.score)  # stable: ties keep the incoming order
+
+    def _score(self, candidates: Sequence[Candidate], history: History, strategy: str) -> list[Candidate]:
+        if strategy == "retriever":
+            return [c.rescored("retriever", c.scores.get("retriever", c.scores.get("search", c.score)))
+                    for c in candidates]
+        if strategy == "cooccurrence":
+            if not history:
+                return [c.rescored("cooccurrence", 0.0) for c in candidates]
+            row = self.cooccurrence.score([history])[0]
+            index = self.dataset.item_index
+            return [c.rescored("cooccurrence", float(row[index[c.item_id]])) for c in candidates]
+        if self.llm is None:
+            raise ToolError("rerank: strategy 'llm' needs an LLM, and none is configured")
+        scores = self.llm.score(self.prompt(history), [" " + c.title for c in candidates])
+        return [c.rescored("llm", s.mean) for c, s in zip(candidates, scores, strict=True)]
+
+    def _fusion(self, candidates: Sequence[Candidate], history: History) -> list[Candidate]:
+        fused = [0.0] * len(candidates)
+        parts: dict[str, list[Candidate]] = {}
+        for strategy, weight in self.fusion_weights.items():
+            if weight == 0 or (strategy == "llm" and self.llm is None):
+                continue
+            scored = self._score(candidates, history, strategy)
+            parts[strategy] = scored
+            order = sorted(range(len(scored)), key=lambda i: -scored[i].score)
+            for rank, i in enumerate(order):
+                fused[i] += weight / (_RRF_K + rank + 1)
+        out = []
+        for i, c in enumerate(candidates):
+            scores = dict(c.scores)
+            for strategy, scored in parts.items():
+                scores[strategy] = scored[i].scores[strategy]
+            out.append(Candidate(c.item_id, c.title, fused[i], {**scores, "fusion": fused[i]}, c.evidence))
+        return sorted(out, key=lambda c: -c.score)
