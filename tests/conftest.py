@@ -70,3 +70,15 @@ def retriever(tiny_shop, encoder, built_index):
     from recagent.retrieval.retriever import HistoryRetriever
 
     return HistoryRetriever(tiny_shop, encoder, built_index)
+
+
+@pytest.fixture(scope="session")
+def gemma(tmp_path_factory):
+    """The real embedded LLM (Gemma-3 270M), converted once per test session.
+
+    Set RECAGENT_TEST_MODELS to a folder to reuse the converted checkpoint across runs.
+    """
+    from recagent.agent.embedded_llm import EmbeddedLLM
+
+    models = os.environ.get("RECAGENT_TEST_MODELS")
+    return EmbeddedLLM(Path(models) if models else tmp_path_factory.mktemp("models"))

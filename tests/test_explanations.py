@@ -1,0 +1,64 @@
+"""The faithfulness check: prose may name only what the evidence holds."""
+
+from recagent.agent.explanations import ExplanationWriter, faithfulness_problems
+from recagent.retrieval.retriever import Evidence
+from recagent.tools.explain import ItemEvidence
+
+EVIDENCE = ItemEvidence(
+    item_id="P1",
+    title="Stridelite S-180 Trail Running Shoes",
+    price=45.99,
+    related=(Evidence("H1", "Pacer P-500 Trail Running Shoes", 0.8),),
+    shared={"category": "Running Shoes", "brand": "Stridelite"},
+    satisfies=("price <= $60",),
+)
+
+
+def problems(text, **kw):
+    return faithfulness_problems(text, EVIDENCE, **kw)
+
+
+def test_faithful_sentence_passes():
+    text = 'You bought the "Pacer P-500 Trail Running Shoes", so the Stridelite S-180 Trail Running Shoes at $45.99 suit your runs.'
+    assert problems(text, brands={"Stridelite", "Pacer", "Nikon"}, price_bounds=[60.0]) == []
+
+
+def test_invented_title_price_brand_and_id_fail():
+    base = "You will love the Stridelite S-180 Trail Running Shoes"
+    assert any("quotes" in p for p in problems(base + ' like "Moon Boots 3000".'))
+    assert any("price" in p for p in problems(base + " for only $9.99 today."))
+    assert any("brand Nikon" in p for p in problems(base + " from Nikon.", brands={"Nikon"}))
+    assert any("item id" in p for p in problems(base + " and P0042 too.", item_ids={"P0042", "P1"}))
+    other = "Glidewrite G-540 Gel Pen, Fine Nib"
+    assert any("names" in p for p in problems(base + f" and the {other}.", other_titles=[other]))
+
+
+def test_empty_short_or_off_item_prose_fails():
+    assert problems("") == ["empty"]
+    assert "not a sentence" in problems('"Stridelite S-180 Trail Running Shoes"')
+    assert "does not name the item" in problems("These are great shoes for you and your running.")
+
+
+class _Reply:
+    can_call_tools = False
+    name = "reply"
+
+    def __init__(self, text):
+        self.text = text
+
+    def generate(self, prompt, *, max_tokens=96, stop=()):
+        return self.text
+
+    def score(self, prompt, continuations):
+        raise AssertionError("not used")
+
+
+def test_writer_replaces_unfaithful_prose_with_evidence(tiny_shop):
+    bad = ExplanationWriter(tiny_shop, _Reply("Buy item X, it is the best, trust me now."))
+    out = bad.write(EVIDENCE)
+    assert out.source == "evidence" and out.problems
+    assert '"Pacer P-500 Trail Running Shoes"' in out.text and "Running Shoes" in out.text
+    good_text = "Since you liked the Pacer P-500 Trail Running Shoes, the Stridelite S-180 Trail Running Shoes fit."
+    good = ExplanationWriter(tiny_shop, _Reply(good_text)).write(EVIDENCE)
+    assert good.source == "llm" and good.text == good_text
+    assert ExplanationWriter(tiny_shop, None).write(EVIDENCE).source == "evidence"

@@ -1,0 +1,60 @@
+"""The LLM backends: the real embedded Gemma, and the vLLM client's error handling."""
+
+import time
+
+import pytest
+
+from recagent.agent.config import Settings
+from recagent.agent.llm import LLMUnavailable, make_llm
+from recagent.agent.vllm_llm import VLLMClient
+
+PROMPT = "A shopper bought: Trail Running Shoes, Running Socks.\nNext they bought:"
+CANDIDATES = [" Running Shorts", " Cast Iron Skillet, 12-inch", " Trail Running Shoes, blue"]
+
+
+def test_embedded_scores_match_a_full_forward_pass(gemma):
+    import torch
+
+    scored = gemma.score(PROMPT, CANDIDATES)
+    assert [s.tokens for s in scored] == [len(gemma._encode(c, bos=False)) for c in CANDIDATES]
+    prompt_ids = gemma._encode(PROMPT, bos=True)
+    for cand, got in zip(CANDIDATES, scored, strict=True):
+        ids = torch.tensor([prompt_ids + gemma._encode(cand, bos=False)])
+        with torch.inference_mode():
+            logprobs = torch.log_softmax(gemma.model(ids).logits[0].float(), dim=-1)
+        want = sum(float(logprobs[t - 1, ids[0, t]]) for t in range(len(prompt_ids), ids.shape[1]))
+        assert got.logprob == pytest.approx(want, abs=0.35 * got.tokens)  # bf16 rounding
+    assert gemma.score(PROMPT, []) == []
+
+
+def test_embedded_generation_is_greedy_and_stops(gemma):
+    first = gemma.generate(PROMPT, max_tokens=12, stop=["\n"])
+    assert first == gemma.generate(PROMPT, max_tokens=12, stop=["\n"])
+    assert "\n" not in first
+
+
+def test_embedded_checkpoint_is_converted_once(gemma):
+    from recagent.agent.embedded_llm import convert_gguf
+
+    path = gemma.checkpoint
+    stamp = (path / "config.json").stat().st_mtime
+    assert convert_gguf(gemma.models_dir) == path
+    assert (path / "config.json").stat().st_mtime == stamp
+    assert not (gemma.models_dir / ".gemma-3-270m.partial").exists()
+
+
+def test_vllm_server_down_is_a_clear_error_fast():
+    client = VLLMClient("http://127.0.0.1:9", timeout=2, max_retries=0)
+    started = time.perf_counter()
+    with pytest.raises(LLMUnavailable, match="cannot reach the vLLM server at http://127.0.0.1:9/v1"):
+        client.score("x", ["y"])
+    assert time.perf_counter() - started < 5
+    assert "127.0.0.1:9" in client.name  # naming it never calls the server
+
+
+def test_make_llm_from_settings(tmp_path):
+    assert make_llm(Settings(home=tmp_path, llm="none")) is None
+    with pytest.raises(LLMUnavailable, match="needs a server"):
+        make_llm(Settings(home=tmp_path, llm="vllm"))
+    client = make_llm(Settings(home=tmp_path, llm="vllm", llm_url="http://h:1", llm_model="m"))
+    assert client.base_url == "http://h:1/v1" and client.model == "m"

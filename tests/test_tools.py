@@ -1,0 +1,130 @@
+"""The six tools on the tiny demo shop, with the real encoder and Chroma index."""
+
+import numpy as np
+import pytest
+from fake_llm import ScriptedLLM
+
+from recagent.catalog.errors import ToolError
+from recagent.tools import (
+    Candidate,
+    Constraints,
+    Explain,
+    FilterItems,
+    GetItem,
+    RecommendForUser,
+    Rerank,
+    SearchItems,
+)
+
+
+def _cands(dataset, ids):
+    return [Candidate(i, getattr(dataset.items.get(i), "title", i), float(-n), {"retriever": float(-n)}) for n, i in enumerate(ids)]
+
+
+def test_get_item_facts_and_unknown_id(tiny_shop):
+    item_id = tiny_shop.item_ids[0]
+    facts = GetItem(tiny_shop)(item_id)
+    assert facts.title == tiny_shop.items[item_id].title
+    with pytest.raises(ToolError, match="no item"):
+        GetItem(tiny_shop)("NOPE-1")
+
+
+def test_filter_items_reasons(tiny_shop):
+    items = list(tiny_shop.items.values())
+    priced = [i for i in items if i.price is not None]
+    cheap = min(priced, key=lambda i: i.price)
+    dear = max(priced, key=lambda i: i.price)
+    brand = dear.brand
+    result = FilterItems(tiny_shop)(
+        _cands(tiny_shop, [cheap.item_id, dear.item_id, "GHOST"]),
+        Constraints(max_price=cheap.price),
+        exclude=[],
+    )
+    assert [c.item_id for c in result.kept] == [cheap.item_id]
+    assert "above" in result.excluded[dear.item_id]
+    assert result.excluded["GHOST"] == "not in the catalog"
+    no_brand = FilterItems(tiny_shop)(_cands(tiny_shop, [dear.item_id]), Constraints(exclude_brands=(brand.upper(),)))
+    assert "excluded" in no_brand.excluded[dear.item_id]
+    seen = FilterItems(tiny_shop)(_cands(tiny_shop, [cheap.item_id]), Constraints(), exclude={cheap.item_id})
+    assert seen.kept == []
+
+
+def test_filter_unknown_price_is_excluded_under_a_price_bound(tiny_shop):
+    from recagent.catalog.model import Item
+
+    assert FilterItems.violation(Item("X", "No price"), Constraints(max_price=10)) == "price unknown"
+    assert FilterItems.violation(Item("X", "No price"), Constraints()) is None
+
+
+def test_search_items_respects_constraints(tiny_shop, encoder, built_index):
+    search = SearchItems(tiny_shop, encoder, built_index)
+    hits = search("running shoes", 10)
+    assert hits and all(h.item_id in tiny_shop.items for h in hits)
+    bound = Constraints(max_price=30.0)
+    for h in search("running shoes", 10, bound):
+        assert tiny_shop.items[h.item_id].price <= 30.0
+    with pytest.raises(ToolError):
+        search("   ")
+
+
+def test_recommend_for_user_carries_evidence(tiny_shop, retriever):
+    user = tiny_shop.users[0]
+    history = tiny_shop.histories[user]
+    cands = RecommendForUser(retriever)(history, 10)
+    assert len(cands) == 10
+    assert all(c.evidence for c in cands)
+    assert not {c.item_id for c in cands} & {x.item_id for x in history}
+
+
+def test_rerank_strategies_only_reorder(tiny_shop):
+    user = tiny_shop.users[0]
+    history = tiny_shop.histories[user]
+    ids = tiny_shop.item_ids[:20]
+    cands = _cands(tiny_shop, ids)
+    # The scripted LLM prefers titles in reverse alphabetical order.
+    llm = ScriptedLLM(scorer=lambda p, t: -ord(t.strip()[0]))
+    rerank = Rerank(tiny_shop, llm)
+    for strategy in ("retriever", "cooccurrence", "llm", "fusion"):
+        out = rerank(cands, history, strategy)
+        assert sorted(c.item_id for c in out) == sorted(ids), strategy
+        scores = [c.score for c in out]
+        assert scores == sorted(scores, reverse=True)
+    by_llm = rerank(cands, history, "llm")
+    assert by_llm[0].title[0] == min(c.title[0] for c in cands)
+    assert "Here is a shopper's history" in llm.prompts[-1]
+    with pytest.raises(ToolError):
+        rerank(cands, history, "magic")
+    with pytest.raises(ToolError, match="needs an LLM"):
+        Rerank(tiny_shop, None)(cands, history, "llm")
+
+
+def test_cooccurrence_rerank_matches_itemknn(tiny_shop):
+    from recagent.retrieval.cooccurrence import ItemKNN
+
+    user = tiny_shop.users[1]
+    history = tiny_shop.histories[user]
+    ids = tiny_shop.item_ids[:50]
+    out = Rerank(tiny_shop)(_cands(tiny_shop, ids), history, "cooccurrence")
+    knn = ItemKNN(tiny_shop)
+    knn.fit(list(tiny_shop.histories.values()))
+    row = knn.score([history])[0]
+    expected = row[[tiny_shop.item_index[i] for i in ids]]
+    assert np.isclose(out[0].score, expected.max())
+
+
+def test_explain_shared_attributes_and_unknown(tiny_shop, built_index):
+    user = tiny_shop.users[0]
+    history = tiny_shop.histories[user]
+    explain = Explain(tiny_shop, built_index.embeddings)
+    newest = history[-1].item_id
+    # An item of the same leaf category as the newest history item shares that category.
+    same = next(i for i in tiny_shop.item_ids
+                if i != newest and tiny_shop.items[i].category == tiny_shop.items[newest].category)
+    ev = explain(same, history, Constraints(max_price=1000))
+    assert ev.related and all(e.item_id in {x.item_id for x in history} for e in ev.related)
+    assert ev.satisfies == ("price <= $1000",)
+    if any(e.item_id == newest or tiny_shop.items[e.item_id].category == tiny_shop.items[same].category
+           for e in ev.related):
+        assert ev.shared.get("category") == tiny_shop.items[same].category[-1]
+    with pytest.raises(ToolError):
+        explain("NOPE", history)
