@@ -33,8 +33,8 @@ test: $(STAMP) $(VLLM_STAMP)
 	RECAGENT_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m "not slow and not gpu"
 
 ## Everything, including slow tests.
-test-all: $(STAMP)
-	$(BIN)/python -m pytest -m "not vllm and not gpu"
+test-all: $(STAMP) $(VLLM_STAMP)
+	RECAGENT_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m "not gpu"
 
 bench: $(STAMP)
 	$(BIN)/python -m recagent.evals.bench_spine

@@ -68,8 +68,11 @@ def faithfulness_problems(
         return ["empty"]
     if len(text) > max_chars:
         problems.append(f"longer than {max_chars} characters")
-    if len(text.split()) < 6:
-        problems.append("not a sentence")
+    own_words = _QUOTED.sub(" ", text)
+    for title in (evidence.title, *(e.title for e in evidence.related)):
+        own_words = re.sub(re.escape(title), " ", own_words, flags=re.IGNORECASE)
+    if len(own_words.split()) < 4:
+        problems.append("not a sentence (only titles)")
     if evidence.title.casefold() not in text.casefold() and not _names_item(text, evidence.title):
         problems.append("does not name the item")
     allowed_titles = [evidence.title, *(e.title for e in evidence.related)]

@@ -35,7 +35,8 @@ def test_invented_title_price_brand_and_id_fail():
 
 def test_empty_short_or_off_item_prose_fails():
     assert problems("") == ["empty"]
-    assert "not a sentence" in problems('"Stridelite S-180 Trail Running Shoes"')
+    assert "not a sentence (only titles)" in problems('"Stridelite S-180 Trail Running Shoes"')
+    assert "not a sentence (only titles)" in problems("Stridelite S-180 Trail Running Shoes, yes.")
     assert "does not name the item" in problems("These are great shoes for you and your running.")
 
 

@@ -39,9 +39,13 @@ class Rerank:
         fusion_weights: Mapping[str, float] | None = None,
         history_titles: int = 20,
         noun: str = "items",
+        cooccurrence_histories: Sequence[History] | None = None,
     ) -> None:
         self.dataset = dataset
         self.llm = llm
+        # Evaluation passes the training split here, so co-occurrence never sees test items.
+        self._cooccurrence_histories = cooccurrence_histories
+        self._last_llm_scores: tuple[object, list] = (None, [])
         self.fusion_weights = dict(fusion_weights or {"retriever": 1.0, "cooccurrence": 1.0, "llm": 1.0})
         self.history_titles = history_titles
         self.noun = noun
@@ -49,7 +53,8 @@ class Rerank:
     @cached_property
     def cooccurrence(self) -> ItemKNN:
         knn = ItemKNN(self.dataset)
-        knn.fit(list(self.dataset.histories.values()))
+        histories = self._cooccurrence_histories
+        knn.fit(list(self.dataset.histories.values()) if histories is None else list(histories))
         return knn
 
     def prompt(self, history: History) -> str:
@@ -81,7 +86,10 @@ class Rerank:
             return [c.rescored("cooccurrence", float(row[index[c.item_id]])) for c in candidates]
         if self.llm is None:
             raise ToolError("rerank: strategy 'llm' needs an LLM, and none is configured")
-        scores = self.llm.score(self.prompt(history), [" " + c.title for c in candidates])
+        key = (self.prompt(history), tuple(" " + c.title for c in candidates))
+        if self._last_llm_scores[0] != key:  # fusion right after llm: score once
+            self._last_llm_scores = (key, self.llm.score(key[0], list(key[1])))
+        scores = self._last_llm_scores[1]
         return [c.rescored("llm", s.mean) for c, s in zip(candidates, scores, strict=True)]
 
     def _fusion(self, candidates: Sequence[Candidate], history: History) -> list[Candidate]:
