@@ -275,6 +275,14 @@ def evaluate(
     cold_seed: Annotated[int, typer.Option(help="Seed of the held-out items (--cold-start).")] = 0,
     max_minutes: Annotated[float, typer.Option(help="Training cap of the cold-split seqrec.")] = 8.0,
     device: Annotated[str, typer.Option(help="cpu or cuda, for the cold-split seqrec.")] = "cpu",
+    rerank: Annotated[str | None, typer.Option(help="Re-rank the top-N of --models' first model "
+                      "with these strategies (comma-separated: cooccurrence,llm,fusion) and "
+                      "compare with no re-ranking.")] = None,
+    rerank_top: Annotated[int, typer.Option(help="N, the candidates re-ranked per user.")] = 20,
+    explain_users: Annotated[int, typer.Option(help="With --rerank: write and check explanations "
+                             "of the top 3 for this many users.")] = 0,
+    llm: LlmOpt = None,
+    llm_url: LlmUrlOpt = None,
     encoder: EncoderOpt = None,
     chroma_url: ChromaOpt = None,
 ) -> None:
@@ -286,6 +294,10 @@ def evaluate(
     if cold_start:
         _evaluate_cold_start(data, out_path, models, cold_fraction, cold_seed, max_minutes,
                              device, encoder, chroma_url)
+        return
+    if rerank:
+        _evaluate_rerank(data, out_path, (models or "itemknn").split(",")[0].strip(), rerank,
+                         rerank_top, max_users, explain_users, llm, llm_url, encoder, chroma_url)
         return
     names = [m.strip() for m in (models or "popularity,itemknn,text").split(",") if m.strip()]
     with _user_errors():
@@ -307,6 +319,62 @@ def evaluate(
     _out().print(_report_table(report))
     if out_path is not None:
         write_report(report, out_path)
+        _out().print(f"report written to {out_path}", soft_wrap=True)
+
+
+def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain_users, llm,
+                     llm_url, encoder, chroma_url) -> None:
+    from recagent.agent.explanations import ExplanationWriter
+    from recagent.agent.llm import make_llm
+    from recagent.evals.rerank_eval import evaluate_rerank
+    from recagent.evals.split import leave_one_out
+    from recagent.tools import STRATEGIES, Explain, Rerank
+
+    names = [x.strip() for x in strategies.split(",") if x.strip()]
+    with _user_errors():
+        unknown = [n for n in names if n not in STRATEGIES]
+        if unknown:
+            raise RecAgentError(f"--rerank: unknown {unknown}; choose from {', '.join(STRATEGIES)}")
+        settings = Settings.from_env().override(data=data, encoder=encoder, chroma_url=chroma_url,
+                                                llm=llm, llm_url=llm_url)
+        from recagent.agent.runtime import Runtime
+
+        rt = Runtime(settings)
+        with _err().status("Loading dataset..."):
+            split = leave_one_out(rt.dataset)
+        model = make_llm(settings) if {"llm", "fusion"} & set(names) or explain_users else None
+        noun = "movies" if "ml-" in rt.dataset.name else "items"
+        reranker = Rerank(rt.dataset, model, cooccurrence_histories=split.train, noun=noun)
+        explain = writer = None
+        if explain_users:
+            rt.ensure_index(show_progress=True)
+            explain = Explain(rt.dataset, rt.index.embeddings)
+            writer = ExplanationWriter(rt.dataset, model)
+        results = evaluate_rerank(
+            rt.scorer(base), split, reranker, names, top_n=top_n, max_users=max_users,
+            explain=explain, writer=writer, explain_users=explain_users, show_progress=True,
+        )
+    table = Table(title=f"{rt.dataset.name}: {base} top-{top_n} re-ranked "
+                  f"({min(len(split.users), max_users or len(split.users))} users)")
+    for col in ("rerank", "recall@10", "ndcg@10", "recall@20", "mrr", "ms/user", "faithful"):
+        table.add_column(col, justify="left" if col == "rerank" else "right")
+    for r in results:
+        m = r.metrics
+        faithful = "" if r.faithful_share is None else f"{r.faithful_share:.0%} of {r.explanations}"
+        table.add_row(r.strategy, f"{m['recall@10']:.4f}", f"{m['ndcg@10']:.4f}",
+                      f"{m['recall@20']:.4f}", f"{m['mrr']:.4f}", f"{r.ms_per_user:.1f}", faithful)
+    _out().print(table)
+    if out_path is not None:
+        payload = {
+            "dataset": rt.dataset.name, "base": base, "top_n": top_n, "llm": model.name if model else None,
+            "users": min(len(split.users), max_users or len(split.users)),
+            "command": "recagent " + " ".join(sys.argv[1:]),
+            "results": {r.strategy: {"metrics": r.metrics, "ms_per_user": r.ms_per_user,
+                                     "faithful_share": r.faithful_share,
+                                     "explanations": r.explanations} for r in results},
+        }
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(payload, indent=2) + "\n")
         _out().print(f"report written to {out_path}", soft_wrap=True)
 
 

@@ -138,3 +138,46 @@ def test_eval_seqrec_without_training_says_what_to_do(tmp_path, tiny_shop):
                            env={"RECAGENT_HOME": str(tmp_path / "home"), "COLUMNS": "200"})
     assert result.exit_code == 1
     assert "run `recagent train-retriever`" in result.output
+
+
+def test_ask_json_respects_constraints_without_llm(tiny_shop_dir, tiny_shop):
+    user = tiny_shop.users[0]
+    result = _run("ask", "something under $40", "--data", str(tiny_shop_dir), "--user", user,
+                  "--llm", "none", "--json", "-k", "4")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["constraints"] == ["price <= $40"]
+    recs = payload["recommendations"]
+    assert 0 < len(recs) <= 4
+    seen = {x.item_id for x in tiny_shop.histories[user]}
+    for rec in recs:
+        assert rec["item_id"] in tiny_shop.items and rec["item_id"] not in seen
+        assert rec["price"] <= 40 and rec["explanation_source"] == "evidence"
+    assert [c["tool"] for c in payload["trace"]][0] == "parse_constraints"
+
+
+def test_ask_with_a_vllm_server_that_is_down_degrades(tiny_shop_dir, tiny_shop):
+    result = _run("ask", "", "--data", str(tiny_shop_dir), "--user", tiny_shop.users[0], "--json",
+                  "--llm", "vllm", "--llm-url", "http://127.0.0.1:9/v1", "--rerank", "llm")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["recommendations"] and payload["degraded"]
+    assert "cannot reach the vLLM server" in payload["degraded"][0]
+
+
+def test_ask_unknown_user_is_one_line(tiny_shop_dir):
+    result = _run("ask", "hi", "--data", str(tiny_shop_dir), "--user", "nobody", "--llm", "none")
+    assert result.exit_code == 1
+    assert "unknown user 'nobody'" in result.output and "Traceback" not in result.output
+
+
+def test_eval_rerank_compares_with_no_reranking(tiny_shop_dir, tmp_path):
+    out = tmp_path / "rerank.json"
+    result = _run("eval", "--data", str(tiny_shop_dir), "--models", "itemknn", "--rerank",
+                  "cooccurrence", "--rerank-top", "10", "--llm", "none", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"none", "cooccurrence"}
+    none, knn = report["results"]["none"]["metrics"], report["results"]["cooccurrence"]["metrics"]
+    # Re-ranking reorders the top 10 only: the top-10 recall is the same, the order may differ.
+    assert none["recall@10"] == knn["recall@10"] and none["recall@50"] == knn["recall@50"]
