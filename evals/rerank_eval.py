@@ -81,7 +81,9 @@ def evaluate_rerank(
                 spent[strategy] += time.perf_counter() - started
                 position = next((p for p, c in enumerate(order, 1) if c.item_id == target), None)
                 ranks[strategy][u] = position if position is not None else base_rank[0]
-                if writer is not None and explain is not None and u < explain_users:
+                # Explanations cost seconds each: written for the last strategy's top only.
+                if writer is not None and explain is not None and u < explain_users \
+                        and strategy == strategies[-1]:
                     for c in order[:explain_top]:
                         out = writer.write(explain(c, history))
                         checked[strategy] += 1
