@@ -32,7 +32,8 @@ class Assistant:
         dataset = rt.dataset
         return Toolbox(
             search_items=SearchItems(dataset, rt.encoder, rt.index),
-            recommend_for_user=RecommendForUser(rt.retriever),
+            # The trained seqrec retriever when the dataset has a checkpoint, else the text one.
+            recommend_for_user=RecommendForUser(rt.recommender("auto")),
             filter_items=FilterItems(dataset),
             rerank=Rerank(dataset, self.llm),
             get_item=GetItem(dataset),

@@ -153,7 +153,7 @@ def test_ask_json_respects_constraints_without_llm(tiny_shop_dir, tiny_shop):
     for rec in recs:
         assert rec["item_id"] in tiny_shop.items and rec["item_id"] not in seen
         assert rec["price"] <= 40 and rec["explanation_source"] == "evidence"
-    assert [c["tool"] for c in payload["trace"]][0] == "parse_constraints"
+    assert payload["trace"][0]["tool"] == "parse_constraints"
 
 
 def test_ask_with_a_vllm_server_that_is_down_degrades(tiny_shop_dir, tiny_shop):
