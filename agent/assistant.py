@@ -27,13 +27,25 @@ class Assistant:
         return make_llm(self.runtime.settings)
 
     @cached_property
+    def recommender(self):
+        """The trained seqrec retriever when the dataset has a checkpoint, else the text one."""
+        return self.runtime.recommender("auto")
+
+    def prepare(self, *, show_progress: bool = True) -> None:
+        """Build or update the indexes the tools search (a hash check when they are current)."""
+        from recagent.retrieval.retriever import HistoryRetriever
+
+        self.runtime.ensure_index(show_progress=show_progress)  # search_items, explain
+        if not isinstance(self.recommender, HistoryRetriever):
+            self.recommender.index.build(show_progress=show_progress)
+
+    @cached_property
     def tools(self) -> Toolbox:
         rt = self.runtime
         dataset = rt.dataset
         return Toolbox(
             search_items=SearchItems(dataset, rt.encoder, rt.index),
-            # The trained seqrec retriever when the dataset has a checkpoint, else the text one.
-            recommend_for_user=RecommendForUser(rt.recommender("auto")),
+            recommend_for_user=RecommendForUser(self.recommender),
             filter_items=FilterItems(dataset),
             rerank=Rerank(dataset, self.llm),
             get_item=GetItem(dataset),

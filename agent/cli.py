@@ -464,7 +464,7 @@ def ask(
         with _err().status("Loading dataset and encoder..."):
             session = assistant.session(user)
             _ = rt.encoder.model
-        rt.ensure_index(show_progress=True)
+        assistant.prepare(show_progress=True)
         if rt.settings.llm != "none":
             with _err().status(f"Loading the LLM ({rt.settings.llm})..."):
                 _load_llm(assistant)

@@ -121,8 +121,8 @@ class PlanAgent:
         )
         kept = filtered.kept if filtered else []
         strategy = self.rerank_strategy
-        if strategy in ("llm", "fusion") and llm is None:
-            strategy = "retriever" if strategy == "llm" else strategy
+        if strategy == "llm" and llm is None:  # fusion simply leaves the LLM out
+            strategy = "retriever"
         ranked = None
         if kept:
             try:

@@ -20,6 +20,7 @@ class Session:
     shown: list[str] = field(default_factory=list)
     liked: list[str] = field(default_factory=list)
     disliked: list[str] = field(default_factory=list)
+    last_shown: list[str] = field(default_factory=list)  # the latest answer's items, in order
     turns: int = 0
 
     @property
@@ -30,8 +31,6 @@ class Session:
         """The item shown as ``#number`` in the latest answer (1-based), if any."""
         last = self.last_shown
         return last[number - 1] if 1 <= number <= len(last) else None
-
-    last_shown: list[str] = field(default_factory=list)
 
     def record_shown(self, item_ids: list[str]) -> None:
         self.last_shown = list(item_ids)
