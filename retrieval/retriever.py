@@ -10,7 +10,7 @@ Two entry points share one query encoder:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -19,12 +19,26 @@ import numpy as np
 from recagent.catalog.model import Dataset
 from recagent.prompts import render
 from recagent.retrieval.encoder import TextEncoder
-from recagent.retrieval.index import ItemIndex
+from recagent.retrieval.index import ItemIndex, SearchHit
 from recagent.retrieval.popularity import Popularity
 from recagent.retrieval.scorer import History
 from recagent.retrieval.text import history_text
 
-__all__ = ["Evidence", "HistoryRetriever", "Recommendation"]
+__all__ = [
+    "SEARCH_MARGIN",
+    "Evidence",
+    "HistoryRetriever",
+    "PopularItems",
+    "Recommendation",
+    "closest_in_history",
+    "with_evidence",
+]
+
+SEARCH_MARGIN = 50
+"""Extra neighbours asked of the approximate (HNSW) index beyond ``k`` + the user's seen
+items: with only ``k`` asked, HNSW at Chroma's default search breadth sometimes misses one of
+the true top ``k`` (seen on the tiny shop's seqrec collection); the hits come back in exact
+score order, so the margin only adds recall."""
 
 
 @dataclass(frozen=True)
@@ -102,32 +116,65 @@ class HistoryRetriever:
         if not history:
             return self._popular(k, seen)
         query = self.query_vectors([history])
-        hits = self.index.search(query, k + len(seen))[0]
-        picked = [h for h in hits if h.item_id not in seen and h.item_id in self.dataset.items][:k]
-        history_ids = list(dict.fromkeys(x.item_id for x in reversed(history)))
-        history_vectors = self.item_embeddings[[self.dataset.item_index[i] for i in history_ids]]
-        out = []
-        for hit in picked:
-            vector = self.item_embeddings[self.dataset.item_index[hit.item_id]]
-            sims = history_vectors @ vector
-            top = np.argsort(-sims, kind="stable")[: self.evidence_per_item]
-            evidence = [
-                Evidence(history_ids[t], self.dataset.items[history_ids[t]].title, float(sims[t]))
-                for t in top
-            ]
-            out.append(
-                Recommendation(
-                    item_id=hit.item_id,
-                    title=self.dataset.items[hit.item_id].title,
-                    score=hit.score,
-                    explanation=render("explanation", evidence=evidence),
-                    evidence=evidence,
-                )
-            )
-        return out
+        hits = self.index.search(query, k + len(seen) + SEARCH_MARGIN)[0]
+        return with_evidence(self.dataset, history, hits, self.item_embeddings, k=k,
+                             per_item=self.evidence_per_item)
 
     @cached_property
-    def _popularity(self) -> tuple[list[str], np.ndarray]:
+    def _popular_items(self) -> PopularItems:
+        return PopularItems(self.dataset)
+
+    def _popular(self, k: int, seen: set[str]) -> list[Recommendation]:
+        return self._popular_items.recommend(k, seen)
+
+
+def closest_in_history(
+    dataset: Dataset, history: History, unit_vectors: np.ndarray, item_id: str, top: int
+) -> list[Evidence]:
+    """The ``top`` distinct history items closest to ``item_id`` (cosine of unit item vectors
+    in catalog order), closest first; ties keep the newest first."""
+    history_ids = list(dict.fromkeys(x.item_id for x in reversed(history)))
+    index = dataset.item_index
+    sims = unit_vectors[[index[i] for i in history_ids]] @ unit_vectors[index[item_id]]
+    order = np.argsort(-sims, kind="stable")[:top]
+    return [Evidence(history_ids[t], dataset.items[history_ids[t]].title, float(sims[t])) for t in order]
+
+
+def with_evidence(
+    dataset: Dataset,
+    history: History,
+    hits: Sequence[SearchHit],
+    unit_vectors: np.ndarray,
+    *,
+    k: int,
+    per_item: int,
+) -> list[Recommendation]:
+    """The first ``k`` hits the user does not have, each with its closest history items."""
+    seen = {x.item_id for x in history}
+    picked = [h for h in hits if h.item_id not in seen and h.item_id in dataset.items][:k]
+    out = []
+    for hit in picked:
+        evidence = closest_in_history(dataset, history, unit_vectors, hit.item_id, per_item)
+        out.append(
+            Recommendation(
+                item_id=hit.item_id,
+                title=dataset.items[hit.item_id].title,
+                score=hit.score,
+                explanation=render("explanation", evidence=evidence),
+                evidence=evidence,
+            )
+        )
+    return out
+
+
+class PopularItems:
+    """The empty-history fallback: the catalog's most interacted-with items."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    @cached_property
+    def _ranking(self) -> tuple[list[str], np.ndarray]:
         """Item ids, most interacted-with first (ties in catalog order), and each item's share."""
         popularity = Popularity(self.dataset)
         popularity.fit(list(self.dataset.histories.values()))
@@ -135,8 +182,8 @@ class HistoryRetriever:
         share = popularity.counts / max(1, len(self.dataset.interactions))
         return [self.dataset.item_ids[i] for i in order], share
 
-    def _popular(self, k: int, seen: set[str]) -> list[Recommendation]:
-        order, share = self._popularity
+    def recommend(self, k: int, seen: Collection[str] = ()) -> list[Recommendation]:
+        order, share = self._ranking
         top = [i for i in order if i not in seen][:k]
         return [
             Recommendation(

@@ -13,7 +13,6 @@ for each user, and evidence from the user's own history.
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from functools import cached_property
 from pathlib import Path
@@ -23,10 +22,20 @@ import numpy as np
 
 from recagent.catalog.errors import IndexUnavailable
 from recagent.catalog.model import Dataset
-from recagent.prompts import render
-from recagent.retrieval.index import BuildStats, ItemIndex, SearchHit, _chunks, item_metadata
-from recagent.retrieval.popularity import Popularity
-from recagent.retrieval.retriever import Evidence, Recommendation
+from recagent.retrieval.index import (
+    BuildStats,
+    ItemIndex,
+    SearchHit,
+    _chunks,
+    _collection_name,
+    item_metadata,
+)
+from recagent.retrieval.retriever import (
+    SEARCH_MARGIN,
+    PopularItems,
+    Recommendation,
+    with_evidence,
+)
 from recagent.retrieval.scorer import History
 from recagent.retrieval.seq_train import SeqScorer
 
@@ -57,8 +66,7 @@ class SeqIndex(ItemIndex):
         self.directory = Path(directory)
         self.batch_size = batch_size
         self.version = checkpoint_hash(self.directory)
-        slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", dataset.name).strip("-._") or "dataset"
-        self.name = f"{slug[:40]}-seqrec-{self.version}"
+        self.name = _collection_name(dataset.name, f"seqrec-{self.version}")
         self._collection: Any = None
 
     @property
@@ -150,27 +158,13 @@ class SeqRetriever:
             raise IndexUnavailable(f"seqrec index {self.index.name!r} is incomplete: run "
                                    f"`recagent index --encoder {self.index.directory}`")
         query = self.scorer.query_vectors([history])
-        hits = self.index.search(query, k + len(seen))[0]
-        picked = [h for h in hits if h.item_id not in seen and h.item_id in self.dataset.items][:k]
-        history_ids = list(dict.fromkeys(x.item_id for x in reversed(history)))
-        history_vectors = self._unit_vectors[[self.dataset.item_index[i] for i in history_ids]]
-        out = []
-        for hit in picked:
-            sims = history_vectors @ self._unit_vectors[self.dataset.item_index[hit.item_id]]
-            top = np.argsort(-sims, kind="stable")[: self.evidence_per_item]
-            evidence = [Evidence(history_ids[t], self.dataset.items[history_ids[t]].title,
-                                 float(sims[t])) for t in top]
-            out.append(Recommendation(
-                item_id=hit.item_id, title=self.dataset.items[hit.item_id].title, score=hit.score,
-                explanation=render("explanation", evidence=evidence), evidence=evidence,
-            ))
-        return out
+        hits = self.index.search(query, k + len(seen) + SEARCH_MARGIN)[0]
+        return with_evidence(self.dataset, history, hits, self._unit_vectors, k=k,
+                             per_item=self.evidence_per_item)
+
+    @cached_property
+    def _popular_items(self) -> PopularItems:
+        return PopularItems(self.dataset)
 
     def _popular(self, k: int) -> list[Recommendation]:
-        popularity = Popularity(self.dataset)
-        popularity.fit(list(self.dataset.histories.values()))
-        order = np.argsort(-popularity.counts, kind="stable")[:k]
-        share = popularity.counts / max(1, len(self.dataset.interactions))
-        return [Recommendation(item_id=self.dataset.item_ids[i], title=self.dataset.items[
-                    self.dataset.item_ids[i]].title, score=float(share[i]),
-                    explanation=render("explanation", evidence=[])) for i in order]
+        return self._popular_items.recommend(k)

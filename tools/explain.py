@@ -15,7 +15,7 @@ import numpy as np
 
 from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
-from recagent.retrieval.retriever import Evidence
+from recagent.retrieval.retriever import Evidence, closest_in_history
 from recagent.retrieval.scorer import History
 from recagent.tools.candidates import Candidate
 from recagent.tools.filter_items import Constraints
@@ -80,12 +80,7 @@ class Explain:
         return ItemEvidence(item.item_id, item.title, item.price, related, shared, satisfies)
 
     def _closest(self, item_id: str, history: History) -> tuple[Evidence, ...]:
-        embeddings = self._embeddings()
-        index = self.dataset.item_index
-        ids = list(dict.fromkeys(x.item_id for x in reversed(history)))
-        sims = embeddings[[index[i] for i in ids]] @ embeddings[index[item_id]]
-        order = np.argsort(-sims, kind="stable")[: self.top]
-        return tuple(Evidence(ids[t], self.dataset.items[ids[t]].title, float(sims[t])) for t in order)
+        return tuple(closest_in_history(self.dataset, history, self._embeddings(), item_id, self.top))
 
     def _shared(self, item_id: str, related_ids: list[str]) -> dict[str, str]:
         item = self.dataset.items[item_id]
