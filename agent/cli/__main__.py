@@ -1,0 +1,3 @@
+from recagent.agent.cli import app
+
+app()

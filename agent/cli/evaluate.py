@@ -1,0 +1,190 @@
+"""``recagent eval``: offline evaluation, re-ranking and cold-start reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from recagent.agent.cli._common import (
+    ChromaOpt,
+    DataOpt,
+    EncoderOpt,
+    LlmOpt,
+    LlmUrlOpt,
+    app,
+    err,
+    make_runtime,
+    out,
+    user_errors,
+)
+from recagent.agent.config import Settings
+from recagent.catalog.errors import RecAgentError
+
+
+@app.command("eval")
+def evaluate(
+    data: DataOpt = None,
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Write the JSON report here.")] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated: popularity,itemknn,text,"
+                      "seqrec,fusion or a peer (seqrec and fusion need `recagent train-retriever` "
+                      "first). Default: popularity,itemknn,text; with --cold-start: "
+                      "popularity,itemknn,als,text,seqrec,fusion.")] = None,
+    stage: Annotated[str, typer.Option(help="test or valid.")] = "test",
+    max_users: Annotated[int | None, typer.Option(help="Evaluate only the first N users.")] = None,
+    cold_start: Annotated[bool, typer.Option("--cold-start", help="Hold out items from training "
+                          "and report on the test cases whose target is one of them (trains a "
+                          "seqrec on that split, or reuses it).")] = False,
+    cold_fraction: Annotated[float, typer.Option(help="Share of items held out (--cold-start).")] = 0.1,
+    cold_seed: Annotated[int, typer.Option(help="Seed of the held-out items (--cold-start).")] = 0,
+    max_minutes: Annotated[float, typer.Option(help="Training cap of the cold-split seqrec.")] = 8.0,
+    device: Annotated[str, typer.Option(help="cpu or cuda, for the cold-split seqrec.")] = "cpu",
+    rerank: Annotated[str | None, typer.Option(help="Re-rank the top-N of --models' first model "
+                      "with these strategies (comma-separated: cooccurrence,llm,fusion) and "
+                      "compare with no re-ranking.")] = None,
+    rerank_top: Annotated[int, typer.Option(help="N, the candidates re-ranked per user.")] = 20,
+    explain_users: Annotated[int, typer.Option(help="With --rerank: write and check explanations "
+                             "of the top 3 for this many users.")] = 0,
+    llm: LlmOpt = None,
+    llm_url: LlmUrlOpt = None,
+    encoder: EncoderOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Offline evaluation: leave-one-out by time, full ranking, Recall/NDCG/MRR@10/20/50."""
+    from recagent.evals.report import build_report, write_report
+    from recagent.evals.runner import evaluate_scorer
+    from recagent.evals.split import leave_one_out
+
+    if cold_start:
+        _evaluate_cold_start(data, out_path, models, cold_fraction, cold_seed, max_minutes,
+                             device, encoder, chroma_url)
+        return
+    if rerank:
+        _evaluate_rerank(data, out_path, (models or "itemknn").split(",")[0].strip(), rerank,
+                         rerank_top, max_users, explain_users, llm, llm_url, encoder, chroma_url)
+        return
+    names = [m.strip() for m in (models or "popularity,itemknn,text").split(",") if m.strip()]
+    with user_errors():
+        if stage not in ("test", "valid"):
+            raise RecAgentError(f"--stage must be test or valid, not {stage!r}")
+        rt = make_runtime(data, encoder, chroma_url)
+        with err().status("Loading dataset..."):
+            split = leave_one_out(rt.dataset)
+        if not split.users:
+            raise RecAgentError(f"dataset {rt.dataset.name!r} has no user with 3+ interactions")
+        results = []
+        for name in names:
+            scorer = rt.scorer(name)
+            results.append(
+                evaluate_scorer(scorer, split, stage=stage, max_users=max_users, show_progress=True)
+            )
+        n_users = min(len(split.users), max_users or len(split.users))
+        report = build_report(split, results, stage=stage, n_users=n_users)
+    out().print(_report_table(report))
+    if out_path is not None:
+        write_report(report, out_path)
+        out().print(f"report written to {out_path}", soft_wrap=True)
+
+
+def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain_users, llm,
+                     llm_url, encoder, chroma_url) -> None:
+    from recagent.agent.explanations import ExplanationWriter
+    from recagent.agent.llm import make_llm
+    from recagent.evals.rerank_eval import evaluate_rerank
+    from recagent.evals.split import leave_one_out
+    from recagent.tools import STRATEGIES, Explain, Rerank
+
+    names = [x.strip() for x in strategies.split(",") if x.strip()]
+    with user_errors():
+        unknown = [n for n in names if n not in STRATEGIES]
+        if unknown:
+            raise RecAgentError(f"--rerank: unknown {unknown}; choose from {', '.join(STRATEGIES)}")
+        settings = Settings.from_env().override(data=data, encoder=encoder, chroma_url=chroma_url,
+                                                llm=llm, llm_url=llm_url)
+        from recagent.agent.runtime import Runtime
+
+        rt = Runtime(settings)
+        with err().status("Loading dataset..."):
+            split = leave_one_out(rt.dataset)
+        model = make_llm(settings) if {"llm", "fusion"} & set(names) or explain_users else None
+        noun = "movies" if "ml-" in rt.dataset.name else "items"
+        reranker = Rerank(rt.dataset, model, cooccurrence_histories=split.train, noun=noun)
+        explain = writer = None
+        if explain_users:
+            rt.ensure_index(show_progress=True)
+            explain = Explain(rt.dataset, rt.index.embeddings)
+            writer = ExplanationWriter(rt.dataset, model)
+        results = evaluate_rerank(
+            rt.scorer(base), split, reranker, names, top_n=top_n, max_users=max_users,
+            explain=explain, writer=writer, explain_users=explain_users, show_progress=True,
+        )
+    table = Table(title=f"{rt.dataset.name}: {base} top-{top_n} re-ranked "
+                  f"({min(len(split.users), max_users or len(split.users))} users)")
+    for col in ("rerank", "recall@10", "ndcg@10", "recall@20", "mrr", "ms/user", "faithful"):
+        table.add_column(col, justify="left" if col == "rerank" else "right")
+    for r in results:
+        m = r.metrics
+        faithful = "" if r.faithful_share is None else f"{r.faithful_share:.0%} of {r.explanations}"
+        table.add_row(r.strategy, f"{m['recall@10']:.4f}", f"{m['ndcg@10']:.4f}",
+                      f"{m['recall@20']:.4f}", f"{m['mrr']:.4f}", f"{r.ms_per_user:.1f}", faithful)
+    out().print(table)
+    if out_path is not None:
+        payload = {
+            "dataset": rt.dataset.name, "base": base, "top_n": top_n, "llm": model.name if model else None,
+            "users": min(len(split.users), max_users or len(split.users)),
+            "command": "recagent " + " ".join(sys.argv[1:]),
+            "results": {r.strategy: {"metrics": r.metrics, "ms_per_user": r.ms_per_user,
+                                     "faithful_share": r.faithful_share,
+                                     "explanations": r.explanations} for r in results},
+        }
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(payload, indent=2) + "\n")
+        out().print(f"report written to {out_path}", soft_wrap=True)
+
+
+def _evaluate_cold_start(data, out_path, models, fraction, seed, max_minutes, device, encoder,
+                         chroma_url) -> None:
+    from recagent.evals.coldstart import COLD_MODELS, run_cold_start
+    from recagent.evals.report import write_report
+
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else list(COLD_MODELS)
+    with user_errors():
+        if not 0 < fraction < 1:
+            raise RecAgentError(f"--cold-fraction must be between 0 and 1, not {fraction}")
+        rt = make_runtime(data, encoder, chroma_url)
+        report = run_cold_start(rt, names, fraction=fraction, seed=seed, max_minutes=max_minutes,
+                                device=device, show_progress=True)
+    cols = ["recall@10", "ndcg@10", "recall@50", "ndcg@50", "mrr", "seconds"]
+    table = Table(title=f"{report['dataset']}: cold start, {report['n_cold_test_cases']} test "
+                  f"cases with a cold target ({report['n_cold_items']} items held out)")
+    table.add_column("model")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, m in report["models"].items():
+        if "recall@10" not in m:
+            table.add_row(name, *([""] * (len(cols) - 1)), m.get("note", ""))
+            continue
+        table.add_row(name, *(f"{m[c]:.1f}" if c == "seconds" else f"{m[c]:.4f}" for c in cols))
+    out().print(table)
+    if out_path is not None:
+        write_report(report, out_path)
+        out().print(f"report written to {out_path}", soft_wrap=True)
+
+
+def _report_table(report: dict) -> Table:
+    cols = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "recall@50", "ndcg@50", "mrr",
+            "precision@10", "coverage@10", "seconds"]
+    table = Table(
+        title=f"{report['dataset']} — {report['stage']}, {report['n_users']} users, "
+        f"{report['n_items']} items, full ranking"
+    )
+    table.add_column("model")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, m in report["models"].items():
+        table.add_row(name, *(f"{m[c]:.1f}" if c == "seconds" else f"{m[c]:.4f}" for c in cols))
+    return table
