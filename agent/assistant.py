@@ -56,6 +56,11 @@ class Assistant:
     def agent(self) -> PlanAgent:
         return PlanAgent(self.tools, self.llm, k=self.k, rerank=self.rerank)
 
+    def feedback(self, session: Session, item_id: str, kind: str) -> None:
+        """Record a click, like, dislike or purchase of a catalog item in ``session``."""
+        self.runtime.dataset.item(item_id)  # UnknownItemError for an id the catalog lacks
+        session.feedback(item_id, kind)
+
     def session(self, user_id: str | None) -> Session:
         """A new conversation for a dataset user (their history) or a new user (none)."""
         if user_id is None:

@@ -18,12 +18,12 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recagent.agent.llm import LLMUnavailable, ScoredContinuation, cut_at_stop
+from recagent.agent.llm import LLMUnavailable, ScoredContinuation, stream_until_stop
 
 if TYPE_CHECKING:
     import torch
@@ -144,19 +144,35 @@ class EmbeddedLLM:
         return [self.tokenizer.bos_token_id, *ids] if bos else list(ids)
 
     def generate(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> str:
+        return "".join(self.stream(prompt, max_tokens=max_tokens, stop=stop)).strip()
+
+    def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> Iterator[str]:
+        return stream_until_stop(self._greedy(prompt, max_tokens), stop)
+
+    def _greedy(self, prompt: str, max_tokens: int) -> Iterator[str]:
+        """Greedy decoding with the KV cache, one token at a time; yields the new text of
+        each step (held back while the text ends inside a multi-byte character)."""
         import torch
 
-        ids = torch.tensor([self._encode(prompt, bos=True)], device=self.device)
+        eos = self.model.generation_config.eos_token_id
+        eos = {*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id} - {None}
+        generated: list[int] = []
+        emitted = ""
         with torch.inference_mode():
-            out = self.model.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=max_tokens,
-                do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            )
-        text = self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
-        return cut_at_stop(text, stop).strip()
+            ids = torch.tensor([self._encode(prompt, bos=True)], device=self.device)
+            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            for _ in range(max_tokens):
+                token = int(out.logits[0, -1].argmax())
+                if token in eos:
+                    break
+                generated.append(token)
+                text = self.tokenizer.decode(generated, skip_special_tokens=True)
+                if text.startswith(emitted) and len(text) > len(emitted) and not text.endswith("\ufffd"):
+                    yield text[len(emitted):]
+                    emitted = text
+                step = torch.tensor([[token]], device=self.device)
+                out = self.model(input_ids=step, past_key_values=out.past_key_values,
+                                 use_cache=True, logits_to_keep=1)
 
     def score(
         self, prompt: str, continuations: Sequence[str], *, batch_size: int = 32

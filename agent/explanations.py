@@ -16,7 +16,7 @@ Prose that fails is replaced by a clean rendering of the evidence
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -133,9 +133,12 @@ class ExplanationWriter:
         *,
         other_titles: Iterable[str] = (),
         price_bounds: Iterable[float] = (),
+        on_delta: Callable[[str], None] | None = None,
     ) -> Explanation:
         """The checked LLM sentence, or the evidence rendering.
 
+        With ``on_delta``, the LLM's words are passed to it as they are decoded (before the
+        check: the caller shows the returned explanation in their place when it differs).
         Raises :class:`~recagent.agent.llm.LLMUnavailable` when the LLM fails; the caller
         degrades to evidence for the rest of the turn.
         """
@@ -149,7 +152,14 @@ class ExplanationWriter:
             shared=evidence.shared,
             satisfies=list(evidence.satisfies),
         )
-        prose = self.llm.generate(prompt, max_tokens=self.max_tokens, stop=["\n"])
+        if on_delta is None:
+            prose = self.llm.generate(prompt, max_tokens=self.max_tokens, stop=["\n"])
+        else:
+            pieces = []
+            for piece in self.llm.stream(prompt, max_tokens=self.max_tokens, stop=["\n"]):
+                pieces.append(piece)
+                on_delta(piece)
+            prose = "".join(pieces).strip()
         problems = faithfulness_problems(
             prose, evidence, other_titles=other_titles, brands=self.brands,
             item_ids=self.letter_ids, price_bounds=price_bounds,

@@ -3,6 +3,8 @@
 The agent needs two things from a language model:
 
 - ``generate(prompt)``: a short greedy completion (explanation prose, a JSON constraint parse);
+- ``stream(prompt)``: the same completion, yielded piece by piece as it is decoded (the chat
+  and the HTTP backend show the words as they come);
 - ``score(prompt, continuations)``: the log-likelihood of each continuation given one shared
   prompt (re-ranking candidates by how likely the model finds them after the user's history).
 
@@ -14,7 +16,7 @@ heavy imports happen inside the backends, on first use.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -23,7 +25,7 @@ from recagent.catalog.errors import RecAgentError
 if TYPE_CHECKING:
     from recagent.agent.config import Settings
 
-__all__ = ["BACKENDS", "LLM", "LLMUnavailable", "ScoredContinuation", "make_llm"]
+__all__ = ["BACKENDS", "LLM", "LLMUnavailable", "ScoredContinuation", "make_llm", "stream_until_stop"]
 
 BACKENDS = ("embedded", "vllm", "none")
 
@@ -51,6 +53,11 @@ class LLM(Protocol):
 
     def generate(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> str:
         """Greedy completion of ``prompt`` (without the prompt), cut at the first stop string."""
+        ...
+
+    def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> Iterator[str]:
+        """The pieces of ``generate``'s text as they are decoded (joined: the same text, before
+        its surrounding whitespace is stripped)."""
         ...
 
     def score(self, prompt: str, continuations: Sequence[str]) -> list[ScoredContinuation]:
@@ -91,3 +98,27 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
         if s and at != -1:
             cut = min(cut, at)
     return text[:cut]
+
+
+def stream_until_stop(pieces: Iterable[str], stop: Sequence[str]) -> Iterator[str]:
+    """``pieces`` up to the first stop string, as they come.
+
+    Text that could still turn out to be the start of a stop string is held back until it
+    cannot, so a stop string split across two pieces is never emitted. Stops reading (which
+    ends the generation) as soon as a stop string is complete.
+    """
+    stop = [s for s in stop if s]
+    pending = ""
+    for piece in pieces:
+        pending += piece
+        cut = min((at for s in stop if (at := pending.find(s)) != -1), default=-1)
+        if cut != -1:
+            if pending[:cut]:
+                yield pending[:cut]
+            return
+        keep = max((n for s in stop for n in range(1, len(s)) if pending.endswith(s[:n])), default=0)
+        if len(pending) > keep:
+            yield pending[: len(pending) - keep]
+            pending = pending[len(pending) - keep :]
+    if pending:
+        yield pending

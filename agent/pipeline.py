@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from recagent.agent.constraints import ConstraintParser
+from recagent.agent.events import EventSink, Explained, Picked, ProseDelta
 from recagent.agent.explanations import Explanation, ExplanationWriter
 from recagent.agent.llm import LLM, LLMUnavailable
 from recagent.agent.session import Session
@@ -61,15 +62,29 @@ class AgentAnswer:
 
 
 class _Trace(list):
+    """The turn's tool calls; each is also passed to ``on_event`` as soon as it is done."""
+
+    def __init__(self, on_event: EventSink | None = None) -> None:
+        super().__init__()
+        self.on_event = on_event
+
+    def emit(self, event: object) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def record(self, call: ToolCall) -> None:
+        self.append(call)
+        self.emit(call)
+
     def run(self, tool: str, arguments: dict[str, Any], fn: Callable[[], T],
             summarize: Callable[[T], str]) -> T | None:
         started = time.perf_counter()
         try:
             result = fn()
         except ToolError as exc:
-            self.append(ToolCall(tool, arguments, "error", _ms(started), str(exc)))
+            self.record(ToolCall(tool, arguments, "error", _ms(started), str(exc)))
             return None
-        self.append(ToolCall(tool, arguments, summarize(result), _ms(started)))
+        self.record(ToolCall(tool, arguments, summarize(result), _ms(started)))
         return result
 
 
@@ -102,8 +117,11 @@ class PlanAgent:
         self.explain_with_llm = explain_with_llm
         self.parser = ConstraintParser(tools.dataset)
 
-    def turn(self, session: Session, message: str = "", *, exclude_shown: bool = False) -> AgentAnswer:
-        trace = _Trace()
+    def turn(self, session: Session, message: str = "", *, exclude_shown: bool = False,
+             on_event: EventSink | None = None) -> AgentAnswer:
+        """One turn. ``exclude_shown`` leaves out everything shown earlier in the session
+        ("more"); ``on_event`` receives the turn's progress (see :mod:`recagent.agent.events`)."""
+        trace = _Trace(on_event)
         degraded: list[str] = []
         llm = self.llm
         parsed = trace.run("parse_constraints", {"message": message},
@@ -136,6 +154,7 @@ class PlanAgent:
         final = (ranked or kept)[: self.k]
         allowed = {c.item_id for c in kept}
         assert all(c.item_id in allowed for c in final), "re-ranking added an item"
+        trace.emit(Picked([self.tools.get_item(c.item_id) for c in final]))
         recommendations = self._explain(session, final, candidates, wish, llm, trace, degraded)
         session.record_shown([r.item.item_id for r in recommendations])
         session.turns += 1
@@ -179,11 +198,16 @@ class PlanAgent:
             facts = self.tools.get_item(c.item_id)
             if evidence is None:
                 continue
+            def delta(text: str, rank=rank, item_id=c.item_id) -> None:
+                trace.emit(ProseDelta(rank, item_id, text))
+
             try:
-                explanation = writer.write(evidence, other_titles=titles, price_bounds=bounds)
+                explanation = writer.write(evidence, other_titles=titles, price_bounds=bounds,
+                                           on_delta=delta if trace.on_event else None)
             except LLMUnavailable as exc:
                 degraded.append(f"LLM unavailable ({exc}); explanations from evidence")
                 writer = ExplanationWriter(self.tools.dataset, None)
                 explanation = writer.write(evidence)
+            trace.emit(Explained(rank, c.item_id, explanation))
             out.append(AgentRecommendation(rank, facts, c.score, dict(c.scores), evidence, explanation))
         return out

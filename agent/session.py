@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
+from recagent.catalog.errors import RecAgentError
 from recagent.catalog.model import Interaction
 from recagent.tools.filter_items import Constraints
 
-__all__ = ["Session"]
+__all__ = ["FEEDBACK", "Session"]
+
+# What a user can tell us about an item. Every kind but "dislike" joins the history (the
+# retriever then builds on it at the next turn); "dislike" excludes the item from answers.
+FEEDBACK = ("click", "like", "dislike", "purchase")
 
 
 @dataclass
@@ -35,3 +41,24 @@ class Session:
     def record_shown(self, item_ids: list[str]) -> None:
         self.last_shown = list(item_ids)
         self.shown.extend(i for i in item_ids if i not in self.shown)
+
+    def feedback(self, item_id: str, kind: str, *, timestamp: float | None = None) -> None:
+        """Record feedback on an item (the caller checks that the catalog has it).
+
+        ``click``, ``like`` and ``purchase`` add an interaction to the history, newest last,
+        so the next turn's retrieval uses it; ``like`` and ``dislike`` also undo each other.
+        """
+        if kind not in FEEDBACK:
+            raise RecAgentError(f"feedback must be one of {', '.join(FEEDBACK)}, not {kind!r}")
+        if kind == "dislike":
+            self.liked = [i for i in self.liked if i != item_id]
+            if item_id not in self.disliked:
+                self.disliked.append(item_id)
+            return
+        if kind == "like":
+            self.disliked = [i for i in self.disliked if i != item_id]
+            if item_id not in self.liked:
+                self.liked.append(item_id)
+        newest = self.history[-1].timestamp if self.history else 0.0
+        when = max(time.time() if timestamp is None else timestamp, newest + 1)
+        self.history.append(Interaction(self.user_id or "new-user", item_id, when, event=kind))

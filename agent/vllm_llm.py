@@ -1,6 +1,6 @@
 """The vLLM backend: any OpenAI-compatible vLLM server.
 
-- ``generate`` and ``score`` use the completions endpoint. Scoring sends the prompt followed by
+- ``generate``, ``stream`` and ``score`` use the completions endpoint. Scoring sends the prompt followed by
   each candidate as one batch with ``echo`` and ``logprobs``, so the server returns the
   log-probability of every prompt token; the candidate's tokens are those whose text offset is
   past the shared prompt. vLLM's prefix cache computes the shared prompt once.
@@ -12,10 +12,10 @@ with an error becomes :class:`LLMUnavailable` with the URL in the message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 
-from recagent.agent.llm import LLMUnavailable, ScoredContinuation, cut_at_stop
+from recagent.agent.llm import LLMUnavailable, ScoredContinuation, cut_at_stop, stream_until_stop
 
 __all__ = ["VLLMClient"]
 
@@ -91,6 +91,29 @@ class VLLMClient:
             )
         )
         return cut_at_stop(response.choices[0].text, stop).strip()
+
+    def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> Iterator[str]:
+        """Server-sent completion chunks as they arrive; a broken stream is LLMUnavailable."""
+        import openai
+
+        chunks = self._call(
+            lambda: self.client.completions.create(
+                model=self.model, prompt=prompt, max_tokens=max_tokens, temperature=0.0,
+                stop=list(stop) or None, stream=True,
+            )
+        )
+
+        def pieces() -> Iterator[str]:
+            try:
+                for chunk in chunks:
+                    if chunk.choices and chunk.choices[0].text:
+                        yield chunk.choices[0].text
+            except (openai.APIError, OSError) as exc:
+                raise LLMUnavailable(
+                    f"the vLLM server at {self.base_url} broke off a stream ({exc.__class__.__name__})"
+                ) from None
+
+        return stream_until_stop(pieces(), stop)
 
     def score(self, prompt: str, continuations: Sequence[str]) -> list[ScoredContinuation]:
         if not continuations:

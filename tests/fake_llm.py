@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 from recagent.agent.llm import LLMUnavailable, ScoredContinuation
@@ -33,6 +34,11 @@ class ScriptedLLM:
         self._check()
         self.prompts.append(prompt)
         return self.reply(prompt)
+
+    def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()):
+        """``generate``'s reply in word-sized pieces, as a streaming backend yields them."""
+        text = self.generate(prompt, max_tokens=max_tokens, stop=stop)
+        yield from re.findall(r"\s*\S+", text)
 
     def score(self, prompt: str, continuations: Sequence[str]) -> list[ScoredContinuation]:
         self._check()

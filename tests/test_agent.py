@@ -155,3 +155,52 @@ def test_session_state_is_per_conversation(tiny_shop, encoder, built_index):
     agent.turn(b, "")
     assert a.constraints.max_price == 20 and b.constraints.max_price is None
     assert replace(a.constraints, max_price=None).is_empty()
+
+
+def test_turn_reports_its_progress_as_events(tiny_shop, encoder, built_index):
+    from recagent.agent.events import Explained, Picked, ProseDelta
+    from recagent.agent.pipeline import ToolCall
+
+    llm = ScriptedLLM(reply=lambda p: "You will like this one because it is great.")
+    agent = PlanAgent(toolbox(tiny_shop, encoder, built_index, llm), llm, k=3)
+    events = []
+    answer = agent.turn(session_for(tiny_shop, tiny_shop.users[0]), "", on_event=events.append)
+    kinds = [type(e) for e in events]
+    assert [e for e in events if isinstance(e, ToolCall)] == answer.trace
+    picked = next(e for e in events if isinstance(e, Picked))
+    assert [i.item_id for i in picked.items] == [r.item.item_id for r in answer.recommendations]
+    first_prose = kinds.index(ProseDelta)
+    assert kinds.index(Picked) < first_prose
+    deltas = [e.text for e in events if isinstance(e, ProseDelta) and e.rank == 1]
+    assert "".join(deltas).strip() == "You will like this one because it is great."
+    explained = [e for e in events if isinstance(e, Explained)]
+    assert [(e.rank, e.explanation) for e in explained] == \
+        [(r.rank, r.explanation) for r in answer.recommendations]
+    # The scripted sentence does not name the item, so the check replaced it by the evidence.
+    assert all(e.explanation.source == "evidence" for e in explained)
+
+
+def test_feedback_changes_the_next_answer(tiny_shop, encoder, built_index):
+    from recagent.agent.session import FEEDBACK
+    from recagent.catalog.errors import RecAgentError
+
+    agent = PlanAgent(toolbox(tiny_shop, encoder, built_index), k=5)
+    session = session_for(tiny_shop, tiny_shop.users[0])
+    before = len(session.history)
+    first = [r.item.item_id for r in agent.turn(session, "").recommendations]
+    session.feedback(first[0], "like")
+    session.feedback(first[1], "dislike")
+    assert session.liked == [first[0]] and session.disliked == [first[1]]
+    assert len(session.history) == before + 1 and session.history[-1].item_id == first[0]
+    assert session.history[-1].event == "like"
+    assert session.history[-1].timestamp > session.history[-2].timestamp
+    again = agent.turn(session, "")
+    ids = [r.item.item_id for r in again.recommendations]
+    assert first[0] not in ids and first[1] not in ids  # liked joined the history; disliked is out
+    call = next(c for c in again.trace if c.tool == "recommend_for_user")
+    assert call.arguments["history"] == before + 1
+    session.feedback(first[1], "like")  # a change of mind undoes the dislike
+    assert first[1] in session.liked and first[1] not in session.disliked
+    with pytest.raises(RecAgentError, match="feedback must be one of"):
+        session.feedback(first[2], "love")
+    assert "purchase" in FEEDBACK

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from recagent.agent.config import Settings
-from recagent.agent.llm import LLMUnavailable, make_llm
+from recagent.agent.llm import LLMUnavailable, make_llm, stream_until_stop
 from recagent.agent.vllm_llm import VLLMClient
 
 PROMPT = "A shopper bought: Trail Running Shoes, Running Socks.\nNext they bought:"
@@ -31,6 +31,37 @@ def test_embedded_generation_is_greedy_and_stops(gemma):
     first = gemma.generate(PROMPT, max_tokens=12, stop=["\n"])
     assert first == gemma.generate(PROMPT, max_tokens=12, stop=["\n"])
     assert "\n" not in first
+
+
+def test_embedded_stream_yields_the_generated_text_piece_by_piece(gemma):
+    whole = gemma.generate(PROMPT, max_tokens=16)
+    pieces = list(gemma.stream(PROMPT, max_tokens=16))
+    assert len(pieces) > 3 and "".join(pieces).strip() == whole
+    cut = list(gemma.stream(PROMPT, max_tokens=16, stop=["\n"]))
+    assert "".join(cut).strip() == gemma.generate(PROMPT, max_tokens=16, stop=["\n"])
+
+
+@pytest.mark.parametrize(("pieces", "stop", "want"), [
+    (["Hello", " wor", "ld"], [], ["Hello", " wor", "ld"]),
+    (["a\n", "b"], ["\n"], ["a"]),
+    (["one ST", "OP two"], ["STOP"], ["one "]),  # a stop string split across pieces
+    (["ab", "S", "Tx"], ["STOP"], ["ab", "STx"]),  # a false start is released once it fails
+    (["x"], ["", "\n"], ["x"]),
+])
+def test_stream_until_stop(pieces, stop, want):
+    assert list(stream_until_stop(iter(pieces), stop)) == want
+
+
+def test_stream_until_stop_stops_reading_at_the_stop():
+    read = []
+
+    def source():
+        for p in ["a", "b\nc", "never"]:
+            read.append(p)
+            yield p
+
+    assert "".join(stream_until_stop(source(), ["\n"])) == "ab"
+    assert read == ["a", "b\nc"]
 
 
 def test_embedded_checkpoint_is_converted_once(gemma):
