@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 __all__ = ["Settings"]
@@ -29,6 +29,9 @@ class Settings:
     llm_api_key: RECAGENT_LLM_API_KEY, when the server asks for one.
     llm_timeout: RECAGENT_LLM_TIMEOUT, seconds per LLM request (default 60).
     llm_dtype:   RECAGENT_LLM_DTYPE, auto | float32 | bfloat16 for the embedded LLM.
+    db_url:      RECAGENT_DB_URL, the SQLAlchemy URL where ``recagent serve`` keeps sessions
+                 and feedback (``postgresql+psycopg://...`` in production); default: the
+                 SQLite file home/recagent.db.
     """
 
     home: Path
@@ -42,10 +45,15 @@ class Settings:
     llm_api_key: str | None = None
     llm_timeout: float = 60.0
     llm_dtype: str = "auto"
+    db_url: str | None = None
 
     @property
     def store(self) -> Path:
         return self.home / "chroma"
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.home / 'recagent.db'}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -63,7 +71,15 @@ class Settings:
             llm_api_key=env.get("RECAGENT_LLM_API_KEY") or None,
             llm_timeout=float(env.get("RECAGENT_LLM_TIMEOUT") or 60.0),
             llm_dtype=env.get("RECAGENT_LLM_DTYPE") or "auto",
+            db_url=env.get("RECAGENT_DB_URL") or None,
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The ``RECAGENT_*`` variables that make ``from_env`` rebuild these settings (for
+        worker processes)."""
+        names = {"data": "DATASET"}  # the one field whose variable has another name
+        values = {names.get(f.name, f.name.upper()): getattr(self, f.name) for f in fields(self)}
+        return {f"RECAGENT_{k}": str(v) for k, v in values.items() if v is not None}
 
     def override(self, **changes: object) -> Settings:
         """A copy with the given fields replaced, skipping None (flags that were not given)."""

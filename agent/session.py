@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from recagent.catalog.errors import RecAgentError
 from recagent.catalog.model import Interaction
@@ -28,6 +29,35 @@ class Session:
     disliked: list[str] = field(default_factory=list)
     last_shown: list[str] = field(default_factory=list)  # the latest answer's items, in order
     turns: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole state as plain JSON types (``from_dict`` restores it exactly)."""
+        return {
+            "user_id": self.user_id,
+            "history": [asdict(x) for x in self.history],
+            "constraints": asdict(self.constraints),
+            "shown": list(self.shown),
+            "liked": list(self.liked),
+            "disliked": list(self.disliked),
+            "last_shown": list(self.last_shown),
+            "turns": self.turns,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Session:
+        known = {f.name for f in fields(Constraints)}
+        wish = {k: tuple(v) if isinstance(v, list) else v
+                for k, v in data.get("constraints", {}).items() if k in known}
+        return cls(
+            user_id=data.get("user_id"),
+            history=[Interaction(**x) for x in data.get("history", [])],
+            constraints=Constraints(**wish),
+            shown=list(data.get("shown", [])),
+            liked=list(data.get("liked", [])),
+            disliked=list(data.get("disliked", [])),
+            last_shown=list(data.get("last_shown", [])),
+            turns=int(data.get("turns", 0)),
+        )
 
     @property
     def seen(self) -> set[str]:

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from recagent.agent.answer_json import answer_json
 from recagent.agent.cli._common import (
     ChromaOpt,
     DataOpt,
@@ -52,7 +53,7 @@ def ask(
                 _load_llm(assistant)
         answer = assistant.agent.turn(session, message)
     if as_json:
-        sys.stdout.write(json.dumps(_answer_json(answer, session), indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(answer_json(answer, session), indent=2, ensure_ascii=False) + "\n")
         return
     console = out()
     console.print(escape(answer.text), highlight=False, soft_wrap=True)
@@ -92,33 +93,3 @@ def _trace_table(trace) -> Table:
         result = f"[red]{escape(call.error)}[/]" if call.error else escape(call.summary)
         table.add_row(call.tool, escape(short(args, 70)), result, f"{call.ms:.1f}")
     return table
-
-
-def _answer_json(answer, session) -> dict:
-    return {
-        "user": session.user_id,
-        "text": answer.text,
-        "llm": answer.llm,
-        "degraded": answer.degraded,
-        "constraints": answer.constraints.describe(),
-        "recommendations": [
-            {
-                "rank": r.rank,
-                "item_id": r.item.item_id,
-                "title": r.item.title,
-                "price": r.item.price,
-                "category": r.item.category,
-                "score": round(r.score, 6),
-                "scores": {k: round(v, 6) for k, v in r.scores.items()},
-                "explanation": r.explanation.text,
-                "explanation_source": r.explanation.source,
-                "explanation_problems": list(r.explanation.problems),
-                "evidence": r.evidence.as_dict(),
-            }
-            for r in answer.recommendations
-        ],
-        "trace": [
-            {"tool": c.tool, "arguments": c.arguments, "summary": c.summary, "ms": c.ms, "error": c.error}
-            for c in answer.trace
-        ],
-    }

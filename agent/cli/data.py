@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from recagent.agent.answer_json import recommendations_json
 from recagent.agent.cli._common import (
     ChromaOpt,
     DataOpt,
@@ -108,24 +109,7 @@ def recommend(
         recs = model.recommend(history, k)
         user_id = rt.dataset.resolve_user(user)
     if as_json:
-        payload = {
-            "user": user_id,
-            "dataset": rt.dataset.name,
-            "retriever": model.name,
-            "recommendations": [
-                {
-                    "item_id": r.item_id,
-                    "title": r.title,
-                    "score": round(r.score, 6),
-                    "explanation": r.explanation,
-                    "evidence": [
-                        {"item_id": e.item_id, "title": e.title, "similarity": round(e.similarity, 4)}
-                        for e in r.evidence
-                    ],
-                }
-                for r in recs
-            ],
-        }
+        payload = recommendations_json(user_id, rt.dataset.name, model.name, recs)
         sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         return
     _print_history(rt.dataset, history)
