@@ -55,16 +55,17 @@ def trace_table(trace) -> Table:
 
 
 @contextmanager
-def step(message: str, console: Console | None = None) -> Iterator[None]:
-    """A spinner with ``message`` on a terminal; elsewhere (a pipe, a log) the message as a
-    line, so a long step is never a silent wait."""
+def step(message: str, console: Console | None = None, *, first_time: bool = False) -> Iterator[None]:
+    """A spinner with ``message`` while the block runs, on a terminal. Elsewhere (a pipe, a
+    log) only ``first_time`` work, which takes long once, prints ``message`` as a line."""
     console = console or err()
     if console.is_terminal:
         with console.status(message):
             yield
-    else:
+        return
+    if first_time:
         console.print(message, highlight=False)
-        yield
+    yield
 
 
 def warm_up(assistant) -> None:
@@ -84,5 +85,5 @@ def warm_up(assistant) -> None:
         first = not (llm.models_dir / CHECKPOINT_NAME / "config.json").is_file()
         message = ("Converting the embedded Gemma-3 270M once (30-80 s, 1.1 GB; later starts "
                    "take seconds)..." if first else "Loading the embedded LLM (Gemma-3 270M)...")
-        with step(message, console):
+        with step(message, console, first_time=first):
             _ = llm.model
