@@ -1,0 +1,41 @@
+"""Helpers for the HTTP backend tests: a tiny-shop assistant and an app on a fresh database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from recagent.agent.assistant import Assistant
+from recagent.agent.config import Settings
+from recagent.agent.http import create_app
+from recagent.agent.http.store import SessionStore
+from recagent.agent.runtime import Runtime
+
+
+def tiny_assistant(home: Path, data: Path, encoder, llm=None, *, k: int = 3) -> Assistant:
+    """An assistant on the tiny shop with no LLM (or ``llm``), reusing the session's encoder."""
+    assistant = Assistant(Runtime(Settings(home=home, data=data, llm="none")), k=k)
+    assistant.runtime.__dict__["encoder"] = encoder
+    if llm is not None:
+        assistant.__dict__["llm"] = llm
+    assistant.prepare(show_progress=False)
+    return assistant
+
+
+def tiny_app(assistant: Assistant, db: Path, **kwargs):
+    return create_app(assistant, store=SessionStore(f"sqlite:///{db}"), prepare=False, **kwargs)
+
+
+def sse_events(body: str) -> list[tuple[str, dict]]:
+    """(event, data) pairs of a text/event-stream body."""
+    out = []
+    for frame in body.strip().split("\n\n"):
+        name, data = "message", ""
+        for line in frame.splitlines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data += line[6:]
+        if data:
+            out.append((name, json.loads(data)))
+    return out
