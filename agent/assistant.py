@@ -8,10 +8,14 @@ from recagent.agent.llm import LLM, make_llm
 from recagent.agent.pipeline import PlanAgent
 from recagent.agent.runtime import Runtime
 from recagent.agent.session import Session
+from recagent.agent.tool_agent import ToolAgent
+from recagent.catalog.errors import RecAgentError
 from recagent.tools import Explain, FilterItems, GetItem, RecommendForUser, Rerank, SearchItems
 from recagent.tools.toolbox import Toolbox
 
-__all__ = ["Assistant"]
+__all__ = ["AGENTS", "Assistant"]
+
+AGENTS = ("auto", "plan", "tools")
 
 
 class Assistant:
@@ -53,8 +57,20 @@ class Assistant:
         )
 
     @cached_property
-    def agent(self) -> PlanAgent:
-        return PlanAgent(self.tools, self.llm, k=self.k, rerank=self.rerank)
+    def agent(self) -> PlanAgent | ToolAgent:
+        """The fixed plan, or the LLM driving the tools (see ``Settings.agent``)."""
+        plan = PlanAgent(self.tools, self.llm, k=self.k, rerank=self.rerank)
+        mode = self.runtime.settings.agent
+        if mode not in AGENTS:
+            raise RecAgentError(f"agent must be one of {', '.join(AGENTS)}, not {mode!r}")
+        if mode == "plan" or self.llm is None:
+            return plan
+        if mode == "tools" and not hasattr(self.llm, "chat_model"):
+            raise RecAgentError(f"--agent tools needs an LLM that can call tools (vllm), "
+                                f"not {self.llm.name}")
+        if mode == "tools" or self.llm.can_call_tools:
+            return ToolAgent(plan, self.llm)
+        return plan
 
     def feedback(self, session: Session, item_id: str, kind: str) -> None:
         """Record a click, like, dislike or purchase of a catalog item in ``session``."""

@@ -45,6 +45,7 @@ class Settings:
     llm_api_key: str | None = None
     llm_timeout: float = 60.0
     llm_dtype: str = "auto"
+    agent: str = "auto"
     db_url: str | None = None
 
     @property
@@ -71,6 +72,7 @@ class Settings:
             llm_api_key=env.get("RECAGENT_LLM_API_KEY") or None,
             llm_timeout=float(env.get("RECAGENT_LLM_TIMEOUT") or 60.0),
             llm_dtype=env.get("RECAGENT_LLM_DTYPE") or "auto",
+            agent=env.get("RECAGENT_AGENT") or "auto",
             db_url=env.get("RECAGENT_DB_URL") or None,
         )
 

@@ -12,10 +12,12 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
+from recagent.prompts import render
 from recagent.tools.filter_items import Constraints
 
-__all__ = ["ConstraintParser"]
+__all__ = ["CONSTRAINT_SCHEMA", "ConstraintParser", "parse_with_llm"]
 
 _MONEY = r"\$?\s*(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks)?"
 _MAX = re.compile(r"\b(?:under|below|less than|cheaper than|at most|max(?:imum)?|up to|no more than|<=?)\s*" + _MONEY, re.IGNORECASE)
@@ -57,7 +59,7 @@ class ConstraintParser:
         names = {c for i in self.dataset.items.values() for c in i.category}
         return {c.casefold(): c for c in names if len(c) >= 3}
 
-    def _known(self, phrase: str, names: dict[str, str]) -> str | None:
+    def known(self, phrase: str, names: dict[str, str]) -> str | None:
         """The longest known name that ``phrase`` starts with (word boundary), if any."""
         phrase = phrase.casefold().strip()
         best = None
@@ -68,7 +70,7 @@ class ConstraintParser:
             if at_boundary and (best is None or len(key) > len(best[0])):
                 best = (key, name)
         if best is None and phrase.endswith("s"):  # "no cameras" -> category "Camera"
-            return self._known(phrase[:-1], names) if len(phrase) > 3 else None
+            return self.known(phrase[:-1], names) if len(phrase) > 3 else None
         return best[1] if best else None
 
     def parse(self, message: str, *, last_shown: list[str] | None = None) -> Constraints:
@@ -94,14 +96,14 @@ class ConstraintParser:
                 take(m)
         exclude_brands, exclude_categories, brands, categories = [], [], [], []
         for m in _NEGATE.finditer(text):
-            if brand := self._known(m.group(1), self.brands):
+            if brand := self.known(m.group(1), self.brands):
                 exclude_brands.append(brand)
                 spans.append((m.start(), m.start(1) + len(brand)))
-            elif category := self._known(m.group(1), self.categories):
+            elif category := self.known(m.group(1), self.categories):
                 exclude_categories.append(category)
                 spans.append((m.start(), m.start(1) + len(category)))
         for m in _ONLY.finditer(text):
-            if brand := self._known(m.group(1), self.brands):
+            if brand := self.known(m.group(1), self.brands):
                 brands.append(brand)
                 spans.append((m.start(), m.start(1) + len(brand)))
         if m := _LIKE.search(text):
@@ -139,3 +141,71 @@ class ConstraintParser:
             query=query,
             like_item=found.get("like_item"),  # type: ignore[arg-type]
         )
+
+
+def _nullable(kind: str) -> dict:
+    return {"anyOf": [{"type": kind, "minimum": 0, "maximum": 1_000_000}, {"type": "null"}]}
+
+
+def _names() -> dict:
+    return {"type": "array", "items": {"type": "string", "maxLength": 60}, "maxItems": 5}
+
+
+# The JSON the LLM must produce (vLLM enforces it with guided decoding).
+CONSTRAINT_SCHEMA: dict = {
+    "type": "object",
+    "properties": {
+        "max_price": _nullable("number"),
+        "min_price": _nullable("number"),
+        "brands": _names(),
+        "exclude_brands": _names(),
+        "categories": _names(),
+        "exclude_categories": _names(),
+        "in_stock_only": {"type": "boolean"},
+    },
+    "required": ["max_price", "min_price", "brands", "exclude_brands", "categories",
+                 "exclude_categories", "in_stock_only"],
+    "additionalProperties": False,
+}
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+def parse_with_llm(llm, rules: ConstraintParser, message: str) -> Constraints:
+    """The constraints an LLM with structured output reads in ``message``, kept only where
+    the message supports them.
+
+    A price must be a number written in the message; a brand or category must be one the
+    catalog has and must be named in the message. Anything else the LLM returns is dropped,
+    so a model that invents a constraint cannot hide items from the user. A reply that is not
+    the JSON object asked for is a :class:`ToolError` (the rules' parse then stands alone).
+    """
+    data = llm.generate_json(render("parse_constraints", message=message), CONSTRAINT_SCHEMA)
+    if not isinstance(data, dict):
+        raise ToolError(f"parse_constraints_llm: expected a JSON object, got {type(data).__name__}")
+    numbers = {_money(n) for n in _NUMBER.findall(message)}
+    lowered = message.casefold()
+
+    def price(key: str) -> float | None:
+        value = data.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value) if any(abs(value - n) < 0.005 for n in numbers) else None
+
+    def names(key: str, known: dict[str, str]) -> tuple[str, ...]:
+        values = data.get(key)
+        found = []
+        for value in values if isinstance(values, list) else []:
+            name = rules.known(value, known) if isinstance(value, str) else None
+            if name and name.casefold() in lowered:
+                found.append(name)
+        return tuple(dict.fromkeys(found))
+
+    return Constraints(
+        min_price=price("min_price"),
+        max_price=price("max_price"),
+        categories=names("categories", rules.categories),
+        exclude_categories=names("exclude_categories", rules.categories),
+        brands=names("brands", rules.brands),
+        exclude_brands=names("exclude_brands", rules.brands),
+        in_stock_only=data.get("in_stock_only") is True and ("stock" in lowered or "available" in lowered),
+    )

@@ -98,6 +98,7 @@ class EmbeddedLLM:
     """Gemma-3 270M (a base model) in-process with transformers; bf16 where the CPU has it."""
 
     can_call_tools = False
+    structured_output = False  # no guided decoding: a 270M base model's free JSON rarely parses
 
     def __init__(self, models_dir: Path, *, dtype: str = "auto", device: str = "cpu") -> None:
         self.models_dir = Path(models_dir)

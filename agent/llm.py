@@ -10,7 +10,9 @@ The agent needs two things from a language model:
 
 A backend that can also call tools (an instruct model served by vLLM with a tool-call parser)
 exposes ``chat_model()``, a LangChain chat model; the embedded base model cannot, and the agent
-then runs its fixed plan instead. Backends are built by :func:`make_llm` from the settings;
+then runs its fixed plan instead. A backend with ``structured_output`` also has
+``generate_json(prompt, schema)`` (vLLM's JSON-schema guided decoding), which the agent uses to
+parse constraints next to its rules. Backends are built by :func:`make_llm` from the settings;
 heavy imports happen inside the backends, on first use.
 """
 
@@ -50,6 +52,7 @@ class ScoredContinuation:
 class LLM(Protocol):
     name: str
     can_call_tools: bool
+    structured_output: bool
 
     def generate(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> str:
         """Greedy completion of ``prompt`` (without the prompt), cut at the first stop string."""

@@ -9,87 +9,32 @@ Every step is recorded in the trace with its arguments, a summary and its time.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass, replace
 
-from recagent.agent.constraints import ConstraintParser
+from recagent.agent.constraints import ConstraintParser, parse_with_llm
 from recagent.agent.events import EventSink, Explained, Picked, ProseDelta
-from recagent.agent.explanations import Explanation, ExplanationWriter
+from recagent.agent.explanations import ExplanationWriter
 from recagent.agent.llm import LLM, LLMUnavailable
 from recagent.agent.session import Session
-from recagent.catalog.errors import ToolError
+from recagent.agent.turn import AgentAnswer, AgentRecommendation, ToolCall, Trace
 from recagent.prompts import render
 from recagent.tools.candidates import Candidate, merge
-from recagent.tools.explain import ItemEvidence
 from recagent.tools.filter_items import Constraints
-from recagent.tools.get_item import ItemFacts
 from recagent.tools.toolbox import Toolbox
 
-__all__ = ["AgentAnswer", "AgentRecommendation", "PlanAgent", "ToolCall"]
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    tool: str
-    arguments: dict[str, Any]
-    summary: str
-    ms: float
-    error: str | None = None
+# AgentAnswer, AgentRecommendation and ToolCall live in recagent.agent.turn (shared with the
+# tool-calling agent); they are re-exported here for the callers that import them from here.
+__all__ = ["AgentAnswer", "AgentRecommendation", "PlanAgent", "Selection", "ToolCall"]
 
 
 @dataclass(frozen=True)
-class AgentRecommendation:
-    rank: int
-    item: ItemFacts
-    score: float
-    scores: dict[str, float]
-    evidence: ItemEvidence
-    explanation: Explanation
+class Selection:
+    """What retrieval, the filter and re-ranking produced in a turn."""
 
-
-@dataclass(frozen=True)
-class AgentAnswer:
-    text: str
-    recommendations: list[AgentRecommendation]
-    trace: list[ToolCall]
-    constraints: Constraints
-    degraded: list[str] = field(default_factory=list)
-    llm: str | None = None
-
-
-class _Trace(list):
-    """The turn's tool calls; each is also passed to ``on_event`` as soon as it is done."""
-
-    def __init__(self, on_event: EventSink | None = None) -> None:
-        super().__init__()
-        self.on_event = on_event
-
-    def emit(self, event: object) -> None:
-        if self.on_event is not None:
-            self.on_event(event)
-
-    def record(self, call: ToolCall) -> None:
-        self.append(call)
-        self.emit(call)
-
-    def run(self, tool: str, arguments: dict[str, Any], fn: Callable[[], T],
-            summarize: Callable[[T], str]) -> T | None:
-        started = time.perf_counter()
-        try:
-            result = fn()
-        except ToolError as exc:
-            self.record(ToolCall(tool, arguments, "error", _ms(started), str(exc)))
-            return None
-        self.record(ToolCall(tool, arguments, summarize(result), _ms(started)))
-        return result
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 1)
+    candidates: list[Candidate]  # everything retrieved, before the filter
+    ranked: list[Candidate]  # what the filter kept, best first
+    excluded: int  # how many candidates the filter removed
+    llm: LLM | None  # the LLM still usable in this turn (None after an outage)
 
 
 class PlanAgent:
@@ -121,23 +66,51 @@ class PlanAgent:
              on_event: EventSink | None = None) -> AgentAnswer:
         """One turn. ``exclude_shown`` leaves out everything shown earlier in the session
         ("more"); ``on_event`` receives the turn's progress (see :mod:`recagent.agent.events`)."""
-        trace = _Trace(on_event)
+        trace = Trace(on_event)
         degraded: list[str] = []
-        llm = self.llm
+        wish, query = self.parse(session, message, trace, degraded)
+        selection = self.select(session, wish, query, self.excluded(session, exclude_shown),
+                                trace, degraded)
+        return self.answer(session, selection, wish, query, trace, degraded)
+
+    def parse(self, session: Session, message: str, trace: Trace,
+              degraded: list[str]) -> tuple[Constraints, str]:
+        """Constraints of this message (rules; plus the LLM's JSON parse where the backend has
+        structured output, the rules winning on conflicts), merged into the session's."""
         parsed = trace.run("parse_constraints", {"message": message},
                            lambda: self.parser.parse(message, last_shown=session.last_shown),
                            lambda c: "; ".join(c.describe()) or "no constraints")
-        session.constraints = session.constraints.merged(parsed or Constraints())
-        wish = session.constraints
-        query = parsed.query if parsed else ""
-        candidates = self._retrieve(session, wish, query, trace)
-        excluded = session.seen | set(session.disliked) | (set(session.shown) if exclude_shown else set())
+        parsed = parsed or Constraints()
+        if message.strip() and self.llm is not None and getattr(self.llm, "structured_output", False):
+            try:
+                llm_parsed = trace.run(
+                    "parse_constraints_llm", {"message": message},
+                    lambda: parse_with_llm(self.llm, self.parser, message),
+                    lambda c: "; ".join(c.describe()) or "no constraints")
+            except LLMUnavailable as exc:
+                degraded.append(f"LLM unavailable ({exc}); constraints from rules only")
+                llm_parsed = None
+            if llm_parsed is not None:
+                parsed = replace(llm_parsed.merged(parsed), query=parsed.query)
+        session.constraints = session.constraints.merged(parsed)
+        return session.constraints, parsed.query
+
+    @staticmethod
+    def excluded(session: Session, exclude_shown: bool) -> set[str]:
+        """Items no answer may contain: the history, dislikes, and ("more") what was shown."""
+        return session.seen | set(session.disliked) | (set(session.shown) if exclude_shown else set())
+
+    def select(self, session: Session, wish: Constraints, query: str, excluded: set[str],
+               trace: Trace, degraded: list[str]) -> Selection:
+        """Retrieve → filter → re-rank: the candidates, what the filter kept, best first."""
+        candidates = self.retrieve(session, wish, query, trace)
         filtered = trace.run(
             "filter_items", {"constraints": wish.describe(), "exclude": len(excluded)},
             lambda: self.tools.filter_items(candidates, wish, exclude=excluded),
             lambda r: f"kept {len(r.kept)} of {len(r.kept) + len(r.excluded)}",
         )
         kept = filtered.kept if filtered else []
+        llm = self.llm
         strategy = self.rerank_strategy
         if strategy == "llm" and llm is None:  # fusion simply leaves the LLM out
             strategy = "retriever"
@@ -151,22 +124,32 @@ class PlanAgent:
                 degraded.append(f"LLM unavailable ({exc}); ranked without it")
                 llm = None
                 ranked = self.tools.rerank(kept, session.history, "retriever")
-        final = (ranked or kept)[: self.k]
+        ranked = ranked or kept
         allowed = {c.item_id for c in kept}
-        assert all(c.item_id in allowed for c in final), "re-ranking added an item"
+        assert all(c.item_id in allowed for c in ranked), "re-ranking added an item"
+        excluded_count = len(filtered.excluded) if filtered else 0
+        return Selection(candidates, ranked, excluded_count, llm)
+
+    def answer(self, session: Session, selection: Selection, wish: Constraints, query: str,
+               trace: Trace, degraded: list[str], final: list[Candidate] | None = None) -> AgentAnswer:
+        """Explain the final items (default: the selection's top k), record them as shown,
+        and write the reply."""
+        final = selection.ranked[: self.k] if final is None else final
         trace.emit(Picked([self.tools.get_item(c.item_id) for c in final]))
-        recommendations = self._explain(session, final, candidates, wish, llm, trace, degraded)
+        recommendations = self._explain(session, final, selection.candidates, wish, selection.llm,
+                                        trace, degraded)
         session.record_shown([r.item.item_id for r in recommendations])
         session.turns += 1
         reason = ""
-        if not final and filtered is not None and filtered.excluded:
-            reason = f"all {len(filtered.excluded)} candidates were filtered out"
+        if not final and selection.excluded:
+            reason = f"all {selection.excluded} candidates were filtered out"
         text = render("agent_reply", count=len(recommendations), constraints=wish.describe(),
                       query=query, notes=degraded, empty_reason=reason)
+        llm = selection.llm
         return AgentAnswer(text, recommendations, list(trace), wish, degraded,
                            llm.name if llm is not None else None)
 
-    def _retrieve(self, session: Session, wish: Constraints, query: str, trace: _Trace) -> list[Candidate]:
+    def retrieve(self, session: Session, wish: Constraints, query: str, trace: Trace) -> list[Candidate]:
         found: list[list[Candidate]] = []
         if wish.like_item:
             like = self.tools.dataset.items.get(wish.like_item)

@@ -19,6 +19,8 @@ from recagent.agent.llm import LLMUnavailable, ScoredContinuation, cut_at_stop, 
 
 __all__ = ["VLLMClient"]
 
+BASE_MODEL = "gemma-3-270m"  # the served name of the converted embedded checkpoint
+
 
 class VLLMClient:
     def __init__(
@@ -29,7 +31,7 @@ class VLLMClient:
         api_key: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 1,
-        can_call_tools: bool = True,
+        can_call_tools: bool | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         if not self.base_url.endswith("/v1"):
@@ -38,12 +40,25 @@ class VLLMClient:
         self.api_key = api_key or "EMPTY"
         self.timeout = timeout
         self.max_retries = max_retries
-        self.can_call_tools = can_call_tools
+        self._can_call_tools = can_call_tools
+        self.structured_output = True  # JSON-schema guided decoding (generate_json)
 
     @property
     def name(self) -> str:
         """For logs and answers; never asks the server (it may be down)."""
         return f"vllm:{self._model or 'served model'}@{self.base_url}"
+
+    @property
+    def can_call_tools(self) -> bool:
+        """Whether the served model drives tools by itself. Unless told, every model but the
+        base Gemma this project converts (which never calls a tool unless forced) is assumed
+        to, and a server that cannot be reached is assumed not to."""
+        if self._can_call_tools is not None:
+            return self._can_call_tools
+        try:
+            return BASE_MODEL not in self.model
+        except LLMUnavailable:
+            return False
 
     @cached_property
     def client(self):
@@ -140,6 +155,27 @@ class VLLMClient:
                     count += 1
             out.append(ScoredContinuation(total, count))
         return out
+
+    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256) -> object:
+        """A JSON value that follows ``schema`` (vLLM's guided decoding), from a chat turn
+        with ``prompt``; a reply that still does not parse is a ToolError."""
+        import json
+
+        from recagent.catalog.errors import ToolError
+
+        response = self._call(
+            lambda: self.client.chat.completions.create(
+                model=self.model, messages=[{"role": "user", "content": prompt}],
+                response_format={"type": "json_schema",
+                                 "json_schema": {"name": "answer", "schema": schema}},
+                max_tokens=max_tokens, temperature=0.0,
+            )
+        )
+        text = response.choices[0].message.content or ""
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ToolError(f"the LLM's JSON does not parse ({exc.msg}): {text[:80]!r}") from None
 
     def chat_model(self, *, temperature: float = 0.0, max_tokens: int = 512):
         """A LangChain chat model on this server (tool calls go through ``bind_tools``)."""

@@ -66,7 +66,7 @@ class VLLMServer:
     host: str = "127.0.0.1"
     port: int = 8000
     served_name: str = "gemma-3-270m"
-    max_model_len: int = 2048
+    max_model_len: int = 8192  # tool descriptions and results fill a 2,048-token context
     kv_cache_gb: int = 2
     log_path: Path | None = None
     process: subprocess.Popen | None = field(default=None, init=False)

@@ -12,6 +12,7 @@ class ScriptedLLM:
     """Scores continuations with ``scorer(prompt, text)``; ``generate`` returns ``reply(prompt)``."""
 
     can_call_tools = False
+    structured_output = False
     name = "scripted"
 
     def __init__(
@@ -44,3 +45,36 @@ class ScriptedLLM:
         self._check()
         self.prompts.append(prompt)
         return [ScoredContinuation(self.scorer(prompt, c), 1) for c in continuations]
+
+
+def scripted_chat_model(*turns):
+    """A LangChain chat model that answers each call with the next scripted turn.
+
+    A turn is a list of (tool name, arguments) calls, or a callable that gets the messages so
+    far and returns such a list (to use ids from earlier tool results). It stands in for the
+    tool-calling LLM in the agent loop's logic tests; the real loop runs against vLLM.
+    """
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from pydantic import Field
+
+    class ScriptedChat(GenericFakeChatModel):
+        seen: list = Field(default_factory=list)  # the messages of each call
+
+        def bind_tools(self, tools, **kwargs):
+            return self
+
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            from langchain_core.outputs import ChatGeneration, ChatResult
+
+            self.seen.append(list(messages))
+            turn = next(script)
+            calls = turn(messages) if callable(turn) else turn
+            message = AIMessage(content="", tool_calls=[
+                {"name": name, "args": args, "id": f"call-{len(self.seen)}-{n}", "type": "tool_call"}
+                for n, (name, args) in enumerate(calls)
+            ])
+            return ChatResult(generations=[ChatGeneration(message=message)])
+
+    script = iter(turns)
+    return ScriptedChat(messages=iter([]))

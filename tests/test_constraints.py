@@ -68,3 +68,80 @@ def test_constraints_merge_newer_wins():
     assert merged.brands == () and merged.exclude_brands == ("acme",)
     assert merged.categories == ("Pens",)
     assert Constraints().merged(Constraints()).is_empty()
+
+
+class JsonLLM:
+    """An LLM with structured output that returns a fixed JSON value (or raises)."""
+
+    name = "json"
+    can_call_tools = False
+    structured_output = True
+
+    def __init__(self, value):
+        self.value = value
+        self.prompts = []
+
+    def generate_json(self, prompt, schema):
+        self.prompts.append(prompt)
+        if isinstance(self.value, Exception):
+            raise self.value
+        return self.value
+
+
+def _reply(**fields):
+    base = {"max_price": None, "min_price": None, "brands": [], "exclude_brands": [],
+            "categories": [], "exclude_categories": [], "in_stock_only": False}
+    return {**base, **fields}
+
+
+def test_llm_constraints_are_kept_only_where_the_message_supports_them(parser, a_brand, tiny_shop):
+    from recagent.agent.constraints import parse_with_llm
+
+    category = next(iter(parser.categories.values()))
+    message = f"I'd like {category.lower()} for less than 45 bucks, nothing by {a_brand}"
+    llm = JsonLLM(_reply(max_price=45, min_price=10, exclude_brands=[a_brand, "Imaginary Brand"],
+                         brands=["Acme Nonexistent"], categories=[category], in_stock_only=True))
+    got = parse_with_llm(llm, parser, message)
+    assert got.max_price == 45.0  # written in the message
+    assert got.min_price is None  # 10 is not: invented
+    assert got.exclude_brands == (a_brand,) and got.brands == ()  # only catalog brands it names
+    assert got.categories == (category,)
+    assert got.in_stock_only is False  # the message says nothing about stock
+    assert message in llm.prompts[0]
+
+
+@pytest.mark.parametrize("bad", [["not", "an", "object"], "text", 3])
+def test_llm_constraints_that_are_not_an_object_are_a_tool_error(parser, bad):
+    from recagent.agent.constraints import parse_with_llm
+    from recagent.catalog.errors import ToolError
+
+    with pytest.raises(ToolError, match="expected a JSON object"):
+        parse_with_llm(JsonLLM(bad), parser, "under $30")
+
+
+def test_the_agent_merges_llm_constraints_and_the_rules_win(tiny_shop, encoder, built_index, a_brand):
+    from recagent.agent.pipeline import PlanAgent
+    from recagent.agent.session import Session
+    from recagent.catalog.errors import ToolError
+    from recagent.retrieval.retriever import HistoryRetriever
+    from recagent.tools import Explain, FilterItems, GetItem, RecommendForUser, Rerank, SearchItems
+    from recagent.tools.toolbox import Toolbox
+
+    def agent(llm):
+        tools = Toolbox(SearchItems(tiny_shop, encoder, built_index),
+                        RecommendForUser(HistoryRetriever(tiny_shop, encoder, built_index)),
+                        FilterItems(tiny_shop), Rerank(tiny_shop), GetItem(tiny_shop),
+                        Explain(tiny_shop, built_index.embeddings))
+        return PlanAgent(tools, llm, k=3, explain_with_llm=False)
+
+    # The rules read "under $30"; the LLM says 40 (also in the message) and excludes a brand.
+    message = f"under $30, well maybe 40, and no {a_brand}"
+    llm = JsonLLM(_reply(max_price=40, exclude_brands=[a_brand]))
+    answer = agent(llm).turn(Session(user_id=None), message)
+    assert answer.constraints.max_price == 30.0
+    assert a_brand in answer.constraints.exclude_brands
+    assert [c.tool for c in answer.trace][:2] == ["parse_constraints", "parse_constraints_llm"]
+    # Broken JSON from the LLM: the rules' parse stands alone, and the trace says why.
+    broken = agent(JsonLLM(ToolError("the LLM's JSON does not parse"))).turn(Session(user_id=None), message)
+    assert broken.constraints.max_price == 30.0
+    assert next(c for c in broken.trace if c.tool == "parse_constraints_llm").error
