@@ -14,7 +14,7 @@ from recagent.agent.config import Settings
 from recagent.catalog.errors import RecAgentError
 
 __all__ = [
-    "ChromaOpt", "DataOpt", "EncoderOpt", "LlmOpt", "LlmUrlOpt", "app", "err", "make_assistant",
+    "AgentOpt", "ChromaOpt", "DataOpt", "EncoderOpt", "LlmOpt", "LlmUrlOpt", "app", "err", "make_assistant",
     "make_runtime", "out", "short", "user_errors",
 ]
 
@@ -73,7 +73,15 @@ LlmUrlOpt = Annotated[
 ]
 
 
-def make_assistant(data, llm, llm_url, rerank: str, k: int, encoder=None, chroma_url=None):
+AgentOpt = Annotated[
+    str | None, typer.Option("--agent", help="Who drives a turn: plan (the fixed plan), tools (the "
+                             "LLM calls the tools; needs --llm vllm) or auto (tools when the served "
+                             "model can call them).")
+]
+
+
+def make_assistant(data, llm, llm_url, rerank: str, k: int, encoder=None, chroma_url=None,
+                   agent: str | None = None):
     from recagent.agent.assistant import Assistant
     from recagent.agent.runtime import Runtime
     from recagent.tools import STRATEGIES
@@ -81,7 +89,7 @@ def make_assistant(data, llm, llm_url, rerank: str, k: int, encoder=None, chroma
     if rerank not in STRATEGIES:
         raise RecAgentError(f"--rerank must be one of {', '.join(STRATEGIES)}, not {rerank!r}")
     settings = Settings.from_env().override(
-        data=data, encoder=encoder, chroma_url=chroma_url, llm=llm, llm_url=llm_url
+        data=data, encoder=encoder, chroma_url=chroma_url, llm=llm, llm_url=llm_url, agent=agent
     )
     return Assistant(Runtime(settings), rerank=rerank, k=k)
 

@@ -12,6 +12,7 @@ from rich.markup import escape
 from recagent.agent.answer_json import answer_json
 from recagent.agent.cli._agent_view import recommendations_table, step, trace_table, warm_up
 from recagent.agent.cli._common import (
+    AgentOpt,
     ChromaOpt,
     DataOpt,
     EncoderOpt,
@@ -33,6 +34,7 @@ def ask(
     rerank: Annotated[str, typer.Option(help="retriever, cooccurrence, llm or fusion.")] = "retriever",
     llm: LlmOpt = None,
     llm_url: LlmUrlOpt = None,
+    agent: AgentOpt = None,
     show_trace: Annotated[bool, typer.Option("--trace", help="Show the tool calls.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     encoder: EncoderOpt = None,
@@ -40,7 +42,7 @@ def ask(
 ) -> None:
     """One agent turn: parse the request, retrieve, filter, re-rank, explain."""
     with user_errors():
-        assistant = make_assistant(data, llm, llm_url, rerank, k, encoder, chroma_url)
+        assistant = make_assistant(data, llm, llm_url, rerank, k, encoder, chroma_url, agent)
         with step("Loading the dataset..."):
             session = assistant.session(user)
         warm_up(assistant)
