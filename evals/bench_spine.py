@@ -76,7 +76,7 @@ def _rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
 
 
-def _maxrss_mb() -> float:
+def maxrss_mb() -> float:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
@@ -152,7 +152,7 @@ def bench_dataset(path: Path | None, encoder: TextEncoder, sizes: dict) -> dict[
         result |= _bench_retrieval(rt, histories, sizes)
         result |= _bench_eval(rt, split, sizes)
         result["index_mb"] = _dir_mb(rt.settings.store)
-    result["maxrss_mb"] = _maxrss_mb()
+    result["maxrss_mb"] = maxrss_mb()
     return result
 
 

