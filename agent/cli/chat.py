@@ -8,6 +8,7 @@ the LLM writes them) and renders what each line produced.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -121,13 +122,16 @@ def _run(console: Console, conversation, line: str) -> bool:
 
 
 class _LiveTurn:
-    """A turn while it runs, on a terminal: the step in progress, then the picked items with
-    their explanations as they are written. Transient: the final answer replaces it."""
+    """A turn while it runs, on a terminal: the step in progress and the seconds so far, then
+    the picked items with their explanations as they are written. Transient: the final
+    answer replaces it."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.live: Live | None = None
-        self.status = "thinking..."
+        self.started = time.perf_counter()
+        self.spinner = Spinner("dots")
+        self.status = "thinking"
         self.rows: dict[int, list] = {}  # rank -> [ItemFacts, why text]
 
     def __call__(self, event) -> None:
@@ -137,14 +141,17 @@ class _LiveTurn:
         if not self.console.is_terminal:
             return
         if isinstance(event, ToolCall):
-            self.status = f"{event.tool} ({event.ms:.0f} ms)"
+            if not self.rows:  # once items are picked, the status follows the explanations
+                self.status = f"{event.tool} done"
         elif isinstance(event, Picked):
             self.rows = {n: [item, ""] for n, item in enumerate(event.items, 1)}
-            self.status = "explaining the picks..."
+            self.status = "explaining #1"
         elif isinstance(event, ProseDelta) and event.rank in self.rows:
             self.rows[event.rank][1] += event.text
+            self.status = f"writing why #{event.rank}"
         elif isinstance(event, Explained) and event.rank in self.rows:
             self.rows[event.rank][1] = event.explanation.text  # replaces prose that failed the check
+            self.status = f"explaining #{event.rank + 1}" if event.rank < len(self.rows) else "done"
         if self.live is None:
             self.live = Live(self._view(), console=self.console, transient=True,
                              refresh_per_second=12)
@@ -152,11 +159,15 @@ class _LiveTurn:
         else:
             self.live.update(self._view(), refresh=True)
 
+    def __rich__(self) -> Spinner:
+        seconds = time.perf_counter() - self.started
+        self.spinner.update(text=f"{escape(self.status)} [dim]{seconds:.1f} s[/]")
+        return self.spinner
+
     def _view(self):
-        parts = [Spinner("dots", text=escape(self.status))]
-        if self.rows:
-            parts.append(items_table((n, item, escape(why)) for n, (item, why) in self.rows.items()))
-        return Group(*parts)
+        if not self.rows:
+            return self
+        return Group(self, items_table((n, item, escape(why)) for n, (item, why) in self.rows.items()))
 
     def close(self) -> None:
         if self.live is not None:
