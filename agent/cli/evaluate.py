@@ -1,4 +1,8 @@
-"""``recagent eval``: offline evaluation, re-ranking and cold-start reports."""
+"""``recagent eval``: offline evaluation, re-ranking and cold-start reports; ``eval prompts`` (the
+behavioural prompt suite) and ``eval conversation`` (simulated users) as subcommands.
+
+``eval`` is a command group whose callback runs the ranking evaluation when no subcommand is
+given, so every ``recagent eval --data ... --models ...`` works as it always did."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from recagent.agent.cli._common import (
@@ -25,9 +30,17 @@ from recagent.agent.cli._common import (
 from recagent.agent.config import Settings
 from recagent.catalog.errors import RecAgentError
 
+eval_app = typer.Typer(
+    help="Offline evaluation (leave-one-out by time, full ranking, Recall/NDCG/MRR@10/20/50); "
+    "`eval prompts` and `eval conversation` are the agent's suites.",
+    invoke_without_command=True, no_args_is_help=False,
+)
+app.add_typer(eval_app, name="eval")
 
-@app.command("eval")
+
+@eval_app.callback()
 def evaluate(
+    ctx: typer.Context,
     data: DataOpt = None,
     out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Write the JSON report here.")] = None,
     models: Annotated[str | None, typer.Option(help="Comma-separated: popularity,itemknn,text,"
@@ -54,7 +67,12 @@ def evaluate(
     encoder: EncoderOpt = None,
     chroma_url: ChromaOpt = None,
 ) -> None:
-    """Offline evaluation: leave-one-out by time, full ranking, Recall/NDCG/MRR@10/20/50."""
+    """Offline evaluation: leave-one-out by time, full ranking, Recall/NDCG/MRR@10/20/50.
+
+    Without a subcommand this runs the ranking evaluation; `recagent eval prompts` and
+    `recagent eval conversation` run the agent's suites."""
+    if ctx.invoked_subcommand is not None:
+        return
     from recagent.evals.report import build_report, write_report
     from recagent.evals.runner import evaluate_scorer
     from recagent.evals.split import leave_one_out
@@ -188,3 +206,107 @@ def _report_table(report: dict) -> Table:
     for name, m in report["models"].items():
         table.add_row(name, *(f"{m[c]:.1f}" if c == "seconds" else f"{m[c]:.4f}" for c in cols))
     return table
+
+
+@eval_app.command("prompts")
+def eval_prompts(
+    data: DataOpt = None,
+    llm: LlmOpt = None,
+    llm_url: LlmUrlOpt = None,
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Write the JSON report here.")] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="Only the fast cases (what CI runs).")] = False,
+    compare_with: Annotated[Path | None, typer.Option("--compare", help="A report written by an "
+                            "earlier run: show before/after per case.")] = None,
+    template: Annotated[list[str] | None, typer.Option("--template", help="NAME=FILE: render "
+                        "template NAME from this YAML file instead (try a prompt change without "
+                        "editing prompts/). Repeatable.")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=20, help="Items per answer.")] = 3,
+    write_baseline: Annotated[bool, typer.Option("--write-baseline", help="Store this run as the "
+                              "baseline of its dataset and backend (evals/prompt_baseline.json).")] = False,
+    encoder: EncoderOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """The prompt suite: fixed cases through the agent with the real LLM at greedy decoding.
+
+    Exits with status 1 when a safety check fails, a check that passed in the baseline fails,
+    or the faithful share of explanations drops below the baseline's tolerance."""
+    from recagent.evals.prompt_suite import compare, load_baseline, record_baseline, run_suite
+
+    with user_errors():
+        overrides = _template_overrides(template or [])
+        settings = Settings.from_env().override(data=data, encoder=encoder, chroma_url=chroma_url,
+                                                llm=llm, llm_url=llm_url)
+        from recagent.agent.runtime import Runtime
+
+        rt = Runtime(settings)
+        before = json.loads(compare_with.read_text()) if compare_with else None
+        report = run_suite(rt, fast=fast, k=k, overrides=overrides,
+                           progress=lambda r: err().print(
+                               f"  {r.id}: {'pass' if r.passed else 'FAIL'} ({r.seconds:.1f} s)",
+                               highlight=False))
+        report.regressions = compare(report, load_baseline())
+    out().print(_prompt_table(report, before))
+    for line in report.regressions:
+        out().print(f"[red]regression:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    rate = report.faithful_rate
+    verdict = "[green]PASS[/]" if report.passed else "[bold red]FAIL[/]"
+    out().print(f"{verdict}: {sum(c.passed for c in report.cases)}/{len(report.cases)} cases pass "
+                f"every check; faithful explanations "
+                f"{'n/a' if rate is None else f'{rate:.0%}'} "
+                f"({sum(c.faithful for c in report.cases)}/{sum(c.llm_written for c in report.cases)}); "
+                f"{report.seconds:.0f} s", soft_wrap=True)
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        payload = report.to_dict() | {"command": "recagent " + " ".join(sys.argv[1:])}
+        out_path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        out().print(f"report written to {out_path}", soft_wrap=True)
+    if write_baseline:
+        record_baseline(report)
+        out().print(f"baseline recorded for {report.key}", soft_wrap=True)
+    elif not report.passed:
+        raise typer.Exit(1)
+
+
+def _template_overrides(specs: list[str]) -> dict[str, Path]:
+    overrides = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not Path(path).is_file():
+            raise RecAgentError(f"--template must be NAME=FILE with an existing file, not {spec!r}")
+        overrides[name.strip()] = Path(path)
+    return overrides
+
+
+_CHECKS = ("answered", "catalog_only", "injection_blocked", "constraints_parsed",
+           "constraints_respected", "explained", "reply", "parses")
+
+
+def _prompt_table(report, before: dict | None) -> Table:
+    table = Table(title=f"Prompt suite: {report.dataset}, LLM {report.llm}"
+                  f"{' (fast)' if report.fast else ''}")
+    table.add_column("case")
+    for check in _CHECKS:
+        table.add_column(check.replace("_", " "), justify="center")
+    table.add_column("faithful", justify="right")
+    if before is not None:
+        table.add_column("before", justify="left")
+    old = {c["id"]: c for c in (before or {}).get("cases", []) + (before or {}).get("structured", [])}
+    for c in [*report.cases, *report.structured]:
+        marks = [_mark(c.checks.get(check)) for check in _CHECKS]
+        faithful = f"{c.faithful}/{c.llm_written}" if c.llm_written else ""
+        row = [c.id, *marks, faithful]
+        if before is not None:
+            was = old.get(c.id)
+            if was is None:
+                row.append("[dim]new case[/]")
+            else:
+                changed = [k for k, v in c.checks.items() if was["checks"].get(k) != v]
+                row.append(("pass" if was["passed"] else "[red]fail[/]")
+                           + (f", faithful {was['faithful']}/{was['llm_written']}" if was["llm_written"] else "")
+                           + (f"; changed: {', '.join(changed)}" if changed else ""))
+        table.add_row(*row)
+    return table
+
+
+def _mark(ok: bool | None) -> str:
+    return "" if ok is None else ("[green]✓[/]" if ok else "[bold red]✗[/]")
