@@ -52,9 +52,19 @@ class Readiness:
         _ = assistant.runtime.encoder.model
         self.llm_problem = _load_llm(assistant)
         _ = assistant.agent
+        self._warm_up()
         self.prepared = True
         log.info("ready", extra={"fields": {"seconds": round(time.perf_counter() - started, 1),
                                             "llm": self.llm_problem or "ok"}})
+
+    def _warm_up(self) -> None:
+        """One recommendation and one turn without the LLM on a throwaway session (not stored),
+        so the first request does not pay for the lazily loaded item vectors."""
+        conv = self.conversations
+        user = next(iter(conv.dataset.histories))
+        session = conv.assistant.session(user)
+        conv.assistant.recommender.recommend(session.history, 1)
+        conv.plain_agent.turn(session, "")
 
     def checks(self) -> dict[str, str]:
         conv = self.conversations

@@ -1,0 +1,284 @@
+"""Load benchmark of ``recagent serve``: a real server in a second process, driven on loopback.
+
+    python -m recagent.evals.bench_http [--levels 1,8,32] [--recommend-seconds 10]
+        [--chat-seconds 45] [--llm embedded] [--data DIR] [--out evals/reports/bench_http]
+
+The server starts as ``recagent serve`` on a free loopback port with the embedded default
+(demo shop, embedded Gemma unless ``--llm`` says otherwise) and a fresh SQLite database.
+Each level runs N concurrent sessions (asyncio + httpx) for a fixed time, first against
+``/v1/recommend``, then with chat turns: each virtual user sends a short scripted
+conversation and, after every answer, feedback (like, click, dislike or purchase) on the first
+recommendation. A level stops issuing requests at its deadline and waits for those in flight,
+so its wall time is the window plus the drain. Requests/s counts completed requests over that
+wall time. After the run, the feedback rows in the database are counted against the feedback
+requests that got a 201 (none may be lost). Writes ``<out>.json`` and ``<out>.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from recagent.agent.http.store import SessionStore
+from recagent.catalog.load import load_dataset
+
+__all__ = ["main"]
+
+# One virtual user's conversation; after the last line it starts a new session.
+SCRIPT = [
+    ("something for running", False),
+    ("show me more", True),
+    ("under $80", False),
+    ("more like #1", False),
+]
+FEEDBACK = ("like", "click", "dislike", "purchase")
+
+
+@dataclass
+class Level:
+    kind: str  # "recommend" | "chat"
+    sessions: int
+    window_s: float
+    wall_s: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    degraded: int = 0
+    feedback_ok: int = 0
+    feedback_latencies: list[float] = field(default_factory=list)
+    session_ids: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        done = len(self.latencies)
+        out = {
+            "kind": self.kind, "sessions": self.sessions, "window_s": self.window_s,
+            "wall_s": round(self.wall_s, 1), "requests": done, "errors": len(self.errors),
+            "requests_per_s": round(done / self.wall_s, 2) if self.wall_s else 0.0,
+            "p50_ms": _pct(self.latencies, 50), "p95_ms": _pct(self.latencies, 95),
+            "max_ms": round(max(self.latencies) * 1000, 1) if self.latencies else None,
+            "error_samples": self.errors[:5],
+        }
+        if self.kind == "chat":
+            out.update(degraded=self.degraded, feedback_sent=self.feedback_ok,
+                       feedback_p50_ms=_pct(self.feedback_latencies, 50),
+                       feedback_p95_ms=_pct(self.feedback_latencies, 95))
+        return out
+
+
+def _pct(values: list[float], q: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0] * 1000, 1)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000, 1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _recommend_worker(client: httpx.AsyncClient, level: Level, users: list[str],
+                            deadline: float, rng: random.Random) -> None:
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        try:
+            r = await client.post("/v1/recommend", json={"user_id": rng.choice(users), "k": 10})
+            if r.status_code != 200 or len(r.json()["recommendations"]) != 10:
+                level.errors.append(f"recommend {r.status_code}: {r.text[:200]}")
+                continue
+        except httpx.HTTPError as exc:
+            level.errors.append(f"recommend {type(exc).__name__}: {exc}")
+            continue
+        level.latencies.append(time.perf_counter() - started)
+
+
+async def _chat_worker(client: httpx.AsyncClient, level: Level, users: list[str],
+                       deadline: float, rng: random.Random) -> None:
+    step, sid, n_feedback = len(SCRIPT), None, 0
+    while time.monotonic() < deadline:
+        try:
+            if step == len(SCRIPT):
+                r = await client.post("/v1/sessions", json={"user_id": rng.choice(users)})
+                if r.status_code != 201:
+                    level.errors.append(f"session {r.status_code}: {r.text[:200]}")
+                    continue
+                sid, step = r.json()["session_id"], 0
+                level.session_ids.append(sid)
+            message, more = SCRIPT[step]
+            step += 1
+            started = time.perf_counter()
+            r = await client.post(f"/v1/sessions/{sid}/messages",
+                                  json={"message": message, "exclude_shown": more})
+            if r.status_code != 200:
+                level.errors.append(f"message {r.status_code}: {r.text[:200]}")
+                continue
+            level.latencies.append(time.perf_counter() - started)
+            body = r.json()
+            level.degraded += bool(body["degraded"])
+            recs = body["answer"]["recommendations"]
+            if not recs:
+                continue
+            kind = FEEDBACK[n_feedback % len(FEEDBACK)]
+            n_feedback += 1
+            started = time.perf_counter()
+            r = await client.post(f"/v1/sessions/{sid}/feedback",
+                                  json={"item_id": recs[0]["item_id"], "kind": kind})
+            if r.status_code != 201:
+                level.errors.append(f"feedback {r.status_code}: {r.text[:200]}")
+                continue
+            level.feedback_latencies.append(time.perf_counter() - started)
+            level.feedback_ok += 1
+        except httpx.HTTPError as exc:
+            level.errors.append(f"chat {type(exc).__name__}: {exc}")
+
+
+async def run_level(base_url: str, kind: str, sessions: int, window_s: float,
+                    users: list[str], seed: int = 0) -> Level:
+    level = Level(kind, sessions, window_s)
+    limits = httpx.Limits(max_connections=sessions + 4, max_keepalive_connections=sessions + 4)
+    worker = _recommend_worker if kind == "recommend" else _chat_worker
+    async with httpx.AsyncClient(base_url=base_url, timeout=900, limits=limits) as client:
+        started = time.monotonic()
+        deadline = started + window_s
+        await asyncio.gather(*(worker(client, level, users, deadline, random.Random(seed * 1000 + i))
+                               for i in range(sessions)))
+        level.wall_s = time.monotonic() - started
+    return level
+
+
+def _start_server(port: int, db_url: str, args, log_path: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "recagent.agent.cli", "serve", "--port", str(port),
+           "--db-url", db_url, "--llm", args.llm, "--log-level", "warning"]
+    if args.data:
+        cmd += ["--data", str(args.data)]
+    log = log_path.open("w")
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+
+
+def _wait_ready(base_url: str, proc: subprocess.Popen, timeout: float, log_path: Path) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit(f"the server was not ready after {timeout:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--levels", default="1,8,32", help="concurrent sessions per level")
+    parser.add_argument("--recommend-seconds", type=float, default=10.0)
+    parser.add_argument("--chat-seconds", type=float, default=45.0)
+    parser.add_argument("--llm", default="embedded", help="embedded (default), vllm or none")
+    parser.add_argument("--data", type=Path, default=None, help="dataset (default: the demo shop)")
+    parser.add_argument("--ready-timeout", type=float, default=900.0)
+    parser.add_argument("--out", type=Path, default=Path("evals/reports/bench_http"))
+    args = parser.parse_args(argv)
+    levels = [int(x) for x in args.levels.split(",")]
+    dataset = load_dataset(args.data)
+    users = sorted(dataset.histories, key=str)
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    db_url = f"sqlite:///{workdir / 'sessions.db'}"
+    log_path = workdir / "server.log"
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    load_before = os.getloadavg()[0]
+    proc = _start_server(port, db_url, args, log_path)
+    try:
+        ready_s = _wait_ready(base_url, proc, args.ready_timeout, log_path)
+        print(f"server ready in {ready_s:.1f} s ({base_url}, log {log_path})", file=sys.stderr)
+        results: list[Level] = []
+        for kind, window in (("recommend", args.recommend_seconds), ("chat", args.chat_seconds)):
+            for n in levels:
+                level = asyncio.run(run_level(base_url, kind, n, window, users, seed=n))
+                results.append(level)
+                print(json.dumps(level.summary()), file=sys.stderr)
+        readyz = httpx.get(f"{base_url}/readyz", timeout=10).json()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    # Counted after the run, from the database the server wrote (not from its answers).
+    store = SessionStore(db_url)
+    chat = [x for x in results if x.kind == "chat"]
+    sids = [s for x in chat for s in x.session_ids]
+    stored = store.count_events("feedback", sids)
+    sent = sum(x.feedback_ok for x in chat)
+    report = {
+        "benchmark": "bench_http",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m recagent.evals.bench_http " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+                    "load_average_1min": {"before": round(load_before, 2),
+                                          "after": round(os.getloadavg()[0], 2)}},
+        "server": {"dataset": dataset.name, "llm": readyz["checks"].get("llm"), "ready_s": round(ready_s, 1),
+                   "compute_slots": 1, "prose_queue_limit": 2, "database": "SQLite (WAL), fresh"},
+        "script": [m for m, _ in SCRIPT],
+        "levels": [x.summary() for x in results],
+        "errors": sum(len(x.errors) for x in results),
+        "feedback": {"sent_ok": sent, "stored": stored, "lost": sent - stored},
+        "total_s": round(time.monotonic() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# HTTP load benchmark ({report['date']})", "",
+        (f"`{report['command']}`: server `recagent serve` ({report['server']['dataset']}, LLM "
+        f"{report['server']['llm']}, {report['server']['database']}) in a second process on "
+        f"loopback; {report['machine']['cpus']} CPUs (1-min load average "
+        f"{report['machine']['load_average_1min']['before']} before, "
+        f"{report['machine']['load_average_1min']['after']} after); "
+        f"ready after {report['server']['ready_s']} s; "
+        f"whole run {report['total_s']} s."), "",
+        "| route | sessions | window s | wall s | requests | req/s | p50 ms | p95 ms | errors | degraded |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for x in report["levels"]:
+        route = "/v1/recommend" if x["kind"] == "recommend" else "chat turn (/v1/sessions/{id}/messages)"
+        lines.append(f"| {route} | {x['sessions']} | {x['window_s']:g} | {x['wall_s']} | {x['requests']} | "
+                     f"{x['requests_per_s']} | {x['p50_ms']} | {x['p95_ms']} | {x['errors']} | "
+                     f"{x.get('degraded', '')} |")
+    fb = report["feedback"]
+    lines += ["", (f"Feedback: {fb['sent_ok']} requests answered 201, {fb['stored']} rows in the "
+              f"database after the run, {fb['lost']} lost. Errors in all: {report['errors']}."), ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
