@@ -311,7 +311,7 @@ def test_live_view_streams_prose_then_shows_the_checked_text(home, tiny_shop_dir
     assert all(r.explanation.source == "evidence" for r in answer.recommendations)
     final = io.StringIO()
     _render(Console(file=final, width=150), outputs)
-    assert "You will love" not in final.getvalue() and "in your history" in final.getvalue()
+    assert "You will love" not in final.getvalue() and "Close to your" in final.getvalue()
 
 
 def test_real_embedded_llm_streams_checked_explanations(home, tiny_shop_dir, tiny_shop, gemma):

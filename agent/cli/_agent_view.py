@@ -24,9 +24,14 @@ def price_cell(item) -> str:
     return f"${item.price:,.2f}" if item.price is not None else ""
 
 
-def why_cell(explanation) -> str:
-    why = escape(explanation.text)
-    return why + " [dim](LLM, checked)[/]" if explanation.source == "llm" else why
+def why_cell(explanation, limit: int | None = None, more: str = "") -> str:
+    """The explanation, cut to ``limit`` characters (with the hint ``more``) when given."""
+    text = explanation.text
+    cut = limit is not None and len(text) > limit
+    why = escape(short(text, limit) if cut else text)
+    if explanation.source == "llm":
+        why += " [dim](LLM, checked)[/]"
+    return why + (f" [dim]{escape(more)}[/]" if cut and more else "")
 
 
 def items_table(rows) -> Table:

@@ -19,13 +19,7 @@ from rich.markup import escape
 from rich.spinner import Spinner
 from rich.table import Table
 
-from recagent.agent.cli._agent_view import (
-    items_table,
-    recommendations_table,
-    step,
-    trace_table,
-    warm_up,
-)
+from recagent.agent.cli._agent_view import items_table, step, trace_table, warm_up, why_cell
 from recagent.agent.cli._common import (
     ChromaOpt,
     DataOpt,
@@ -40,6 +34,7 @@ from recagent.agent.cli._common import (
 )
 
 PROMPT = "you> "
+WHY_CHARS = 150
 
 
 @app.command()
@@ -189,7 +184,7 @@ def _render(console: Console, outputs) -> bool:
         elif isinstance(o, AgentAnswer):
             console.print(escape(o.text.strip()), highlight=False, soft_wrap=True)
             if o.recommendations:
-                console.print(recommendations_table(o.recommendations))
+                console.print(items_table((r.rank, r.item, _short_why(r)) for r in o.recommendations))
         elif isinstance(o, c.Why):
             _print_why(console, o.recommendation)
         elif isinstance(o, c.HistoryView):
@@ -204,6 +199,18 @@ def _render(console: Console, outputs) -> bool:
                           "bought a DSLR\"), or a command:", highlight=False)
             console.print(table)
     return True
+
+
+def _short_why(r) -> str:
+    """One line of why for the table (``/why N`` shows all): the checked LLM sentence, or
+    the closest history item and what the pick shares with it, from the evidence."""
+    ev = r.evidence
+    if r.explanation.source == "llm" or not ev.related:
+        return why_cell(r.explanation, WHY_CHARS, f"(/why {r.rank})")
+    why = f'Close to your "{short(ev.related[0].title, 60)}"'
+    if ev.shared:
+        why += "; same " + ", ".join(v if k == "category" else f"{k} {v}" for k, v in ev.shared.items())
+    return escape(short(why, WHY_CHARS))
 
 
 def _print_why(console: Console, r) -> None:
