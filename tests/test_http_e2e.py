@@ -24,7 +24,7 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 # background connections that a closed network refuses.
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--window-size=1280,1000"]
+                  "--disable-component-update", "--disable-sync", "--window-size=1280,1100"]
 
 
 @dataclass
@@ -160,6 +160,7 @@ def chat_in_browser(url: str, profile: Path, message: str, *, user: str | None =
         cards[0].find_element(By.CSS_SELECTOR, "button.like").click()
         wait.until(lambda d: "on" in d.find_element(By.CSS_SELECTOR, ".card button.like").get_attribute("class"))
         if screenshot is not None:
+            driver.execute_script("window.scrollTo(0, 0)")
             driver.save_screenshot(str(screenshot))
         sid = driver.find_element(By.TAG_NAME, "body").get_attribute("data-session-id")
         return {"session_id": sid, "cards": seen,
