@@ -9,7 +9,7 @@ constraints is the free-text ``query`` (for ``search_items``), unless it is only
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from recagent.catalog.errors import ToolError
@@ -17,7 +17,7 @@ from recagent.catalog.model import Dataset
 from recagent.prompts import render
 from recagent.tools.filter_items import Constraints
 
-__all__ = ["CONSTRAINT_SCHEMA", "ConstraintParser", "parse_with_llm"]
+__all__ = ["CONSTRAINT_SCHEMA", "ConstraintParser", "combine", "parse_with_llm"]
 
 _MONEY = r"\$?\s*(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks)?"
 _MAX = re.compile(r"\b(?:under|below|less than|cheaper than|at most|max(?:imum)?|up to|no more than|<=?)\s*" + _MONEY, re.IGNORECASE)
@@ -209,3 +209,19 @@ def parse_with_llm(llm, rules: ConstraintParser, message: str) -> Constraints:
         exclude_brands=names("exclude_brands", rules.brands),
         in_stock_only=data.get("in_stock_only") is True and ("stock" in lowered or "available" in lowered),
     )
+
+
+def combine(rules: Constraints, llm: Constraints) -> Constraints:
+    """The rules' parse of a message completed by the LLM's, the rules winning.
+
+    The LLM only adds what the rules did not find: its price bounds count only when the rules
+    found none (a weak model reads "under $50" as a minimum of 50 as readily as a maximum),
+    and only when they are consistent (min <= max); its brands and categories are added,
+    and where it contradicts the rules (a brand both wanted and excluded), the rules stand.
+    The free-text query stays the rules'.
+    """
+    rules_priced = rules.min_price is not None or rules.max_price is not None
+    inverted = None not in (llm.min_price, llm.max_price) and llm.min_price > llm.max_price
+    if rules_priced or inverted:
+        llm = replace(llm, min_price=None, max_price=None)
+    return replace(llm.merged(rules), query=rules.query)

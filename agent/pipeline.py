@@ -9,9 +9,9 @@ Every step is recorded in the trace with its arguments, a summary and its time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from recagent.agent.constraints import ConstraintParser, parse_with_llm
+from recagent.agent.constraints import ConstraintParser, combine, parse_with_llm
 from recagent.agent.events import EventSink, Explained, Picked, ProseDelta
 from recagent.agent.explanations import ExplanationWriter
 from recagent.agent.llm import LLM, LLMUnavailable
@@ -91,7 +91,7 @@ class PlanAgent:
                 degraded.append(f"LLM unavailable ({exc}); constraints from rules only")
                 llm_parsed = None
             if llm_parsed is not None:
-                parsed = replace(llm_parsed.merged(parsed), query=parsed.query)
+                parsed = combine(parsed, llm_parsed)
         session.constraints = session.constraints.merged(parsed)
         return session.constraints, parsed.query
 

@@ -145,3 +145,18 @@ def test_the_agent_merges_llm_constraints_and_the_rules_win(tiny_shop, encoder, 
     broken = agent(JsonLLM(ToolError("the LLM's JSON does not parse"))).turn(Session(user_id=None), message)
     assert broken.constraints.max_price == 30.0
     assert next(c for c in broken.trace if c.tool == "parse_constraints_llm").error
+
+
+def test_combine_lets_the_llm_add_but_never_override():
+    from recagent.agent.constraints import combine
+
+    rules = Constraints(max_price=50.0, exclude_brands=("Nikon",), query="camera")
+    # A weak model read "under $50" as a minimum too, and wants the excluded brand.
+    llm = Constraints(min_price=50.0, max_price=80.0, brands=("Nikon",), categories=("Cameras",))
+    got = combine(rules, llm)
+    assert (got.min_price, got.max_price) == (None, 50.0)
+    assert got.exclude_brands == ("Nikon",) and got.brands == ()
+    assert got.categories == ("Cameras",) and got.query == "camera"
+    # With no price from the rules, a consistent LLM bound is taken; an inverted one is not.
+    assert combine(Constraints(), Constraints(max_price=20.0)).max_price == 20.0
+    assert combine(Constraints(), Constraints(min_price=30.0, max_price=20.0)).max_price is None
