@@ -36,9 +36,9 @@ __all__ = [
 
 SEARCH_MARGIN = 50
 """Extra neighbours asked of the approximate (HNSW) index beyond ``k`` + the user's seen
-items: with only ``k`` asked, HNSW at Chroma's default search breadth sometimes misses one of
-the true top ``k`` (seen on the tiny shop's seqrec collection); the hits come back in exact
-score order, so the margin only adds recall."""
+items; the hits come back in exact score order, so the margin only adds recall. (It did not
+stop HNSW from missing true top items in the seqrec collection: a wider HNSW search there
+did, see ``SeqIndex.collection``.)"""
 
 
 @dataclass(frozen=True)
