@@ -32,16 +32,14 @@ class Assistant:
 
     @cached_property
     def recommender(self):
-        """The trained seqrec retriever when the dataset has a checkpoint, else the text one."""
+        """The dataset's best retriever: fusion or seqrec when it has a trained checkpoint,
+        else the text one (see ``Runtime.recommender``)."""
         return self.runtime.recommender("auto")
 
     def prepare(self, *, show_progress: bool = True) -> None:
         """Build or update the indexes the tools search (a hash check when they are current)."""
-        from recagent.retrieval.retriever import HistoryRetriever
-
         self.runtime.ensure_index(show_progress=show_progress)  # search_items, explain
-        if not isinstance(self.recommender, HistoryRetriever):
-            self.recommender.index.build(show_progress=show_progress)
+        self.runtime.prepare_recommender(self.recommender, show_progress=show_progress)
 
     @cached_property
     def tools(self) -> Toolbox:

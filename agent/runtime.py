@@ -60,9 +60,13 @@ class Runtime:
         return SeqRetriever(self.dataset, scorer, SeqIndex(client, self.dataset, scorer, directory))
 
     def recommender(self, kind: str = "auto"):
-        """The retriever ``recommend`` uses: "seqrec", "text", or "auto" (the trained seqrec
-        when this dataset has a checkpoint under $RECAGENT_HOME/models that fits its
-        catalog, the text retriever otherwise)."""
+        """The retriever ``recommend`` uses: "fusion", "seqrec", "text", or "auto".
+
+        "auto" picks the best this dataset has: fusion (seqrec + recency-weighted item-kNN,
+        the model that beats the peers) when a trained seqrec checkpoint that fits the
+        catalog comes with its fusion choice (``train-retriever`` tunes it), seqrec alone when
+        the choice is missing, the text retriever when there is no checkpoint.
+        """
         if kind not in RETRIEVERS:
             raise RecAgentError(f"retriever must be one of {', '.join(RETRIEVERS)}, not {kind!r}")
         if kind == "text":
@@ -70,11 +74,39 @@ class Runtime:
         if kind == "auto" and not (self.model_dir("seqrec") / "model.pt").is_file():
             return self.retriever
         try:
+            if kind == "fusion" or (kind == "auto" and self.fusion_is_tuned()):
+                return self.fusion_retriever()
             return self.seq_retriever()
         except RecAgentError:
-            if kind == "seqrec":
+            if kind != "auto":
                 raise
             return self.retriever  # e.g. a checkpoint of an older catalog
+
+    def prepare_recommender(self, model, *, show_progress: bool = True) -> None:
+        """Build or update the Chroma collection ``model`` searches (fusion scores exactly
+        and needs none)."""
+        from recagent.retrieval.seq_retriever import SeqRetriever
+
+        if isinstance(model, HistoryRetriever):
+            self.ensure_index(show_progress=show_progress)
+        elif isinstance(model, SeqRetriever):
+            model.index.build(show_progress=show_progress)
+
+    def fusion_retriever(self, directory: Path | None = None):
+        """The fused model for ``recommend``: the kNN side fitted on every history."""
+        from recagent.retrieval.fusion import FusionRetriever
+
+        scorer = self.fusion_scorer(directory)
+        scorer.fit(list(self.dataset.histories.values()))
+        return FusionRetriever(self.dataset, scorer, scorer.components[0].item_vectors())
+
+    def fusion_is_tuned(self, directory: Path | None = None) -> bool:
+        """Whether the checkpoint's fusion choice (``fusion.json``) is there and current."""
+        directory = directory or self.model_dir("seqrec")
+        cache = directory / "fusion.json"
+        if not cache.is_file() or not (directory / "model.pt").is_file():
+            return False
+        return json.loads(cache.read_text()).get("model_sha") == _file_hash(directory / "model.pt")
 
     def model_dir(self, name: str = "seqrec") -> Path:
         """Where ``recagent train-retriever`` keeps the trained model of this dataset."""
@@ -153,4 +185,4 @@ def _file_hash(path: Path) -> str:
 
 
 SCORERS = ("popularity", "itemknn", "text", "seqrec", "fusion")
-RETRIEVERS = ("auto", "seqrec", "text")
+RETRIEVERS = ("auto", "fusion", "seqrec", "text")

@@ -4,6 +4,7 @@ For each history, each component's scores are standardised over the items the us
 not have (z-score: (s - mean) / std over the candidates, so the items in the history, which
 get masked anyway, do not move the scale), then combined as Σ_c w_c · z_c. The weights are
 chosen on the VALIDATION stage only (:func:`tune_fusion`); the test stage never informs them.
+:class:`FusionRetriever` serves the fused model in the product.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recagent.catalog.model import Dataset
 from recagent.evals.metrics import metrics_from_ranks
 from recagent.evals.split import LeaveOneOutSplit
+from recagent.retrieval.index import SearchHit
+from recagent.retrieval.retriever import PopularItems, Recommendation, with_evidence
 from recagent.retrieval.scorer import History, Scorer
 
-__all__ = ["FusionChoice", "FusionScorer", "standardise", "tune_fusion"]
+__all__ = ["FusionChoice", "FusionRetriever", "FusionScorer", "standardise", "tune_fusion"]
 
 
 def standardise(scores: np.ndarray, masks: Sequence[Sequence[int]]) -> np.ndarray:
@@ -139,3 +143,38 @@ def _score_all(scorer: Scorer, histories: Sequence[History], masks, batch: int =
         scores = np.asarray(scorer.score(list(histories[lo : lo + batch])), dtype=np.float32)
         parts.append(standardise(scores, masks[lo : lo + batch]))
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+class FusionRetriever:
+    """The fused model in the product: ``recommend(history, k)`` with evidence.
+
+    The z-scores need every item's score, so the fused scores are computed exactly over the
+    catalog (one query-tower pass, a product with the item vectors and one sparse kNN row:
+    about a millisecond for the few thousand items here), not from an approximate index.
+    Evidence is the history items closest to each pick in ``item_vectors`` (the seqrec item
+    space). The scorer must already be fitted (the kNN side on the histories it may use).
+    """
+
+    name = "fusion"
+
+    def __init__(self, dataset: Dataset, scorer: FusionScorer, item_vectors: np.ndarray, *,
+                 evidence_per_item: int = 3) -> None:
+        self.dataset = dataset
+        self.scorer = scorer
+        norms = np.maximum(np.linalg.norm(item_vectors, axis=1, keepdims=True), 1e-12)
+        self._unit_vectors = item_vectors / norms
+        self.evidence_per_item = evidence_per_item
+        self._popular = PopularItems(dataset)
+
+    def recommend(self, history: History, k: int = 10) -> list[Recommendation]:
+        """Top ``k`` unseen items by fused score; an empty history gets the popular items."""
+        if not history:
+            return self._popular.recommend(k)
+        scores = self.scorer.score([history])[0]
+        index = self.dataset.item_index
+        scores[[index[x.item_id] for x in history]] = -np.inf
+        top = np.argsort(-scores, kind="stable")[:k]
+        hits = [SearchHit(self.dataset.item_ids[i], float(scores[i]), {}) for i in top
+                if np.isfinite(scores[i])]
+        return with_evidence(self.dataset, history, hits, self._unit_vectors, k=k,
+                             per_item=self.evidence_per_item)

@@ -111,3 +111,35 @@ def test_cli_recommend_can_force_the_text_retriever(tiny_shop, tiny_shop_dir, se
     bad = runner.invoke(app, ["recommend", "--data", str(tiny_shop_dir), "--user",
                               tiny_shop.users[1], "--retriever", "nope"], env=env)
     assert bad.exit_code == 1 and "retriever must be one of" in bad.output
+
+
+def test_fusion_is_the_default_once_tuned_and_ranks_exactly(tiny_shop, tiny_shop_dir, seq_home, tmp_path):
+    import shutil
+
+    from recagent.retrieval.fusion import FusionRetriever
+
+    _, ckpt = seq_home
+    home = tmp_path / "home"
+    rt = Runtime(Settings(home=home, data=tiny_shop_dir))
+    shutil.copytree(ckpt, rt.model_dir("seqrec"))  # a copy: tuning writes fusion.json next to it
+    assert not rt.fusion_is_tuned() and isinstance(rt.recommender(), SeqRetriever)
+    scorer = rt.fusion_scorer()  # tunes on validation and caches the choice
+    assert rt.fusion_is_tuned()
+    model = Runtime(Settings(home=home, data=tiny_shop_dir)).recommender()
+    assert isinstance(model, FusionRetriever) and model.name == "fusion"
+    user = tiny_shop.users[2]
+    history = tiny_shop.histories[user]
+    recs = model.recommend(history, 6)
+    scorer.fit(list(tiny_shop.histories.values()))  # the product's kNN side sees every history
+    scores = scorer.score([history])[0]
+    scores[[tiny_shop.item_index[x.item_id] for x in history]] = -np.inf
+    exact = [tiny_shop.item_ids[i] for i in np.argsort(-scores, kind="stable")[:6]]
+    assert [r.item_id for r in recs] == exact
+    seen = {x.item_id for x in history}
+    assert all(r.evidence and {e.item_id for e in r.evidence} <= seen for r in recs)
+    assert [r.item_id for r in model.recommend([], 3)]  # empty history: popular items
+    result = runner.invoke(app, ["recommend", "--data", str(tiny_shop_dir), "--user", user, "--json",
+                                 "-k", "3"], env={"RECAGENT_HOME": str(home)}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["retriever"] == "fusion" and [r["item_id"] for r in payload["recommendations"]] == exact[:3]

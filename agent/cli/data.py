@@ -86,9 +86,9 @@ def recommend(
     data: DataOpt = None,
     k: Annotated[int, typer.Option("-k", min=1, max=500, help="How many items.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    retriever: Annotated[str, typer.Option(help="auto: the trained seqrec when this dataset has "
-                         "a checkpoint (recagent train-retriever), else the text retriever; "
-                         "seqrec or text force one.")] = "auto",
+    retriever: Annotated[str, typer.Option(help="auto: fusion (seqrec + item-kNN) when this "
+                         "dataset has a trained checkpoint (recagent train-retriever), else the "
+                         "text retriever; fusion, seqrec or text force one.")] = "auto",
     encoder: EncoderOpt = None,
     chroma_url: ChromaOpt = None,
 ) -> None:
@@ -102,10 +102,7 @@ def recommend(
             model = rt.recommender(retriever)
             if isinstance(model, HistoryRetriever):
                 _ = rt.encoder.model
-        if isinstance(model, HistoryRetriever):
-            rt.ensure_index(show_progress=True)
-        else:
-            model.index.build(show_progress=True)
+        rt.prepare_recommender(model, show_progress=True)
         recs = model.recommend(history, k)
         user_id = rt.dataset.resolve_user(user)
     if as_json:

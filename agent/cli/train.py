@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -61,10 +62,18 @@ def train_retriever(
             show_progress=True,
             extra_metadata={"encoder": rt.encoder.name, "encoder_version": rt.encoder.version},
         )
+        # The product serves seqrec fused with item-kNN; its weight is tuned on validation once
+        # per checkpoint, here, so the first `recommend` does not wait for it.
+        with err().status("Tuning the fusion with item-kNN on the validation stage..."):
+            rt.fusion_scorer(target, split=split)
+        choice = json.loads((target / "fusion.json").read_text())
     valid = result.best_valid
     out().print(
         f"[green]trained[/] seqrec on {rt.dataset.name}: best epoch {result.best_epoch} of "
         f"{result.epochs_run}, validation R@10 {valid.get('recall@10', 0):.4f} "
-        f"N@10 {valid.get('ndcg@10', 0):.4f}, {result.seconds:.0f}s -> {target}",
+        f"N@10 {valid.get('ndcg@10', 0):.4f}, {result.seconds:.0f}s -> {target}\n"
+        f"[green]fusion[/] with {choice['variant']}, weight {choice['weight']:g}: validation "
+        f"R@10 {choice['valid']['recall@10']:.4f} N@10 {choice['valid']['ndcg@10']:.4f} "
+        "(recommend uses it)",
         soft_wrap=True,
     )
