@@ -302,6 +302,21 @@ def run_structured(llm, dataset: Dataset, cases: Sequence[dict]) -> list[CaseRes
     return results
 
 
+def read_template_file(name: str, path: Path):
+    """A prompt template read from a YAML file with a ``template`` (and ``version``) field."""
+    from recagent.catalog.errors import RecAgentError
+    from recagent.prompts import PromptTemplate
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return PromptTemplate(name, int(data.get("version", 0)), str(data.get("description", "")),
+                              str(data["template"]))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RecAgentError(f"{path}: not a prompt template YAML file with a 'template' field "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                            ) from None
+
+
 @contextmanager
 def override_templates(paths: Mapping[str, Path]) -> Iterator[None]:
     """Render template NAME from the YAML file ``paths[NAME]`` inside this block (to try a
@@ -312,11 +327,7 @@ def override_templates(paths: Mapping[str, Path]) -> Iterator[None]:
         yield
         return
     original = prompts.load_template
-    replaced = {}
-    for name, path in paths.items():
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        replaced[name] = prompts.PromptTemplate(name, int(data.get("version", 0)),
-                                                str(data.get("description", "")), str(data["template"]))
+    replaced = {name: read_template_file(name, path) for name, path in paths.items()}
 
     def load(name: str):
         return replaced[name] if name in replaced else original(name)

@@ -268,12 +268,19 @@ def eval_prompts(
 
 
 def _template_overrides(specs: list[str]) -> dict[str, Path]:
+    from recagent.evals.prompt_suite import read_template_file
+    from recagent.prompts import template_names
+
     overrides = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
+        name = name.strip()
         if not sep or not Path(path).is_file():
             raise RecAgentError(f"--template must be NAME=FILE with an existing file, not {spec!r}")
-        overrides[name.strip()] = Path(path)
+        if name not in template_names():
+            raise RecAgentError(f"--template: no template {name!r}; have {', '.join(template_names())}")
+        read_template_file(name, Path(path))  # a malformed file is one clear error, up front
+        overrides[name] = Path(path)
     return overrides
 
 
@@ -310,3 +317,90 @@ def _prompt_table(report, before: dict | None) -> Table:
 
 def _mark(ok: bool | None) -> str:
     return "" if ok is None else ("[green]✓[/]" if ok else "[bold red]✗[/]")
+
+
+@eval_app.command("conversation")
+def eval_conversation(
+    data: DataOpt = None,
+    users: Annotated[int, typer.Option(help="Held-out (test) users, a seeded sample.")] = 200,
+    turns: Annotated[int, typer.Option(min=1, max=20, help="Turns per conversation.")] = 5,
+    ks: Annotated[str, typer.Option("-k", help="Items per answer; one run per value.")] = "5,10",
+    llm: Annotated[str, typer.Option(help="The agent's LLM: none (default here: explanations "
+                   "from evidence, fast), embedded or vllm (explanations written and checked).")] = "none",
+    llm_url: LlmUrlOpt = None,
+    rerank: Annotated[str, typer.Option(help="retriever, cooccurrence, llm or fusion.")] = "retriever",
+    sim_llm_url: Annotated[str | None, typer.Option(help="An OpenAI-compatible server with a "
+                           "capable instruct model to phrase the shopper's messages (the "
+                           "embedded Gemma-3 270M base model cannot). Default: rule-based.")] = None,
+    sim_llm_model: Annotated[str | None, typer.Option(help="Model name on --sim-llm-url.")] = None,
+    react: Annotated[bool, typer.Option(help="The shopper dislikes what was shown after a miss.")] = True,
+    reaction: Annotated[str, typer.Option(help='Said before the facts after a miss, e.g. "Not these."')] = "",
+    seed: Annotated[int, typer.Option(help="Seed of the user sample.")] = 0,
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Write the JSON report here "
+                        "(and the Markdown table next to it, .md).")] = None,
+    encoder: EncoderOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Simulated shoppers look for their held-out item: hit rate@k within the turns, hits by
+    turn (turn 1 = one-shot), average turns to hit, constraints met, faithful explanations."""
+    from recagent.evals.conversation import evaluate as evaluate_conversations
+    from recagent.evals.conversation import markdown
+
+    with user_errors():
+        k_values = _int_list(ks, "-k")
+        settings = Settings.from_env().override(data=data, encoder=encoder, chroma_url=chroma_url,
+                                                llm=llm, llm_url=llm_url)
+        from recagent.agent.runtime import Runtime
+
+        rt = Runtime(settings)
+        sim_llm = None
+        if sim_llm_url:
+            from recagent.agent.vllm_llm import VLLMClient
+
+            sim_llm = VLLMClient(sim_llm_url, model=sim_llm_model, timeout=settings.llm_timeout)
+        done = {k: 0 for k in k_values}
+
+        def progress(k: int, conv) -> None:
+            done[k] += 1
+            if done[k] % 25 == 0:
+                err().print(f"  k={k}: {done[k]} conversations", highlight=False)
+
+        report = evaluate_conversations(rt, n_users=users, ks=k_values, max_turns=turns,
+                                        sim_llm=sim_llm, react=react, reaction=reaction,
+                                        rerank=rerank, seed=seed, progress=progress)
+    report["command"] = "recagent " + " ".join(sys.argv[1:])
+    out().print(_conversation_table(report))
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        out_path.with_suffix(".md").write_text(markdown(report))
+        out().print(f"report written to {out_path} and {out_path.with_suffix('.md')}", soft_wrap=True)
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise RecAgentError(f"{flag} must be comma-separated whole numbers, not {text!r}") from None
+    if not values or min(values) < 1:
+        raise RecAgentError(f"{flag} must be comma-separated whole numbers >= 1, not {text!r}")
+    return values
+
+
+def _conversation_table(report: dict) -> Table:
+    t = report["max_turns"]
+    table = Table(title=f"Conversations: {report['dataset']}, {report['users']} users, up to {t} "
+                  f"turns ({report['simulator']} simulator, LLM {report['llm'] or 'none'}), "
+                  f"{report['seconds']:.0f} s")
+    for col in ("k", "hit rate", *(f"by turn {i}" for i in range(1, t + 1)), "avg turns",
+                "constraints met", "faithful", "leaks blocked"):
+        table.add_column(col, justify="right")
+    for k, m in report["k"].items():
+        pct = [("n/a" if x is None else f"{x:.1%}") for x in
+               (m["hit_rate"], *(m["hit_by_turn"][str(i)] for i in range(1, t + 1)),
+                m["constraint_satisfaction"])]
+        table.add_row(k, *pct[:-1],
+                      "" if m["avg_turns_to_hit"] is None else f"{m['avg_turns_to_hit']:.2f}",
+                      pct[-1], "n/a" if m["faithfulness"] is None else
+                      f"{m['faithfulness']:.0%} of {m['llm_explanations']}", str(m["leaks_blocked"]))
+    return table
