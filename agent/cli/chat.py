@@ -218,7 +218,7 @@ def _print_why(console: Console, r) -> None:
     price = f" · ${item.price:,.2f}" if item.price is not None else ""
     brand = f" · {item.brand}" if item.brand else ""
     console.print(f"[bold]#{r.rank} {escape(item.title)}[/] [dim]({item.item_id} · "
-                  f"{escape(item.category)}{escape(brand)}{price})[/]", highlight=False)
+                  f"{escape(item.category)}{escape(brand)}{price})[/]", highlight=False, soft_wrap=True)
     source = "written by the LLM, checked against the evidence" if ex.source == "llm" else "from the evidence"
     console.print(f"  Why: {escape(ex.text)} [dim]({source})[/]", highlight=False, soft_wrap=True)
     if ex.problems:
