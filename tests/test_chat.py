@@ -13,19 +13,14 @@ from fake_llm import ScriptedLLM
 from typer.testing import CliRunner
 
 from recagent.agent.assistant import Assistant
-from recagent.agent.chat import (
-    Chat,
+from recagent.agent.chat import Chat, HelpView, HistoryView, Notice, Quit, TraceView, Why
+from recagent.agent.chat_input import (
     ChatInputError,
     Command,
-    HelpView,
-    HistoryView,
-    Notice,
-    Quit,
-    TraceView,
-    Why,
     apply_filter,
     owned_phrases,
     parse_line,
+    shown_number,
 )
 from recagent.agent.cli import app
 from recagent.agent.config import Settings
@@ -155,6 +150,10 @@ def test_apply_filter_rejects_malformed_filters(text, message):
 ])
 def test_owned_phrases(message, owned, rest):
     assert owned_phrases(message) == (owned, rest)
+
+
+def test_shown_number():
+    assert [shown_number(p) for p in ("#2", "number 3", "item 4", "DSLR", "2")] == [2, 3, 4, None, None]
 
 
 # ------------------------------------------------------------------------ conversation
