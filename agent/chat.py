@@ -42,8 +42,6 @@ from recagent.tools.filter_items import Constraints
 __all__ = ["Chat", "HelpView", "HistoryEntry", "HistoryView", "Notice", "Output", "Quit",
            "TraceView", "Why"]
 
-# name -> (usage, what it does); aliases below. The order is the order /help lists them.
-
 
 @dataclass(frozen=True)
 class Notice:
