@@ -217,11 +217,23 @@ def combine(rules: Constraints, llm: Constraints) -> Constraints:
     The LLM only adds what the rules did not find: its price bounds count only when the rules
     found none (a weak model reads "under $50" as a minimum of 50 as readily as a maximum),
     and only when they are consistent (min <= max); its brands and categories are added,
-    and where it contradicts the rules (a brand both wanted and excluded), the rules stand.
-    The free-text query stays the rules'.
+    except where they contradict the rules (a brand the rules exclude cannot be wanted, and
+    the reverse). The free-text query and "more like #N" stay the rules'.
     """
     rules_priced = rules.min_price is not None or rules.max_price is not None
     inverted = None not in (llm.min_price, llm.max_price) and llm.min_price > llm.max_price
-    if rules_priced or inverted:
-        llm = replace(llm, min_price=None, max_price=None)
-    return replace(llm.merged(rules), query=rules.query)
+    low, high = (rules.min_price, rules.max_price) if rules_priced or inverted else \
+        (llm.min_price, llm.max_price)
+
+    def add(ours: tuple[str, ...], theirs: tuple[str, ...], contrary: tuple[str, ...]):
+        blocked = {c.casefold() for c in contrary}
+        return tuple(dict.fromkeys(ours + tuple(t for t in theirs if t.casefold() not in blocked)))
+
+    return replace(
+        rules, min_price=low, max_price=high,
+        brands=add(rules.brands, llm.brands, rules.exclude_brands),
+        exclude_brands=add(rules.exclude_brands, llm.exclude_brands, rules.brands),
+        categories=add(rules.categories, llm.categories, rules.exclude_categories),
+        exclude_categories=add(rules.exclude_categories, llm.exclude_categories, rules.categories),
+        in_stock_only=rules.in_stock_only or llm.in_stock_only,
+    )

@@ -70,6 +70,18 @@ def test_constraints_merge_newer_wins():
     assert Constraints().merged(Constraints()).is_empty()
 
 
+def test_a_new_request_starts_a_new_topic_but_keeps_prices_and_brands():
+    shoes = Constraints(max_price=60.0, exclude_brands=("Pacer",), categories=("Running Shoes",),
+                        query="running shoes", like_item="P1")
+    camera = shoes.merged(Constraints(query="something for my camera"))
+    assert camera.categories == () and camera.like_item is None and camera.query == "something for my camera"
+    assert camera.max_price == 60.0 and camera.exclude_brands == ("Pacer",)
+    # A turn that only adds a constraint keeps the topic.
+    cheaper = shoes.merged(Constraints(max_price=40.0))
+    assert cheaper.categories == ("Running Shoes",) and cheaper.like_item == "P1"
+    assert cheaper.max_price == 40.0
+
+
 class JsonLLM:
     """An LLM with structured output that returns a fixed JSON value (or raises)."""
 

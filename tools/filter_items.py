@@ -34,11 +34,18 @@ class Constraints:
     like_item: str | None = None
 
     def merged(self, newer: Constraints) -> Constraints:
-        """These constraints updated by ``newer`` (its set fields win; lists accumulate)."""
+        """These constraints updated by ``newer``: its set fields win and lists accumulate,
+        except that a new request (a query, a category or "more like #N") starts a new topic:
+        the categories and the item to be like are then the new request's alone, while
+        prices, brands and exclusions stay ("running shoes" then "something for my camera"
+        must not keep looking among running shoes)."""
         changes: dict[str, object] = {}
+        new_topic = bool(newer.query or newer.categories or newer.like_item)
         for f in fields(self):
             new = getattr(newer, f.name)
-            if isinstance(new, tuple):
+            if new_topic and f.name in ("categories", "like_item"):
+                changes[f.name] = new
+            elif isinstance(new, tuple):
                 old = getattr(self, f.name)
                 changes[f.name] = tuple(dict.fromkeys(old + new))
             elif new not in (None, "", False):
