@@ -162,7 +162,8 @@ class PlanAgent:
                                    lambda: self.tools.search_items(query, self.n_candidates, wish),
                                    lambda r: f"{len(r)} items") or [])
         found.append(trace.run("recommend_for_user",
-                               {"user": session.user_id, "history": len(session.history)},
+                               {"user": session.user_id, "history": len(session.history),
+                                "retriever": self.tools.recommend_for_user.name_of_source},
                                lambda: self.tools.recommend_for_user(
                                    session.history, self.n_candidates + len(session.shown)),
                                lambda r: f"{len(r)} items") or [])

@@ -28,6 +28,11 @@ class RecommendForUser:
     def __init__(self, source: CandidateSource) -> None:
         self.source = source
 
+    @property
+    def name_of_source(self) -> str:
+        """The retriever's name ("fusion", "seqrec", "text"), for the trace."""
+        return getattr(self.source, "name", type(self.source).__name__)
+
     def __call__(self, history: History, k: int = 50) -> list[Candidate]:
         if not 1 <= k <= 500:
             raise ToolError(f"recommend_for_user: k must be in 1..500, not {k}")
