@@ -192,7 +192,7 @@ def test_more_never_repeats_an_item(assistant, tiny_shop):
 
 def test_filter_is_respected_and_can_be_cleared(assistant, tiny_shop):
     chat = Chat(assistant, tiny_shop.users[2])
-    first = answers(chat.handle("recommend something"))[0]
+    first = answers(chat.handle("gift ideas"))[0]  # a request with a topic, searched each time
     brand = first.recommendations[0].item.brand
     out = chat.handle(f"/filter price<30, brand!={brand}")
     assert "price <= $30" in out[0].text and f"not brand {brand}" in out[0].text
@@ -202,8 +202,13 @@ def test_filter_is_respected_and_can_be_cleared(assistant, tiny_shop):
         assert r.item.price is not None and r.item.price <= 30 and r.item.brand != brand
     items = tiny_shop.items
     category = items[filtered.recommendations[0].item.item_id].category[-1]
-    for r in answers(chat.handle(f"/filter category={category}"))[0].recommendations:
-        assert items[r.item.item_id].category[-1] == category and r.item.price <= 30
+    for line in (f"/filter category={category}", "/more", "/dislike 1"):
+        answer = answers(chat.handle(line))[0]
+        assert answer.constraints.categories == (category,), line  # kept, not a new topic
+        assert answer.constraints.query == "gift ideas", line
+        assert any(c.tool == "search_items" for c in answer.trace), line
+        for r in answer.recommendations:
+            assert items[r.item.item_id].category[-1] == category and r.item.price <= 30
     assert "Filters:" in chat.handle("/filter")[0].text
     cleared = chat.handle("/filter clear")
     assert cleared[0].text.startswith("Filters cleared")
