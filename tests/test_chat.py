@@ -216,6 +216,17 @@ def test_filter_is_respected_and_can_be_cleared(assistant, tiny_shop):
     assert "no brand 'Nosuchbrand'" in the_error(chat.handle("/filter brand=Nosuchbrand"))
 
 
+def test_more_like_n_stays_in_force_after_feedback(assistant, tiny_shop):
+    chat = Chat(assistant, tiny_shop.users[4])
+    target = ids(answers(chat.handle("gift ideas"))[0])[1]
+    assert answers(chat.handle("more like #2"))[0].constraints.like_item == target
+    for line in ("/dislike 1", "/more", "/filter price<100"):
+        answer = answers(chat.handle(line))[0]
+        assert answer.constraints.like_item == target, line
+        assert any(c.tool == "search_items" and c.arguments.get("like") == target
+                   for c in answer.trace), line
+
+
 def test_why_shows_the_evidence_of_the_last_answer(assistant, tiny_shop):
     user = tiny_shop.users[0]
     chat = Chat(assistant, user)
