@@ -21,7 +21,7 @@ What a typed line means (commands, the ``/filter`` grammar, "I bought ...") is i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from recagent.agent.chat_input import (
     COMMANDS,
@@ -86,19 +86,6 @@ class Quit:
     pass
 
 
-@dataclass(frozen=True)
-class _SameRequest(Constraints):
-    """The session's constraints while the chat answers its request again: a turn merges
-    what it parses from the request's text into them, and here that changes nothing."""
-
-    def merged(self, newer: Constraints) -> Constraints:
-        return Constraints(**_fields(self))
-
-
-def _fields(c: Constraints) -> dict:
-    return {f.name: getattr(c, f.name) for f in fields(Constraints)}
-
-
 def _no_such_item(number: int, count: int) -> str:
     if not count:
         return "nothing is shown yet: ask for something first"
@@ -144,25 +131,16 @@ class Chat:
 
     # -- answering
 
-    def _answer(self, message: str, on_event, *, exclude_shown: bool = False) -> AgentAnswer:
+    def _answer(self, message: str, on_event, *, exclude_shown: bool = False,
+                again: bool = False) -> AgentAnswer:
         self.last = self.assistant.agent.turn(self.session, message, exclude_shown=exclude_shown,
-                                              on_event=on_event)
+                                              again=again, on_event=on_event)
         return self.last
 
     def _again(self, on_event, **kw) -> AgentAnswer:
-        """The next answer to the conversation's request, with the session as it is now.
-
-        The request's text is asked again, so that the turn searches it again; what the turn
-        parses from it must not start a new topic, which would drop a ``/filter`` category
-        or a "more like #2" (see :class:`_SameRequest`).
-        """
-        session = self.session
-        session.constraints = _SameRequest(**_fields(session.constraints))
-        try:
-            return self._answer(session.constraints.query, on_event, **kw)
-        finally:
-            if isinstance(session.constraints, _SameRequest):  # the turn stopped before merging
-                session.constraints = Constraints(**_fields(session.constraints))
+        """The next answer to the conversation's request, with the session as it is now (its
+        constraints and query, after feedback or a ``/filter``)."""
+        return self._answer(self.session.constraints.query, on_event, again=True, **kw)
 
     def _shown(self, number: int) -> str:
         item_id = self.session.shown_item(number)

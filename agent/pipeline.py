@@ -63,15 +63,25 @@ class PlanAgent:
         self.parser = ConstraintParser(tools.dataset)
 
     def turn(self, session: Session, message: str = "", *, exclude_shown: bool = False,
-             on_event: EventSink | None = None) -> AgentAnswer:
+             again: bool = False, on_event: EventSink | None = None) -> AgentAnswer:
         """One turn. ``exclude_shown`` leaves out everything shown earlier in the session
-        ("more"); ``on_event`` receives the turn's progress (see :mod:`recagent.agent.events`)."""
+        ("more"); ``again`` answers the session's request as it stands (its constraints and
+        query, after feedback or an edited filter) instead of parsing ``message``;
+        ``on_event`` receives the turn's progress (see :mod:`recagent.agent.events`)."""
         trace = Trace(on_event)
         degraded: list[str] = []
-        wish, query = self.parse(session, message, trace, degraded)
+        wish, query = self.request(session, message, again, trace, degraded)
         selection = self.select(session, wish, query, self.excluded(session, exclude_shown),
                                 trace, degraded)
         return self.answer(session, selection, wish, query, trace, degraded)
+
+    def request(self, session: Session, message: str, again: bool, trace: Trace,
+                degraded: list[str]) -> tuple[Constraints, str]:
+        """The constraints and query this turn answers: the session's as they stand
+        (``again``), or ``message`` parsed into them."""
+        if again:
+            return session.constraints, session.constraints.query
+        return self.parse(session, message, trace, degraded)
 
     def parse(self, session: Session, message: str, trace: Trace,
               degraded: list[str]) -> tuple[Constraints, str]:

@@ -71,10 +71,12 @@ class ToolAgent:
         return self._chat_model if self._chat_model is not None else self.llm.chat_model(max_tokens=256)
 
     def turn(self, session: Session, message: str = "", *, exclude_shown: bool = False,
-             on_event: EventSink | None = None) -> AgentAnswer:
+             again: bool = False, on_event: EventSink | None = None) -> AgentAnswer:
+        """One turn, with the same options as :meth:`PlanAgent.turn`."""
         trace = Trace(on_event)
         degraded: list[str] = []
-        wish, query = self.plan.parse(session, message, trace, degraded)
+        wish, query = self.plan.request(session, message, again, trace, degraded)
+        message = query if again else message
         excluded = self.plan.excluded(session, exclude_shown)
         offered: dict[str, Candidate] = {}
         picks: list[str] | None = None
