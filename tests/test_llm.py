@@ -89,3 +89,18 @@ def test_make_llm_from_settings(tmp_path):
         make_llm(Settings(home=tmp_path, llm="vllm"))
     client = make_llm(Settings(home=tmp_path, llm="vllm", llm_url="http://h:1", llm_model="m"))
     assert client.base_url == "http://h:1/v1" and client.model == "m"
+
+
+def test_vllm_server_refuses_a_port_in_use(tmp_path):
+    import socket
+
+    from recagent.agent.vllm_server import VLLMServer
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = VLLMServer(tmp_path, python=tmp_path / "python", port=port)
+        with pytest.raises(LLMUnavailable, match=f"port {port} on 127.0.0.1 is already in use"):
+            server.start(timeout=1)
+        assert server.process is None  # nothing was started
