@@ -230,7 +230,13 @@ def eval_prompts(
 
     Exits with status 1 when a safety check fails, a check that passed in the baseline fails,
     or the faithful share of explanations drops below the baseline's tolerance."""
-    from recagent.evals.prompt_suite import compare, load_baseline, record_baseline, run_suite
+    from recagent.evals.prompt_suite import (
+        BASELINE,
+        compare,
+        load_baseline,
+        record_baseline,
+        run_suite,
+    )
 
     with user_errors():
         overrides = _template_overrides(template or [])
@@ -244,8 +250,20 @@ def eval_prompts(
                            progress=lambda r: err().print(
                                f"  {r.id}: {'pass' if r.passed else 'FAIL'} ({r.seconds:.1f} s)",
                                highlight=False))
-        report.regressions = compare(report, load_baseline())
+        if write_baseline:
+            record_baseline(report)
+        baseline = load_baseline()
+        report.regressions = compare(report, baseline)
     out().print(_prompt_table(report, before))
+    if report.key not in baseline:
+        out().print(f"[yellow]no baseline for {report.key}:[/] only the safety checks gate this "
+                    "run (record one with --write-baseline)", soft_wrap=True)
+    for c in [*report.cases, *report.structured]:
+        for check, ok in c.checks.items():
+            line = f"{c.id}: {check} failed ({c.why.get(check, '')})"
+            if not ok and line not in report.regressions:
+                out().print(f"[yellow]known failure[/] (failed in the baseline too): {escape(line)}",
+                            highlight=False, soft_wrap=True)
     for line in report.regressions:
         out().print(f"[red]regression:[/] {escape(line)}", highlight=False, soft_wrap=True)
     rate = report.faithful_rate
@@ -261,9 +279,8 @@ def eval_prompts(
         out_path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         out().print(f"report written to {out_path}", soft_wrap=True)
     if write_baseline:
-        record_baseline(report)
-        out().print(f"baseline recorded for {report.key}", soft_wrap=True)
-    elif not report.passed:
+        out().print(f"baseline recorded for {report.key} in {BASELINE}", soft_wrap=True)
+    if not report.passed:
         raise typer.Exit(1)
 
 
