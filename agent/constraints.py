@@ -54,6 +54,11 @@ class ConstraintParser:
         return {b.casefold(): b for b in {i.brand for i in self.dataset.items.values() if i.brand}}
 
     @cached_property
+    def has_prices(self) -> bool:
+        """Whether any catalog item has a price (MovieLens and the Amazon sets have none)."""
+        return any(i.price is not None for i in self.dataset.items.values())
+
+    @cached_property
     def categories(self) -> dict[str, str]:
         """Lower-cased category name (any level) -> the catalog's spelling."""
         names = {c for i in self.dataset.items.values() for c in i.category}

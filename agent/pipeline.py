@@ -9,7 +9,7 @@ Every step is recorded in the trace with its arguments, a summary and its time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from recagent.agent.constraints import ConstraintParser, combine, parse_with_llm
 from recagent.agent.events import EventSink, Explained, Picked, ProseDelta
@@ -102,6 +102,9 @@ class PlanAgent:
                 llm_parsed = None
             if llm_parsed is not None:
                 parsed = combine(parsed, llm_parsed)
+        if (parsed.min_price is not None or parsed.max_price is not None) and not self.parser.has_prices:
+            degraded.append("this catalog lists no prices, so the price bound is left out")
+            parsed = replace(parsed, min_price=None, max_price=None)
         session.constraints = session.constraints.merged(parsed)
         return session.constraints, parsed.query
 

@@ -204,3 +204,13 @@ def test_feedback_changes_the_next_answer(tiny_shop, encoder, built_index):
     with pytest.raises(RecAgentError, match="feedback must be one of"):
         session.feedback(first[2], "love")
     assert "purchase" in FEEDBACK
+
+
+def test_a_price_bound_on_a_catalog_without_prices_is_left_out_with_a_note(tiny_shop, encoder, built_index):
+    items = [replace(i, price=None) for i in tiny_shop.items.values()]
+    unpriced = Dataset("unpriced", items, tiny_shop.interactions)
+    agent = PlanAgent(toolbox(unpriced, encoder, built_index), k=3)
+    answer = agent.turn(session_for(unpriced, tiny_shop.users[0]), "something under $40")
+    assert len(answer.recommendations) == 3
+    assert answer.constraints.max_price is None
+    assert "Note: this catalog lists no prices, so the price bound is left out" in answer.text
