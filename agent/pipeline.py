@@ -115,11 +115,19 @@ class PlanAgent:
 
     def select(self, session: Session, wish: Constraints, query: str, excluded: set[str],
                trace: Trace, degraded: list[str]) -> Selection:
-        """Retrieve → filter → re-rank: the candidates, what the filter kept, best first."""
+        """Retrieve → filter → re-rank: the candidates, what the filter kept, best first.
+
+        With a request (a query or "more like #N"), only the items a search found are
+        eligible, each scored by the history model too, so the request decides what is shown
+        and the history how it is ordered; without one, the history's candidates are."""
         candidates = self.retrieve(session, wish, query, trace)
+        pool = candidates
+        searched = [c for c in candidates if "search" in c.scores]
+        if (query or wish.like_item) and searched:
+            pool = self._personalised(session, searched, trace)
         filtered = trace.run(
             "filter_items", {"constraints": wish.describe(), "exclude": len(excluded)},
-            lambda: self.tools.filter_items(candidates, wish, exclude=excluded),
+            lambda: self.tools.filter_items(pool, wish, exclude=excluded),
             lambda r: f"kept {len(r.kept)} of {len(r.kept) + len(r.excluded)}",
         )
         kept = filtered.kept if filtered else []
@@ -142,6 +150,18 @@ class PlanAgent:
         assert all(c.item_id in allowed for c in ranked), "re-ranking added an item"
         excluded_count = len(filtered.excluded) if filtered else 0
         return Selection(candidates, ranked, excluded_count, llm)
+
+    def _personalised(self, session: Session, found: list[Candidate], trace: Trace) -> list[Candidate]:
+        """``found`` with each item's score under the history model (``retriever``)."""
+        tool = self.tools.recommend_for_user
+        fits = trace.run("recommend_for_user",
+                         {"user": session.user_id, "score_items": len(found),
+                          "retriever": tool.name_of_source},
+                         lambda: tool.score_items(session.history, [c.item_id for c in found]),
+                         lambda r: f"scored {len(r)} found items")
+        if not fits:
+            return found
+        return [replace(c, scores={**c.scores, "retriever": fits[c.item_id]}) for c in found]
 
     def answer(self, session: Session, selection: Selection, wish: Constraints, query: str,
                trace: Trace, degraded: list[str], final: list[Candidate] | None = None) -> AgentAnswer:

@@ -166,6 +166,10 @@ class FusionRetriever:
         self.evidence_per_item = evidence_per_item
         self._popular = PopularItems(dataset)
 
+    def score(self, histories: Sequence[History]) -> np.ndarray:
+        """Every item's fused score for each history."""
+        return self.scorer.score(histories)
+
     def recommend(self, history: History, k: int = 10) -> list[Recommendation]:
         """Top ``k`` unseen items by fused score; an empty history gets the popular items."""
         if not history:

@@ -167,6 +167,10 @@ class SeqRetriever:
         return with_evidence(self.dataset, history, hits, self._unit_vectors, k=k,
                              per_item=self.evidence_per_item)
 
+    def score(self, histories) -> np.ndarray:
+        """Every item's score for each history (exact inner products)."""
+        return self.scorer.score(histories)
+
     @cached_property
     def _popular_items(self) -> PopularItems:
         return PopularItems(self.dataset)

@@ -214,3 +214,20 @@ def test_a_price_bound_on_a_catalog_without_prices_is_left_out_with_a_note(tiny_
     assert len(answer.recommendations) == 3
     assert answer.constraints.max_price is None
     assert "Note: this catalog lists no prices, so the price bound is left out" in answer.text
+
+
+def test_a_request_decides_what_is_shown_and_the_history_how_it_is_ordered(tiny_shop, encoder, built_index):
+    user = tiny_shop.users[0]
+    agent = PlanAgent(toolbox(tiny_shop, encoder, built_index), k=5)
+    answer = agent.turn(session_for(tiny_shop, user), "a gel pen")
+    found = {c.tool: c for c in answer.trace}
+    assert found["search_items"].arguments == {"query": "gel pen"}
+    scored = [c for c in answer.trace if c.tool == "recommend_for_user" and "score_items" in c.arguments]
+    assert scored and scored[0].arguments["retriever"] == "text"
+    # Every pick came from the search (the history's own candidates about other things are
+    # not eligible), and each carries both orders and their fusion.
+    assert all("search" in r.scores and "retriever" in r.scores and "relevance" in r.scores
+               for r in answer.recommendations)
+    assert all("pen" in r.item.title.lower() for r in answer.recommendations)
+    ranks = [r.scores["relevance"] for r in answer.recommendations]
+    assert ranks == sorted(ranks, reverse=True)

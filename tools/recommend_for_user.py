@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+import numpy as np
+
 from recagent.catalog.errors import ToolError
 from recagent.retrieval.retriever import Recommendation
 from recagent.retrieval.scorer import History
@@ -15,6 +17,8 @@ __all__ = ["CandidateSource", "RecommendForUser"]
 
 class CandidateSource(Protocol):
     def recommend(self, history: History, k: int = 10) -> Sequence[Recommendation]: ...
+
+    def score(self, histories: Sequence[History]) -> np.ndarray: ...
 
 
 class RecommendForUser:
@@ -40,3 +44,12 @@ class RecommendForUser:
             Candidate(r.item_id, r.title, r.score, {"retriever": r.score}, tuple(r.evidence))
             for r in self.source.recommend(history, k)
         ]
+
+    def score_items(self, history: History, item_ids: Sequence[str]) -> dict[str, float]:
+        """How well each of ``item_ids`` fits ``history`` by the same model (for ordering items
+        found by a search); an empty history fits nothing in particular: all zeros."""
+        if not history:
+            return dict.fromkeys(item_ids, 0.0)
+        row = self.source.score([history])[0]
+        index = self.source.dataset.item_index
+        return {i: float(row[index[i]]) for i in item_ids}

@@ -1,6 +1,8 @@
 """``rerank``: order candidates by one strategy or a fusion of several.
 
-- ``retriever``: the score the candidate came with (retrieval or search similarity);
+- ``retriever``: the order retrieval gave: the history retriever's score, or, when the
+  candidates come from a search, the reciprocal-rank fusion of the search order and the
+  history order (so the request leads and the history breaks its near-ties);
 - ``cooccurrence``: item-kNN over all users' histories (items bought together with yours);
 - ``llm``: the LLM's mean token log-likelihood of the candidate's title after a prompt made
   of the user's history (``prompts/rerank.yaml``), the prompt computed once for all;
@@ -76,8 +78,9 @@ class Rerank:
 
     def _score(self, candidates: Sequence[Candidate], history: History, strategy: str) -> list[Candidate]:
         if strategy == "retriever":
-            return [c.rescored("retriever", c.scores.get("retriever", c.scores.get("search", c.score)))
-                    for c in candidates]
+            if any("search" in c.scores for c in candidates):
+                return self._search_and_history(candidates)
+            return [c.rescored("retriever", c.scores.get("retriever", c.score)) for c in candidates]
         if strategy == "cooccurrence":
             if not history:
                 return [c.rescored("cooccurrence", 0.0) for c in candidates]
@@ -91,6 +94,18 @@ class Rerank:
             self._last_llm_scores = (key, self.llm.score(key[0], list(key[1])))
         scores = self._last_llm_scores[1]
         return [c.rescored("llm", s.mean) for c, s in zip(candidates, scores, strict=True)]
+
+    @staticmethod
+    def _search_and_history(candidates: Sequence[Candidate]) -> list[Candidate]:
+        """sum over "search" and "retriever" of 1 / (60 + rank) among the candidates that have
+        that score (the two scales are not comparable: a cosine and a model score)."""
+        fused = [0.0] * len(candidates)
+        for source in ("search", "retriever"):
+            having = sorted((i for i, c in enumerate(candidates) if source in c.scores),
+                            key=lambda i: -candidates[i].scores[source])
+            for rank, i in enumerate(having):
+                fused[i] += 1.0 / (_RRF_K + rank + 1)
+        return [c.rescored("relevance", fused[i]) for i, c in enumerate(candidates)]
 
     def _fusion(self, candidates: Sequence[Candidate], history: History) -> list[Candidate]:
         fused = [0.0] * len(candidates)
@@ -106,7 +121,7 @@ class Rerank:
         out = []
         for i, c in enumerate(candidates):
             scores = dict(c.scores)
-            for strategy, scored in parts.items():
-                scores[strategy] = scored[i].scores[strategy]
+            for scored in parts.values():
+                scores.update(scored[i].scores)
             out.append(Candidate(c.item_id, c.title, fused[i], {**scores, "fusion": fused[i]}, c.evidence))
         return sorted(out, key=lambda c: -c.score)
