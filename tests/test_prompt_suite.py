@@ -157,6 +157,12 @@ def test_a_filter_that_lets_everything_through_is_caught(shop, encoder, monkeypa
     assert any("injection_blocked failed" in r for r in compare(leaky, None))
 
 
+def test_an_llm_outage_fails_the_suite(shop, encoder):
+    report = run(shop, encoder, ScriptedLLM(down=True), cases=FAST[:1])
+    assert not report.cases[0].checks["answered"]
+    assert any("degraded: LLM unavailable" in r for r in compare(report, None))
+
+
 def test_fast_cases_with_the_real_gemma_hold_the_baseline(shop, encoder, gemma):
     # The cases with constraints (the history-only one adds time, not coverage): 4 sentences.
     report = run(shop, encoder, gemma, cases=[c for c in FAST if c.expect])
