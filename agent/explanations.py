@@ -7,6 +7,12 @@ faithfulness check then accepts it only when everything it names is in that evid
 - a title of any other item the user has or was offered must not appear;
 - a catalog brand must appear in the evidence text; a price must be the item's price or a
   bound the user set; an item id must be the item's own;
+- what it says must be grounded: every number or size ("16oz", "2-pack") must be in the
+  evidence, and at most one content word outside a small vocabulary of explanation words
+  ("bought", "similar", "fits", ...) may be missing from it (an invented plot, feature or
+  variant fails);
+- it must not say the user already has the item ("you bought the <item>"), nor repeat itself
+  (the same three words twice);
 - the sentence must be non-empty and short.
 
 Prose that fails is replaced by a clean rendering of the evidence
@@ -101,7 +107,76 @@ def faithfulness_problems(
     for token in set(re.findall(r"\b[A-Za-z0-9]{4,}\b", text)) & set(item_ids):
         if token != evidence.item_id:
             problems.append(f"names item id {token}")
+    problems += _grounding_problems(text, evidence, allowed_titles, prices)
     return problems
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Words an explanation may use without the evidence holding them.
+_FUNCTION_WORDS = _words("""
+a about above after again all also an and any are as at be because been before being both but
+by can could did do does doing each either for from had has have having he her here hers him
+his how i if in into is it its itself just me more most much my no nor not now of off on once
+one only or other our ours out over own same she should so some such than that the their them
+then there these they this those through to too under until up very was we were what when
+where which while who whom why will with would yet you your yours yourself
+""")
+_EXPLANATION_WORDS = _words("""
+bought buying purchase purchased watched liked like likes enjoyed enjoy loved love rated owned
+own choice pick picks recommend recommended suggest suits suit fits fit goes pairs pair match
+matches matching shares sharing similar similarly another next great good nice perfect ideal
+well better favorite favourite history recent recently earlier previous before since style
+taste item items product products film films movie movies title same kind also complements
+complement addition collection pairs useful handy fans fan keep together along next want
+""")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+_NUMBERISH = re.compile(r"\b\w*\d[\w.-]*\b")
+_HAS_IT = re.compile(r"\byou(?:'ve| have)?\s+(?:already\s+)?(?:bought|own|owned|have|watched|"
+                     r"rated|purchased|got)\b", re.IGNORECASE)
+
+
+def _grounding_problems(text: str, evidence: ItemEvidence, allowed_titles: list[str],
+                        prices: set[float]) -> list[str]:
+    problems: list[str] = []
+    facts = " ".join([*allowed_titles, *evidence.shared.keys(), *evidence.shared.values(),
+                      *evidence.satisfies]).casefold()
+    fact_words = {_stem(w) for w in _WORD.findall(facts)}
+    own = _QUOTED.sub(" ", text)
+    for title in allowed_titles:
+        own = re.sub(re.escape(title), " ", own, flags=re.IGNORECASE)
+    ungrounded = []
+    for word in _WORD.findall(own.casefold()):
+        word = word.strip("'-").removesuffix("'s")
+        if len(word) < 4 or word in _FUNCTION_WORDS or word in _EXPLANATION_WORDS:
+            continue
+        if _stem(word) not in fact_words and word not in ungrounded:
+            ungrounded.append(word)
+    if len(ungrounded) > 1:
+        problems.append(f"says what the evidence does not: {', '.join(ungrounded[:6])}")
+    price_texts = {f"{p:g}" for p in prices} | {f"{p:.2f}" for p in prices}
+    for token in set(_NUMBERISH.findall(text)):
+        if token.casefold() not in facts and token.lstrip("$").replace(",", "") not in price_texts:
+            problems.append(f"states {token}, which is not in the evidence")
+    head = evidence.title.casefold()[:20]
+    for match in _HAS_IT.finditer(text):
+        if head in text[match.end(): match.end() + 12 + len(head)].casefold():
+            problems.append("says the user already has the item")
+    words = [w.casefold() for w in _WORD.findall(own)]  # titles may share words: not counted
+    trigrams = list(zip(words, words[1:], words[2:], strict=False))
+    if len(trigrams) != len(set(trigrams)):
+        problems.append("repeats itself")
+    return problems
+
+
+def _stem(word: str) -> str:
+    """A crude stem, so "runner" and "running", or "camera" and "cameras", meet."""
+    for suffix in ("ing", "ers", "er", "es", "ed", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word
 
 
 def _names_item(text: str, title: str) -> bool:

@@ -63,3 +63,40 @@ def test_writer_replaces_unfaithful_prose_with_evidence(tiny_shop):
     good = ExplanationWriter(tiny_shop, _Reply(good_text)).write(EVIDENCE)
     assert good.source == "llm" and good.text == good_text
     assert ExplanationWriter(tiny_shop, None).write(EVIDENCE).source == "evidence"
+
+
+def _evidence(title, related, shared=None, satisfies=()):
+    return ItemEvidence("X1", title, None, tuple(Evidence(f"H{n}", t, 0.5) for n, t in enumerate(related)),
+                        shared or {}, tuple(satisfies))
+
+
+# Sentences the base Gemma wrote in this project's runs, each of which the older check passed.
+def test_invented_content_fails():
+    being_there = _evidence("Being There (1979)", ["Batman Forever (1995)"], {"category": "Comedy"})
+    text = '"Being There (1979)" is a comedy film about a group of people who are in a movie.'
+    assert faithfulness_problems(text, being_there) == ["says what the evidence does not: group, people"]
+    shampoo = _evidence("Repairing Shampoo with Biotin, 12oz", ["Repairing Conditioner, 12oz"])
+    text = "The Repairing Shampoo with Biotin, 12oz goes with your conditioner, like the one with Keratin, 16oz."
+    # One unknown word ("keratin") is tolerated; the size of another variant is not.
+    assert faithfulness_problems(text, shampoo) == ["states 16oz, which is not in the evidence"]
+
+
+def test_repetition_and_claiming_the_user_has_the_item_fail():
+    withnail = _evidence("Withnail and I (1987)", ["Batman Forever (1995)"], {"category": "Comedy"})
+    text = ('"Withnail and I (1987)" is a comedy film about a man who is a "comedy" and a "comedy" '
+            'is a film about a man who is a "comedy".')
+    assert "repeats itself" in faithfulness_problems(text, withnail)
+    board = _evidence("Solderless Plug-in BreadBoard, 830 tie-points", ["Yobett 0805 SMD Resistor Kit"])
+    text = 'You bought the "Solderless Plug-in BreadBoard, 830 tie-points", so it fits your kit.'
+    assert "says the user already has the item" in faithfulness_problems(text, board)
+    text = 'You bought the "Yobett 0805 SMD Resistor Kit", so the Solderless Plug-in BreadBoard, 830 tie-points fits.'
+    assert faithfulness_problems(text, board) == []
+
+
+def test_the_prompt_example_passes():
+    """The one-shot example in prompts/explain_prose.yaml must itself be faithful."""
+    tent = _evidence("Trailhead 2-Person Dome Tent",
+                     ["Summit 30L Hiking Backpack", "Summit Trekking Poles, Pair"], {"category": "Camping"})
+    text = ('You bought the "Summit 30L Hiking Backpack", so the "Trailhead 2-Person Dome Tent" fits '
+            "your camping trips.")
+    assert faithfulness_problems(text, tent) == []
