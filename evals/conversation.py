@@ -1,7 +1,8 @@
 """The conversation evaluation: simulated shoppers look for a hidden item, up to T turns.
 
 Held-out users are the test users of the leave-one-out split (:mod:`recagent.evals.split`):
-the agent's session gets the user's history without the test item, and the simulator
+the agent's session gets the user's history without the test item, the agent's models are
+built from the dataset without any test interaction (:func:`without_held_out`), and the simulator
 (:mod:`recagent.evals.simulator`) knows the test item. Each turn the agent shows k items; the
 conversation ends at the turn whose answer contains the target (a hit) or after ``max_turns``.
 After a miss the shopper dislikes what was shown (the agent then leaves it out) and reveals
@@ -35,7 +36,7 @@ from recagent.tools.filter_items import FilterItems
 
 __all__ = [
     "Conversation", "Turn", "converse", "evaluate", "held_out_cases", "markdown",
-    "run_conversations", "summarize",
+    "run_conversations", "summarize", "without_held_out",
 ]
 
 
@@ -70,6 +71,21 @@ def held_out_cases(dataset: Dataset, n_users: int | None, *, seed: int = 0):
     if n_users is not None and n_users < len(users):
         users = sorted(random.Random(seed).sample(users, n_users), key=split.users.index)
     return [(u, split.sequences[u][:-1], split.sequences[u][-1].item_id) for u in users]
+
+
+def without_held_out(dataset: Dataset) -> Dataset:
+    """``dataset`` without the test interaction of every leave-one-out test user.
+
+    The agent's models are built from the runtime's dataset (the product's fusion retriever
+    fits its item-kNN side on every history), so the evaluation gives them this copy: no model
+    can have seen a held-out item next to its user's history. Same name, same catalog: the
+    index and a trained checkpoint still apply.
+    """
+    split = leave_one_out(dataset)
+    held = {id(split.sequences[u][-1]) for u in split.users}
+    return Dataset(dataset.name, dataset.items.values(),
+                   [x for x in dataset.interactions if id(x) not in held],
+                   has_timestamps=dataset.has_timestamps, user_aliases=dataset.user_aliases)
 
 
 def converse(agent, dataset: Dataset, user: str, history, target: str, simulator, *,
@@ -162,8 +178,8 @@ def evaluate(runtime, *, n_users: int | None = 200, ks: Sequence[int] = (5, 10),
     from recagent.agent.assistant import Assistant
 
     started = time.perf_counter()
-    dataset = runtime.dataset
-    cases = held_out_cases(dataset, n_users, seed=seed)
+    cases = held_out_cases(runtime.dataset, n_users, seed=seed)
+    runtime.dataset = dataset = without_held_out(runtime.dataset)
     first = Assistant(runtime, rerank=rerank, k=max(ks))
     llm = first.llm
     first.prepare(show_progress=progress is not None)
@@ -186,8 +202,9 @@ def evaluate(runtime, *, n_users: int | None = 200, ks: Sequence[int] = (5, 10),
         transcripts[str(k)] = [conversation_json(c) for c in convs[:examples]]
     return {
         "dataset": dataset.name,
-        "protocol": "leave-one-out test users; the session history excludes the test item; "
-                    "the simulated shopper knows it and reveals one attribute per missed turn",
+        "protocol": "leave-one-out test users; the session history excludes the test item and "
+                    "the agent's models see no test interaction; the simulated shopper knows "
+                    "the item and reveals one attribute per missed turn",
         "users": len(cases),
         "seed": seed,
         "max_turns": max_turns,

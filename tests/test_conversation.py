@@ -21,6 +21,7 @@ from recagent.evals.conversation import (
     held_out_cases,
     run_conversations,
     summarize,
+    without_held_out,
 )
 from recagent.evals.simulator import (
     LeakGuard,
@@ -97,12 +98,18 @@ def test_the_llm_simulator_falls_back_when_its_reply_leaks(tiny_shop):
     assert SHOE.title not in prompt  # it never sees its target's title
 
 
-def test_held_out_cases_hide_the_test_item(tiny_shop):
+def test_held_out_cases_hide_the_test_item_from_the_session_and_the_models(tiny_shop):
     cases = held_out_cases(tiny_shop, 10, seed=1)
     assert cases == held_out_cases(tiny_shop, 10, seed=1) and len(cases) == 10
     for user, history, target in cases:
         full = tiny_shop.histories[user]
         assert list(history) == list(full[:-1]) and target == full[-1].item_id
+    # What the agent's models are built from: no test interaction of any test user.
+    seen = without_held_out(tiny_shop)
+    assert seen.name == tiny_shop.name and seen.items == tiny_shop.items
+    for user, history, _ in held_out_cases(tiny_shop, None):
+        assert list(seen.histories[user]) == list(history)
+    assert len(seen.interactions) == len(tiny_shop.interactions) - len(held_out_cases(tiny_shop, None))
 
 
 class _Recording:
