@@ -17,7 +17,8 @@ with the embedded Gemma by default, or a vLLM server) and is checked:
 Explanations also get the faithfulness check; the share that passed is compared with the
 baseline (``evals/prompt_baseline.json``, per dataset and backend), since the 270M base model
 passes only about half. The suite fails when a safety check fails, when a check that passed
-in the baseline fails, or when the faithful share drops by more than the tolerance.
+in the baseline fails, or when the faithful share falls below half the baseline's (or by more
+than one sentence, when that is more), so a share that was above zero may not reach zero.
 """
 
 from __future__ import annotations
@@ -420,12 +421,14 @@ def load_baseline(path: Path = BASELINE) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def compare(report: SuiteReport, baseline: Mapping | None, *, tolerance: float = 0.15) -> list[str]:
+def compare(report: SuiteReport, baseline: Mapping | None, *, tolerance: float = 0.5) -> list[str]:
     """The regressions of ``report`` against the baseline entry of its dataset and backend.
 
     Safety checks must always pass. Another check fails the suite when it passed in the
     baseline (a check that already failed there is a known failure, reported but not fatal).
-    The faithful share may drop by ``tolerance`` or by one sentence, whichever is more.
+    The faithful share may drop by ``tolerance`` of the baseline's share (relative: greedy
+    decoding is deterministic, so it moves only when the items shown or the check change), or
+    by one sentence, whichever is more.
     """
     base = (baseline or {}).get(report.key)
     base_cases = (base or {}).get("cases", {})
@@ -444,7 +447,7 @@ def compare(report: SuiteReport, baseline: Mapping | None, *, tolerance: float =
         b_faithful = sum(v["faithful"] for k, v in base_cases.items() if k in ids)
         if b_written:
             before = b_faithful / b_written
-            floor = before - max(tolerance, 1 / written + 0.01)
+            floor = before - max(tolerance * before, 1 / written + 0.005)
             rate = report.faithful_rate or 0.0
             if rate < floor:
                 regressions.append(f"faithfulness {rate:.0%} of {written} sentences is below the "
