@@ -11,7 +11,8 @@ faithfulness check then accepts it only when everything it names is in that evid
   evidence, and at most one content word outside a small vocabulary of explanation words
   ("bought", "similar", "fits", ...) may be missing from it (an invented plot, feature or
   variant fails);
-- it must not say the user already has the item ("you bought the <item>"), nor repeat itself
+- it must not say the user already has the item ("you bought the <item>", "if you liked
+  <item>"), nor repeat itself
   (the same three words twice);
 - the sentence must be non-empty and short.
 
@@ -135,7 +136,7 @@ complement addition collection pairs useful handy fans fan keep together along n
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _NUMBERISH = re.compile(r"\b\w*\d[\w.-]*\b")
 _HAS_IT = re.compile(r"\byou(?:'ve| have)?\s+(?:already\s+)?(?:bought|own|owned|have|watched|"
-                     r"rated|purchased|got)\b", re.IGNORECASE)
+                     r"rated|purchased|got|liked|enjoyed|loved|used)\b", re.IGNORECASE)
 
 
 def _grounding_problems(text: str, evidence: ItemEvidence, allowed_titles: list[str],

@@ -100,3 +100,10 @@ def test_the_prompt_example_passes():
     text = ('You bought the "Summit 30L Hiking Backpack", so the "Trailhead 2-Person Dome Tent" fits '
             "your camping trips.")
     assert faithfulness_problems(text, tent) == []
+
+
+def test_saying_the_user_liked_the_item_itself_fails():
+    coffee = _evidence("Morningstar Ethiopia Yirgacheffe Medium Roast Whole Bean Coffee",
+                       ["Highland Roasters House Blend Medium Roast Whole Bean Coffee"])
+    text = "If you liked Morningstar Ethiopia Yirgacheffe Medium Roast Whole Bean Coffee, you will like this coffee."
+    assert "says the user already has the item" in faithfulness_problems(text, coffee)
