@@ -128,3 +128,31 @@ def test_explain_shared_attributes_and_unknown(tiny_shop, built_index):
         assert ev.shared.get("category") == tiny_shop.items[same].category[-1]
     with pytest.raises(ToolError):
         explain("NOPE", history)
+
+
+def test_search_finds_a_rare_brand_that_the_over_fetch_misses(tiny_shop, encoder, built_index):
+    from collections import Counter
+
+    search = SearchItems(tiny_shop, encoder, built_index, overfetch=1)
+    counts = Counter(i.brand for i in tiny_shop.items.values() if i.brand)
+    rare = min(counts, key=lambda b: (counts[b], b))
+    other = next(i for i in tiny_shop.items.values() if i.brand and i.brand != rare)
+    hits = search(other.title, 3, Constraints(brands=(rare,)))
+    # The 3 nearest items to an unrelated query are not of this brand; the pre-filtered
+    # second search still finds the brand's items.
+    assert hits and all(tiny_shop.items[h.item_id].brand == rare for h in hits)
+    assert len(hits) == min(3, counts[rare])
+
+
+def test_explain_reads_the_item_embeddings_once(tiny_shop, built_index):
+    calls = []
+
+    def embeddings():
+        calls.append(1)
+        return built_index.embeddings()
+
+    explain = Explain(tiny_shop, embeddings)
+    history = tiny_shop.histories[tiny_shop.users[0]]
+    for item_id in tiny_shop.item_ids[:5]:
+        explain(item_id, history)
+    assert len(calls) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -80,7 +81,13 @@ class Explain:
         return ItemEvidence(item.item_id, item.title, item.price, related, shared, satisfies)
 
     def _closest(self, item_id: str, history: History) -> tuple[Evidence, ...]:
-        return tuple(closest_in_history(self.dataset, history, self._embeddings(), item_id, self.top))
+        return tuple(closest_in_history(self.dataset, history, self._vectors, item_id, self.top))
+
+    @cached_property
+    def _vectors(self) -> np.ndarray:
+        """The item embeddings, read once (from Chroma: 0.24 s a time on the demo shop, which
+        was most of a turn when every explained item read them again)."""
+        return self._embeddings()
 
     def _shared(self, item_id: str, related_ids: list[str]) -> dict[str, str]:
         item = self.dataset.items[item_id]

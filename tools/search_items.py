@@ -2,7 +2,9 @@
 
 Filters run in Python over an over-fetched result (Chroma's metadata ``where`` is ~10x slower
 than an unfiltered query), through the same :class:`~recagent.tools.filter_items.Constraints`
-that ``filter_items`` uses, so both tools agree on what a filter means.
+that ``filter_items`` uses, so both tools agree on what a filter means. When that leaves fewer
+than ``k`` items (a small brand, a narrow price band), the search runs again with the
+constraints as a Chroma ``where`` pre-filter, so a rare match is still found.
 """
 
 from __future__ import annotations
@@ -46,4 +48,30 @@ class SearchItems:
         ]
         if constraints is not None:
             found = self._filter(found, constraints).kept
+            where = _where(constraints)
+            if len(found) < k and where is not None:
+                seen = {c.item_id for c in found}
+                hits = self.index.search(vector, k * self.overfetch, where=where)[0]
+                more = [Candidate(h.item_id, self.dataset.items[h.item_id].title, h.score,
+                                  {"search": h.score})
+                        for h in hits if h.item_id in self.dataset.items and h.item_id not in seen]
+                found = sorted(found + self._filter(more, constraints).kept, key=lambda c: -c.score)
         return found[:k]
+
+
+def _where(constraints: Constraints) -> dict | None:
+    """A Chroma pre-filter for the constraints the index metadata can express (brand, price,
+    a leaf or top category); the exact filter still runs on what it returns."""
+    clauses: list[dict] = []
+    if constraints.brands:
+        clauses.append({"brand": {"$in": list(constraints.brands)}})
+    if constraints.min_price is not None:
+        clauses.append({"price": {"$gte": float(constraints.min_price)}})
+    if constraints.max_price is not None:
+        clauses.append({"price": {"$lte": float(constraints.max_price)}})
+    if constraints.categories:
+        names = list(constraints.categories)
+        clauses.append({"$or": [{"category": {"$in": names}}, {"top_category": {"$in": names}}]})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
