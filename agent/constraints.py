@@ -50,8 +50,16 @@ class ConstraintParser:
 
     @cached_property
     def brands(self) -> dict[str, str]:
-        """Lower-cased brand -> the catalog's spelling."""
-        return {b.casefold(): b for b in {i.brand for i in self.dataset.items.values() if i.brand}}
+        """Lower-cased brand -> the catalog's spelling. A brand with a company suffix after a
+        comma ("Apera Instruments, LLC") is also known by the part before it, which is how
+        people say it (and where the negation and "only" patterns stop)."""
+        names = {i.brand for i in self.dataset.items.values() if i.brand}
+        known = {b.casefold(): b for b in names}
+        for b in sorted(names):
+            short = b.split(",")[0].strip().casefold()
+            if "," in b and len(short) >= 3:
+                known.setdefault(short, b)
+        return known
 
     @cached_property
     def has_prices(self) -> bool:
@@ -120,14 +128,17 @@ class ConstraintParser:
         if m := _STOCK.search(text):
             found["in_stock_only"] = True
             take(m)
+        found_at: dict[str, tuple[int, int]] = {}
         for lower, name in self.categories.items():
             stem = lower[:-1] if lower.endswith("s") and len(lower) > 3 else lower
             m = re.search(rf"\b{re.escape(stem)}(?:s|es)?\b", text, re.IGNORECASE)
             if m and not any(s <= m.start() < e for s, e in spans):
-                categories.append(name)
-        # "running shoes" names both Running and Running Shoes: keep the most specific.
-        categories = [c for c in categories
-                      if not any(c != o and c.casefold() in o.casefold() for o in categories)]
+                found_at[name] = m.span()
+        # "dog toys" names Dog Toys and, inside it, Dogs; "running shoes" names Running
+        # Shoes and Running: a name found inside a longer one's words is not meant.
+        categories = [c for c, (s0, e0) in found_at.items()
+                      if not any(o != c and s1 <= s0 and e0 <= e1 and (e1 - s1) > (e0 - s0)
+                                 for o, (s1, e1) in found_at.items())]
         rest = "".join(ch for i, ch in enumerate(text) if not any(s <= i < e for s, e in spans))
         words = re.findall(r"[\w'&.-]+", rest)
         while words and words[0].casefold() in _FILLER:

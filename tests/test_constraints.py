@@ -172,3 +172,25 @@ def test_combine_lets_the_llm_add_but_never_override():
     # With no price from the rules, a consistent LLM bound is taken; an inverted one is not.
     assert combine(Constraints(), Constraints(max_price=20.0)).max_price == 20.0
     assert combine(Constraints(), Constraints(min_price=30.0, max_price=20.0)).max_price is None
+
+
+def test_a_category_named_inside_a_longer_one_is_not_meant(tiny_shop):
+    from recagent.catalog.model import Dataset, Item
+
+    items = [Item("D1", "Squeaky Rubber Bone", category=("Pets", "Dogs", "Dog Toys")),
+             Item("D2", "Grain-Free Kibble", category=("Pets", "Dogs", "Dog Food")),
+             Item("C1", "Sling Bag", category=("Cameras", "Camera Bags"))]
+    parser = ConstraintParser(Dataset("pets", items, []))
+    assert parser.parse("dog toys under $20").categories == ("Dog Toys",)
+    assert parser.parse("camera bags").categories == ("Camera Bags",)
+    assert set(parser.parse("cameras and dog food").categories) == {"Cameras", "Dog Food"}
+
+
+def test_a_brand_with_a_company_suffix_is_known_by_its_name():
+    from recagent.catalog.model import Dataset, Item
+
+    items = [Item("A1", "pH Meter", brand="Apera Instruments, LLC"), Item("B1", "Beaker", brand="Pyrex")]
+    parser = ConstraintParser(Dataset("lab", items, []))
+    assert parser.parse("only Apera Instruments, please").brands == ("Apera Instruments, LLC",)
+    assert parser.parse("no apera instruments").exclude_brands == ("Apera Instruments, LLC",)
+    assert parser.parse("from Apera Instruments, LLC").brands == ("Apera Instruments, LLC",)
