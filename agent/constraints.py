@@ -37,6 +37,8 @@ _FILLER = {
     "it", "that", "this", "those", "these", "ones", "one", "of", "in", "on", "but", "also",
     "price", "priced", "cost", "costs", "costing", "brand", "thanks", "hi", "hello", "ok",
     "no", "yes", "now", "instead", "too", "very", "really", "good", "great", "nice", "new",
+    "do", "does", "did", "we", "us", "our", "have", "has", "had", "got", "there", "here",
+    "how", "which", "maybe", "perhaps", "just", "else", "about", "around",
 }
 
 

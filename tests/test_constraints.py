@@ -58,6 +58,8 @@ def test_more_like_refers_to_the_last_answer(parser):
 def test_filler_is_not_a_query(parser):
     assert parser.parse("show me something please").query == ""
     assert parser.parse("a gel pen").query == "gel pen"
+    assert parser.parse("what else do I need under $40").query == ""  # was the topic "do"
+    assert parser.parse("do you have running shoes?").query == "running shoes"
 
 
 def test_constraints_merge_newer_wins():
