@@ -38,7 +38,7 @@ _FILLER = {
     "price", "priced", "cost", "costs", "costing", "brand", "thanks", "hi", "hello", "ok",
     "no", "yes", "now", "instead", "too", "very", "really", "good", "great", "nice", "new",
     "do", "does", "did", "we", "us", "our", "have", "has", "had", "got", "there", "here",
-    "how", "which", "maybe", "perhaps", "just", "else", "about", "around",
+    "how", "which", "maybe", "perhaps", "just", "about", "around",
 }
 
 
