@@ -339,7 +339,7 @@ class RecToolsBERT4Rec(_RecToolsTransformer):
 
 
 def peer_scorer(name: str, dataset: Dataset, **kwargs: Any) -> Scorer | None:
-    """The peer model called ``name`` (see PEERS), or None when ``name`` is no peer."""
+    """The peer model called ``name`` (see PEERS and recbole_peer.RECBOLE_PEERS), or None."""
     classes: dict[str, type] = {
         "als": ImplicitALS,
         "implicit-itemknn": ImplicitItemKNN,
@@ -348,6 +348,10 @@ def peer_scorer(name: str, dataset: Dataset, **kwargs: Any) -> Scorer | None:
     }
     cls = classes.get(name)
     if cls is None:
+        if name.startswith("recbole-"):  # RecBole runs in its own virtualenv
+            from recagent.evals.recbole_peer import recbole_scorer
+
+            return recbole_scorer(name, dataset, **kwargs)
         return None
     module = "implicit" if name in ("als", "implicit-itemknn") else "rectools"
     _require(module)  # fail early, with the install hint
