@@ -148,14 +148,20 @@ class Runtime:
         return SeqScorer.load(directory, self.dataset)
 
     def fusion_scorer(self, directory: Path | None = None, split=None) -> Scorer:
-        """seqrec fused with item-kNN; the kNN variant and weight are tuned on VALIDATION.
+        """seqrec fused with item-kNN, and the text retriever for cold items; the kNN variant,
+        weight and cold offset are tuned on VALIDATION.
 
         The choice is cached next to the checkpoint (``fusion.json``) under the checkpoint's
         hash, so it is tuned once per trained model. ``split`` defaults to leave-one-out of
-        the dataset; the cold-start report passes its own.
+        the dataset; the cold-start report passes its own. The cold offset is tuned on a split
+        with cold items: that one, or else the cold-start split of the dataset (10% of items
+        held out of the kNN fit and scored by seqrec without their ID embeddings). A
+        ``fusion.json`` written before cold items had an offset keeps its variant and weight
+        and gets one.
         """
+        from recagent.evals.coldstart import ColdStartSplit, cold_start_split
         from recagent.evals.split import leave_one_out
-        from recagent.retrieval.fusion import FusionScorer, tune_fusion
+        from recagent.retrieval.fusion import FusionScorer, tune_cold_offset, tune_fusion
 
         directory = directory or self.model_dir("seqrec")
         seq = self.seq_scorer(directory)
@@ -168,9 +174,30 @@ class Runtime:
                                              for n, kw in KNN_VARIANTS.items()})
             choice = {"model_sha": key, "components": ["seqrec", tuned.variant],
                       "tuned_on": "validation stage", **tuned.to_dict()}
-            cache.write_text(json.dumps(choice, indent=2) + "\n")
         knn = ItemKNN(self.dataset, **KNN_VARIANTS[choice["variant"]])
-        return FusionScorer([seq, knn], [choice["weight"], 1 - choice["weight"]])
+        fusion = FusionScorer([seq, knn], [choice["weight"], 1 - choice["weight"]],
+                              cold_text=self._text_scorer)
+        if "cold_offset" not in choice:
+            cold_split, tuning, how = split, fusion, "in no training history"
+            if not isinstance(split, ColdStartSplit):
+                # Hold 10% of the items out of the kNN side and, by their ID embeddings, out
+                # of seqrec: they then score as new items would (text only).
+                cold_split, blind = cold_start_split(self.dataset), self.seq_scorer(directory)
+                blind.forget(cold_split.cold_items)
+                tuning = FusionScorer([blind, knn], fusion.weights, cold_text=self._text_scorer)
+                how = "held out of the kNN fit and of seqrec's ID embeddings (cold-start split)"
+            cold = tune_cold_offset(cold_split, tuning)
+            choice |= {"cold_tuned_on": f"validation stage; {cold.n_cold_items} of "
+                                        f"{len(self.dataset.items)} items {how}",
+                       **cold.to_dict()}
+            cache.write_text(json.dumps(choice, indent=2) + "\n")
+        fusion.cold_offset = choice["cold_offset"]
+        return fusion
+
+    def _text_scorer(self) -> Scorer:
+        """The text retriever as a scorer, its index current (fusion's side for cold items)."""
+        self.ensure_index(show_progress=False)
+        return self.retriever
 
 
 # The co-occurrence side of fusion: plain item-kNN and recency-weighted variants.

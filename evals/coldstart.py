@@ -129,6 +129,11 @@ def run_cold_start(
                       else rt.fusion_scorer(directory, split=split))
             note = f"trained on the cold split: {seqrec_meta['seconds']} s, best epoch " \
                    f"{seqrec_meta['best_epoch']} of {seqrec_meta['epochs_run']}"
+            if name == "fusion":
+                offset = json.loads((directory / "fusion.json").read_text())["cold_offset"]
+                note += ("; cold items at the fused floor" if offset is None else
+                         "; cold items: text's z-score in item-kNN's place, offset "
+                         f"{offset:+g} (tuned on validation)")
         else:
             try:
                 scorer = rt.scorer(name)

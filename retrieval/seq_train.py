@@ -18,7 +18,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,12 @@ class SeqScorer:
     def query_vectors(self, histories: Sequence[History]) -> np.ndarray:
         """Query-tower vectors of ``histories`` for an inner-product index (see SeqIndex)."""
         return self.model.search_vectors(*self._inputs(histories)).float().cpu().numpy()
+
+    def forget(self, item_ids: Iterable[str]) -> None:
+        """Score ``item_ids`` from here on as items never seen in training: by their text
+        alone, without their ID embedding (tuning for new items on items the model knows)."""
+        index = self.dataset.item_index
+        self.model.seen[[index[i] for i in item_ids]] = False
 
     def item_vectors(self) -> np.ndarray:
         """Every item's vector, aligned with ``dataset.item_ids``."""

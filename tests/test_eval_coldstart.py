@@ -70,3 +70,26 @@ def test_run_cold_start_reports_only_cold_cases(tiny_shop_dir, tmp_path):
     assert set(report["models"]) == {"popularity", "itemknn"}
     for metrics in report["models"].values():
         assert 0 <= metrics["recall@50"] <= 1
+
+
+def test_a_forgotten_item_is_scored_like_one_never_seen(tiny_shop, tmp_path):
+    from recagent.retrieval.seq_train import SeqScorer
+
+    split = leave_one_out(tiny_shop)
+    text = np.random.default_rng(0).normal(size=(len(tiny_shop.items), 8)).astype(np.float32)
+    train_seq_retriever(split, text, tmp_path, seq_config=SeqConfig(max_len=8, dim=16, layers=1),
+                        config=TrainConfig(epochs=1))
+    scorer = SeqScorer.load(tmp_path, tiny_shop)
+    index = tiny_shop.item_index
+    known = [i for i in tiny_shop.item_ids if bool(scorer.model.seen[index[i]])][:3]
+    before = scorer.item_vectors()
+    scorer.forget(known)
+    after = scorer.item_vectors()
+    rows = [index[i] for i in known]
+    assert not scorer.model.seen[rows].any()
+    with torch.no_grad():  # their vectors are now the text adapter's alone
+        text_only = scorer.model.adapter(scorer.model.text).numpy()
+    np.testing.assert_allclose(after[rows], text_only[rows], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(before[rows], after[rows])
+    others = [r for r in range(len(index)) if r not in rows]
+    np.testing.assert_array_equal(before[others], after[others])

@@ -63,3 +63,106 @@ def test_tuning_uses_validation_targets_and_picks_the_informative_side():
     assert choice.valid["recall@10"] == 1.0 and choice.valid["ndcg@10"] == 1.0
     assert [t["weight"] for t in choice.tried] == [0.0, 0.5, 1.0]
     assert choice.tried[-1]["ndcg@10"] < 1.0  # the test-side scorer alone is worse on validation
+
+
+# -- Cold items: no interactions in what the fusion was fit on -----------------------------
+
+def _cold_dataset():
+    """i0-i2 bought by every user; i3 and i4 never (cold)."""
+    items = [Item(f"i{k}", f"Item {k}") for k in range(5)]
+    inters = [Interaction(f"u{u}", f"i{k}", t) for u in range(3) for t, k in enumerate((0, 1, 2))]
+    return Dataset("tiny-cold", items, inters)
+
+
+def _cold_fusion(ds, offset, text_row=(0.0, 0.1, 0.2, -1.0, 3.0)):
+    seq = _Fixed(ds, [0.0, 1.0, 2.0, 0.5, 0.2])
+    knn = _Fixed(ds, [3.0, 0.0, 1.0, 0.0, 0.0])
+    text = _Fixed(ds, list(text_row), name="text")
+    return FusionScorer([seq, knn], [0.6, 0.4], cold_text=lambda: text, cold_offset=offset), text
+
+
+def test_cold_items_swap_knn_for_text_plus_offset_and_warm_items_keep_the_fused_score():
+    ds = _cold_dataset()
+    fusion, text = _cold_fusion(ds, offset=1.5)
+    fusion.fit(list(ds.histories.values()))
+    assert fusion.cold.tolist() == [False, False, False, True, True]
+    history = [[Interaction("u", "i0", 0)]]
+    got = fusion.score(history)
+    today = FusionScorer(fusion.components, fusion.weights)  # no cold side: the old fusion
+    today.fit(list(ds.histories.values()))
+    np.testing.assert_array_equal(got[:, :3], today.score(history)[:, :3])
+    seq_z = standardise(fusion.components[0].score(history), [[0]])
+    text_z = standardise(text.score(history), [[0]])  # in the place of item-kNN's z
+    np.testing.assert_allclose(got[:, 3:], (0.6 * seq_z + 0.4 * text_z)[:, 3:] + 1.5, rtol=1e-6)
+
+
+def test_without_an_offset_or_a_cold_item_fusion_scores_as_before():
+    ds = _cold_dataset()
+    history = [[Interaction("u", "i0", 0)]]
+    off, _ = _cold_fusion(ds, offset=None)
+    off.fit(list(ds.histories.values()))
+    np.testing.assert_array_equal(off.score(history), off.fused(history))
+    calls = []
+    warm, _ = _cold_fusion(ds, offset=2.0)
+    warm._cold_text = lambda: calls.append(1)  # must never be built: nothing is cold
+    warm.fit([[Interaction("u", f"i{k}", k) for k in range(5)]])
+    assert not warm.cold.any()
+    np.testing.assert_array_equal(warm.score(history), warm.fused(history))
+    assert not calls
+
+
+def test_fusion_retriever_recommends_a_cold_item_whose_text_matches():
+    from recagent.retrieval.fusion import FusionRetriever
+
+    ds = _cold_dataset()
+    history = [Interaction("u", "i0", 0)]
+    for offset, top in ((None, "i2"), (2.0, "i4")):
+        fusion, _ = _cold_fusion(ds, offset=offset)
+        fusion.fit(list(ds.histories.values()))
+        recs = FusionRetriever(ds, fusion, np.eye(5, dtype=np.float32)).recommend(history, 2)
+        assert recs[0].item_id == top
+        assert "i3" not in {r.item_id for r in recs}  # cold, but its text is far from i0
+
+
+def test_cold_offset_tuning_uses_validation_cold_targets():
+    from recagent.retrieval.fusion import COLD_OFFSETS, tune_cold_offset
+
+    # u0-u3 buy i0, i1, i2, i3 (validation target i2, cold: training keeps only i0, i1);
+    # w buys i4, i5, i0, i1 (validation target i0, warm). The text side ranks i2 first.
+    items = [Item(f"i{k}", f"Item {k}") for k in range(6)]
+    inters = [Interaction(f"u{u}", f"i{k}", t) for u in range(4) for t, k in enumerate(range(4))]
+    inters += [Interaction("w", f"i{k}", t) for t, k in enumerate((4, 5, 0, 1))]
+    ds = Dataset("tiny-cold-valid", items, inters)
+    split = leave_one_out(ds)
+    fusion = FusionScorer([_Fixed(ds, [1.0, 0.0, 0.0, 0.0, 2.0, 1.0])], [1.0],
+                          cold_text=lambda: _Fixed(ds, [0.0, 0.0, 5.0, 1.0, 0.0, 0.0]))
+    choice = tune_cold_offset(split, fusion)
+    assert fusion.cold.tolist() == [False, False, True, True, False, False]
+    assert (choice.n_cases, choice.n_cold_cases, choice.n_cold_items) == (5, 4, 2)
+    assert choice.tried[0]["offset"] is None and len(choice.tried) == len(COLD_OFFSETS) + 1
+    floor = choice.tried[0]
+    assert floor["cold_ndcg@10"] == 0.5  # third, after the warm i4 and i5
+    assert choice.offset is not None
+    best = max(t["ndcg@50"] for t in choice.tried)  # NDCG@50 over every validation case
+    assert choice.valid["ndcg@50"] == best > floor["ndcg@50"]
+    assert choice.valid_cold["ndcg@10"] == 1.0  # i2 now first for every cold case
+    assert choice.offset == min(t["offset"] for t in choice.tried[1:]
+                                if t["ndcg@50"] == best)  # ties: the lowest offset
+
+
+def test_cold_offset_tuning_keeps_the_floor_when_cold_items_only_cost():
+    from recagent.retrieval.fusion import tune_cold_offset
+
+    # u0-u2 buy i0-i3 and w buys i2, i3, i0, i1, so training sees i0-i3; i4 is never bought
+    # (cold) and its text matches everything: showing it can only push warm targets down.
+    items = [Item(f"i{k}", f"Item {k}") for k in range(5)]
+    inters = [Interaction(f"u{u}", f"i{k}", t) for u in range(3) for t, k in enumerate(range(4))]
+    inters += [Interaction("w", f"i{k}", t) for t, k in enumerate((2, 3, 0, 1))]
+    ds = Dataset("tiny-cold-floor", items, inters)
+    fusion = FusionScorer([_Fixed(ds, [1.0, 0.0, 3.0, 0.0, 0.0])], [1.0],
+                          cold_text=lambda: _Fixed(ds, [0.0, 0.0, 0.0, 0.0, 9.0]))
+    choice = tune_cold_offset(leave_one_out(ds), fusion)
+    assert fusion.cold.tolist() == [False, False, False, False, True]
+    assert choice.n_cold_cases == 0 and choice.valid_cold == {}
+    assert choice.offset is None and choice.valid["ndcg@50"] == 1.0
+    assert choice.tried[-1]["ndcg@50"] < 1.0  # a high offset puts i4 first

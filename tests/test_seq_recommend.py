@@ -143,3 +143,45 @@ def test_fusion_is_the_default_once_tuned_and_ranks_exactly(tiny_shop, tiny_shop
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["retriever"] == "fusion" and [r["item_id"] for r in payload["recommendations"]] == exact[:3]
+
+
+def test_old_fusion_json_keeps_its_choice_and_cold_items_are_retrieved_by_text(
+        tiny_shop, tiny_shop_dir, seq_home, retriever, tmp_path):
+    import shutil
+
+    from recagent.retrieval.fusion import FusionRetriever
+
+    _, ckpt = seq_home
+    home = tmp_path / "home"
+    rt = Runtime(Settings(home=home, data=tiny_shop_dir))
+    shutil.copytree(ckpt, rt.model_dir("seqrec"))
+    rt.fusion_scorer()
+    cache = rt.model_dir("seqrec") / "fusion.json"
+    tuned = json.loads(cache.read_text())
+    assert "cold_offset" in tuned and tuned["cold_n_cold_cases"] > 0
+    # A fusion.json from before cold items had an offset: same variant and weight, and an
+    # offset tuned on validation is added.
+    old = {k: v for k, v in tuned.items() if not k.startswith("cold")}
+    old["weight"] = 0.35
+    cache.write_text(json.dumps(old))
+    scorer = Runtime(Settings(home=home, data=tiny_shop_dir)).fusion_scorer()
+    assert scorer.weights == [0.35, 0.65]
+    again = json.loads(cache.read_text())
+    assert {k: again[k] for k in old} == old and "cold_offset" in again
+    # In the product, cold = items in no history. One whose text matches a user's history is
+    # recommended; the warm picks keep their fused order.
+    cache.write_text(json.dumps(again | {"cold_offset": 3.0}))
+    model = Runtime(Settings(home=home, data=tiny_shop_dir)).recommender()
+    assert isinstance(model, FusionRetriever) and model.scorer.cold_offset == 3.0
+    bought = {x.item_id for h in tiny_shop.histories.values() for x in h}
+    cold = [i for i in tiny_shop.item_ids if i not in bought]
+    assert cold and model.scorer.cold.sum() == len(cold)
+    user = tiny_shop.users[4]
+    history = tiny_shop.histories[user]
+    text = retriever.score([history])[0]
+    best_cold = max(cold, key=lambda i: text[tiny_shop.item_index[i]])
+    recs = [r.item_id for r in model.recommend(history, 10)]
+    assert best_cold in recs
+    fused = model.scorer.fused([history])[0]
+    warm = [i for i in recs if i in bought]
+    assert warm == sorted(warm, key=lambda i: -fused[tiny_shop.item_index[i]])

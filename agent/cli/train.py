@@ -62,9 +62,10 @@ def train_retriever(
             show_progress=True,
             extra_metadata={"encoder": rt.encoder.name, "encoder_version": rt.encoder.version},
         )
-        # The product serves seqrec fused with item-kNN; its weight is tuned on validation once
-        # per checkpoint, here, so the first `recommend` does not wait for it.
-        with err().status("Tuning the fusion with item-kNN on the validation stage..."):
+        # The product serves seqrec fused with item-kNN (text for items without interactions);
+        # its weight and cold offset are tuned on validation once per checkpoint, here, so the
+        # first `recommend` does not wait for it.
+        with err().status("Tuning the fusion (item-kNN; text for new items) on validation..."):
             rt.fusion_scorer(target, split=split)
         choice = json.loads((target / "fusion.json").read_text())
     valid = result.best_valid
@@ -73,7 +74,9 @@ def train_retriever(
         f"{result.epochs_run}, validation R@10 {valid.get('recall@10', 0):.4f} "
         f"N@10 {valid.get('ndcg@10', 0):.4f}, {result.seconds:.0f}s -> {target}\n"
         f"[green]fusion[/] with {choice['variant']}, weight {choice['weight']:g}: validation "
-        f"R@10 {choice['valid']['recall@10']:.4f} N@10 {choice['valid']['ndcg@10']:.4f} "
-        "(recommend uses it)",
+        f"R@10 {choice['valid']['recall@10']:.4f} N@10 {choice['valid']['ndcg@10']:.4f}; "
+        + ("new items (no interactions) at the floor" if choice["cold_offset"] is None else
+           f"new items (no interactions) by text, offset {choice['cold_offset']:g}")
+        + " (recommend uses it)",
         soft_wrap=True,
     )
