@@ -2,7 +2,7 @@
 
 RecBole 1.2.1 (the latest release) cannot be imported for work in recagent's environment:
 ``Config()`` assigns ``np.float_`` / ``np.complex_`` / ``np.unicode_`` (removed in numpy 2),
-its quick-start imports ray 2.6, which imports ``pkg_resources`` (gone from setuptools >= 81),
+its quick-start imports ray 2.6, which imports ``pkg_resources`` (gone from setuptools >= 82),
 and its ``Trainer.evaluate(load_best_model=True)`` calls ``torch.load`` without
 ``weights_only=False`` (torch >= 2.6 refuses its pickled checkpoints). So it lives in a
 virtualenv of its own (see ``INSTALL_HINT``) and this module talks to it through a subprocess:
@@ -60,9 +60,12 @@ INSTALL_HINT = (
     "RECAGENT_RECBOLE_PYTHON=$PWD/.venv-recbole/bin/python"
 )
 
-# Per dataset (Dataset.name): RecBole's defaults (hidden 64, 2 layers, 2 heads, lr 1e-3, CE
-# loss) with the sequence length of the RecTools peers where RecBole's default 50 differs on
-# short histories. Not tuned on validation: CPU time allows a handful of epochs at most.
+# Per dataset (Dataset.name): RecBole's model defaults (hidden 64, 2 layers, 2 heads, lr 1e-3,
+# CE loss) and batch 256 (more updates per epoch than its 2048). Sequence length: RecBole's 50
+# on ML-100K (RecTools used 100, but a RecBole epoch trains on every prefix of every history,
+# ~100x a RecTools epoch, so 100 would double the cost of an epoch that already takes ~10
+# minutes of one contended core) and the RecTools peers' 20 on Amazon. Not tuned on
+# validation: 10 CPU-minutes buy 1 epoch on ML-100K and 6-9 on Amazon.
 SETTINGS: dict[str, dict[str, Any]] = {
     "ml-100k": {"max_len": 50, "train_batch_size": 256},
     "scientific": {"max_len": 20, "train_batch_size": 256},
