@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,7 +38,23 @@ def _log(message: str) -> None:
     print(f"[recbole-runner] {message}", file=sys.stderr, flush=True)
 
 
+def _exit_with_parent(workdir: Path, interval: float = 2.0) -> None:
+    """End this process, removing ``workdir``, when recagent (the parent) is gone (killed
+    before it could clean up): nobody will ask for scores."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                shutil.rmtree(workdir, ignore_errors=True)
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main(workdir: Path) -> None:
+    _exit_with_parent(workdir)
     protocol = sys.stdout
     sys.stdout = sys.stderr  # RecBole and its dependencies print; keep stdout for the protocol
     job = json.loads((workdir / "job.json").read_text(encoding="utf-8"))
