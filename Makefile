@@ -11,7 +11,7 @@ USER_ID ?= 1
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.recagent-installed
 
-.PHONY: demo test test-all bench lint clean
+.PHONY: demo test test-all bench lint clean recbole-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,17 @@ test-all: $(STAMP) $(VLLM_STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m recagent.evals.bench_spine
 
+## RecBole's own virtualenv for the recbole-* peers (RecBole 1.2.1 needs numpy<2, pandas<3 and
+## a setuptools that still has pkg_resources; ~1.6 GB). Then:
+##   RECAGENT_RECBOLE_PYTHON=$(abspath $(RECBOLE_VENV))/bin/python recagent eval --models recbole-sasrec ...
+RECBOLE_VENV ?= .venv-recbole
+recbole-venv:
+	$(PYTHON) -m venv $(RECBOLE_VENV)
+	$(RECBOLE_VENV)/bin/pip install --quiet torch==2.13.0
+	$(RECBOLE_VENV)/bin/pip install --quiet torch==2.13.0 numpy==1.26.4 pandas==2.1.4 'setuptools>=77.0.3,<81' recbole==1.2.1
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(RECBOLE_VENV) .pytest_cache
