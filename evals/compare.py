@@ -39,6 +39,9 @@ def commands(dataset: str) -> dict[str, str]:
         f"--out evals/reports/fusion-{dataset}.json",
         f"peers-{dataset}.json": f"python -m recagent.evals.peers {data} "
         f"evals/reports/peers-{dataset}.json",
+        f"peers-recbole-{dataset}.json": "RECAGENT_RECBOLE_PYTHON=$PWD/.venv-recbole/bin/python "
+        f"python -m recagent.evals.peers {data} evals/reports/peers-recbole-{dataset}.json "
+        "recbole-sasrec recbole-bert4rec",
         f"coldstart-{dataset}.json": f"recagent eval --cold-start --data {data} --max-minutes 8 "
         f"--out evals/reports/coldstart-{dataset}.json",
     }
@@ -52,14 +55,16 @@ def _load(name: str, reports: Path) -> dict[str, Any]:
 def build_comparison(dataset: str, reports: Path = REPORTS,
                      wall_seconds: dict[str, float] | None = None,
                      training_seconds: dict[str, float] | None = None) -> dict[str, Any]:
-    """``training_seconds``: models trained outside the harness (seqrec, and fusion, whose
+    """Merge the dataset's reports; later files win for a model measured twice.
+
+    ``training_seconds``: models trained outside the harness (seqrec, and fusion, whose
     seqrec side is trained by ``recagent train-retriever`` and whose weights are tuned on
     validation before the harness times it)."""
-    """Merge the dataset's reports; later files win for a model measured twice."""
     rows: dict[str, dict[str, Any]] = {}
     sources: dict[str, str] = {}
     meta: dict[str, Any] = {}
-    for name in (f"eval-{dataset}.json", f"fusion-{dataset}.json", f"peers-{dataset}.json"):
+    for name in (f"eval-{dataset}.json", f"fusion-{dataset}.json", f"peers-{dataset}.json",
+                 f"peers-recbole-{dataset}.json"):
         report = _load(name, reports)
         for model, metrics in report.get("models", {}).items():
             rows[model] = {"ours": model in OURS, **metrics}
@@ -121,8 +126,13 @@ def to_markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str]) -> None:
     dataset = argv[0]
     pairs = [a.split("=") for a in argv[1:]]
-    walls = {k: float(v) for k, v in pairs if not k.startswith("train.")}
-    training = {k.removeprefix("train."): float(v) for k, v in pairs if k.startswith("train.")}
+    # Times given on an earlier run are kept unless given again: re-merging after one report
+    # changed must not lose the others' wall times.
+    before = _load(f"compare-{dataset}.json", REPORTS)
+    walls = {**before.get("wall_seconds", {}),
+             **{k: float(v) for k, v in pairs if not k.startswith("train.")}}
+    training = {**before.get("training_seconds", {}),
+                **{k.removeprefix("train."): float(v) for k, v in pairs if k.startswith("train.")}}
     report = build_comparison(dataset, wall_seconds=walls, training_seconds=training)
     (REPORTS / f"compare-{dataset}.json").write_text(json.dumps(report, indent=2) + "\n")
     (REPORTS / f"compare-{dataset}.md").write_text(to_markdown(report))
