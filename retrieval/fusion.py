@@ -244,7 +244,7 @@ def tune_cold_offset(
     *,
     offsets: Sequence[float] = COLD_OFFSETS,
     metric: str = "ndcg@50",
-    max_cases: int | None = 1000,
+    max_cases: int | None = None,
     seed: int = 0,
 ) -> ColdChoice:
     """Pick the cold items' offset that maximises validation ``metric``.
@@ -255,8 +255,10 @@ def tune_cold_offset(
     gain is paid for with what warm ones lose. It is NDCG@50 by default: the retriever hands
     50 candidates on, and on ML-100K's cold split NDCG@10 only saw the cost (cold items
     rarely reach the top 10) and kept them at the floor. Leaving them there (``None``) is a
-    candidate and wins ties, as does the lower of two offsets. At most ``max_cases``
-    validation cases (a seeded sample) are scored: the text side encodes every history.
+    candidate and wins ties, as does the lower of two offsets. ``max_cases`` caps the
+    validation cases scored (a seeded sample), since the text side encodes every history;
+    the default scores them all: on Amazon's cold split a sample of 1,000 picked offset 0
+    (cold R@50 0.021), all 8,442 picked 0.25 (0.061), at a 262 s one-off cost.
     """
     fusion.fit(split.train)
     _, histories, targets = split.cases("valid")
