@@ -26,7 +26,7 @@ from recagent.catalog.model import Dataset
 from recagent.evals.metrics import metrics_from_ranks
 from recagent.evals.split import LeaveOneOutSplit
 from recagent.retrieval.index import SearchHit
-from recagent.retrieval.retriever import PopularItems, Recommendation, with_evidence
+from recagent.retrieval.retriever import SEARCH_MARGIN, PopularItems, Recommendation, with_evidence
 from recagent.retrieval.scorer import History, Scorer
 
 __all__ = [
@@ -327,7 +327,7 @@ class FusionRetriever:
         scores = self.scorer.score([history])[0]
         index = self.dataset.item_index
         scores[[index[x.item_id] for x in history]] = -np.inf
-        top = np.argsort(-scores, kind="stable")[:k]
+        top = np.argsort(-scores, kind="stable")[:k + SEARCH_MARGIN]  # room for same-title skips
         hits = [SearchHit(self.dataset.item_ids[i], float(scores[i]), {}) for i in top
                 if np.isfinite(scores[i])]
         return with_evidence(self.dataset, history, hits, self._unit_vectors, k=k,

@@ -149,9 +149,20 @@ def with_evidence(
     k: int,
     per_item: int,
 ) -> list[Recommendation]:
-    """The first ``k`` hits the user does not have, each with its closest history items."""
+    """The first ``k`` hits the user does not have, each with its closest history items. A hit
+    with the title of a history item or of a better hit is skipped (the same product under
+    another id)."""
     seen = {x.item_id for x in history}
-    picked = [h for h in hits if h.item_id not in seen and h.item_id in dataset.items][:k]
+    titles = {dataset.items[i].title_key for i in seen if i in dataset.items}
+    picked = []
+    for hit in hits:
+        item = dataset.items.get(hit.item_id)
+        if item is None or hit.item_id in seen or item.title_key in titles:
+            continue
+        titles.add(item.title_key)
+        picked.append(hit)
+        if len(picked) == k:
+            break
     out = []
     for hit in picked:
         evidence = closest_in_history(dataset, history, unit_vectors, hit.item_id, per_item)

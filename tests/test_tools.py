@@ -156,3 +156,32 @@ def test_explain_reads_the_item_embeddings_once(tiny_shop, built_index):
     for item_id in tiny_shop.item_ids[:5]:
         explain(item_id, history)
     assert len(calls) == 1
+
+
+def _twins_dataset():
+    from recagent.catalog.model import Dataset, Interaction, Item
+
+    items = [Item("a", "Chasing Amy (1997)"), Item("b", "chasing  AMY (1997)"),
+             Item("c", "Fargo (1996)"), Item("d", "FARGO (1996)"), Item("e", "Heat (1995)")]
+    return Dataset("twins", items, [Interaction("u", "a", 0.0)])
+
+
+def test_filter_shows_one_item_per_title_and_none_the_user_has():
+    """ML-100K lists 18 films under two ids: the user who has one is not offered the other,
+    and two ids of one title are never shown side by side."""
+    dataset = _twins_dataset()
+    result = FilterItems(dataset)(_cands(dataset, ["b", "c", "d", "e"]), Constraints(), exclude={"a"})
+    assert [c.item_id for c in result.kept] == ["c", "e"]
+    assert result.excluded == {"b": "same title as an item already seen, shown or disliked",
+                               "d": "same title as c"}
+
+
+def test_recommendations_skip_a_title_already_had_or_already_picked():
+    from recagent.retrieval.index import SearchHit
+    from recagent.retrieval.retriever import with_evidence
+
+    dataset = _twins_dataset()
+    vectors = np.eye(5)
+    hits = [SearchHit(i, 1.0 - n / 10, {}) for n, i in enumerate(["b", "c", "d", "e"])]
+    picked = with_evidence(dataset, dataset.histories["u"], hits, vectors, k=3, per_item=1)
+    assert [r.item_id for r in picked] == ["c", "e"]

@@ -3,7 +3,8 @@
 Every exclusion carries its reason, so the trace (and the LLM) can say why an item is gone.
 Matching is case-insensitive; a category matches any level of the item's category path
 ("Pens" matches Office > Writing > Pens). With a price bound, items of unknown price are
-excluded: a user who said "under $30" does not want a surprise.
+excluded: a user who said "under $30" does not want a surprise. One product listed under
+several ids (the same title) is shown once, and not at all once the user has it.
 """
 
 from __future__ import annotations
@@ -104,18 +105,26 @@ class FilterItems:
         exclude_reason: str = "already seen, shown or disliked",
     ) -> FilterResult:
         excluded_ids = set(exclude)
+        items = self.dataset.items
+        excluded_titles = {items[i].title_key for i in excluded_ids if i in items}
+        kept_titles: dict[str, str] = {}  # title key -> the kept item with that title
         kept: list[Candidate] = []
         excluded: dict[str, str] = {}
         for c in candidates:
-            item = self.dataset.items.get(c.item_id)
+            item = items.get(c.item_id)
             if item is None:
                 reason = "not in the catalog"
             elif c.item_id in excluded_ids:
                 reason = exclude_reason
+            elif item.title_key in excluded_titles:
+                reason = f"same title as an item {exclude_reason}"
+            elif item.title_key in kept_titles:
+                reason = f"same title as {kept_titles[item.title_key]}"
             else:
                 reason = self.violation(item, constraints)
             if reason is None:
                 kept.append(c)
+                kept_titles[item.title_key] = c.item_id
             else:
                 excluded[c.item_id] = reason
         return FilterResult(kept, excluded)
