@@ -127,7 +127,7 @@ class PlanAgent:
             pool = self._personalised(session, searched, trace)
         filtered = trace.run(
             "filter_items", {"constraints": wish.describe(), "exclude": len(excluded)},
-            lambda: self.tools.filter_items(pool, wish, exclude=excluded),
+            lambda: self.tools.filter_items(pool, wish, exclude=excluded, owned=session.seen),
             lambda r: f"kept {len(r.kept)} of {len(r.kept) + len(r.excluded)}",
         )
         kept = filtered.kept if filtered else []

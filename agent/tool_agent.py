@@ -187,7 +187,8 @@ class ToolAgent:
             tighter = extra.merged(wish)  # the session's constraints win: they cannot loosen
             return observe(
                 "filter_items", {"item_ids": len(item_ids), "constraints": tighter.describe()},
-                lambda: _filtered(tools.filter_items(known(item_ids), tighter, exclude=excluded)),
+                lambda: _filtered(tools.filter_items(known(item_ids), tighter, exclude=excluded,
+                                                     owned=session.seen)),
                 lambda r: f"kept {len(r['kept'])} of {len(item_ids)}")
 
         def rerank(item_ids: list[str], strategy: str = "fusion") -> str:

@@ -170,10 +170,17 @@ def test_filter_shows_one_item_per_title_and_none_the_user_has():
     """ML-100K lists 18 films under two ids: the user who has one is not offered the other,
     and two ids of one title are never shown side by side."""
     dataset = _twins_dataset()
-    result = FilterItems(dataset)(_cands(dataset, ["b", "c", "d", "e"]), Constraints(), exclude={"a"})
+    result = FilterItems(dataset)(_cands(dataset, ["b", "c", "d", "e"]), Constraints(),
+                                  exclude={"a"}, owned={"a"})
     assert [c.item_id for c in result.kept] == ["c", "e"]
-    assert result.excluded == {"b": "same title as an item already seen, shown or disliked",
-                               "d": "same title as c"}
+    assert result.excluded == {"b": "same title as an item the user has", "d": "same title as c"}
+    # A twin of an item only shown or disliked stays eligible (a simulated shopper's brand
+    # could otherwise run out of items).
+    shown = FilterItems(dataset)(_cands(dataset, ["b", "e"]), Constraints(), exclude={"a"})
+    assert [c.item_id for c in shown.kept] == ["b", "e"]
+    # A search filters before it knows what was shown: it keeps every twin.
+    search = FilterItems(dataset)(_cands(dataset, ["c", "d"]), Constraints(), one_per_title=False)
+    assert [c.item_id for c in search.kept] == ["c", "d"]
 
 
 def test_recommendations_skip_a_title_already_had_or_already_picked():

@@ -103,10 +103,17 @@ class FilterItems:
         *,
         exclude: Iterable[str] = (),
         exclude_reason: str = "already seen, shown or disliked",
+        owned: Iterable[str] = (),
+        one_per_title: bool = True,
     ) -> FilterResult:
+        """``owned``: the user's history. An item with the title of one of them is the same
+        product under another id, so it goes too (twins of shown or disliked items stay
+        eligible). ``one_per_title``: keep only the first of items sharing a title; a search
+        that filters before the exclusions are known turns it off, or a twin of a disliked
+        item would be dropped in favour of the disliked one."""
         excluded_ids = set(exclude)
         items = self.dataset.items
-        excluded_titles = {items[i].title_key for i in excluded_ids if i in items}
+        owned_titles = {items[i].title_key for i in owned if i in items}
         kept_titles: dict[str, str] = {}  # title key -> the kept item with that title
         kept: list[Candidate] = []
         excluded: dict[str, str] = {}
@@ -116,9 +123,9 @@ class FilterItems:
                 reason = "not in the catalog"
             elif c.item_id in excluded_ids:
                 reason = exclude_reason
-            elif item.title_key in excluded_titles:
-                reason = f"same title as an item {exclude_reason}"
-            elif item.title_key in kept_titles:
+            elif item.title_key in owned_titles:
+                reason = "same title as an item the user has"
+            elif one_per_title and item.title_key in kept_titles:
                 reason = f"same title as {kept_titles[item.title_key]}"
             else:
                 reason = self.violation(item, constraints)

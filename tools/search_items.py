@@ -47,7 +47,7 @@ class SearchItems:
             if h.item_id in self.dataset.items
         ]
         if constraints is not None:
-            found = self._filter(found, constraints).kept
+            found = self._filter(found, constraints, one_per_title=False).kept
             where = _where(constraints)
             if len(found) < k and where is not None:
                 seen = {c.item_id for c in found}
@@ -55,7 +55,7 @@ class SearchItems:
                 more = [Candidate(h.item_id, self.dataset.items[h.item_id].title, h.score,
                                   {"search": h.score})
                         for h in hits if h.item_id in self.dataset.items and h.item_id not in seen]
-                found = sorted(found + self._filter(more, constraints).kept, key=lambda c: -c.score)
+                found = sorted(found + self._filter(more, constraints, one_per_title=False).kept, key=lambda c: -c.score)
         return found[:k]
 
 
