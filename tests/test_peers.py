@@ -6,32 +6,16 @@ import importlib
 
 import numpy as np
 import pytest
+from co_bought import ITEM_IDS, co_bought_dataset
 
 from recagent.catalog.errors import RecAgentError
-from recagent.catalog.model import Dataset, Interaction, Item
+from recagent.catalog.model import Dataset, Interaction
 from recagent.evals import peers
 from recagent.evals.peers import PEERS, peer_scorer
 
-# Catalog order deliberately not alphabetical: columns must follow Dataset.item_ids.
-ITEM_IDS = ["zeta", "beta", "alpha", "mu", "kappa", "omega", "delta", "sigma"]
-
 
 def _dataset() -> Dataset:
-    """ "alpha" then "beta" is bought by most users; other items are noise."""
-    rng = np.random.default_rng(0)
-    sequences: list[list[str]] = []
-    for u in range(40):
-        noise = [
-            str(x) for x in rng.choice(["mu", "kappa", "omega", "delta", "sigma"], 2, replace=False)
-        ]
-        sequences.append(["beta", "alpha", *noise] if u % 5 == 0 else ["alpha", "beta", *noise])
-    sequences += [["zeta", "mu", "kappa"], ["sigma", "omega", "delta"]]
-    interactions = [
-        Interaction(f"u{u}", item, float(t))
-        for u, seq in enumerate(sequences)
-        for t, item in enumerate(seq)
-    ]
-    return Dataset("tiny", [Item(i, i.title()) for i in ITEM_IDS], interactions)
+    return co_bought_dataset()
 
 
 def _best(scores: np.ndarray, dataset: Dataset, history: list[str]) -> str:

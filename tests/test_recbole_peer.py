@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from co_bought import ITEM_IDS, co_bought_dataset
 
 from recagent.catalog.errors import DataError, RecAgentError
-from recagent.catalog.model import Dataset, Interaction, Item
+from recagent.catalog.model import Dataset, Interaction
 from recagent.evals import recbole_peer
 from recagent.evals.peers import peer_scorer
 from recagent.evals.recbole_peer import (
@@ -29,25 +30,9 @@ from recagent.evals.recbole_peer import (
 from recagent.evals.runner import evaluate_scorer
 from recagent.evals.split import leave_one_out
 
-ITEM_IDS = ["zeta", "beta", "alpha", "mu", "kappa", "omega", "delta", "sigma"]
-
 
 def _dataset() -> Dataset:
-    """Most users buy "alpha" then "beta"; then two noise items. Timestamps tie on purpose."""
-    rng = np.random.default_rng(0)
-    sequences: list[list[str]] = []
-    for u in range(40):
-        noise = [
-            str(x) for x in rng.choice(["mu", "kappa", "omega", "delta", "sigma"], 2, replace=False)
-        ]
-        sequences.append(["beta", "alpha", *noise] if u % 5 == 0 else ["alpha", "beta", *noise])
-    sequences += [["zeta", "mu", "kappa"], ["sigma", "omega", "delta"]]
-    interactions = [
-        Interaction(f"u{u}", item, float(t // 2))  # pairs of equal timestamps
-        for u, seq in enumerate(sequences)
-        for t, item in enumerate(seq)
-    ]
-    return Dataset("tiny", [Item(i, i.title()) for i in ITEM_IDS], interactions)
+    return co_bought_dataset(tied_timestamps=True)
 
 
 def _read_inter(path: Path) -> tuple[list[str], list[list[str]]]:
