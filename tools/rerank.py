@@ -101,10 +101,8 @@ class Rerank:
         that score (the two scales are not comparable: a cosine and a model score)."""
         fused = [0.0] * len(candidates)
         for source in ("search", "retriever"):
-            having = sorted((i for i, c in enumerate(candidates) if source in c.scores),
-                            key=lambda i: -candidates[i].scores[source])
-            for rank, i in enumerate(having):
-                fused[i] += 1.0 / (_RRF_K + rank + 1)
+            _add_rrf(fused, sorted((i for i, c in enumerate(candidates) if source in c.scores),
+                                   key=lambda i: -candidates[i].scores[source]))
         return [c.rescored("relevance", fused[i]) for i, c in enumerate(candidates)]
 
     def _fusion(self, candidates: Sequence[Candidate], history: History) -> list[Candidate]:
@@ -115,9 +113,7 @@ class Rerank:
                 continue
             scored = self._score(candidates, history, strategy)
             parts[strategy] = scored
-            order = sorted(range(len(scored)), key=lambda i: -scored[i].score)
-            for rank, i in enumerate(order):
-                fused[i] += weight / (_RRF_K + rank + 1)
+            _add_rrf(fused, sorted(range(len(scored)), key=lambda i: -scored[i].score), weight)
         out = []
         for i, c in enumerate(candidates):
             scores = dict(c.scores)
@@ -125,3 +121,10 @@ class Rerank:
                 scores.update(scored[i].scores)
             out.append(Candidate(c.item_id, c.title, fused[i], {**scores, "fusion": fused[i]}, c.evidence))
         return sorted(out, key=lambda c: -c.score)
+
+
+def _add_rrf(fused: list[float], order: Sequence[int], weight: float = 1.0) -> None:
+    """Reciprocal-rank fusion: add ``weight / (K + rank)`` to ``fused[i]`` for each candidate
+    index ``i`` of ``order`` (best first, ranks from 1)."""
+    for rank, i in enumerate(order, 1):
+        fused[i] += weight / (_RRF_K + rank)

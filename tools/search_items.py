@@ -9,10 +9,12 @@ constraints as a Chroma ``where`` pre-filter, so a rare match is still found.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
 from recagent.retrieval.encoder import TextEncoder
-from recagent.retrieval.index import ItemIndex
+from recagent.retrieval.index import ItemIndex, SearchHit
 from recagent.tools.candidates import Candidate
 from recagent.tools.filter_items import Constraints, FilterItems
 
@@ -40,23 +42,23 @@ class SearchItems:
         if not 1 <= k <= 500:
             raise ToolError(f"search_items: k must be in 1..500, not {k}")
         vector = self.encoder.encode([query])
-        hits = self.index.search(vector, k * self.overfetch)[0]
-        found = [
-            Candidate(h.item_id, self.dataset.items[h.item_id].title, h.score, {"search": h.score})
-            for h in hits
-            if h.item_id in self.dataset.items
-        ]
+        found = self._candidates(self.index.search(vector, k * self.overfetch)[0])
         if constraints is not None:
             found = self._filter(found, constraints, one_per_title=False).kept
             where = _where(constraints)
             if len(found) < k and where is not None:
                 seen = {c.item_id for c in found}
                 hits = self.index.search(vector, k * self.overfetch, where=where)[0]
-                more = [Candidate(h.item_id, self.dataset.items[h.item_id].title, h.score,
-                                  {"search": h.score})
-                        for h in hits if h.item_id in self.dataset.items and h.item_id not in seen]
-                found = sorted(found + self._filter(more, constraints, one_per_title=False).kept, key=lambda c: -c.score)
+                more = self._candidates(h for h in hits if h.item_id not in seen)
+                more = self._filter(more, constraints, one_per_title=False).kept
+                found = sorted(found + more, key=lambda c: -c.score)
         return found[:k]
+
+    def _candidates(self, hits: Iterable[SearchHit]) -> list[Candidate]:
+        """The hits that are catalog items, as candidates scored by their search similarity."""
+        items = self.dataset.items
+        return [Candidate(h.item_id, items[h.item_id].title, h.score, {"search": h.score})
+                for h in hits if h.item_id in items]
 
 
 def _where(constraints: Constraints) -> dict | None:
