@@ -27,9 +27,11 @@ $(VLLM_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/recagent recommend --user $(USER_ID)
 
-## The default test run: everything but slow and GPU tests, including the `vllm` tests against
-## a real vLLM server (real-data tests run when ../shared/data is there).
+## The default test run: the layer contract (import-linter), then everything but slow and GPU
+## tests, including the `vllm` tests against a real vLLM server (real-data tests run when
+## ../shared/data is there).
 test: $(STAMP) $(VLLM_STAMP)
+	$(BIN)/lint-imports
 	RECAGENT_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m "not slow and not gpu"
 
 ## Everything, including slow tests.

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
-from recagent.agent.llm import LLM
+from recagent.llm.base import LLM
 from recagent.catalog.model import Dataset
 from recagent.prompts import render
 from recagent.tools.explain import ItemEvidence
@@ -215,7 +215,7 @@ class ExplanationWriter:
 
         With ``on_delta``, the LLM's words are passed to it as they are decoded (before the
         check: the caller shows the returned explanation in their place when it differs).
-        Raises :class:`~recagent.agent.llm.LLMUnavailable` when the LLM fails; the caller
+        Raises :class:`~recagent.llm.base.LLMUnavailable` when the LLM fails; the caller
         degrades to evidence for the rest of the turn.
         """
         fallback = evidence_text(evidence)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from recagent.agent.events import EventSink
-from recagent.agent.llm import LLM, LLMUnavailable
+from recagent.llm.base import LLM, LLMUnavailable
 from recagent.agent.pipeline import PlanAgent, Selection
 from recagent.agent.session import Session
 from recagent.agent.turn import AgentAnswer, ToolCall, Trace

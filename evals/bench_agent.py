@@ -33,9 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recagent.agent.assistant import Assistant
-from recagent.agent.config import Settings
-from recagent.agent.runtime import Runtime
+from recagent.app.assistant import Assistant
+from recagent.app.settings import Settings
+from recagent.app.runtime import Runtime
 from recagent.evals.bench_spine import machine_info, maxrss_mb
 
 SCRIPT = ("", "something under $40", "more like #1")
@@ -130,7 +130,7 @@ def run(home: Path, *, turns: int, tool_turns: int, vllm_python: Path | None,
 
     with ExitStack() as stack:
         if llm_url is None and vllm_python is not None:
-            from recagent.agent.vllm_server import VLLMServer, free_port
+            from recagent.llm.vllm_server import VLLMServer, free_port
 
             server = VLLMServer(embedded.llm.checkpoint, python=vllm_python, port=free_port())
             started = time.perf_counter()
@@ -190,7 +190,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
-    from recagent.agent.vllm_server import find_vllm_python
+    from recagent.llm.vllm_server import find_vllm_python
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args, console = _parse(argv), Console(stderr=True)

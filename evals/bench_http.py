@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from recagent.agent.http.store import SessionStore
+from recagent.server.store import SessionStore
 from recagent.catalog.load import load_dataset
 
 __all__ = ["main"]
@@ -165,7 +165,7 @@ async def run_level(base_url: str, kind: str, sessions: int, window_s: float,
 
 
 def _start_server(port: int, db_url: str, args, log_path: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "recagent.agent.cli", "serve", "--port", str(port),
+    cmd = [sys.executable, "-m", "recagent.cli", "serve", "--port", str(port),
            "--db-url", db_url, "--llm", args.llm, "--log-level", "warning"]
     if args.data:
         cmd += ["--data", str(args.data)]

@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from recagent.agent.config import Settings
-from recagent.agent.runtime import Runtime
+from recagent.app.settings import Settings
+from recagent.app.runtime import Runtime
 from recagent.catalog.load import load_dataset
 from recagent.catalog.model import Dataset
-from recagent.evals.runner import evaluate_scorer
-from recagent.evals.split import leave_one_out
+from recagent.protocol.ranking import evaluate_scorer
+from recagent.protocol.split import leave_one_out
 from recagent.retrieval.encoder import TextEncoder
 from recagent.retrieval.text import item_text
 

@@ -23,51 +23,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recagent.catalog.model import Dataset, Interaction
-from recagent.evals.runner import PROTOCOL, evaluate_scorer
-from recagent.evals.split import LeaveOneOutSplit, leave_one_out
+from recagent.evals.models import harness_scorer
+from recagent.protocol.ranking import PROTOCOL, evaluate_scorer
+from recagent.protocol.split import ColdStartSplit, cold_start_split, hold_out_items
 
 if TYPE_CHECKING:
-    from recagent.agent.runtime import Runtime
+    from recagent.app.runtime import Runtime
 
-__all__ = ["COLD_MODELS", "ColdStartSplit", "cold_start_split", "hold_out_items", "run_cold_start"]
+__all__ = ["COLD_MODELS", "run_cold_start"]
 
 COLD_MODELS = ("popularity", "itemknn", "als", "text", "seqrec", "fusion")
 # The cold-split seqrec trains a third of the items on text alone at each step: with ID
 # embeddings for every seen item, nothing else teaches the text path to stand on its own.
 ID_DROPOUT = 0.3
-
-
-def hold_out_items(dataset: Dataset, fraction: float = 0.1, seed: int = 0) -> frozenset[str]:
-    """A seeded random ``fraction`` of the catalog's item ids (at least one item)."""
-    if not 0 < fraction < 1:
-        raise ValueError("fraction must be in (0, 1)")
-    n = max(1, round(fraction * len(dataset.item_ids)))
-    picked = np.random.default_rng(seed).choice(len(dataset.item_ids), size=n, replace=False)
-    return frozenset(dataset.item_ids[i] for i in picked)
-
-
-@dataclass(frozen=True)
-class ColdStartSplit(LeaveOneOutSplit):
-    """Leave-one-out whose training histories never contain a held-out (cold) item."""
-
-    cold_items: frozenset[str] = field(default_factory=frozenset)
-
-    @property
-    def train(self) -> list[list[Interaction]]:
-        return [[x for x in h if x.item_id not in self.cold_items] for h in super().train]
-
-    def cold_targets(self, stage: str = "test") -> list[str]:
-        """The targets of ``stage`` that are cold items."""
-        return [t for t in self.cases(stage)[2] if t in self.cold_items]
-
-
-def cold_start_split(dataset: Dataset, fraction: float = 0.1, seed: int = 0) -> ColdStartSplit:
-    base = leave_one_out(dataset)
-    return ColdStartSplit(
-        dataset=base.dataset, users=base.users, sequences=base.sequences,
-        n_train_only_users=base.n_train_only_users,
-        cold_items=hold_out_items(dataset, fraction, seed),
-    )
 
 
 @dataclass
@@ -136,7 +104,7 @@ def run_cold_start(
                          f"{offset:+g} (tuned on validation)")
         else:
             try:
-                scorer = rt.scorer(name)
+                scorer = harness_scorer(rt, name)
             except RecAgentError as exc:  # e.g. a peer that is not installed
                 rows.append(_Row(name, None, 0.0, f"skipped: {exc}"))
                 continue

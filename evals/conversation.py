@@ -1,6 +1,6 @@
 """The conversation evaluation: simulated shoppers look for a hidden item, up to T turns.
 
-Held-out users are the test users of the leave-one-out split (:mod:`recagent.evals.split`):
+Held-out users are the test users of the leave-one-out split (:mod:`recagent.protocol.split`):
 the agent's session gets the user's history without the test item, the agent's models are
 built from the dataset without any test interaction (:func:`without_held_out`), and the simulator
 (:mod:`recagent.evals.simulator`) knows the test item. Each turn the agent shows k items; the
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from recagent.agent.session import Session
 from recagent.catalog.model import Dataset
 from recagent.evals.simulator import LLMSimulator, RuleSimulator, TargetFacts, keyword_stats
-from recagent.evals.split import leave_one_out
+from recagent.protocol.split import leave_one_out
 from recagent.tools.explain import Explain
 from recagent.tools.filter_items import FilterItems
 
@@ -175,7 +175,7 @@ def evaluate(runtime, *, n_users: int | None = 200, ks: Sequence[int] = (5, 10),
              seed: int = 0, examples: int = 3,
              progress: Callable[[int, Conversation], None] | None = None) -> dict:
     """The whole evaluation on ``runtime``'s dataset and LLM: one run of conversations per k."""
-    from recagent.agent.assistant import Assistant
+    from recagent.app.assistant import Assistant
 
     started = time.perf_counter()
     cases = held_out_cases(runtime.dataset, n_users, seed=seed)

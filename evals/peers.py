@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from recagent.catalog.errors import RecAgentError
 from recagent.catalog.model import Dataset
-from recagent.retrieval.scorer import History, Scorer
+from recagent.protocol.scorer import History, Scorer
 
 __all__ = [
     "PEERS",
@@ -386,8 +386,8 @@ def measure(
     """
     from recagent.catalog.load import load_dataset
     from recagent.evals.report import build_report, write_report
-    from recagent.evals.runner import evaluate_scorer
-    from recagent.evals.split import leave_one_out
+    from recagent.protocol.ranking import evaluate_scorer
+    from recagent.protocol.split import leave_one_out
 
     split = leave_one_out(load_dataset(path))
     tuned = TUNED.get(split.dataset.name, {})

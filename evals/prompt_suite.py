@@ -345,7 +345,7 @@ def override_templates(paths: Mapping[str, Path]) -> Iterator[None]:
 def run_suite(runtime, *, fast: bool = False, k: int = 3, overrides: Mapping[str, Path] | None = None,
               cases_path: Path | None = None, progress=None) -> SuiteReport:
     """The whole suite on ``runtime``'s dataset (plus the injected items) with its LLM."""
-    from recagent.agent.assistant import Assistant
+    from recagent.app.assistant import Assistant
     from recagent.prompts import load_template, template_names
 
     started = time.perf_counter()

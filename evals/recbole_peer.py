@@ -38,7 +38,7 @@ import numpy as np
 
 from recagent.catalog.errors import DataError, RecAgentError
 from recagent.catalog.model import Dataset
-from recagent.retrieval.scorer import History
+from recagent.protocol.scorer import History
 
 __all__ = [
     "RECBOLE_PEERS",

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from recagent.evals.runner import PROTOCOL, ModelResult
-from recagent.evals.split import LeaveOneOutSplit
+from recagent.protocol.ranking import PROTOCOL, ModelResult
+from recagent.protocol.split import LeaveOneOutSplit
 
 __all__ = ["build_report", "write_report"]
 

@@ -1,6 +1,6 @@
 """Re-ranking evaluation: retrieve the top-N with a base model, re-rank them, measure both.
 
-Same protocol as :mod:`recagent.evals.runner` (leave-one-out by time, full ranking, input
+Same protocol as :mod:`recagent.protocol.ranking` (leave-one-out by time, full ranking, input
 history masked). Re-ranking only reorders the top-N: a target inside it moves to its new
 position, a target outside keeps its base rank (> N), so Recall@N is the ceiling every
 strategy shares. Reported per strategy: the metrics, the re-ranking cost (ms per user), and,
@@ -17,10 +17,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recagent.agent.explanations import ExplanationWriter
-from recagent.evals.metrics import metrics_from_ranks
-from recagent.evals.runner import rank_targets
-from recagent.evals.split import LeaveOneOutSplit
-from recagent.retrieval.scorer import Scorer
+from recagent.protocol.metrics import metrics_from_ranks
+from recagent.protocol.ranking import rank_targets
+from recagent.protocol.split import LeaveOneOutSplit
+from recagent.protocol.scorer import Scorer
 from recagent.tools.candidates import Candidate
 from recagent.tools.explain import Explain
 from recagent.tools.rerank import Rerank

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recagent.catalog.model import Dataset
-from recagent.retrieval.scorer import History
+from recagent.protocol.scorer import History
 
 
 class ItemKNN:

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recagent.catalog.model import Dataset
-from recagent.evals.metrics import metrics_from_ranks
-from recagent.evals.split import LeaveOneOutSplit
+from recagent.protocol.metrics import metrics_from_ranks
+from recagent.protocol.split import LeaveOneOutSplit
 from recagent.retrieval.index import SearchHit
 from recagent.retrieval.retriever import SEARCH_MARGIN, PopularItems, Recommendation, with_evidence
-from recagent.retrieval.scorer import History, Scorer
+from recagent.protocol.scorer import History, Scorer
 
 __all__ = [
     "COLD_OFFSETS",
@@ -250,7 +250,7 @@ def tune_cold_offset(
     """Pick the cold items' offset that maximises validation ``metric``.
 
     ``fusion`` is fitted on ``split.train``; its cold items are those no training history
-    contains (a :class:`~recagent.evals.coldstart.ColdStartSplit` holds some out). The
+    contains (a :class:`~recagent.protocol.split.ColdStartSplit` holds some out). The
     metric is over all validation cases, warm and cold targets together, so what cold items
     gain is paid for with what warm ones lose. It is NDCG@50 by default: the retriever hands
     50 candidates on, and on ML-100K's cold split NDCG@10 only saw the cost (cold items

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from recagent.catalog.model import Dataset
-from recagent.retrieval.scorer import History
+from recagent.protocol.scorer import History
 
 
 class Popularity:

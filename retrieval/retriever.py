@@ -21,7 +21,7 @@ from recagent.prompts import render
 from recagent.retrieval.encoder import TextEncoder
 from recagent.retrieval.index import ItemIndex, SearchHit
 from recagent.retrieval.popularity import Popularity
-from recagent.retrieval.scorer import History
+from recagent.protocol.scorer import History
 from recagent.retrieval.text import history_text
 
 __all__ = [

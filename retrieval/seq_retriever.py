@@ -36,7 +36,7 @@ from recagent.retrieval.retriever import (
     Recommendation,
     with_evidence,
 )
-from recagent.retrieval.scorer import History
+from recagent.protocol.scorer import History
 from recagent.retrieval.seq_train import SeqScorer
 
 __all__ = ["SeqIndex", "SeqRetriever", "checkpoint_hash", "is_seqrec_checkpoint"]

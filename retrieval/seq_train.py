@@ -28,9 +28,9 @@ import torch
 from tqdm.auto import tqdm
 
 from recagent.catalog.model import Dataset
-from recagent.evals.runner import evaluate_scorer
-from recagent.evals.split import LeaveOneOutSplit
-from recagent.retrieval.scorer import History
+from recagent.protocol.ranking import evaluate_scorer
+from recagent.protocol.split import LeaveOneOutSplit
+from recagent.protocol.scorer import History
 from recagent.retrieval.seq_model import SeqConfig, SequenceRetriever
 
 __all__ = ["SeqScorer", "TrainConfig", "TrainResult", "train_seq_retriever", "train_sequences"]

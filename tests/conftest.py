@@ -78,7 +78,7 @@ def gemma(tmp_path_factory):
 
     Set RECAGENT_TEST_MODELS to a folder to reuse the converted checkpoint across runs.
     """
-    from recagent.agent.embedded_llm import EmbeddedLLM
+    from recagent.llm.embedded import EmbeddedLLM
 
     models = os.environ.get("RECAGENT_TEST_MODELS")
     return EmbeddedLLM(Path(models) if models else tmp_path_factory.mktemp("models"))

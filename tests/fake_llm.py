@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from recagent.agent.llm import LLMUnavailable, ScoredContinuation
+from recagent.llm.base import LLMUnavailable, ScoredContinuation
 
 
 class ScriptedLLM:

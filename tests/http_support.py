@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from recagent.agent.assistant import Assistant
-from recagent.agent.config import Settings
-from recagent.agent.http import create_app
-from recagent.agent.http.store import SessionStore
-from recagent.agent.runtime import Runtime
+from recagent.app.assistant import Assistant
+from recagent.app.settings import Settings
+from recagent.server import create_app
+from recagent.server.store import SessionStore
+from recagent.app.runtime import Runtime
 
 
 def tiny_assistant(home: Path, data: Path, encoder, llm=None, *, k: int = 3) -> Assistant:

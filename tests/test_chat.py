@@ -12,9 +12,9 @@ import pytest
 from fake_llm import ScriptedLLM
 from typer.testing import CliRunner
 
-from recagent.agent.assistant import Assistant
-from recagent.agent.chat import Chat, HelpView, HistoryView, Notice, Quit, TraceView, Why
-from recagent.agent.chat_input import (
+from recagent.app.assistant import Assistant
+from recagent.app.chat import Chat, HelpView, HistoryView, Notice, Quit, TraceView, Why
+from recagent.app.chat_input import (
     ChatInputError,
     Command,
     apply_filter,
@@ -22,10 +22,10 @@ from recagent.agent.chat_input import (
     parse_line,
     shown_number,
 )
-from recagent.agent.cli import app
-from recagent.agent.config import Settings
+from recagent.cli import app
+from recagent.app.settings import Settings
 from recagent.agent.pipeline import AgentAnswer
-from recagent.agent.runtime import Runtime
+from recagent.app.runtime import Runtime
 from recagent.tools.filter_items import Constraints
 
 runner = CliRunner(env={"COLUMNS": "200"})
@@ -306,7 +306,7 @@ def test_live_view_streams_prose_then_shows_the_checked_text(home, tiny_shop_dir
     faithfulness check is replaced by the evidence, in the live view and in the table."""
     from rich.console import Console
 
-    from recagent.agent.cli.chat import _LiveTurn, _render
+    from recagent.cli.chat import _LiveTurn, _render
 
     llm = ScriptedLLM(reply=lambda p: "You will love this one, it is great.")
     chat = Chat(make_assistant(home, tiny_shop_dir, llm, k=2), tiny_shop.users[0])

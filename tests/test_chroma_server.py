@@ -120,7 +120,7 @@ def test_embeddings_over_http_are_aligned(server_index, tiny_shop, encoder):
 
 
 def test_cli_index_and_recommend_against_the_server(server_index, server_url, tiny_shop_dir):
-    from recagent.agent.cli import app
+    from recagent.cli import app
 
     runner = CliRunner()
     built = runner.invoke(app, ["index", "--data", str(tiny_shop_dir), "--chroma-url", server_url])

@@ -7,7 +7,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from recagent.agent.cli import app
+from recagent.cli import app
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
@@ -93,7 +93,7 @@ def test_eval_rejects_unknown_model_and_stage(tiny_shop_dir):
 
 def test_importing_the_cli_loads_no_model_or_database():
     code = (
-        "import sys, recagent.agent.cli, recagent.retrieval.index, recagent.retrieval.retriever\n"
+        "import sys, recagent.cli, recagent.retrieval.index, recagent.retrieval.retriever\n"
         "heavy = [m for m in ('torch', 'sentence_transformers', 'chromadb', 'transformers')"
         " if m in sys.modules]\n"
         "assert not heavy, heavy\n"

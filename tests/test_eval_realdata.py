@@ -3,8 +3,8 @@
 import pytest
 
 from recagent.catalog.load import load_dataset
-from recagent.evals.runner import evaluate_scorer
-from recagent.evals.split import leave_one_out
+from recagent.protocol.ranking import evaluate_scorer
+from recagent.protocol.split import leave_one_out
 from recagent.retrieval.cooccurrence import ItemKNN
 from recagent.retrieval.popularity import Popularity
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from recagent.catalog import Dataset, Interaction, Item
-from recagent.evals.split import leave_one_out
+from recagent.protocol.split import leave_one_out
 from recagent.retrieval.fusion import FusionScorer, standardise, tune_fusion
 
 

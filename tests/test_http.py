@@ -12,7 +12,7 @@ from fake_llm import ScriptedLLM
 from fastapi.testclient import TestClient
 from http_support import sse_events, tiny_app, tiny_assistant
 
-from recagent.agent.http.logs import JsonFormatter
+from recagent.server.logs import JsonFormatter
 from recagent.catalog.errors import IndexUnavailable
 
 
@@ -304,8 +304,8 @@ def test_items_recommend_health_docs_and_the_page(client, tiny_shop):
 
 
 def test_readyz_after_start_up(assistant, tmp_path):
-    from recagent.agent.http import create_app
-    from recagent.agent.http.store import SessionStore
+    from recagent.server import create_app
+    from recagent.server.store import SessionStore
 
     app = create_app(assistant, store=SessionStore(f"sqlite:///{tmp_path}/s.db"))
     with TestClient(app) as client:  # the lifespan prepares: index check, models

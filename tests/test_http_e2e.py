@@ -44,7 +44,7 @@ def start_server(home: Path, db_url: str, log: Path, *, data: Path | None, llm: 
                  timeout: float = 240) -> Server:
     """``recagent serve`` in its own process; returns once /readyz says ready."""
     port = _free_port()
-    cmd = [sys.executable, "-m", "recagent.agent.cli", "serve", "--port", str(port), "--llm", llm,
+    cmd = [sys.executable, "-m", "recagent.cli", "serve", "--port", str(port), "--llm", llm,
            "--db-url", db_url]
     if data is not None:
         cmd += ["--data", str(data)]

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from recagent.agent.http.slots import ComputeSlots
-from recagent.agent.http.store import Event, SessionBusy, SessionNotFound, SessionStore
+from recagent.server.slots import ComputeSlots
+from recagent.server.store import Event, SessionBusy, SessionNotFound, SessionStore
 from recagent.agent.session import Session
 from recagent.catalog.model import Interaction
 from recagent.tools.filter_items import Constraints

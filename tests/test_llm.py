@@ -4,9 +4,10 @@ import time
 
 import pytest
 
-from recagent.agent.config import Settings
-from recagent.agent.llm import LLMUnavailable, make_llm, stream_until_stop
-from recagent.agent.vllm_llm import VLLMClient
+from recagent.app.settings import Settings
+from recagent.app.llm_backend import make_llm
+from recagent.llm.base import LLMUnavailable, stream_until_stop
+from recagent.llm.vllm_client import VLLMClient
 
 PROMPT = "A shopper bought: Trail Running Shoes, Running Socks.\nNext they bought:"
 CANDIDATES = [" Running Shorts", " Cast Iron Skillet, 12-inch", " Trail Running Shoes, blue"]
@@ -65,7 +66,7 @@ def test_stream_until_stop_stops_reading_at_the_stop():
 
 
 def test_embedded_checkpoint_is_converted_once(gemma):
-    from recagent.agent.embedded_llm import convert_gguf
+    from recagent.llm.embedded import convert_gguf
 
     path = gemma.checkpoint
     stamp = (path / "config.json").stat().st_mtime
@@ -94,7 +95,7 @@ def test_make_llm_from_settings(tmp_path):
 def test_vllm_server_refuses_a_port_in_use(tmp_path):
     import socket
 
-    from recagent.agent.vllm_server import VLLMServer
+    from recagent.llm.vllm_server import VLLMServer
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from recagent.evals.metrics import (
+from recagent.protocol.metrics import (
     coverage,
     metrics_from_ranks,
     ndcg_at_k,
@@ -13,7 +13,7 @@ from recagent.evals.metrics import (
     recall_at_k,
     reciprocal_rank,
 )
-from recagent.evals.runner import rank_targets
+from recagent.protocol.ranking import rank_targets
 
 
 def test_hand_computed_single_relevant():

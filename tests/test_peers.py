@@ -128,8 +128,8 @@ def test_rectools_transformers_score_the_given_sequences(name):
 def test_als_on_ml100k_beats_our_itemknn(real_data_dir):
     pytest.importorskip("implicit")
     from recagent.catalog.load import load_dataset
-    from recagent.evals.runner import evaluate_scorer
-    from recagent.evals.split import leave_one_out
+    from recagent.protocol.ranking import evaluate_scorer
+    from recagent.protocol.split import leave_one_out
 
     split = leave_one_out(load_dataset(real_data_dir / "ml-100k"))
     als = peer_scorer("als", split.dataset, **peers.TUNED["ml-100k"]["als"])

@@ -16,7 +16,7 @@ from fake_llm import ScriptedLLM
 from test_agent import toolbox
 from typer.testing import CliRunner
 
-from recagent.agent.cli import app
+from recagent.cli import app
 from recagent.agent.pipeline import PlanAgent
 from recagent.evals.prompt_suite import (
     BASELINE,

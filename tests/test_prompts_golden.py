@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from recagent.agent.cli import app
+from recagent.cli import app
 from recagent.evals.prompt_golden import (
     CASES,
     Template,

@@ -27,8 +27,8 @@ from recagent.evals.recbole_peer import (
     read_scores,
     write_atomic,
 )
-from recagent.evals.runner import evaluate_scorer
-from recagent.evals.split import leave_one_out
+from recagent.protocol.ranking import evaluate_scorer
+from recagent.protocol.split import leave_one_out
 
 
 def _dataset() -> Dataset:

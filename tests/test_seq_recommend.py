@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from recagent.agent.cli import app
-from recagent.agent.config import Settings
-from recagent.agent.runtime import Runtime
-from recagent.evals.split import leave_one_out
+from recagent.cli import app
+from recagent.app.settings import Settings
+from recagent.app.runtime import Runtime
+from recagent.protocol.split import leave_one_out
 from recagent.retrieval.index import open_chroma
 from recagent.retrieval.retriever import HistoryRetriever
 from recagent.retrieval.seq_model import SeqConfig

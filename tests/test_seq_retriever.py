@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recagent.catalog import Dataset, Interaction, Item
-from recagent.evals.split import leave_one_out
+from recagent.protocol.split import leave_one_out
 from recagent.retrieval.seq_model import SeqConfig, SequenceRetriever
 from recagent.retrieval.seq_train import (
     SeqScorer,

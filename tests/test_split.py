@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from recagent.catalog import Dataset, Interaction, Item
-from recagent.evals.runner import evaluate_scorer
-from recagent.evals.split import leave_one_out
+from recagent.protocol.ranking import evaluate_scorer
+from recagent.protocol.split import leave_one_out
 from recagent.retrieval.cooccurrence import ItemKNN
 from recagent.retrieval.popularity import Popularity
 

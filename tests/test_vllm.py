@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from recagent.agent.llm import LLMUnavailable
-from recagent.agent.vllm_llm import VLLMClient
-from recagent.agent.vllm_server import VLLMServer, free_port
+from recagent.llm.base import LLMUnavailable
+from recagent.llm.vllm_client import VLLMClient
+from recagent.llm.vllm_server import VLLMServer, free_port
 
 pytestmark = [pytest.mark.vllm, pytest.mark.integration]
 

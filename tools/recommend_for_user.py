@@ -9,7 +9,7 @@ import numpy as np
 
 from recagent.catalog.errors import ToolError
 from recagent.retrieval.retriever import Recommendation
-from recagent.retrieval.scorer import History
+from recagent.protocol.scorer import History
 from recagent.tools.candidates import Candidate
 
 __all__ = ["CandidateSource", "RecommendForUser"]

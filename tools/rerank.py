@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 
-from recagent.agent.llm import LLM
+from recagent.llm.base import LLM
 from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
 from recagent.prompts import render
 from recagent.retrieval.cooccurrence import ItemKNN
-from recagent.retrieval.scorer import History
+from recagent.protocol.scorer import History
 from recagent.tools.candidates import Candidate
 
 __all__ = ["STRATEGIES", "Rerank"]

@@ -1,3 +1,0 @@
-from recagent.agent.cli import app
-
-app()

@@ -1,0 +1,85 @@
+"""Builds the agent for one runtime: its tools, its LLM, and the turn loop that fits the LLM."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from recagent.app.llm_backend import make_llm
+from recagent.llm.base import LLM
+from recagent.agent.pipeline import PlanAgent
+from recagent.app.runtime import Runtime
+from recagent.agent.session import Session
+from recagent.agent.tool_agent import ToolAgent
+from recagent.catalog.errors import RecAgentError
+from recagent.tools import Explain, FilterItems, GetItem, RecommendForUser, Rerank, SearchItems
+from recagent.tools.toolbox import Toolbox
+
+__all__ = ["AGENTS", "Assistant"]
+
+AGENTS = ("auto", "plan", "tools")
+
+
+class Assistant:
+    """The runtime's dataset and retrieval, plus the LLM and the tools the agent uses."""
+
+    def __init__(self, runtime: Runtime, *, rerank: str = "retriever", k: int = 5) -> None:
+        self.runtime = runtime
+        self.rerank = rerank
+        self.k = k
+
+    @cached_property
+    def llm(self) -> LLM | None:
+        return make_llm(self.runtime.settings)
+
+    @cached_property
+    def recommender(self):
+        """The dataset's best retriever: fusion or seqrec when it has a trained checkpoint,
+        else the text one (see ``Runtime.recommender``)."""
+        return self.runtime.recommender("auto")
+
+    def prepare(self, *, show_progress: bool = True) -> None:
+        """Build or update the indexes the tools search (a hash check when they are current)."""
+        self.runtime.ensure_index(show_progress=show_progress)  # search_items, explain
+        self.runtime.prepare_recommender(self.recommender, show_progress=show_progress)
+
+    @cached_property
+    def tools(self) -> Toolbox:
+        rt = self.runtime
+        dataset = rt.dataset
+        return Toolbox(
+            search_items=SearchItems(dataset, rt.encoder, rt.index),
+            recommend_for_user=RecommendForUser(self.recommender),
+            filter_items=FilterItems(dataset),
+            rerank=Rerank(dataset, self.llm),
+            get_item=GetItem(dataset),
+            explain=Explain(dataset, rt.index.embeddings),
+        )
+
+    @cached_property
+    def agent(self) -> PlanAgent | ToolAgent:
+        """The fixed plan, or the LLM driving the tools (see ``Settings.agent``)."""
+        plan = PlanAgent(self.tools, self.llm, k=self.k, rerank=self.rerank)
+        mode = self.runtime.settings.agent
+        if mode not in AGENTS:
+            raise RecAgentError(f"agent must be one of {', '.join(AGENTS)}, not {mode!r}")
+        if mode == "plan" or self.llm is None:
+            return plan
+        if mode == "tools" and not hasattr(self.llm, "chat_model"):
+            raise RecAgentError(f"--agent tools needs an LLM that can call tools (vllm), "
+                                f"not {self.llm.name}")
+        if mode == "tools" or self.llm.can_call_tools:
+            return ToolAgent(plan, self.llm)
+        return plan
+
+    def feedback(self, session: Session, item_id: str, kind: str) -> None:
+        """Record a click, like, dislike or purchase of a catalog item in ``session``."""
+        self.runtime.dataset.item(item_id)  # UnknownItemError for an id the catalog lacks
+        session.feedback(item_id, kind)
+
+    def session(self, user_id: str | None) -> Session:
+        """A new conversation for a dataset user (their history) or a new user (none)."""
+        if user_id is None:
+            return Session(user_id=None)
+        dataset = self.runtime.dataset
+        resolved = dataset.resolve_user(user_id)
+        return Session(user_id=resolved, history=list(dataset.histories[resolved]))

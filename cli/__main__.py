@@ -1,0 +1,3 @@
+from recagent.cli import app
+
+app()

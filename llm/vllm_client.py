@@ -1,0 +1,188 @@
+"""The vLLM backend: any OpenAI-compatible vLLM server.
+
+- ``generate``, ``stream`` and ``score`` use the completions endpoint. Scoring sends the prompt followed by
+  each candidate as one batch with ``echo`` and ``logprobs``, so the server returns the
+  log-probability of every prompt token; the candidate's tokens are those whose text offset is
+  past the shared prompt. vLLM's prefix cache computes the shared prompt once.
+- ``chat_model()`` is a LangChain ``ChatOpenAI`` on the same server, for the tool-calling agent.
+
+Every call has a timeout and a bounded number of retries; a server that is down or answers
+with an error becomes :class:`LLMUnavailable` with the URL in the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+
+from recagent.llm.base import LLMUnavailable, ScoredContinuation, cut_at_stop, stream_until_stop
+
+__all__ = ["VLLMClient"]
+
+BASE_MODEL = "gemma-3-270m"  # the served name of the converted embedded checkpoint
+
+
+class VLLMClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 1,
+        can_call_tools: bool | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        if not self.base_url.endswith("/v1"):
+            self.base_url += "/v1"
+        self._model = model
+        self.api_key = api_key or "EMPTY"
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._can_call_tools = can_call_tools
+        self.structured_output = True  # JSON-schema guided decoding (generate_json)
+
+    @property
+    def name(self) -> str:
+        """For logs and answers; never asks the server (it may be down)."""
+        return f"vllm:{self._model or 'served model'}@{self.base_url}"
+
+    @property
+    def can_call_tools(self) -> bool:
+        """Whether the served model drives tools by itself. Unless told, every model but the
+        base Gemma this project converts (which never calls a tool unless forced) is assumed
+        to, and a server that cannot be reached is assumed not to."""
+        if self._can_call_tools is not None:
+            return self._can_call_tools
+        try:
+            return BASE_MODEL not in self.model
+        except LLMUnavailable:
+            return False
+
+    @cached_property
+    def client(self):
+        from openai import OpenAI
+
+        return OpenAI(
+            base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
+            max_retries=self.max_retries,
+        )
+
+    @cached_property
+    def model(self) -> str:
+        """The configured model name, or the first (usually only) model the server serves."""
+        if self._model:
+            return self._model
+        models = self._call(lambda: self.client.models.list().data)
+        if not models:
+            raise LLMUnavailable(f"the vLLM server at {self.base_url} serves no model")
+        return models[0].id
+
+    def _call(self, request):
+        import openai
+
+        try:
+            return request()
+        except openai.APIConnectionError as exc:
+            raise LLMUnavailable(
+                f"cannot reach the vLLM server at {self.base_url} ({exc.__class__.__name__}); "
+                "is it running? `recagent llm serve` starts one"
+            ) from None
+        except openai.APIStatusError as exc:
+            raise LLMUnavailable(
+                f"the vLLM server at {self.base_url} answered {exc.status_code}: {exc.message}"
+            ) from None
+        except openai.APITimeoutError:
+            raise LLMUnavailable(
+                f"the vLLM server at {self.base_url} did not answer within {self.timeout:g}s"
+            ) from None
+
+    def generate(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> str:
+        response = self._call(
+            lambda: self.client.completions.create(
+                model=self.model, prompt=prompt, max_tokens=max_tokens, temperature=0.0,
+                stop=list(stop) or None,
+            )
+        )
+        return cut_at_stop(response.choices[0].text, stop).strip()
+
+    def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> Iterator[str]:
+        """Server-sent completion chunks as they arrive; a broken stream is LLMUnavailable."""
+        import openai
+
+        chunks = self._call(
+            lambda: self.client.completions.create(
+                model=self.model, prompt=prompt, max_tokens=max_tokens, temperature=0.0,
+                stop=list(stop) or None, stream=True,
+            )
+        )
+
+        def pieces() -> Iterator[str]:
+            try:
+                for chunk in chunks:
+                    if chunk.choices and chunk.choices[0].text:
+                        yield chunk.choices[0].text
+            except (openai.APIError, OSError) as exc:
+                raise LLMUnavailable(
+                    f"the vLLM server at {self.base_url} broke off a stream ({exc.__class__.__name__})"
+                ) from None
+
+        return stream_until_stop(pieces(), stop)
+
+    def score(self, prompt: str, continuations: Sequence[str]) -> list[ScoredContinuation]:
+        if not continuations:
+            return []
+        response = self._call(
+            lambda: self.client.completions.create(
+                model=self.model,
+                prompt=[prompt + c for c in continuations],
+                max_tokens=1,
+                temperature=0.0,
+                echo=True,
+                logprobs=0,
+            )
+        )
+        choices = sorted(response.choices, key=lambda c: c.index)
+        out = []
+        for choice in choices:
+            lp = choice.logprobs
+            total, count = 0.0, 0
+            # The last token is the generated one (max_tokens=1): not part of the continuation.
+            for offset, value in zip(lp.text_offset[:-1], lp.token_logprobs[:-1], strict=True):
+                if offset >= len(prompt) and value is not None:
+                    total += value
+                    count += 1
+            out.append(ScoredContinuation(total, count))
+        return out
+
+    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256) -> object:
+        """A JSON value that follows ``schema`` (vLLM's guided decoding), from a chat turn
+        with ``prompt``; a reply that still does not parse is a ToolError."""
+        import json
+
+        from recagent.catalog.errors import ToolError
+
+        response = self._call(
+            lambda: self.client.chat.completions.create(
+                model=self.model, messages=[{"role": "user", "content": prompt}],
+                response_format={"type": "json_schema",
+                                 "json_schema": {"name": "answer", "schema": schema}},
+                max_tokens=max_tokens, temperature=0.0,
+            )
+        )
+        text = response.choices[0].message.content or ""
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ToolError(f"the LLM's JSON does not parse ({exc.msg}): {text[:80]!r}") from None
+
+    def chat_model(self, *, temperature: float = 0.0, max_tokens: int = 512):
+        """A LangChain chat model on this server (tool calls go through ``bind_tools``)."""
+        from langchain_openai import ChatOpenAI
+
+        return ChatOpenAI(
+            base_url=self.base_url, api_key=self.api_key, model=self.model,
+            timeout=self.timeout, max_retries=self.max_retries, temperature=temperature,
+            max_tokens=max_tokens,
+        )

@@ -1,0 +1,168 @@
+"""The FastAPI app: ``create_app(settings | assistant)`` wires the assistant, the session store
+and the compute slots into the routes, and adds request ids, logs, errors and the web page.
+
+Nothing heavy happens at import or in the factory: the models load in :meth:`Readiness.prepare`,
+which the app's start-up runs (``recagent serve`` runs it first, with progress on screen).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
+from starlette.concurrency import run_in_threadpool
+
+from recagent.app.assistant import Assistant
+from recagent.app.settings import Settings
+from recagent.server.conversations import Conversations
+from recagent.server.errors import install_error_handlers
+from recagent.server.logs import log
+from recagent.server.middleware import RequestContext
+from recagent.server.routes import get_conversations, router
+from recagent.server.schemas import HealthOut, ReadyOut
+from recagent.server.slots import ComputeSlots
+from recagent.server.store import SessionStore
+from recagent.llm.base import LLMUnavailable
+from recagent.app.runtime import Runtime
+
+__all__ = ["Readiness", "app_from_env", "create_app"]
+
+API_VERSION = "1"
+
+
+class Readiness:
+    """Whether this process can answer: models loaded, index complete, database reachable."""
+
+    def __init__(self, conversations: Conversations) -> None:
+        self.conversations = conversations
+        self.prepared = False
+        self.llm_problem: str | None = None
+
+    def prepare(self, *, show_progress: bool = False) -> None:
+        """Build or check the indexes, load the encoder and the LLM (idempotent)."""
+        started = time.perf_counter()
+        assistant = self.conversations.assistant
+        _ = assistant.runtime.dataset
+        assistant.prepare(show_progress=show_progress)
+        _ = assistant.runtime.encoder.model
+        self.llm_problem = _load_llm(assistant)
+        _ = assistant.agent
+        self._warm_up()
+        self.prepared = True
+        log.info("ready", extra={"fields": {"seconds": round(time.perf_counter() - started, 1),
+                                            "llm": self.llm_problem or "ok"}})
+
+    def _warm_up(self) -> None:
+        """One recommendation and one turn without the LLM on a throwaway session (not stored),
+        so the first request does not pay for the lazily loaded item vectors."""
+        conv = self.conversations
+        user = next(iter(conv.dataset.histories))
+        session = conv.assistant.session(user)
+        conv.assistant.recommender.recommend(session.history, 1)
+        conv.plain_agent.turn(session, "")
+
+    def checks(self) -> dict[str, str]:
+        conv = self.conversations
+        if not self.prepared:
+            return {"models": "not loaded yet"}
+        checks = {"models": "ok", "dataset": f"ok: {conv.dataset.name}, {len(conv.dataset.items)} items"}
+        problem = conv.index_problem()
+        checks["index"] = "ok" if problem is None else f"unavailable: {problem}"
+        llm = conv.assistant.llm
+        checks["llm"] = (f"degraded: {self.llm_problem}" if self.llm_problem
+                         else "ok: " + (llm.name if llm is not None else "none"))
+        try:
+            conv.store.ping()
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        return checks
+
+    def ready(self, checks: dict[str, str]) -> bool:
+        """The LLM is not required: without it the agent answers, flagged degraded."""
+        return all(v.startswith("ok") for k, v in checks.items() if k != "llm")
+
+
+def _load_llm(assistant: Assistant) -> str | None:
+    try:
+        llm = assistant.llm
+        if llm is not None and hasattr(llm, "model"):
+            _ = llm.model  # the embedded LLM loads (and on first use converts) its weights
+    except LLMUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def create_app(target: Settings | Assistant, *, store: SessionStore | None = None,
+               compute_slots: int = 1, prose_queue_limit: int | None = 2,
+               prepare: bool = True) -> FastAPI:
+    """The HTTP app over an assistant (or one built from ``settings``).
+
+    ``store`` defaults to the settings' database (``Settings.database_url``); ``prepare``
+    loads everything at start-up so that ``/readyz`` only says ready when it is.
+    ``prose_queue_limit``: a turn skips LLM prose when this many turns wait (None: never).
+    """
+    assistant = target if isinstance(target, Assistant) else Assistant(Runtime(target))
+    settings = assistant.runtime.settings
+    store = store or SessionStore(settings.database_url)
+    conversations = Conversations(assistant, store, ComputeSlots(compute_slots),
+                                  prose_queue_limit=prose_queue_limit)
+    readiness = Readiness(conversations)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if prepare:
+            await run_in_threadpool(readiness.prepare)
+        yield
+
+    app = FastAPIOffline(
+        title="recagent shopping assistant",
+        version=API_VERSION,
+        summary="Sessions, messages (JSON or server-sent events), feedback, items and "
+                "recommendations, each with its evidence and tool trace.",
+        lifespan=lifespan,
+    )
+    app.state.conversations = conversations
+    app.state.readiness = readiness
+    app.dependency_overrides[get_conversations] = lambda: conversations
+    app.include_router(router)
+    install_error_handlers(app)
+    app.add_middleware(RequestContext)
+
+    @app.get("/healthz", response_model=HealthOut, tags=["health"], summary="The process is up")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=ReadyOut, tags=["health"],
+             responses={503: {"model": ReadyOut}},
+             summary="Models loaded, index complete, database reachable (503 until then)")
+    def readyz() -> JSONResponse:
+        checks = readiness.checks()
+        ok = readiness.ready(checks)
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    page = files("recagent.server").joinpath("static/index.html")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page.read_text(encoding="utf-8"))
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app for ``uvicorn --factory`` worker processes: settings from ``RECAGENT_*``."""
+    import os
+
+    from recagent.server.logs import configure_logging
+
+    configure_logging()
+    slots = int(os.environ.get("RECAGENT_COMPUTE_SLOTS") or 1)
+    limit = int(os.environ.get("RECAGENT_PROSE_QUEUE_LIMIT") or 2)
+    return create_app(Settings.from_env(), compute_slots=slots,
+                      prose_queue_limit=limit if limit > 0 else None)

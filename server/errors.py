@@ -1,0 +1,61 @@
+"""Every error leaves the server as ``{"error": {"code", "message", "request_id"}}`` with a 4xx
+status, or a 500 that names the request id and nothing else (the traceback goes to the log)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from recagent.server.logs import request_id
+from recagent.server.store import SessionBusy, SessionNotFound
+from recagent.catalog.errors import RecAgentError, UnknownItemError, UnknownUserError
+
+__all__ = ["describe", "error_response", "install_error_handlers"]
+
+_KNOWN: list[tuple[type[Exception], int, str]] = [
+    (UnknownUserError, 404, "unknown_user"),
+    (UnknownItemError, 404, "unknown_item"),
+    (SessionNotFound, 404, "unknown_session"),
+    (SessionBusy, 409, "session_busy"),
+    (RecAgentError, 400, "bad_request"),
+]
+_NOT_AN_OBJECT = {"json_invalid", "model_attributes_type", "dict_type", "model_type"}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+def describe(exc: BaseException) -> tuple[int, str, str]:
+    """(status, code, message) of an error, for a response or a stream's ``error`` event."""
+    for kind, status, code in _KNOWN:
+        if isinstance(exc, kind):
+            return status, code, str(exc)
+    return 500, "internal_error", "internal error; the server log has the details under this request id"
+
+
+def error_response(status: int, code: str, message: str, **extra) -> JSONResponse:
+    body = {"code": code, "message": message, "request_id": request_id.get(), **extra}
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RecAgentError)
+    async def _recagent(_: Request, exc: RecAgentError) -> JSONResponse:
+        return error_response(*describe(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
+            for e in exc.errors()
+        ]
+        if any(e.get("type") in _NOT_AN_OBJECT for e in exc.errors()):
+            return error_response(400, "malformed_json", "the request body must be a JSON object",
+                                  details=problems)
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        return error_response(422, "validation_error", summary, details=problems)

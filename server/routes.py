@@ -1,0 +1,123 @@
+"""The ``/v1`` routes: sessions, messages (plain and streamed), feedback, items, recommend."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Path
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from recagent.app.answer_json import item_json, recommendations_json
+from recagent.server.conversations import Conversations
+from recagent.server.logs import request_id
+from recagent.server.schemas import (
+    AnswerOut,
+    FeedbackIn,
+    FeedbackOut,
+    ItemOut,
+    MessageIn,
+    RecommendIn,
+    RecommendOut,
+    SessionIn,
+    SessionOut,
+)
+from recagent.server.streaming import stream_turn, turn_body
+from recagent.agent.session import Session
+from recagent.tools.get_item import GetItem
+
+__all__ = ["get_conversations", "router"]
+
+router = APIRouter(prefix="/v1")
+
+
+def get_conversations() -> Conversations:
+    """Replaced by the app factory (``app.dependency_overrides``); tests may override it too."""
+    raise RuntimeError("no Conversations configured: build the app with create_app()")
+
+
+Chat = Annotated[Conversations, Depends(get_conversations)]
+SessionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def _session_out(session_id: str, dataset: str, session: Session, chat: Conversations) -> SessionOut:
+    items = chat.dataset.items
+    return SessionOut(
+        session_id=session_id, user_id=session.user_id, dataset=dataset, turns=session.turns,
+        history_length=len(session.history),
+        recent_history=[{"item_id": x.item_id, "title": items[x.item_id].title, "event": x.event}
+                        for x in session.history[-10:][::-1] if x.item_id in items],
+        constraints=session.constraints.describe(), shown=session.shown,
+        last_shown=session.last_shown, liked=session.liked, disliked=session.disliked,
+    )
+
+
+@router.post("/sessions", status_code=201, response_model=SessionOut, tags=["sessions"],
+             summary="Start a conversation for a dataset user (their history) or a new user")
+def create_session(chat: Chat, body: Annotated[SessionIn | None, Body()] = None) -> SessionOut:
+    session_id, session = chat.start((body or SessionIn()).user_id)
+    return _session_out(session_id, chat.dataset.name, session, chat)
+
+
+@router.get("/sessions/{session_id}", response_model=SessionOut, tags=["sessions"],
+            summary="A session's state: history, constraints, shown, liked and disliked items")
+def get_session(session_id: SessionId, chat: Chat) -> SessionOut:
+    stored = chat.get(session_id)
+    return _session_out(session_id, stored.dataset, stored.session, chat)
+
+
+@router.post("/sessions/{session_id}/messages", response_model=AnswerOut, tags=["messages"],
+             summary="Send a message; the answer has recommendations, explanations and the trace")
+def send_message(session_id: SessionId, body: MessageIn, chat: Chat) -> dict:
+    result = chat.turn(session_id, body.message, exclude_shown=body.exclude_shown,
+                       request_id=request_id.get())
+    return turn_body(result)
+
+
+@router.post(
+    "/sessions/{session_id}/messages/stream", tags=["messages"],
+    summary="Send a message and stream the turn as server-sent events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description":
+                     "Events: queued, tool_call, picked, prose, explained, then answer or error."}},
+)
+async def stream_message(session_id: SessionId, body: MessageIn, chat: Chat) -> StreamingResponse:
+    await run_in_threadpool(chat.get, session_id)  # a 404 before the stream starts
+    events = stream_turn(chat, session_id, body.message, exclude_shown=body.exclude_shown,
+                         request_id=request_id.get())
+    return StreamingResponse(events, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/sessions/{session_id}/feedback", status_code=201, response_model=FeedbackOut,
+             tags=["sessions"], summary="Record a click, like, dislike or purchase of an item")
+def send_feedback(session_id: SessionId, body: FeedbackIn, chat: Chat) -> FeedbackOut:
+    result = chat.feedback(session_id, body.item_id, body.kind, request_id=request_id.get())
+    s = result.session
+    return FeedbackOut(session_id=session_id, event_id=result.event_id, item_id=body.item_id,
+                       kind=body.kind, history_length=len(s.history), liked=s.liked,
+                       disliked=s.disliked)
+
+
+@router.get("/items/{item_id}", response_model=ItemOut, tags=["catalog"], summary="One catalog item")
+def get_item(item_id: Annotated[str, Path(min_length=1, max_length=200)], chat: Chat) -> dict:
+    chat.dataset.item(item_id)  # UnknownItemError -> 404
+    return item_json(GetItem(chat.dataset, description_chars=2000)(item_id))
+
+
+@router.post("/recommend", response_model=RecommendOut, tags=["catalog"],
+             summary="Recommendations for a user's history (or a session's), with evidence")
+def recommend(body: RecommendIn, chat: Chat) -> RecommendOut:
+    dataset = chat.dataset
+    if body.session_id is not None:
+        session = chat.get(body.session_id).session
+        user, history = session.user_id, session.history
+    else:
+        user = dataset.resolve_user(body.user_id)
+        history = dataset.histories[user]
+    result = chat.recommend(history, body.k)
+    payload = recommendations_json(user, dataset.name, result.retriever, result.recommendations)
+    for rec in payload["recommendations"]:  # what a card shows besides the title
+        item = dataset.items[rec["item_id"]]
+        rec.update(category=" > ".join(item.category), price=item.price)
+    return RecommendOut(**payload, degraded=result.degraded)
