@@ -91,7 +91,7 @@ class PlanAgent:
                            lambda: self.parser.parse(message, last_shown=session.last_shown),
                            lambda c: "; ".join(c.describe()) or "no constraints")
         parsed = parsed or Constraints()
-        if message.strip() and self.llm is not None and getattr(self.llm, "structured_output", False):
+        if message.strip() and self.llm is not None and self.llm.structured_output:
             try:
                 llm_parsed = trace.run(
                     "parse_constraints_llm", {"message": message},

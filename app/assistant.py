@@ -64,7 +64,7 @@ class Assistant:
             raise RecAgentError(f"agent must be one of {', '.join(AGENTS)}, not {mode!r}")
         if mode == "plan" or self.llm is None:
             return plan
-        if mode == "tools" and not hasattr(self.llm, "chat_model"):
+        if mode == "tools" and not self.llm.serves_chat:
             raise RecAgentError(f"--agent tools needs an LLM that can call tools (vllm), "
                                 f"not {self.llm.name}")
         if mode == "tools" or self.llm.can_call_tools:

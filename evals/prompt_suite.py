@@ -279,12 +279,10 @@ def _missing(parsed: Constraints, truth: Constraints) -> list[str]:
 
 def run_structured(llm, dataset: Dataset, cases: Sequence[dict]) -> list[CaseResult]:
     """The JSON constraint parse on a backend with structured output (else nothing to run)."""
-    if llm is None or not getattr(llm, "structured_output", False):
+    if llm is None or not llm.structured_output:
         return []
-    try:
-        from recagent.agent.constraints import ConstraintParser, parse_with_llm
-    except ImportError:  # the prompt and its parser are not in this checkout
-        return []
+    from recagent.agent.constraints import ConstraintParser, parse_with_llm
+
     parser = ConstraintParser(dataset)
     results = []
     for spec in cases:

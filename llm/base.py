@@ -1,18 +1,21 @@
-"""One interface over the LLM backends: the embedded Gemma on the CPU, or a vLLM server.
+"""One interface over the LLM backends: the embedded model on the CPU, or a vLLM server.
 
-The agent needs two things from a language model:
+Every capability a caller may use is declared on :class:`LLM`, so no caller probes a backend
+with ``hasattr``:
 
-- ``generate(prompt)``: a short greedy completion (explanation prose, a JSON constraint parse);
+- ``generate(prompt)``: a short greedy completion (explanation prose);
 - ``stream(prompt)``: the same completion, yielded piece by piece as it is decoded (the chat
   and the HTTP backend show the words as they come);
 - ``score(prompt, continuations)``: the log-likelihood of each continuation given one shared
-  prompt (re-ranking candidates by how likely the model finds them after the user's history).
+  prompt (re-ranking candidates by how likely the model finds them after the user's history);
+- ``generate_json(prompt, schema)``: a JSON value that matches ``schema``, decoded under the
+  schema's constraint; only where ``structured_output`` is true;
+- ``chat_model()``: a LangChain chat model that can be bound to tools; only where
+  ``serves_chat`` is true. ``can_call_tools`` says whether the model also calls tools unforced
+  (an instruct model; the agent then lets it drive the turn by default).
 
-A backend that can also call tools (an instruct model served by vLLM with a tool-call parser)
-exposes ``chat_model()``, a LangChain chat model; the embedded base model cannot, and the agent
-then runs its fixed plan instead. A backend with ``structured_output`` also has
-``generate_json(prompt, schema)`` (vLLM's JSON-schema guided decoding), which the agent uses to
-parse constraints next to its rules. Backends are built from the settings by
+A backend without a capability says so in its flag and raises :class:`LLMUnsupported` when the
+method is called anyway. Backends are built from the settings by
 :func:`recagent.app.llm_backend.make_llm`; heavy imports happen inside them, on first use.
 """
 
@@ -25,13 +28,18 @@ from typing import Protocol, runtime_checkable
 from recagent.catalog.errors import RecAgentError
 
 
-__all__ = ["BACKENDS", "LLM", "LLMUnavailable", "ScoredContinuation", "stream_until_stop"]
+__all__ = ["BACKENDS", "LLM", "LLMUnavailable", "LLMUnsupported", "ScoredContinuation",
+           "stream_until_stop"]
 
 BACKENDS = ("embedded", "vllm", "none")
 
 
 class LLMUnavailable(RecAgentError):
     """The language model cannot be reached or loaded; the agent answers without it."""
+
+
+class LLMUnsupported(RecAgentError):
+    """The backend lacks the capability asked for (its flag says so); a programming error."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,9 @@ class ScoredContinuation:
 @runtime_checkable
 class LLM(Protocol):
     name: str
-    can_call_tools: bool
-    structured_output: bool
+    serves_chat: bool  # chat_model() works
+    can_call_tools: bool  # the model calls tools by itself (implies serves_chat)
+    structured_output: bool  # generate_json() works
 
     def generate(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> str:
         """Greedy completion of ``prompt`` (without the prompt), cut at the first stop string."""
@@ -63,6 +72,14 @@ class LLM(Protocol):
 
     def score(self, prompt: str, continuations: Sequence[str]) -> list[ScoredContinuation]:
         """Log-likelihood of each continuation after ``prompt``; the prompt is computed once."""
+        ...
+
+    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256) -> object:
+        """A JSON value matching ``schema`` (constrained decoding); needs ``structured_output``."""
+        ...
+
+    def chat_model(self, *, temperature: float = 0.0, max_tokens: int = 512) -> object:
+        """A LangChain chat model that can be bound to tools; needs ``serves_chat``."""
         ...
 
 

@@ -23,7 +23,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recagent.llm.base import LLMUnavailable, ScoredContinuation, stream_until_stop
+from recagent.llm.base import LLMUnavailable, LLMUnsupported, ScoredContinuation, stream_until_stop
 
 if TYPE_CHECKING:
     import torch
@@ -97,6 +97,7 @@ def _force_bos(checkpoint: Path) -> None:
 class EmbeddedLLM:
     """Gemma-3 270M (a base model) in-process with transformers; bf16 where the CPU has it."""
 
+    serves_chat = False
     can_call_tools = False
     structured_output = False  # no guided decoding: a 270M base model's free JSON rarely parses
 
@@ -174,6 +175,12 @@ class EmbeddedLLM:
                 step = torch.tensor([[token]], device=self.device)
                 out = self.model(input_ids=step, past_key_values=out.past_key_values,
                                  use_cache=True, logits_to_keep=1)
+
+    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256) -> object:
+        raise LLMUnsupported(f"{self.name} has no constrained JSON decoding")
+
+    def chat_model(self, *, temperature: float = 0.0, max_tokens: int = 512) -> object:
+        raise LLMUnsupported(f"{self.name} cannot call tools")
 
     def score(
         self, prompt: str, continuations: Sequence[str], *, batch_size: int = 32

@@ -42,6 +42,7 @@ class VLLMClient:
         self.max_retries = max_retries
         self._can_call_tools = can_call_tools
         self.structured_output = True  # JSON-schema guided decoding (generate_json)
+        self.serves_chat = True  # chat_model(): an OpenAI-compatible chat endpoint
 
     @property
     def name(self) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from recagent.llm.base import LLMUnavailable, ScoredContinuation
+from recagent.llm.base import LLMUnavailable, LLMUnsupported, ScoredContinuation
 
 
 class ScriptedLLM:
     """Scores continuations with ``scorer(prompt, text)``; ``generate`` returns ``reply(prompt)``."""
 
+    serves_chat = False
     can_call_tools = False
     structured_output = False
     name = "scripted"
@@ -45,6 +46,12 @@ class ScriptedLLM:
         self._check()
         self.prompts.append(prompt)
         return [ScoredContinuation(self.scorer(prompt, c), 1) for c in continuations]
+
+    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256) -> object:
+        raise LLMUnsupported("the scripted LLM has no constrained JSON decoding")
+
+    def chat_model(self, *, temperature: float = 0.0, max_tokens: int = 512) -> object:
+        raise LLMUnsupported("the scripted LLM cannot call tools")
 
 
 def scripted_chat_model(*turns):

@@ -88,6 +88,7 @@ class JsonLLM:
     """An LLM with structured output that returns a fixed JSON value (or raises)."""
 
     name = "json"
+    serves_chat = False
     can_call_tools = False
     structured_output = True
 

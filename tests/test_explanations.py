@@ -41,6 +41,7 @@ def test_empty_short_or_off_item_prose_fails():
 
 
 class _Reply:
+    serves_chat = False
     can_call_tools = False
     name = "reply"
 
