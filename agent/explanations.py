@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
-from recagent.llm.base import LLM
 from recagent.catalog.model import Dataset
+from recagent.llm.base import LLM
 from recagent.prompts import render
 from recagent.tools.explain import ItemEvidence
 

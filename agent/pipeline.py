@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from recagent.agent.constraints import ConstraintParser, combine, parse_with_llm
 from recagent.agent.events import EventSink, Explained, Picked, ProseDelta
 from recagent.agent.explanations import ExplanationWriter
-from recagent.llm.base import LLM, LLMUnavailable
 from recagent.agent.session import Session
 from recagent.agent.turn import AgentAnswer, AgentRecommendation, ToolCall, Trace
+from recagent.llm.base import LLM, LLMUnavailable
 from recagent.prompts import render
 from recagent.tools.candidates import Candidate, merge
 from recagent.tools.filter_items import Constraints

@@ -22,11 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 from recagent.agent.events import EventSink
-from recagent.llm.base import LLM, LLMUnavailable
 from recagent.agent.pipeline import PlanAgent, Selection
 from recagent.agent.session import Session
 from recagent.agent.turn import AgentAnswer, ToolCall, Trace
 from recagent.catalog.errors import ToolError
+from recagent.llm.base import LLM, LLMUnavailable
 from recagent.prompts import render
 from recagent.tools import Candidate, Constraints
 from recagent.tools.filter_items import FilterItems

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from recagent.app.llm_backend import make_llm
-from recagent.llm.base import LLM
 from recagent.agent.pipeline import PlanAgent
-from recagent.app.runtime import Runtime
 from recagent.agent.session import Session
 from recagent.agent.tool_agent import ToolAgent
+from recagent.app.llm_backend import make_llm
+from recagent.app.runtime import Runtime
 from recagent.catalog.errors import RecAgentError
+from recagent.llm.base import LLM
 from recagent.tools import Explain, FilterItems, GetItem, RecommendForUser, Rerank, SearchItems
 from recagent.tools.toolbox import Toolbox
 

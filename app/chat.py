@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from recagent.agent.events import EventSink
+from recagent.agent.pipeline import AgentAnswer, AgentRecommendation, ToolCall
 from recagent.app.chat_input import (
     COMMANDS,
     ChatInputError,
@@ -33,8 +35,6 @@ from recagent.app.chat_input import (
     parse_line,
     shown_number,
 )
-from recagent.agent.events import EventSink
-from recagent.agent.pipeline import AgentAnswer, AgentRecommendation, ToolCall
 from recagent.catalog.errors import RecAgentError
 from recagent.catalog.model import Interaction
 from recagent.tools.filter_items import Constraints

@@ -15,12 +15,12 @@ from recagent.app.settings import Settings
 from recagent.catalog.errors import RecAgentError
 from recagent.catalog.load import load_dataset
 from recagent.catalog.model import Dataset
+from recagent.protocol.scorer import Scorer
 from recagent.retrieval.cooccurrence import ItemKNN
 from recagent.retrieval.encoder import TextEncoder
 from recagent.retrieval.index import BuildStats, ItemIndex, open_chroma
 from recagent.retrieval.popularity import Popularity
 from recagent.retrieval.retriever import HistoryRetriever
-from recagent.protocol.scorer import Scorer
 
 __all__ = ["RETRIEVERS", "SCORERS", "Runtime"]
 
@@ -152,8 +152,7 @@ class Runtime:
         ``fusion.json`` written before cold items had an offset keeps its variant and weight
         and gets one.
         """
-        from recagent.protocol.split import ColdStartSplit, cold_start_split
-        from recagent.protocol.split import leave_one_out
+        from recagent.protocol.split import ColdStartSplit, cold_start_split, leave_one_out
         from recagent.retrieval.fusion import FusionScorer, tune_cold_offset, tune_fusion
 
         directory = directory or self.model_dir("seqrec")

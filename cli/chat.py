@@ -171,8 +171,8 @@ class _LiveTurn:
 
 
 def _render(console: Console, outputs) -> bool:
-    from recagent.app import chat as c
     from recagent.agent.pipeline import AgentAnswer
+    from recagent.app import chat as c
 
     for o in outputs:
         if isinstance(o, c.Quit):

@@ -15,6 +15,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from recagent.app.settings import Settings
+from recagent.catalog.errors import RecAgentError
 from recagent.cli._common import (
     ChromaOpt,
     DataOpt,
@@ -27,8 +29,6 @@ from recagent.cli._common import (
     out,
     user_errors,
 )
-from recagent.app.settings import Settings
-from recagent.catalog.errors import RecAgentError
 
 eval_app = typer.Typer(
     help="Offline evaluation (leave-one-out by time, full ranking, Recall/NDCG/MRR@10/20/50); "
@@ -112,8 +112,8 @@ def evaluate(
 def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain_users, llm,
                      llm_url, encoder, chroma_url) -> None:
     from recagent.agent.explanations import ExplanationWriter
-    from recagent.evals.models import harness_scorer
     from recagent.app.llm_backend import make_llm
+    from recagent.evals.models import harness_scorer
     from recagent.evals.rerank_eval import evaluate_rerank
     from recagent.protocol.split import leave_one_out
     from recagent.tools import STRATEGIES, Explain, Rerank

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from recagent.cli._common import app, err, out, user_errors
 from recagent.app.settings import Settings
 from recagent.catalog.errors import RecAgentError
+from recagent.cli._common import app, err, out, user_errors
 
 llm_app = typer.Typer(help="The LLM: convert the embedded model, serve it with vLLM.",
                       no_args_is_help=True)

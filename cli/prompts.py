@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from recagent.cli._common import app, err, out, user_errors
 from recagent.catalog.errors import RecAgentError
+from recagent.cli._common import app, err, out, user_errors
 
 prompts_app = typer.Typer(help="Prompt templates: list, show, check and update their goldens.",
                           no_args_is_help=True)

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from recagent.app.settings import Settings
+from recagent.catalog.errors import RecAgentError
 from recagent.cli._common import (
     ChromaOpt,
     DataOpt,
@@ -22,8 +24,6 @@ from recagent.cli._common import (
     err,
     user_errors,
 )
-from recagent.app.settings import Settings
-from recagent.catalog.errors import RecAgentError
 
 
 @app.command()
@@ -51,10 +51,10 @@ def serve(
     import uvicorn
 
     from recagent.app.assistant import Assistant
+    from recagent.app.runtime import Runtime
+    from recagent.llm.base import BACKENDS
     from recagent.server.app import create_app
     from recagent.server.logs import configure_logging
-    from recagent.llm.base import BACKENDS
-    from recagent.app.runtime import Runtime
 
     with user_errors():
         settings = Settings.from_env().override(

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from recagent.catalog.errors import RecAgentError
 from recagent.cli._common import (
     ChromaOpt,
     DataOpt,
@@ -18,7 +19,6 @@ from recagent.cli._common import (
     out,
     user_errors,
 )
-from recagent.catalog.errors import RecAgentError
 
 
 @app.command("train-retriever")

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from recagent.app.assistant import Assistant
-from recagent.app.settings import Settings
 from recagent.app.runtime import Runtime
+from recagent.app.settings import Settings
 from recagent.evals.bench_spine import machine_info, maxrss_mb
 
 SCRIPT = ("", "something under $40", "more like #1")

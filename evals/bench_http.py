@@ -36,8 +36,8 @@ from typing import Any
 
 import httpx
 
-from recagent.server.store import SessionStore
 from recagent.catalog.load import load_dataset
+from recagent.server.store import SessionStore
 
 __all__ = ["main"]
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from recagent.app.settings import Settings
 from recagent.app.runtime import Runtime
+from recagent.app.settings import Settings
 from recagent.catalog.load import load_dataset
 from recagent.catalog.model import Dataset
 from recagent.protocol.ranking import evaluate_scorer

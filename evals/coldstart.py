@@ -16,16 +16,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from recagent.catalog.model import Dataset, Interaction
 from recagent.evals.models import harness_scorer
 from recagent.protocol.ranking import PROTOCOL, evaluate_scorer
-from recagent.protocol.split import ColdStartSplit, cold_start_split, hold_out_items
+from recagent.protocol.split import ColdStartSplit, cold_start_split
 
 if TYPE_CHECKING:
     from recagent.app.runtime import Runtime

@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 from recagent.agent.explanations import ExplanationWriter
 from recagent.protocol.metrics import metrics_from_ranks
 from recagent.protocol.ranking import rank_targets
-from recagent.protocol.split import LeaveOneOutSplit
 from recagent.protocol.scorer import Scorer
+from recagent.protocol.split import LeaveOneOutSplit
 from recagent.tools.candidates import Candidate
 from recagent.tools.explain import Explain
 from recagent.tools.rerank import Rerank

@@ -27,7 +27,6 @@ from typing import Protocol, runtime_checkable
 
 from recagent.catalog.errors import RecAgentError
 
-
 __all__ = ["BACKENDS", "LLM", "LLMUnavailable", "LLMUnsupported", "ScoredContinuation",
            "stream_until_stop"]
 

@@ -16,8 +16,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recagent.protocol.metrics import metrics_from_ranks
-from recagent.protocol.split import LeaveOneOutSplit
 from recagent.protocol.scorer import History, Scorer
+from recagent.protocol.split import LeaveOneOutSplit
 
 __all__ = ["ModelResult", "evaluate_scorer", "rank_targets"]
 

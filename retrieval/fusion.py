@@ -24,10 +24,10 @@ import numpy as np
 
 from recagent.catalog.model import Dataset
 from recagent.protocol.metrics import metrics_from_ranks
+from recagent.protocol.scorer import History, Scorer
 from recagent.protocol.split import LeaveOneOutSplit
 from recagent.retrieval.index import SearchHit
 from recagent.retrieval.retriever import SEARCH_MARGIN, PopularItems, Recommendation, with_evidence
-from recagent.protocol.scorer import History, Scorer
 
 __all__ = [
     "COLD_OFFSETS",

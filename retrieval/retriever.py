@@ -18,10 +18,10 @@ import numpy as np
 
 from recagent.catalog.model import Dataset
 from recagent.prompts import render
+from recagent.protocol.scorer import History
 from recagent.retrieval.encoder import TextEncoder
 from recagent.retrieval.index import ItemIndex, SearchHit
 from recagent.retrieval.popularity import Popularity
-from recagent.protocol.scorer import History
 from recagent.retrieval.text import history_text
 
 __all__ = [

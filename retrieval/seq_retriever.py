@@ -22,6 +22,7 @@ import numpy as np
 
 from recagent.catalog.errors import IndexUnavailable
 from recagent.catalog.model import Dataset
+from recagent.protocol.scorer import History
 from recagent.retrieval.index import (
     BuildStats,
     ItemIndex,
@@ -36,7 +37,6 @@ from recagent.retrieval.retriever import (
     Recommendation,
     with_evidence,
 )
-from recagent.protocol.scorer import History
 from recagent.retrieval.seq_train import SeqScorer
 
 __all__ = ["SeqIndex", "SeqRetriever", "checkpoint_hash", "is_seqrec_checkpoint"]

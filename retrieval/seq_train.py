@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 from recagent.catalog.model import Dataset
 from recagent.protocol.ranking import evaluate_scorer
-from recagent.protocol.split import LeaveOneOutSplit
 from recagent.protocol.scorer import History
+from recagent.protocol.split import LeaveOneOutSplit
 from recagent.retrieval.seq_model import SeqConfig, SequenceRetriever
 
 __all__ = ["SeqScorer", "TrainConfig", "TrainResult", "train_seq_retriever", "train_sequences"]

@@ -18,7 +18,9 @@ from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from recagent.app.assistant import Assistant
+from recagent.app.runtime import Runtime
 from recagent.app.settings import Settings
+from recagent.llm.base import LLMUnavailable
 from recagent.server.conversations import Conversations
 from recagent.server.errors import install_error_handlers
 from recagent.server.logs import log
@@ -27,8 +29,6 @@ from recagent.server.routes import get_conversations, router
 from recagent.server.schemas import HealthOut, ReadyOut
 from recagent.server.slots import ComputeSlots
 from recagent.server.store import SessionStore
-from recagent.llm.base import LLMUnavailable
-from recagent.app.runtime import Runtime
 
 __all__ = ["Readiness", "app_from_env", "create_app"]
 

@@ -20,15 +20,15 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
+from recagent.agent.pipeline import PlanAgent
+from recagent.agent.session import Session
 from recagent.app.answer_json import answer_json
 from recagent.app.assistant import Assistant
 from recagent.app.fallback import IndexFreeAnswers
+from recagent.catalog.errors import IndexUnavailable
+from recagent.llm.base import LLMUnavailable
 from recagent.server.slots import ComputeSlots
 from recagent.server.store import Event, SessionNotFound, SessionStore, StoredSession
-from recagent.llm.base import LLMUnavailable
-from recagent.agent.pipeline import PlanAgent
-from recagent.agent.session import Session
-from recagent.catalog.errors import IndexUnavailable
 
 __all__ = ["Conversations", "Queued", "TurnResult"]
 

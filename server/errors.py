@@ -8,9 +8,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from recagent.catalog.errors import RecAgentError, UnknownItemError, UnknownUserError
 from recagent.server.logs import request_id
 from recagent.server.store import SessionBusy, SessionNotFound
-from recagent.catalog.errors import RecAgentError, UnknownItemError, UnknownUserError
 
 __all__ = ["describe", "error_response", "install_error_handlers"]
 

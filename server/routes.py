@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Path
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from recagent.agent.session import Session
 from recagent.app.answer_json import item_json, recommendations_json
 from recagent.server.conversations import Conversations
 from recagent.server.logs import request_id
@@ -23,7 +24,6 @@ from recagent.server.schemas import (
     SessionOut,
 )
 from recagent.server.streaming import stream_turn, turn_body
-from recagent.agent.session import Session
 from recagent.tools.get_item import GetItem
 
 __all__ = ["get_conversations", "router"]

@@ -15,12 +15,12 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
-from recagent.app.answer_json import item_json, tool_call_json
 from recagent.agent.events import Explained, Picked, ProseDelta
+from recagent.agent.pipeline import ToolCall
+from recagent.app.answer_json import item_json, tool_call_json
 from recagent.server.conversations import Conversations, Queued, TurnResult
 from recagent.server.errors import describe
 from recagent.server.logs import log
-from recagent.agent.pipeline import ToolCall
 
 __all__ = ["event_json", "sse", "stream_turn", "turn_body"]
 

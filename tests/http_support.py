@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 from recagent.app.assistant import Assistant
+from recagent.app.runtime import Runtime
 from recagent.app.settings import Settings
 from recagent.server import create_app
 from recagent.server.store import SessionStore
-from recagent.app.runtime import Runtime
 
 
 def tiny_assistant(home: Path, data: Path, encoder, llm=None, *, k: int = 3) -> Assistant:

@@ -18,8 +18,8 @@ def test_percentile_interpolates_between_ranks():
 
 def test_time_turns_runs_the_scripted_conversations(tiny_shop_dir, tmp_path):
     from recagent.app.assistant import Assistant
-    from recagent.app.settings import Settings
     from recagent.app.runtime import Runtime
+    from recagent.app.settings import Settings
 
     assistant = Assistant(Runtime(Settings(home=tmp_path, data=tiny_shop_dir, llm="none")), k=3)
     assistant.prepare(show_progress=False)

@@ -12,6 +12,7 @@ import pytest
 from fake_llm import ScriptedLLM
 from typer.testing import CliRunner
 
+from recagent.agent.pipeline import AgentAnswer
 from recagent.app.assistant import Assistant
 from recagent.app.chat import Chat, HelpView, HistoryView, Notice, Quit, TraceView, Why
 from recagent.app.chat_input import (
@@ -22,10 +23,9 @@ from recagent.app.chat_input import (
     parse_line,
     shown_number,
 )
-from recagent.cli import app
-from recagent.app.settings import Settings
-from recagent.agent.pipeline import AgentAnswer
 from recagent.app.runtime import Runtime
+from recagent.app.settings import Settings
+from recagent.cli import app
 from recagent.tools.filter_items import Constraints
 
 runner = CliRunner(env={"COLUMNS": "200"})

@@ -10,10 +10,10 @@ from fake_llm import ScriptedLLM
 from test_agent import toolbox
 from typer.testing import CliRunner
 
-from recagent.cli import app
 from recagent.agent.constraints import ConstraintParser
 from recagent.agent.pipeline import PlanAgent
 from recagent.catalog.model import Item
+from recagent.cli import app
 from recagent.evals.conversation import (
     Conversation,
     Turn,

@@ -5,9 +5,8 @@ import pytest
 import torch
 
 from recagent.evals.coldstart import run_cold_start
-from recagent.protocol.split import cold_start_split, hold_out_items
 from recagent.protocol.ranking import evaluate_scorer
-from recagent.protocol.split import leave_one_out
+from recagent.protocol.split import cold_start_split, hold_out_items, leave_one_out
 from recagent.retrieval.cooccurrence import ItemKNN
 from recagent.retrieval.seq_model import SeqConfig
 from recagent.retrieval.seq_train import TrainConfig, train_seq_retriever, train_sequences
@@ -60,8 +59,8 @@ def test_item_knn_fit_on_the_cold_split_puts_cold_items_at_its_floor(tiny_shop):
 
 
 def test_run_cold_start_reports_only_cold_cases(tiny_shop_dir, tmp_path):
-    from recagent.app.settings import Settings
     from recagent.app.runtime import Runtime
+    from recagent.app.settings import Settings
 
     rt = Runtime(Settings(home=tmp_path, data=tiny_shop_dir))
     report = run_cold_start(rt, ["popularity", "itemknn"], fraction=0.1, seed=0)

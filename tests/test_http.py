@@ -12,8 +12,8 @@ from fake_llm import ScriptedLLM
 from fastapi.testclient import TestClient
 from http_support import sse_events, tiny_app, tiny_assistant
 
-from recagent.server.logs import JsonFormatter
 from recagent.catalog.errors import IndexUnavailable
+from recagent.server.logs import JsonFormatter
 
 
 @pytest.fixture(scope="module")

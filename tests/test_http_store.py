@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from recagent.server.slots import ComputeSlots
-from recagent.server.store import Event, SessionBusy, SessionNotFound, SessionStore
 from recagent.agent.session import Session
 from recagent.catalog.model import Interaction
+from recagent.server.slots import ComputeSlots
+from recagent.server.store import Event, SessionBusy, SessionNotFound, SessionStore
 from recagent.tools.filter_items import Constraints
 
 

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from recagent.app.settings import Settings
 from recagent.app.llm_backend import make_llm
+from recagent.app.settings import Settings
 from recagent.llm.base import LLMUnavailable, stream_until_stop
 from recagent.llm.vllm_client import VLLMClient
 

@@ -16,8 +16,8 @@ from fake_llm import ScriptedLLM
 from test_agent import toolbox
 from typer.testing import CliRunner
 
-from recagent.cli import app
 from recagent.agent.pipeline import PlanAgent
+from recagent.cli import app
 from recagent.evals.prompt_suite import (
     BASELINE,
     INJECTED_BRAND,

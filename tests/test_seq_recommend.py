@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from recagent.cli import app
-from recagent.app.settings import Settings
 from recagent.app.runtime import Runtime
+from recagent.app.settings import Settings
+from recagent.cli import app
 from recagent.protocol.split import leave_one_out
 from recagent.retrieval.index import open_chroma
 from recagent.retrieval.retriever import HistoryRetriever

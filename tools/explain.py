@@ -16,8 +16,8 @@ import numpy as np
 
 from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
-from recagent.retrieval.retriever import Evidence, closest_in_history
 from recagent.protocol.scorer import History
+from recagent.retrieval.retriever import Evidence, closest_in_history
 from recagent.tools.candidates import Candidate
 from recagent.tools.filter_items import Constraints
 

@@ -8,8 +8,8 @@ from typing import Protocol
 import numpy as np
 
 from recagent.catalog.errors import ToolError
-from recagent.retrieval.retriever import Recommendation
 from recagent.protocol.scorer import History
+from recagent.retrieval.retriever import Recommendation
 from recagent.tools.candidates import Candidate
 
 __all__ = ["CandidateSource", "RecommendForUser"]

@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 
-from recagent.llm.base import LLM
 from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
+from recagent.llm.base import LLM
 from recagent.prompts import render
-from recagent.retrieval.cooccurrence import ItemKNN
 from recagent.protocol.scorer import History
+from recagent.retrieval.cooccurrence import ItemKNN
 from recagent.tools.candidates import Candidate
 
 __all__ = ["STRATEGIES", "Rerank"]
