@@ -1,15 +1,15 @@
 """What a turn reports while it runs, for front ends that show progress as it happens.
 
-``PlanAgent.turn(..., on_event=callback)`` calls ``callback`` with, in order:
+``TurnRunner.turn(..., on_event=callback)`` calls ``callback`` with, in order:
 
-- :class:`~recagent.agent.pipeline.ToolCall` after each tool call (the trace, live);
+- :class:`~recagent.agent.turn.ToolCall` after each tool call (the trace, live);
 - :class:`Picked` once the items of the answer are chosen (before any prose is written);
 - :class:`ProseDelta` for each piece of an explanation the LLM is writing, as it is decoded;
 - :class:`Explained` when an item's explanation is final: the checked prose, or the evidence
   rendering that replaces prose which failed the faithfulness check (a front end that showed
   the streamed words must then show this text instead).
 
-The turn still returns the whole :class:`~recagent.agent.pipeline.AgentAnswer`; events are a
+The turn still returns the whole :class:`~recagent.agent.turn.AgentAnswer`; events are a
 view of the same work, never a different result.
 """
 

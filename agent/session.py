@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from recagent.catalog.errors import RecAgentError
 from recagent.catalog.model import Interaction
-from recagent.tools.filter_items import Constraints
+from recagent.tools.constraints import Constraints
 
 __all__ = ["FEEDBACK", "Session"]
 
@@ -68,9 +68,13 @@ class Session:
         last = self.last_shown
         return last[number - 1] if 1 <= number <= len(last) else None
 
-    def record_shown(self, item_ids: list[str]) -> None:
-        self.last_shown = list(item_ids)
-        self.shown.extend(i for i in item_ids if i not in self.shown)
+    def answered(self, constraints: Constraints, item_ids: list[str]) -> Session:
+        """The session after a turn that answered ``constraints`` with ``item_ids`` (a copy:
+        this one is left as it is)."""
+        return replace(self, constraints=constraints, last_shown=list(item_ids),
+                       shown=[*self.shown, *(i for i in dict.fromkeys(item_ids) if i not in self.shown)],
+                       history=list(self.history), liked=list(self.liked),
+                       disliked=list(self.disliked), turns=self.turns + 1)
 
     def feedback(self, item_id: str, kind: str, *, timestamp: float | None = None) -> None:
         """Record feedback on an item (the caller checks that the catalog has it).

@@ -1,5 +1,6 @@
-"""What one agent turn produces, whichever agent runs it: the answer, its recommendations,
-and the trace of tool calls (each also reported live to ``on_event``)."""
+"""What one agent turn produces, whichever picker chose its items: the answer, its
+recommendations, the trace of tool calls (each also reported live to ``on_event``), and the
+session as it is after the turn."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from recagent.catalog.errors import ToolError
 if TYPE_CHECKING:
     from recagent.agent.events import EventSink
     from recagent.agent.explanations import Explanation
+    from recagent.agent.session import Session
     from recagent.tools.explain import ItemEvidence
     from recagent.tools.filter_items import Constraints
     from recagent.tools.get_item import ItemFacts
@@ -47,6 +49,7 @@ class AgentAnswer:
     recommendations: list[AgentRecommendation]
     trace: list[ToolCall]
     constraints: Constraints
+    session: Session  # the conversation after this turn (the one passed in is unchanged)
     degraded: list[str] = field(default_factory=list)
     llm: str | None = None
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from recagent.agent.pipeline import PlanAgent
+from recagent.agent.agents import index_free_agent, llm_agent, plan_agent
+from recagent.agent.runner import TurnRunner
 from recagent.agent.session import Session
-from recagent.agent.tool_agent import ToolAgent
 from recagent.app.llm_backend import make_llm
 from recagent.app.runtime import Runtime
 from recagent.catalog.errors import RecAgentError
 from recagent.llm.base import LLM
-from recagent.tools import Explain, FilterItems, GetItem, RecommendForUser, Rerank, SearchItems
+from recagent.tools.base import ToolParts
 from recagent.tools.toolbox import Toolbox
 
 __all__ = ["AGENTS", "Assistant"]
@@ -45,31 +45,34 @@ class Assistant:
     @cached_property
     def tools(self) -> Toolbox:
         rt = self.runtime
-        dataset = rt.dataset
-        return Toolbox(
-            search_items=SearchItems(dataset, rt.encoder, rt.index),
-            recommend_for_user=RecommendForUser(self.recommender),
-            filter_items=FilterItems(dataset),
-            rerank=Rerank(dataset, self.llm),
-            get_item=GetItem(dataset),
-            explain=Explain(dataset, rt.index.embeddings),
-        )
+        return Toolbox.build(ToolParts(rt.dataset, rt.encoder, rt.index, self.recommender,
+                                       rt.index.embeddings, self.llm))
 
     @cached_property
-    def agent(self) -> PlanAgent | ToolAgent:
+    def agent(self) -> TurnRunner:
         """The fixed plan, or the LLM driving the tools (see ``Settings.agent``)."""
-        plan = PlanAgent(self.tools, self.llm, k=self.k, rerank=self.rerank)
         mode = self.runtime.settings.agent
         if mode not in AGENTS:
             raise RecAgentError(f"agent must be one of {', '.join(AGENTS)}, not {mode!r}")
-        if mode == "plan" or self.llm is None:
-            return plan
-        if mode == "tools" and not self.llm.serves_chat:
+        llm = self.llm
+        if mode == "plan" or llm is None:
+            return plan_agent(self.tools, llm, k=self.k, rerank=self.rerank)
+        if mode == "tools" and not llm.serves_chat:
             raise RecAgentError(f"--agent tools needs an LLM that can call tools (vllm), "
-                                f"not {self.llm.name}")
-        if mode == "tools" or self.llm.can_call_tools:
-            return ToolAgent(plan, self.llm)
-        return plan
+                                f"not {llm.name}")
+        if mode == "tools" or llm.can_call_tools:
+            return llm_agent(self.tools, llm, k=self.k, rerank=self.rerank)
+        return plan_agent(self.tools, llm, k=self.k, rerank=self.rerank)
+
+    @cached_property
+    def plain_agent(self) -> TurnRunner:
+        """The fixed plan with no LLM: what a turn runs when the LLM would take too long."""
+        return plan_agent(self.tools, None, k=self.k, rerank=self.rerank)
+
+    @cached_property
+    def index_free_agent(self) -> TurnRunner:
+        """Popular items under the request's constraints: the answer when the index is down."""
+        return index_free_agent(self.runtime.dataset, k=self.k)
 
     def feedback(self, session: Session, item_id: str, kind: str) -> None:
         """Record a click, like, dislike or purchase of a catalog item in ``session``."""

@@ -1,10 +1,13 @@
-"""The chat's logic, with no terminal in it: each line is a slash command or a message.
+"""The conversation service both front ends use (the terminal chat and the HTTP backend):
+each line is a slash command or a message, with no terminal or HTTP in it.
 
 :class:`Chat` holds one conversation (a :class:`~recagent.agent.session.Session` and the
 :class:`~recagent.app.assistant.Assistant` that answers in it). :meth:`Chat.handle` applies a
 line and returns what happened as plain objects (:class:`Notice`, an
-:class:`~recagent.agent.pipeline.AgentAnswer`, :class:`Why`, :class:`HistoryView`,
+:class:`~recagent.agent.turn.AgentAnswer`, :class:`Why`, :class:`HistoryView`,
 :class:`TraceView`, :class:`HelpView`, :class:`Quit`); a front end decides how they look.
+The HTTP backend resumes a stored session with :meth:`Chat.resume` and passes its own
+``answer`` function (load shedding, the index-free fallback).
 
 - Feedback and filters act at once: ``/like N``, ``/dislike N``, ``/filter ...`` and
   ``/forget N`` change the session and answer again, so the change shows in the next picks.
@@ -21,10 +24,12 @@ What a typed line means (commands, the ``/filter`` grammar, "I bought ...") is i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from recagent.agent.events import EventSink
-from recagent.agent.pipeline import AgentAnswer, AgentRecommendation, ToolCall
+from recagent.agent.session import Session
+from recagent.agent.turn import AgentAnswer, AgentRecommendation, ToolCall
 from recagent.app.chat_input import (
     COMMANDS,
     ChatInputError,
@@ -93,6 +98,8 @@ def _no_such_item(number: int, count: int) -> str:
 
 
 Output = Notice | AgentAnswer | Why | HistoryView | TraceView | HelpView | Quit
+# How a turn is answered: (session, message, exclude_shown=, again=, on_event=) -> AgentAnswer.
+Answerer = Callable[..., AgentAnswer]
 
 
 class Chat:
@@ -102,17 +109,34 @@ class Chat:
     ("I bought a tripod") is taken to be that catalog item.
     """
 
-    def __init__(self, assistant, user_id: str | None = None, *, match_threshold: float = 0.4) -> None:
+    def __init__(self, assistant, user_id: str | None = None, *, match_threshold: float = 0.4,
+                 answer: Answerer | None = None) -> None:
         self.assistant = assistant
         self.user_id = user_id
         self.match_threshold = match_threshold
+        self._answerer = answer
         self._catalog_names: tuple[dict[str, str], dict[str, str]] | None = None
         self._start()
+
+    @classmethod
+    def resume(cls, assistant, session: Session, *, answer: Answerer | None = None,
+               match_threshold: float = 0.4) -> Chat:
+        """The conversation of a stored ``session`` (its last answer is not kept: ``/why`` and
+        ``/trace`` then say so; the HTTP client has that answer already)."""
+        chat = cls(assistant, session.user_id, match_threshold=match_threshold, answer=answer)
+        chat.session = session
+        return chat
 
     def _start(self) -> None:
         self.session = self.assistant.session(self.user_id)
         self.last: AgentAnswer | None = None
-        self._own = list(self.session.history)  # the user's history before this chat
+
+    def _own(self) -> set[tuple[str, float]]:
+        """The user's history before this chat (the dataset's), as (item, time) pairs."""
+        if self.session.user_id is None:
+            return set()
+        own = self.assistant.runtime.dataset.histories.get(self.session.user_id, [])
+        return {(x.item_id, x.timestamp) for x in own}
 
     def greeting(self) -> Notice:
         n = len(self.session.history)
@@ -121,10 +145,14 @@ class Chat:
                "New user, no history yet (tell me what you have: \"I just bought a DSLR\").")
         return Notice(f"{who} Ask for something, or type /help.")
 
-    def handle(self, line: str, on_event: EventSink | None = None) -> list[Output]:
-        """Apply one line; ``on_event`` sees the progress of any turn it runs."""
+    def handle(self, line: str, on_event: EventSink | None = None, *,
+               exclude_shown: bool = False) -> list[Output]:
+        """Apply one line; ``on_event`` sees the progress of any turn it runs, and
+        ``exclude_shown`` makes a message's answer leave out what was shown (as /more does)."""
         try:
             command = parse_line(line)
+            if command.name == "say":
+                return self._do_say(command, on_event, exclude_shown=exclude_shown)
             return getattr(self, f"_do_{command.name}")(command, on_event)
         except RecAgentError as exc:
             return [Notice(str(exc), "error")]
@@ -133,8 +161,10 @@ class Chat:
 
     def _answer(self, message: str, on_event, *, exclude_shown: bool = False,
                 again: bool = False) -> AgentAnswer:
-        self.last = self.assistant.agent.turn(self.session, message, exclude_shown=exclude_shown,
-                                              again=again, on_event=on_event)
+        answer = self._answerer or self.assistant.agent.turn
+        self.last = answer(self.session, message, exclude_shown=exclude_shown, again=again,
+                           on_event=on_event)
+        self.session = self.last.session
         return self.last
 
     def _again(self, on_event, **kw) -> AgentAnswer:
@@ -163,7 +193,7 @@ class Chat:
 
     # -- commands
 
-    def _do_say(self, command: Command, on_event) -> list[Output]:
+    def _do_say(self, command: Command, on_event, *, exclude_shown: bool = False) -> list[Output]:
         phrases, rest = owned_phrases(command.text)
         notes = [self._add_owned(p) for p in phrases]
         added = [n for n in notes if isinstance(n, str)]
@@ -172,7 +202,8 @@ class Chat:
                 number = len(added) - added.index(note)
                 notes[i] = Notice(f"Added to your history: {self._title(note)} ({note}). "
                                   f"Not it? /forget {number} removes it.", "ok")
-        return [*notes, self._answer(rest if phrases else command.text, on_event)]
+        return [*notes, self._answer(rest if phrases else command.text, on_event,
+                                     exclude_shown=exclude_shown)]
 
     def _add_owned(self, phrase: str) -> Notice | str:
         """The id of the catalog item ``phrase`` names, now in the history, or why not."""
@@ -189,7 +220,7 @@ class Chat:
         return item_id
 
     def _do_more(self, command: Command, on_event) -> list[Output]:
-        if self.last is None:
+        if not self.session.shown:
             raise ChatInputError("nothing is shown yet: ask for something first")
         return [self._again(on_event, exclude_shown=True)]
 
@@ -232,10 +263,11 @@ class Chat:
         return [self.history()]
 
     def history(self) -> HistoryView:
-        own = {id(x) for x in self._own}
+        own = self._own()
         items = self.assistant.runtime.dataset.items
         newest_first = list(reversed(self.session.history))
-        entries = [HistoryEntry(n, x.item_id, items[x.item_id].title, x.event, id(x) not in own)
+        entries = [HistoryEntry(n, x.item_id, items[x.item_id].title, x.event,
+                                (x.item_id, x.timestamp) not in own)
                    for n, x in enumerate(newest_first, 1)]
         return HistoryView(entries, list(self.session.liked), list(self.session.disliked),
                            self.session.constraints)
@@ -248,7 +280,7 @@ class Chat:
         gone: Interaction = history.pop(len(history) - command.number)
         self.session.liked = [i for i in self.session.liked if i != gone.item_id]
         said = Notice(f"Forgot {self._title(gone.item_id)} ({gone.item_id}).", "ok")
-        return [said, self._again(on_event)] if self.last is not None else [said]
+        return [said, self._again(on_event)] if self.session.shown else [said]
 
     def _do_reset(self, command: Command, on_event) -> list[Output]:
         self._start()

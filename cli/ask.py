@@ -48,7 +48,8 @@ def ask(
         warm_up(assistant)
         answer = assistant.agent.turn(session, message)
     if as_json:
-        sys.stdout.write(json.dumps(answer_json(answer, session), indent=2, ensure_ascii=False) + "\n")
+        payload = answer_json(answer, answer.session)
+        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         return
     console = out()
     console.print(escape(answer.text), highlight=False, soft_wrap=True)

@@ -131,7 +131,7 @@ class _LiveTurn:
 
     def __call__(self, event) -> None:
         from recagent.agent.events import Explained, Picked, ProseDelta
-        from recagent.agent.pipeline import ToolCall
+        from recagent.agent.turn import ToolCall
 
         if not self.console.is_terminal:
             return
@@ -171,7 +171,7 @@ class _LiveTurn:
 
 
 def _render(console: Console, outputs) -> bool:
-    from recagent.agent.pipeline import AgentAnswer
+    from recagent.agent.turn import AgentAnswer
     from recagent.app import chat as c
 
     for o in outputs:

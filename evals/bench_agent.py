@@ -66,6 +66,7 @@ def time_turns(assistant: Assistant, n_turns: int) -> dict[str, Any]:
             started = time.perf_counter()
             answer = assistant.agent.turn(session, message)
             times.append(time.perf_counter() - started)
+            session = answer.session
             shown += len(answer.recommendations)
             checked += sum(r.explanation.problems != () or r.explanation.source == "llm"
                            for r in answer.recommendations)

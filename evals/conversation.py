@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 from recagent.agent.session import Session
 from recagent.catalog.model import Dataset
@@ -99,6 +99,7 @@ def converse(agent, dataset: Dataset, user: str, history, target: str, simulator
         started = time.perf_counter()
         answer = agent.turn(session, utterance.text)
         seconds = time.perf_counter() - started
+        session = answer.session
         shown = [r.item.item_id for r in answer.recommendations]
         stated = utterance.stated
         checked = 0 if stated.is_empty() else len(shown)
@@ -187,7 +188,7 @@ def evaluate(runtime, *, n_users: int | None = 200, ks: Sequence[int] = (5, 10),
     # item without evidence (0.2-0.3 s here); the index does not change during the run, so
     # the matrix is read once and handed to the tool. Same evidence, same answers.
     matrix = runtime.index.embeddings()
-    tools = replace(first.tools, explain=Explain(dataset, lambda: matrix))
+    tools = first.tools.replaced(Explain(dataset, lambda: matrix))
     results, transcripts = {}, {}
     for k in ks:
         assistant = Assistant(runtime, rerank=rerank, k=k)

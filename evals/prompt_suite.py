@@ -192,6 +192,7 @@ def _run_case(agent, dataset: Dataset, case: Case, llm, started: float) -> CaseR
     for message in case.messages:
         try:
             answer = agent.turn(session, message)
+            session = answer.session
         except Exception as exc:  # noqa: BLE001 -- a crash is this case's failure, not the suite's
             fail("answered", f"turn raised {type(exc).__name__}: {exc}")
             break

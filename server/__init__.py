@@ -4,7 +4,7 @@
 health, the page), :mod:`.routes` (``/v1``), :mod:`.schemas` (bodies and limits),
 :mod:`.conversations` (turns and feedback on stored sessions, outages), :mod:`.store`
 (SQLAlchemy persistence and per-session leases), :mod:`.streaming` (server-sent events),
-:mod:`.slots` (FIFO compute slots), :mod:`.fallback` (answers without the index),
+:mod:`.slots` (FIFO compute slots),
 :mod:`.middleware` and :mod:`.logs` (request ids, JSON logs), :mod:`.errors`.
 """
 

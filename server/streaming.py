@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from recagent.agent.events import Explained, Picked, ProseDelta
-from recagent.agent.pipeline import ToolCall
+from recagent.agent.turn import ToolCall
 from recagent.app.answer_json import item_json, tool_call_json
 from recagent.server.conversations import Conversations, Queued, TurnResult
 from recagent.server.errors import describe

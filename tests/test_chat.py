@@ -12,7 +12,7 @@ import pytest
 from fake_llm import ScriptedLLM
 from typer.testing import CliRunner
 
-from recagent.agent.pipeline import AgentAnswer
+from recagent.agent.turn import AgentAnswer
 from recagent.app.assistant import Assistant
 from recagent.app.chat import Chat, HelpView, HistoryView, Notice, Quit, TraceView, Why
 from recagent.app.chat_input import (

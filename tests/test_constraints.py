@@ -135,19 +135,15 @@ def test_llm_constraints_that_are_not_an_object_are_a_tool_error(parser, bad):
 
 
 def test_the_agent_merges_llm_constraints_and_the_rules_win(tiny_shop, encoder, built_index, a_brand):
-    from recagent.agent.pipeline import PlanAgent
+    from agent_support import make_toolbox
+
+    from recagent.agent.agents import plan_agent
     from recagent.agent.session import Session
     from recagent.catalog.errors import ToolError
-    from recagent.retrieval.retriever import HistoryRetriever
-    from recagent.tools import Explain, FilterItems, GetItem, RecommendForUser, Rerank, SearchItems
-    from recagent.tools.toolbox import Toolbox
 
     def agent(llm):
-        tools = Toolbox(SearchItems(tiny_shop, encoder, built_index),
-                        RecommendForUser(HistoryRetriever(tiny_shop, encoder, built_index)),
-                        FilterItems(tiny_shop), Rerank(tiny_shop), GetItem(tiny_shop),
-                        Explain(tiny_shop, built_index.embeddings))
-        return PlanAgent(tools, llm, k=3, explain_with_llm=False)
+        return plan_agent(make_toolbox(tiny_shop, encoder, built_index), llm, k=3,
+                          explain_with_llm=False)
 
     # The rules read "under $30"; the LLM says 40 (also in the message) and excludes a brand.
     message = f"under $30, well maybe 40, and no {a_brand}"

@@ -6,12 +6,12 @@ import json
 import re
 
 import pytest
+from agent_support import make_toolbox
 from fake_llm import ScriptedLLM
-from test_agent import toolbox
 from typer.testing import CliRunner
 
+from recagent.agent.agents import plan_agent
 from recagent.agent.constraints import ConstraintParser
-from recagent.agent.pipeline import PlanAgent
 from recagent.catalog.model import Item
 from recagent.cli import app
 from recagent.evals.conversation import (
@@ -139,7 +139,7 @@ def test_a_conversation_finds_an_item_the_facts_pin_down(tiny_shop, encoder, bui
     user, history, target = next(c for c in held_out_cases(tiny_shop, None)
                                  if tiny_shop.items[c[2]].category and narrowed(c[2]) <= 3
                                  and c[2] not in {x.item_id for x in c[1]})
-    agent = _Recording(PlanAgent(toolbox(tiny_shop, encoder, built_index), k=5))
+    agent = _Recording(plan_agent(make_toolbox(tiny_shop, encoder, built_index), k=5))
     sim = RuleSimulator(TargetFacts(tiny_shop.items[target], tiny_shop, df))
     conv = converse(agent, tiny_shop, user, history, target, sim, max_turns=5)
     assert conv.hit_turn is not None and conv.hit_turn <= 5, [t.said for t in conv.turns]
@@ -175,7 +175,7 @@ def test_summary_metrics_by_hand():
 
 
 def test_run_conversations_on_the_tiny_shop(tiny_shop, encoder, built_index):
-    agent = PlanAgent(toolbox(tiny_shop, encoder, built_index), k=5)
+    agent = plan_agent(make_toolbox(tiny_shop, encoder, built_index), k=5)
     convs = run_conversations(agent, tiny_shop, held_out_cases(tiny_shop, 6, seed=2), max_turns=3)
     m = summarize(convs, max_turns=3)
     assert m["conversations"] == 6 and 0 <= m["hit_by_turn"]["1"] <= m["hit_by_turn"]["3"] <= 1

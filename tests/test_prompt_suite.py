@@ -12,11 +12,11 @@ import os
 import re
 
 import pytest
+from agent_support import make_toolbox
 from fake_llm import ScriptedLLM
-from test_agent import toolbox
 from typer.testing import CliRunner
 
-from recagent.agent.pipeline import PlanAgent
+from recagent.agent.agents import plan_agent
 from recagent.cli import app
 from recagent.evals.prompt_suite import (
     BASELINE,
@@ -49,7 +49,7 @@ def shop(tiny_shop, encoder, tmp_path_factory):
 
 def run(shop, encoder, llm=None, *, rerank="retriever", k=2, cases=FAST) -> SuiteReport:
     dataset, index = shop
-    agent = PlanAgent(toolbox(dataset, encoder, index, llm), llm, k=k, rerank=rerank)
+    agent = plan_agent(make_toolbox(dataset, encoder, index, llm), llm, k=k, rerank=rerank)
     results = run_cases(agent, dataset, cases, llm=llm)
     return SuiteReport(dataset.name, llm_key(llm), True, results, [], 0.0, {})
 
@@ -168,6 +168,9 @@ def test_fast_cases_with_the_real_gemma_hold_the_baseline(shop, encoder, gemma):
     report = run(shop, encoder, gemma, cases=[c for c in FAST if c.expect])
     if os.environ.get("RECAGENT_UPDATE_GOLDEN") == "1":
         record_baseline(report)
+        # A run that wrote the baseline compared nothing: it must not report a pass.
+        pytest.fail(f"RECAGENT_UPDATE_GOLDEN=1: baseline for {report.key} recorded in {BASELINE}; "
+                    "review it and run again without it to check")
     baseline = load_baseline()
     assert report.key in baseline, f"no baseline for {report.key} in {BASELINE}: run this test " \
         "with RECAGENT_UPDATE_GOLDEN=1"

@@ -34,7 +34,11 @@ TEMPLATES = load_templates()
 @pytest.fixture(scope="module")
 def problems():
     if os.environ.get("RECAGENT_UPDATE_GOLDEN") == "1":
-        update(GOLDEN)
+        changes = update(GOLDEN)
+        # A run that rewrote the goldens compared nothing: it must not report a pass.
+        pytest.fail("RECAGENT_UPDATE_GOLDEN=1: goldens rewritten ("
+                    + (", ".join(changes) or "no changes")
+                    + "); review `git diff tests/golden` and run again without it to check")
     return check(GOLDEN, TEMPLATES)
 
 

@@ -4,30 +4,19 @@ against a vLLM server is in test_vllm.py)."""
 import json
 
 import pytest
+from agent_support import make_toolbox
 from fake_llm import ScriptedLLM, scripted_chat_model
 
-from recagent.agent.pipeline import PlanAgent
+from recagent.agent.agents import llm_agent
 from recagent.agent.session import Session
-from recagent.agent.tool_agent import ToolAgent
-from recagent.retrieval.retriever import HistoryRetriever
-from recagent.tools import Explain, FilterItems, GetItem, RecommendForUser, Rerank, SearchItems
-from recagent.tools.toolbox import Toolbox
 
 
 @pytest.fixture
 def make_agent(tiny_shop, encoder, built_index):
     def make(*turns, k=3):
-        tools = Toolbox(
-            search_items=SearchItems(tiny_shop, encoder, built_index),
-            recommend_for_user=RecommendForUser(HistoryRetriever(tiny_shop, encoder, built_index)),
-            filter_items=FilterItems(tiny_shop),
-            rerank=Rerank(tiny_shop),
-            get_item=GetItem(tiny_shop),
-            explain=Explain(tiny_shop, built_index.embeddings),
-        )
-        llm = ScriptedLLM()
         chat = scripted_chat_model(*turns)
-        return ToolAgent(PlanAgent(tools, llm, k=k), llm, chat_model=chat), chat
+        return llm_agent(make_toolbox(tiny_shop, encoder, built_index), ScriptedLLM(), k=k,
+                         chat_model=chat), chat
     return make
 
 
@@ -60,14 +49,15 @@ def test_llm_drives_the_tools_and_its_picks_are_shown(make_agent, tiny_shop):
 def test_picks_outside_the_catalog_the_turn_or_the_filter_never_reach_the_user(make_agent, tiny_shop):
     user = tiny_shop.users[0]
     seen = tiny_shop.histories[user][0].item_id
-    cheap = min((i for i in tiny_shop.items.values() if i.price is not None), key=lambda i: i.price)
-
-    offered = []
+    history = {x.item_id for x in tiny_shop.histories[user]}
+    offered, unoffered = [], []
 
     def answer_with_bad_ids(messages):
         offered.extend(_ids_from_last_tool_result(messages))
         expensive = next(i for i in offered if tiny_shop.items[i].price > 30)
-        return [("give_answer", {"item_ids": ["NOPE-1", seen, cheap.item_id, expensive, *offered[:10]]})]
+        # a real catalog item, not in the history, that no tool returned in this turn
+        unoffered.append(next(i for i in tiny_shop.items if i not in offered and i not in history))
+        return [("give_answer", {"item_ids": ["NOPE-1", seen, unoffered[0], expensive, *offered[:10]]})]
 
     # recommend_for_user ignores the price bound (search_items would apply it), so the model
     # sees items over $30 and picks one.
@@ -80,8 +70,8 @@ def test_picks_outside_the_catalog_the_turn_or_the_filter_never_reach_the_user(m
     assert "NOPE-1: not in the catalog" in check.summary
     assert f"{seen}: already seen" in check.summary
     assert "price $" in check.summary and "above $30" in check.summary
-    if cheap.item_id not in offered:  # a real catalog item that no tool returned in this turn
-        assert cheap.item_id not in ids and f"{cheap.item_id}: no tool returned it" in check.summary
+    assert unoffered[0] not in ids
+    assert f"{unoffered[0]}: no tool returned it" in check.summary
 
 
 def test_tool_errors_go_back_to_the_model(make_agent, tiny_shop):

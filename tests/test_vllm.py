@@ -72,11 +72,12 @@ def test_chat_structured_output_and_tool_calls(client):
 
 
 def test_agent_turn_with_the_vllm_backend(client, tiny_shop, encoder, built_index):
-    from test_agent import session_for, toolbox
+    from agent_support import make_toolbox
+    from test_agent import session_for
 
-    from recagent.agent.pipeline import PlanAgent
+    from recagent.agent.agents import plan_agent
 
-    agent = PlanAgent(toolbox(tiny_shop, encoder, built_index, client), client, rerank="llm", k=3,
+    agent = plan_agent(make_toolbox(tiny_shop, encoder, built_index, client), client, rerank="llm", k=3,
                       n_candidates=15)
     answer = agent.turn(session_for(tiny_shop, tiny_shop.users[0]), "under $50")
     assert len(answer.recommendations) == 3 and not answer.degraded
@@ -120,13 +121,13 @@ def render_prompt(message):
 def test_tool_calling_agent_loop_against_the_server(client, tiny_shop, encoder, built_index):
     """The LLM drives the tools through LangChain's create_agent. The base Gemma is a weak
     tool user, so what is checked is the loop and its guarantees, not the model's taste."""
-    from test_agent import session_for, toolbox
+    from agent_support import make_toolbox
+    from test_agent import session_for
 
-    from recagent.agent.pipeline import PlanAgent
-    from recagent.agent.tool_agent import ToolAgent
+    from recagent.agent.agents import llm_agent
 
-    plan = PlanAgent(toolbox(tiny_shop, encoder, built_index, client), client, k=3, n_candidates=15)
-    agent = ToolAgent(plan, client, max_steps=4)
+    agent = llm_agent(make_toolbox(tiny_shop, encoder, built_index, client), client, k=3,
+                      n_candidates=15, max_steps=4)
     user = tiny_shop.users[0]
     answer = agent.turn(session_for(tiny_shop, user), "something under $60")
     tools = [c.tool for c in answer.trace]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -18,8 +19,9 @@ from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
 from recagent.retrieval.retriever import Evidence, closest_in_history
+from recagent.tools.base import Tool, ToolContext, ToolParts
 from recagent.tools.candidates import Candidate
-from recagent.tools.filter_items import Constraints
+from recagent.tools.constraints import Constraints
 
 __all__ = ["Explain", "ItemEvidence"]
 
@@ -45,8 +47,14 @@ class ItemEvidence:
         }
 
 
-class Explain:
+class Explain(Tool):
     name = "explain"
+    description = "Evidence that relates an item to the user's history."
+    parameters: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {"item_id": {"type": "string", "description": "An id a tool returned."}},
+        "required": ["item_id"],
+    }
 
     def __init__(
         self,
@@ -60,6 +68,19 @@ class Explain:
         self._embeddings = item_embeddings  # called lazily: the index may still be building
         self.top = top
         self.min_similarity = min_similarity
+
+    @classmethod
+    def build(cls, parts: ToolParts) -> Explain:
+        return cls(parts.dataset, parts.item_embeddings)
+
+    def invoke(self, context: ToolContext, item_id: str) -> ItemEvidence:
+        return self(item_id, context.history, context.constraints)
+
+    def observe(self, result: ItemEvidence) -> dict[str, Any]:
+        return result.as_dict()
+
+    def summarize(self, result: ItemEvidence) -> str:
+        return f"{len(result.related)} related, shared {sorted(result.shared)}"
 
     def __call__(
         self,

@@ -10,74 +10,17 @@ several ids (the same title) is shown once, and not at all once the user has it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from recagent.catalog.model import Dataset, Item
+from recagent.tools.base import Tool, ToolContext, ToolParts
 from recagent.tools.candidates import Candidate
+from recagent.tools.constraints import Constraints, normalise
 
 __all__ = ["Constraints", "FilterItems", "FilterResult"]
 
 _UNAVAILABLE = {"out of stock", "unavailable", "discontinued", "false", "no", "0"}
-
-
-@dataclass(frozen=True)
-class Constraints:
-    """What the user asked for so far. Empty fields constrain nothing."""
-
-    min_price: float | None = None
-    max_price: float | None = None
-    categories: tuple[str, ...] = ()
-    exclude_categories: tuple[str, ...] = ()
-    brands: tuple[str, ...] = ()
-    exclude_brands: tuple[str, ...] = ()
-    in_stock_only: bool = False
-    query: str = ""
-    like_item: str | None = None
-
-    def merged(self, newer: Constraints) -> Constraints:
-        """These constraints updated by ``newer``: its set fields win and lists accumulate,
-        except that a new request (a query, a category or "more like #N") starts a new topic:
-        the categories and the item to be like are then the new request's alone, while
-        prices, brands and exclusions stay ("running shoes" then "something for my camera"
-        must not keep looking among running shoes)."""
-        changes: dict[str, object] = {}
-        new_topic = bool(newer.query or newer.categories or newer.like_item)
-        for f in fields(self):
-            new = getattr(newer, f.name)
-            if new_topic and f.name in ("categories", "like_item"):
-                changes[f.name] = new
-            elif isinstance(new, tuple):
-                old = getattr(self, f.name)
-                changes[f.name] = tuple(dict.fromkeys(old + new))
-            elif new not in (None, "", False):
-                changes[f.name] = new
-        merged = replace(self, **changes)
-        # "no Nikon" after "Nikon only" (and the reverse): the newer wish wins.
-        brands = tuple(b for b in merged.brands if _norm(b) not in map(_norm, newer.exclude_brands))
-        excluded = tuple(b for b in merged.exclude_brands if _norm(b) not in map(_norm, newer.brands))
-        return replace(merged, brands=brands, exclude_brands=excluded)
-
-    def is_empty(self) -> bool:
-        return self == Constraints()
-
-    def describe(self) -> list[str]:
-        """Human-readable lines, e.g. ["price <= $30", "not brand Nikon"]."""
-        out = []
-        if self.min_price is not None:
-            out.append(f"price >= ${self.min_price:g}")
-        if self.max_price is not None:
-            out.append(f"price <= ${self.max_price:g}")
-        out += [f"category {c}" for c in self.categories]
-        out += [f"not category {c}" for c in self.exclude_categories]
-        out += [f"brand {b}" for b in self.brands]
-        out += [f"not brand {b}" for b in self.exclude_brands]
-        if self.in_stock_only:
-            out.append("in stock")
-        if self.query:
-            out.append(f'about "{self.query}"')
-        if self.like_item:
-            out.append(f"like item {self.like_item}")
-        return out
 
 
 @dataclass(frozen=True)
@@ -86,15 +29,42 @@ class FilterResult:
     excluded: dict[str, str] = field(default_factory=dict)  # item id -> reason
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.casefold().split())
-
-
-class FilterItems:
+class FilterItems(Tool):
     name = "filter_items"
+    description = "Keep the candidates that meet the user's constraints (plus any bounds given)."
+    parameters: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "item_ids": {"type": "array", "items": {"type": "string"},
+                         "description": "Ids a tool returned in this turn."},
+            "max_price": {"type": ["number", "null"], "default": None},
+            "min_price": {"type": ["number", "null"], "default": None},
+            "exclude_brands": {"type": "array", "items": {"type": "string"}, "default": []},
+        },
+        "required": ["item_ids"],
+    }
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
+
+    @classmethod
+    def build(cls, parts: ToolParts) -> FilterItems:
+        return cls(parts.dataset)
+
+    def invoke(self, context: ToolContext, item_ids: list[str], max_price: float | None = None,
+               min_price: float | None = None,
+               exclude_brands: list[str] | None = None) -> FilterResult:
+        """The turn's constraints, tightened (never loosened) by the bounds given."""
+        extra = Constraints(max_price=max_price, min_price=min_price,
+                            exclude_brands=tuple(exclude_brands or ()))
+        return self(context.known(item_ids), extra.merged(context.constraints),
+                    exclude=context.excluded, owned=context.owned)
+
+    def observe(self, result: FilterResult) -> dict[str, Any]:
+        return {"kept": [c.item_id for c in result.kept], "excluded": result.excluded}
+
+    def summarize(self, result: FilterResult) -> str:
+        return f"kept {len(result.kept)} of {len(result.kept) + len(result.excluded)}"
 
     def __call__(
         self,
@@ -147,19 +117,19 @@ class FilterItems:
                 return f"price ${item.price:g} below ${c.min_price:g}"
             if c.max_price is not None and item.price > c.max_price:
                 return f"price ${item.price:g} above ${c.max_price:g}"
-        path = [_norm(x) for x in item.category]
-        if c.categories and not any(_norm(w) in p for w in c.categories for p in path):
+        path = [normalise(x) for x in item.category]
+        if c.categories and not any(normalise(w) in p for w in c.categories for p in path):
             return f"category {' > '.join(item.category) or 'unknown'} not in {', '.join(c.categories)}"
         for w in c.exclude_categories:
-            if any(_norm(w) in p for p in path):
+            if any(normalise(w) in p for p in path):
                 return f"category {w} excluded"
-        brand = _norm(item.brand or "")
-        if c.brands and brand not in {_norm(b) for b in c.brands}:
+        brand = normalise(item.brand or "")
+        if c.brands and brand not in {normalise(b) for b in c.brands}:
             return f"brand {item.brand or 'unknown'} not in {', '.join(c.brands)}"
-        if brand and brand in {_norm(b) for b in c.exclude_brands}:
+        if brand and brand in {normalise(b) for b in c.exclude_brands}:
             return f"brand {item.brand} excluded"
         if c.in_stock_only:
-            status = _norm(item.attributes.get("availability", item.attributes.get("in_stock", "")))
+            status = normalise(item.attributes.get("availability", item.attributes.get("in_stock", "")))
             if status in _UNAVAILABLE:
                 return "not available"
         return None

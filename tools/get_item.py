@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
 
 from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
+from recagent.tools.base import Tool, ToolContext, ToolParts
 
 __all__ = ["GetItem", "ItemFacts"]
 
@@ -21,10 +23,29 @@ class ItemFacts:
     attributes: dict[str, str]
 
 
-class GetItem:
+class GetItem(Tool):
     """Look up one item by id. Unknown ids are a :class:`ToolError`, never a guess."""
 
     name = "get_item"
+    description = "All facts of one catalog item."
+    parameters: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {"item_id": {"type": "string", "description": "An id a tool returned."}},
+        "required": ["item_id"],
+    }
+
+    @classmethod
+    def build(cls, parts: ToolParts) -> GetItem:
+        return cls(parts.dataset)
+
+    def invoke(self, context: ToolContext, item_id: str) -> ItemFacts:
+        return self(item_id)
+
+    def observe(self, result: ItemFacts) -> dict[str, Any]:
+        return asdict(result)
+
+    def summarize(self, result: ItemFacts) -> str:
+        return result.title[:40]
 
     def __init__(self, dataset: Dataset, *, description_chars: int = 400) -> None:
         self.dataset = dataset

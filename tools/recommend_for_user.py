@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from recagent.catalog.errors import ToolError
 from recagent.protocol.scorer import History
 from recagent.retrieval.retriever import Recommendation
+from recagent.tools.base import Tool, ToolContext, ToolParts, brief
 from recagent.tools.candidates import Candidate
 
 __all__ = ["CandidateSource", "RecommendForUser"]
@@ -21,13 +22,34 @@ class CandidateSource(Protocol):
     def score(self, histories: Sequence[History]) -> np.ndarray: ...
 
 
-class RecommendForUser:
+class RecommendForUser(Tool):
     """Top-``k`` unseen items for a history, each with its evidence (closest history items).
 
     An empty history gets the catalog's most popular items (the retriever's fallback).
     """
 
     name = "recommend_for_user"
+    description = "Candidates that fit the user's history, best first."
+    parameters: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {"k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 10,
+                             "description": "How many items to return."}},
+        "required": [],
+    }
+
+    @classmethod
+    def build(cls, parts: ToolParts) -> RecommendForUser:
+        return cls(parts.recommender)
+
+    def invoke(self, context: ToolContext, k: int = 10) -> list[Candidate]:
+        k = context.listing_k(k)
+        return context.offer(self(context.history, k + len(context.excluded))[:k])
+
+    def observe(self, result: list[Candidate]) -> list[dict[str, Any]]:
+        return [brief(self.source.dataset.items[c.item_id], c.score) for c in result]
+
+    def summarize(self, result: list[Candidate]) -> str:
+        return f"{len(result)} items"
 
     def __init__(self, source: CandidateSource) -> None:
         self.source = source

@@ -13,8 +13,9 @@ Re-ranking only reorders: it never adds an item, so it cannot bring back a filte
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from functools import cached_property
+from typing import Any, ClassVar
 
 from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
@@ -22,6 +23,7 @@ from recagent.llm.base import LLM
 from recagent.prompts import render
 from recagent.protocol.scorer import History
 from recagent.retrieval.cooccurrence import ItemKNN
+from recagent.tools.base import Tool, ToolContext, ToolParts
 from recagent.tools.candidates import Candidate
 
 __all__ = ["STRATEGIES", "Rerank"]
@@ -30,8 +32,18 @@ STRATEGIES = ("retriever", "cooccurrence", "llm", "fusion")
 _RRF_K = 60.0
 
 
-class Rerank:
+class Rerank(Tool):
     name = "rerank"
+    description = "Order candidates by a strategy: retriever, cooccurrence, llm or fusion."
+    parameters: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "item_ids": {"type": "array", "items": {"type": "string"},
+                         "description": "Ids a tool returned in this turn."},
+            "strategy": {"type": "string", "enum": list(STRATEGIES), "default": "fusion"},
+        },
+        "required": ["item_ids"],
+    }
 
     def __init__(
         self,
@@ -47,10 +59,23 @@ class Rerank:
         self.llm = llm
         # Evaluation passes the training split here, so co-occurrence never sees test items.
         self._cooccurrence_histories = cooccurrence_histories
-        self._last_llm_scores: tuple[object, list] = (None, [])
         self.fusion_weights = dict(fusion_weights or {"retriever": 1.0, "cooccurrence": 1.0, "llm": 1.0})
         self.history_titles = history_titles
         self.noun = noun
+
+    @classmethod
+    def build(cls, parts: ToolParts) -> Rerank:
+        return cls(parts.dataset, parts.llm)
+
+    def invoke(self, context: ToolContext, item_ids: list[str],
+               strategy: str = "fusion") -> list[Candidate]:
+        return self(context.known(item_ids), context.history, strategy, memo=context.memo)
+
+    def observe(self, result: list[Candidate]) -> list[dict[str, Any]]:
+        return [{"item_id": c.item_id, "score": round(c.score, 4)} for c in result]
+
+    def summarize(self, result: list[Candidate]) -> str:
+        return f"top: {result[0].item_id}" if result else "nothing"
 
     @cached_property
     def cooccurrence(self) -> ItemKNN:
@@ -65,18 +90,23 @@ class Rerank:
         return render("rerank", titles=titles, noun=self.noun)
 
     def __call__(
-        self, candidates: Sequence[Candidate], history: History, strategy: str = "fusion"
+        self, candidates: Sequence[Candidate], history: History, strategy: str = "fusion",
+        *, memo: MutableMapping[Any, Any] | None = None,
     ) -> list[Candidate]:
+        """``candidates`` reordered. ``memo`` (one turn's cache) keeps the LLM's scores of a
+        candidate list, so "llm" then "fusion" in one turn scores once."""
         if strategy not in STRATEGIES:
             raise ToolError(f"rerank: unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
         if not candidates:
             return []
+        memo = {} if memo is None else memo
         if strategy == "fusion":
-            return self._fusion(candidates, history)
-        scored = self._score(candidates, history, strategy)
+            return self._fusion(candidates, history, memo)
+        scored = self._score(candidates, history, strategy, memo)
         return sorted(scored, key=lambda c: -c.score)  # stable: ties keep the incoming order
 
-    def _score(self, candidates: Sequence[Candidate], history: History, strategy: str) -> list[Candidate]:
+    def _score(self, candidates: Sequence[Candidate], history: History, strategy: str,
+               memo: MutableMapping[Any, Any]) -> list[Candidate]:
         if strategy == "retriever":
             if any("search" in c.scores for c in candidates):
                 return self._search_and_history(candidates)
@@ -89,10 +119,10 @@ class Rerank:
             return [c.rescored("cooccurrence", float(row[index[c.item_id]])) for c in candidates]
         if self.llm is None:
             raise ToolError("rerank: strategy 'llm' needs an LLM, and none is configured")
-        key = (self.prompt(history), tuple(" " + c.title for c in candidates))
-        if self._last_llm_scores[0] != key:  # fusion right after llm: score once
-            self._last_llm_scores = (key, self.llm.score(key[0], list(key[1])))
-        scores = self._last_llm_scores[1]
+        key = ("llm", self.prompt(history), tuple(" " + c.title for c in candidates))
+        if key not in memo:
+            memo[key] = self.llm.score(key[1], list(key[2]))
+        scores = memo[key]
         return [c.rescored("llm", s.mean) for c, s in zip(candidates, scores, strict=True)]
 
     @staticmethod
@@ -105,13 +135,14 @@ class Rerank:
                                    key=lambda i: -candidates[i].scores[source]))
         return [c.rescored("relevance", fused[i]) for i, c in enumerate(candidates)]
 
-    def _fusion(self, candidates: Sequence[Candidate], history: History) -> list[Candidate]:
+    def _fusion(self, candidates: Sequence[Candidate], history: History,
+                memo: MutableMapping[Any, Any]) -> list[Candidate]:
         fused = [0.0] * len(candidates)
         parts: dict[str, list[Candidate]] = {}
         for strategy, weight in self.fusion_weights.items():
             if weight == 0 or (strategy == "llm" and self.llm is None):
                 continue
-            scored = self._score(candidates, history, strategy)
+            scored = self._score(candidates, history, strategy, memo)
             parts[strategy] = scored
             _add_rrf(fused, sorted(range(len(scored)), key=lambda i: -scored[i].score), weight)
         out = []

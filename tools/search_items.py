@@ -10,19 +10,31 @@ constraints as a Chroma ``where`` pre-filter, so a rare match is still found.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, ClassVar
 
 from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
 from recagent.retrieval.encoder import TextEncoder
 from recagent.retrieval.index import ItemIndex, SearchHit
+from recagent.tools.base import Tool, ToolContext, ToolParts, brief
 from recagent.tools.candidates import Candidate
 from recagent.tools.filter_items import Constraints, FilterItems
 
 __all__ = ["SearchItems"]
 
 
-class SearchItems:
+class SearchItems(Tool):
     name = "search_items"
+    description = "Search the catalog by free text; returns items with id, title, price, category."
+    parameters: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "query": {"type": "string", "description": "What to look for, in the user's words."},
+            "k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 10,
+                  "description": "How many items to return."},
+        },
+        "required": ["query"],
+    }
 
     def __init__(
         self, dataset: Dataset, encoder: TextEncoder, index: ItemIndex, *, overfetch: int = 5
@@ -32,6 +44,20 @@ class SearchItems:
         self.index = index
         self.overfetch = overfetch
         self._filter = FilterItems(dataset)
+
+    @classmethod
+    def build(cls, parts: ToolParts) -> SearchItems:
+        return cls(parts.dataset, parts.encoder, parts.index)
+
+    def invoke(self, context: ToolContext, query: str, k: int = 10) -> list[Candidate]:
+        """Items for ``query`` that meet the turn's constraints."""
+        return context.offer(self(query, context.listing_k(k), context.constraints))
+
+    def observe(self, result: list[Candidate]) -> list[dict[str, Any]]:
+        return [brief(self.dataset.items[c.item_id], c.score) for c in result]
+
+    def summarize(self, result: list[Candidate]) -> str:
+        return f"{len(result)} items"
 
     def __call__(
         self, query: str, k: int = 20, constraints: Constraints | None = None

@@ -1,0 +1,73 @@
+"""What the user asked for so far: price bounds, categories and brands in and out, stock, the
+topic of the request and "more like #N". Every tool and the agent read constraints from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+__all__ = ["Constraints", "normalise"]
+
+
+def normalise(text: str) -> str:
+    """Case- and whitespace-insensitive form of a name, for matching brands and categories."""
+    return " ".join(text.casefold().split())
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What the user asked for so far. Empty fields constrain nothing."""
+
+    min_price: float | None = None
+    max_price: float | None = None
+    categories: tuple[str, ...] = ()
+    exclude_categories: tuple[str, ...] = ()
+    brands: tuple[str, ...] = ()
+    exclude_brands: tuple[str, ...] = ()
+    in_stock_only: bool = False
+    query: str = ""
+    like_item: str | None = None
+
+    def merged(self, newer: Constraints) -> Constraints:
+        """These constraints updated by ``newer``: its set fields win and lists accumulate,
+        except that a new request (a query, a category or "more like #N") starts a new topic:
+        the categories and the item to be like are then the new request's alone, while
+        prices, brands and exclusions stay ("running shoes" then "something for my camera"
+        must not keep looking among running shoes)."""
+        changes: dict[str, object] = {}
+        new_topic = bool(newer.query or newer.categories or newer.like_item)
+        for f in fields(self):
+            new = getattr(newer, f.name)
+            if new_topic and f.name in ("categories", "like_item"):
+                changes[f.name] = new
+            elif isinstance(new, tuple):
+                old = getattr(self, f.name)
+                changes[f.name] = tuple(dict.fromkeys(old + new))
+            elif new not in (None, "", False):
+                changes[f.name] = new
+        merged = replace(self, **changes)
+        # "no Nikon" after "Nikon only" (and the reverse): the newer wish wins.
+        brands = tuple(b for b in merged.brands if normalise(b) not in map(normalise, newer.exclude_brands))
+        excluded = tuple(b for b in merged.exclude_brands if normalise(b) not in map(normalise, newer.brands))
+        return replace(merged, brands=brands, exclude_brands=excluded)
+
+    def is_empty(self) -> bool:
+        return self == Constraints()
+
+    def describe(self) -> list[str]:
+        """Human-readable lines, e.g. ["price <= $30", "not brand Nikon"]."""
+        out = []
+        if self.min_price is not None:
+            out.append(f"price >= ${self.min_price:g}")
+        if self.max_price is not None:
+            out.append(f"price <= ${self.max_price:g}")
+        out += [f"category {c}" for c in self.categories]
+        out += [f"not category {c}" for c in self.exclude_categories]
+        out += [f"brand {b}" for b in self.brands]
+        out += [f"not brand {b}" for b in self.exclude_brands]
+        if self.in_stock_only:
+            out.append("in stock")
+        if self.query:
+            out.append(f'about "{self.query}"')
+        if self.like_item:
+            out.append(f"like item {self.like_item}")
+        return out
