@@ -67,8 +67,10 @@ def scripted_chat_model(*turns):
 
     class ScriptedChat(GenericFakeChatModel):
         seen: list = Field(default_factory=list)  # the messages of each call
+        bound: list = Field(default_factory=list)  # the tools bound, as LangChain passed them
 
         def bind_tools(self, tools, **kwargs):
+            self.bound = list(tools)
             return self
 
         def _generate(self, messages, stop=None, run_manager=None, **kwargs):

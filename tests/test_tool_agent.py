@@ -1,7 +1,10 @@
 """The tool-calling agent's loop and its checks, with a scripted chat model (the real loop
 against a vLLM server is in test_vllm.py)."""
 
+from __future__ import annotations
+
 import json
+from typing import ClassVar
 
 import pytest
 from agent_support import make_toolbox
@@ -9,6 +12,8 @@ from fake_llm import ScriptedLLM, scripted_chat_model
 
 from recagent.agent.agents import llm_agent
 from recagent.agent.session import Session
+from recagent.tools.base import Tool, ToolContext, ToolParts
+from recagent.tools.toolbox import Toolbox
 
 
 @pytest.fixture
@@ -101,3 +106,57 @@ def test_a_loop_without_an_answer_falls_back_to_the_plan(make_agent, tiny_shop):
     assert len(answer.recommendations) == 3
     assert answer.degraded == ["the LLM gave no answer within 8 steps; the fixed plan answered"]
     assert "check_answer" not in [c.tool for c in answer.trace]
+
+
+class InStock(Tool):
+    """A tool written the way a contributor would add one: this class plus one registry line."""
+
+    name = "in_stock"
+    description = "Whether an item can be bought now."
+    parameters: ClassVar[dict] = {"type": "object", "properties": {"item_id": {"type": "string"}},
+                                  "required": ["item_id"]}
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    @classmethod
+    def build(cls, parts: ToolParts) -> InStock:
+        return cls(parts.dataset)
+
+    def invoke(self, context: ToolContext, item_id: str) -> dict:
+        item = self.dataset.item(item_id)
+        return {"item_id": item.item_id, "in_stock": item.attributes.get("availability") != "out of stock"}
+
+    def summarize(self, result: dict) -> str:
+        return "in stock" if result["in_stock"] else "out of stock"
+
+
+def test_a_new_tool_is_one_class_and_one_registry_line(tiny_shop, encoder, built_index):
+    from recagent.retrieval.retriever import HistoryRetriever
+    from recagent.tools.registry import TOOLS
+
+    parts = ToolParts(tiny_shop, encoder, built_index, HistoryRetriever(tiny_shop, encoder, built_index),
+                      built_index.embeddings)
+    toolbox = Toolbox.build(parts, (*TOOLS, InStock))  # the registration line
+    item = next(iter(tiny_shop.items))
+    chat = scripted_chat_model(
+        [("recommend_for_user", {"k": 10})],
+        [("in_stock", {"item_id": item})],
+        [("in_stock", {"item_id": item, "colour": "red"})],
+        lambda m: [("give_answer", {"item_ids": []})],
+    )
+    agent = llm_agent(toolbox, ScriptedLLM(), k=3, chat_model=chat)
+    answer = agent.turn(_session(tiny_shop, tiny_shop.users[0]), "")
+    # The model was given the tool with its schema, the system prompt lists it, the call ran
+    # with a trace line from its summary, and a bad argument came back as an observation.
+    bound = {t.name: t for t in chat.bound}
+    assert bound["in_stock"].description == InStock.description
+    assert bound["in_stock"].args_schema == InStock.parameters
+    system = chat.seen[0][0].content
+    assert "- in_stock: Whether an item can be bought now." in system
+    calls = [c for c in answer.trace if c.tool == "in_stock"]
+    assert calls[0].summary in ("in stock", "out of stock") and calls[0].error is None
+    assert calls[1].error == "in_stock takes no argument colour"
+    observations = [m.content for m in chat.seen[-1] if getattr(m, "type", "") == "tool"]
+    assert any(f'"item_id": "{item}"' in o for o in observations)
+    assert "error: in_stock takes no argument colour" in observations
