@@ -313,3 +313,37 @@ def test_readyz_after_start_up(assistant, tmp_path):
         assert r.status_code == 200, r.text
         checks = r.json()["checks"]
         assert checks["index"] == "ok" and checks["database"] == "ok" and checks["llm"] == "ok: none"
+
+
+def test_the_http_api_can_do_what_the_chat_can(client, tiny_shop):
+    """Messages go through the same conversation service as the terminal chat: filters,
+    feedback by number, "more", forget, and "I bought ..." for a new user."""
+    sid = _session(client)
+    first = _say(client, sid, "something under $40")["answer"]
+    shown = [r["item_id"] for r in first["recommendations"]]
+    assert shown
+    filtered = _say(client, sid, "/filter price<20")["answer"]
+    assert any(n["text"].startswith("Filters now:") for n in filtered["notices"])
+    assert "price <= $20" in filtered["constraints"]
+    assert all(r["price"] <= 20 for r in filtered["recommendations"])
+    liked = filtered["recommendations"][0]["item_id"]
+    after_like = _say(client, sid, "/like 1")["answer"]
+    assert liked not in [r["item_id"] for r in after_like["recommendations"]]
+    state = client.get(f"/v1/sessions/{sid}").json()
+    assert state["liked"] == [liked] and state["recent_history"][0]["item_id"] == liked
+    more = _say(client, sid, "/more")["answer"]
+    assert not set(r["item_id"] for r in more["recommendations"]) & set(state["shown"])
+    forgot = _say(client, sid, "/forget 1")["answer"]
+    assert any("Forgot" in n["text"] for n in forgot["notices"])
+    assert client.get(f"/v1/sessions/{sid}").json()["liked"] == []
+    # A line the chat cannot act on is the client's error, and changes nothing.
+    before = client.get(f"/v1/sessions/{sid}").json()
+    r = client.post(f"/v1/sessions/{sid}/messages", json={"message": "/forget 999"})
+    assert r.status_code == 400 and "there is no entry 999" in r.json()["error"]["message"]
+    assert client.get(f"/v1/sessions/{sid}").json() == before
+    # A new user builds a history by saying what they bought.
+    new = _session(client, None)
+    pen = next(i for i in tiny_shop.items.values() if "pen" in i.title.lower())
+    bought = _say(client, new, f"I just bought a {pen.title}")["answer"]
+    assert any(n["kind"] == "ok" and "Added to your history" in n["text"] for n in bought["notices"])
+    assert client.get(f"/v1/sessions/{new}").json()["history_length"] == 1

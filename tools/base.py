@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from recagent.retrieval.index import ItemIndex
     from recagent.tools.recommend_for_user import CandidateSource
 
-__all__ = ["Tool", "ToolContext", "ToolParts", "brief"]
+__all__ = ["ITEM_ID", "ITEM_IDS", "LISTING_K", "Tool", "ToolContext", "ToolParts", "brief",
+           "object_schema"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,19 @@ class Tool(ABC):
         """The LLM-facing description: an OpenAI-style function tool."""
         return {"type": "function", "function": {
             "name": cls.name, "description": cls.description, "parameters": cls.parameters}}
+
+
+def object_schema(required: Sequence[str] = (), **properties: dict[str, Any]) -> dict[str, Any]:
+    """The JSON schema of a tool's arguments: an object with these properties."""
+    return {"type": "object", "properties": properties, "required": list(required)}
+
+
+# Arguments several tools share.
+ITEM_ID: dict[str, Any] = {"type": "string", "description": "An id a tool returned."}
+ITEM_IDS: dict[str, Any] = {"type": "array", "items": {"type": "string"},
+                            "description": "Ids a tool returned in this turn."}
+LISTING_K: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 20, "default": 10,
+                             "description": "How many items to return."}
 
 
 def brief(item, score: float) -> dict[str, Any]:

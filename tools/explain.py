@@ -19,7 +19,7 @@ from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
 from recagent.retrieval.retriever import Evidence, closest_in_history
-from recagent.tools.base import Tool, ToolContext, ToolParts
+from recagent.tools.base import ITEM_ID, Tool, ToolContext, ToolParts, object_schema
 from recagent.tools.candidates import Candidate
 from recagent.tools.constraints import Constraints
 
@@ -50,11 +50,7 @@ class ItemEvidence:
 class Explain(Tool):
     name = "explain"
     description = "Evidence that relates an item to the user's history."
-    parameters: ClassVar[dict[str, Any]] = {
-        "type": "object",
-        "properties": {"item_id": {"type": "string", "description": "An id a tool returned."}},
-        "required": ["item_id"],
-    }
+    parameters: ClassVar[dict[str, Any]] = object_schema(["item_id"], item_id=ITEM_ID)
 
     def __init__(
         self,

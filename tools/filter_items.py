@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from recagent.catalog.model import Dataset, Item
-from recagent.tools.base import Tool, ToolContext, ToolParts
+from recagent.tools.base import ITEM_IDS, Tool, ToolContext, ToolParts, object_schema
 from recagent.tools.candidates import Candidate
 from recagent.tools.constraints import Constraints, normalise
 
@@ -32,17 +32,12 @@ class FilterResult:
 class FilterItems(Tool):
     name = "filter_items"
     description = "Keep the candidates that meet the user's constraints (plus any bounds given)."
-    parameters: ClassVar[dict[str, Any]] = {
-        "type": "object",
-        "properties": {
-            "item_ids": {"type": "array", "items": {"type": "string"},
-                         "description": "Ids a tool returned in this turn."},
-            "max_price": {"type": ["number", "null"], "default": None},
-            "min_price": {"type": ["number", "null"], "default": None},
-            "exclude_brands": {"type": "array", "items": {"type": "string"}, "default": []},
-        },
-        "required": ["item_ids"],
-    }
+    parameters: ClassVar[dict[str, Any]] = object_schema(
+        ["item_ids"], item_ids=ITEM_IDS,
+        max_price={"type": ["number", "null"], "default": None},
+        min_price={"type": ["number", "null"], "default": None},
+        exclude_brands={"type": "array", "items": {"type": "string"}, "default": []},
+    )
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
-from recagent.tools.base import Tool, ToolContext, ToolParts
+from recagent.tools.base import ITEM_ID, Tool, ToolContext, ToolParts, object_schema
 
 __all__ = ["GetItem", "ItemFacts"]
 
@@ -28,11 +28,7 @@ class GetItem(Tool):
 
     name = "get_item"
     description = "All facts of one catalog item."
-    parameters: ClassVar[dict[str, Any]] = {
-        "type": "object",
-        "properties": {"item_id": {"type": "string", "description": "An id a tool returned."}},
-        "required": ["item_id"],
-    }
+    parameters: ClassVar[dict[str, Any]] = object_schema(["item_id"], item_id=ITEM_ID)
 
     @classmethod
     def build(cls, parts: ToolParts) -> GetItem:

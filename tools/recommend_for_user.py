@@ -10,7 +10,7 @@ import numpy as np
 from recagent.catalog.errors import ToolError
 from recagent.protocol.scorer import History
 from recagent.retrieval.retriever import Recommendation
-from recagent.tools.base import Tool, ToolContext, ToolParts, brief
+from recagent.tools.base import LISTING_K, Tool, ToolContext, ToolParts, brief, object_schema
 from recagent.tools.candidates import Candidate
 
 __all__ = ["CandidateSource", "RecommendForUser"]
@@ -30,12 +30,7 @@ class RecommendForUser(Tool):
 
     name = "recommend_for_user"
     description = "Candidates that fit the user's history, best first."
-    parameters: ClassVar[dict[str, Any]] = {
-        "type": "object",
-        "properties": {"k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 10,
-                             "description": "How many items to return."}},
-        "required": [],
-    }
+    parameters: ClassVar[dict[str, Any]] = object_schema(k=LISTING_K)
 
     @classmethod
     def build(cls, parts: ToolParts) -> RecommendForUser:

@@ -23,7 +23,7 @@ from recagent.llm.base import LLM
 from recagent.prompts import render
 from recagent.protocol.scorer import History
 from recagent.retrieval.cooccurrence import ItemKNN
-from recagent.tools.base import Tool, ToolContext, ToolParts
+from recagent.tools.base import ITEM_IDS, Tool, ToolContext, ToolParts, object_schema
 from recagent.tools.candidates import Candidate
 
 __all__ = ["STRATEGIES", "Rerank"]
@@ -35,15 +35,9 @@ _RRF_K = 60.0
 class Rerank(Tool):
     name = "rerank"
     description = "Order candidates by a strategy: retriever, cooccurrence, llm or fusion."
-    parameters: ClassVar[dict[str, Any]] = {
-        "type": "object",
-        "properties": {
-            "item_ids": {"type": "array", "items": {"type": "string"},
-                         "description": "Ids a tool returned in this turn."},
-            "strategy": {"type": "string", "enum": list(STRATEGIES), "default": "fusion"},
-        },
-        "required": ["item_ids"],
-    }
+    parameters: ClassVar[dict[str, Any]] = object_schema(
+        ["item_ids"], item_ids=ITEM_IDS,
+        strategy={"type": "string", "enum": list(STRATEGIES), "default": "fusion"})
 
     def __init__(
         self,

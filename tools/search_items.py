@@ -16,7 +16,7 @@ from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
 from recagent.retrieval.encoder import TextEncoder
 from recagent.retrieval.index import ItemIndex, SearchHit
-from recagent.tools.base import Tool, ToolContext, ToolParts, brief
+from recagent.tools.base import LISTING_K, Tool, ToolContext, ToolParts, brief, object_schema
 from recagent.tools.candidates import Candidate
 from recagent.tools.filter_items import Constraints, FilterItems
 
@@ -26,15 +26,9 @@ __all__ = ["SearchItems"]
 class SearchItems(Tool):
     name = "search_items"
     description = "Search the catalog by free text; returns items with id, title, price, category."
-    parameters: ClassVar[dict[str, Any]] = {
-        "type": "object",
-        "properties": {
-            "query": {"type": "string", "description": "What to look for, in the user's words."},
-            "k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 10,
-                  "description": "How many items to return."},
-        },
-        "required": ["query"],
-    }
+    parameters: ClassVar[dict[str, Any]] = object_schema(
+        ["query"], query={"type": "string", "description": "What to look for, in the user's words."},
+        k=LISTING_K)
 
     def __init__(
         self, dataset: Dataset, encoder: TextEncoder, index: ItemIndex, *, overfetch: int = 5
