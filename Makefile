@@ -39,7 +39,7 @@ demo: $(STAMP)
 ## `vllm` tests against a real vLLM server (real-data tests run when ../shared/data is there).
 test: $(STAMP) $(VLLM_STAMP) $(DOCS_STAMP)
 	$(BIN)/lint-imports
-	$(MKDOCS) build --strict --quiet
+	$(MKDOCS) build --strict
 	RECAGENT_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m "not slow and not gpu"
 
 ## Everything, including slow tests.

@@ -196,3 +196,12 @@ def test_route_and_schema_descriptions_are_rendered_escaped(hooks):
     text = hooks.http_reference(spec)
     assert "### GET `/x` {#get-x}" in text and "First &lt;b&gt;.\n\nSecond &#124; part." in text
     assert "| `f` | string (length ≤ 5) | yes | The f. |" in text
+
+
+def test_make_test_builds_the_site_strictly():
+    """`mkdocs build --strict --quiet` passes with broken links: --quiet drops the warnings
+    that --strict counts. The test target must build without it."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    target = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert "$(MKDOCS) build --strict" in target and "--quiet" not in target
+    assert "$(DOCS_STAMP)" in target.splitlines()[0]
