@@ -10,14 +10,21 @@ USER_ID ?= 1
 # lives in a virtualenv of its own (~60 s to install, ~3.5 GB).
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.recagent-installed
+# The docs site's tools (mkdocs, Material), pinned in the `docs` extra.
+DOCS_STAMP := $(VENV)/.recagent-docs-installed
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: demo test test-all bench lint clean recbole-venv
+.PHONY: demo test test-all bench docs docs-serve lint clean recbole-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e ".[docs]"
+	touch $(DOCS_STAMP)
 
 $(VLLM_STAMP): $(STAMP)
 	$(BIN)/recagent llm install-vllm --venv $(VLLM_VENV)
@@ -27,16 +34,25 @@ $(VLLM_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/recagent recommend --user $(USER_ID)
 
-## The default test run: the layer contract (import-linter), then everything but slow and GPU
-## tests, including the `vllm` tests against a real vLLM server (real-data tests run when
-## ../shared/data is there).
-test: $(STAMP) $(VLLM_STAMP)
+## The default test run: the layer contract (import-linter), the docs site built strictly (a
+## broken link or a missing page fails), then everything but slow and GPU tests, including the
+## `vllm` tests against a real vLLM server (real-data tests run when ../shared/data is there).
+test: $(STAMP) $(VLLM_STAMP) $(DOCS_STAMP)
 	$(BIN)/lint-imports
+	$(MKDOCS) build --strict
 	RECAGENT_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m "not slow and not gpu"
 
 ## Everything, including slow tests.
 test-all: $(STAMP) $(VLLM_STAMP)
 	RECAGENT_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m "not gpu"
+
+## The documentation site (docs/, mkdocs.yml): build it strictly into site/, or serve it on
+## http://127.0.0.1:8000 while you edit.
+docs: $(DOCS_STAMP)
+	$(MKDOCS) build --strict
+
+docs-serve: $(DOCS_STAMP)
+	$(MKDOCS) serve
 
 bench: $(STAMP)
 	$(BIN)/python -m recagent.evals.bench_spine
@@ -54,4 +70,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(RECBOLE_VENV) .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(RECBOLE_VENV) .pytest_cache site

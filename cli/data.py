@@ -1,4 +1,4 @@
-"""Data commands: build the index, export a dataset, recommend for a user."""
+"""Data commands: build the index, export or validate a dataset, recommend for a user."""
 
 from __future__ import annotations
 
@@ -78,6 +78,33 @@ def export(
         f"interactions of {len(dataset.histories)} users to {out_dir}",
         soft_wrap=True,
     )
+
+
+@app.command()
+def validate(
+    folder: Annotated[Path, typer.Argument(help="Dataset folder: items.jsonl + interactions.csv "
+                      "(the generic format), MovieLens 100K or RecBole atomic files.")],
+) -> None:
+    """Check a dataset folder: report the first malformed line (exit 1), or what it holds."""
+    from recagent.catalog.load import detect_format, load_dataset
+    from recagent.catalog.summary import summarize
+    from recagent.protocol.split import MIN_HISTORY
+
+    with user_errors():
+        fmt = detect_format(folder)
+        with err().status(f"Reading {escape(str(folder))}..."):
+            dataset = load_dataset(folder)
+    summary = summarize(dataset, min_history=MIN_HISTORY)
+    console = out()
+    console.print(
+        f"[green]ok[/] {escape(summary.name)} ({fmt} format): {summary.items:,} items, "
+        f"{summary.users:,} users, {summary.interactions:,} interactions",
+        highlight=False, soft_wrap=True,
+    )
+    fields = ", ".join(f"{name} {share:.0%}" for name, share in summary.coverage.items())
+    console.print(f"items with: {fields}", highlight=False, soft_wrap=True)
+    for note in summary.notes:
+        console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 @app.command()

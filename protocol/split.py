@@ -15,7 +15,13 @@ import numpy as np
 
 from recagent.catalog.model import Dataset, Interaction
 
-__all__ = ["ColdStartSplit", "LeaveOneOutSplit", "cold_start_split", "hold_out_items", "leave_one_out"]
+__all__ = [
+    "MIN_HISTORY", "ColdStartSplit", "LeaveOneOutSplit", "cold_start_split", "hold_out_items",
+    "leave_one_out",
+]
+
+# The shortest history that gives a training, a validation and a test item.
+MIN_HISTORY = 3
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ class LeaveOneOutSplit:
 
 def leave_one_out(dataset: Dataset) -> LeaveOneOutSplit:
     sequences = dataset.histories
-    users = [u for u, seq in sequences.items() if len(seq) >= 3]
+    users = [u for u, seq in sequences.items() if len(seq) >= MIN_HISTORY]
     return LeaveOneOutSplit(
         dataset=dataset,
         users=users,
