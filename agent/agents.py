@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from recagent.agent.plan import PlanPicker
+from recagent.agent.plan_first import PlanFirstPicker
 from recagent.agent.popular import PopularPicker
 from recagent.agent.runner import TurnRunner
 from recagent.agent.tool_agent import LLMPicker
@@ -15,7 +16,7 @@ from recagent.tools.filter_items import FilterItems
 from recagent.tools.get_item import GetItem
 from recagent.tools.toolbox import Toolbox
 
-__all__ = ["index_free_agent", "llm_agent", "plan_agent"]
+__all__ = ["index_free_agent", "llm_agent", "plan_agent", "plan_first_agent"]
 
 
 def plan_agent(tools: Toolbox, llm: LLM | None = None, *, k: int = 5, n_candidates: int = 50,
@@ -30,6 +31,13 @@ def llm_agent(tools: Toolbox, llm: LLM, *, k: int = 5, n_candidates: int = 50,
     """The LLM drives the tools; the fixed plan tops the answer up and stands in for it."""
     plan = PlanPicker(n_candidates=n_candidates, rerank=rerank)
     return TurnRunner(tools, LLMPicker(plan, chat_model=chat_model, max_steps=max_steps), llm, k=k)
+
+
+def plan_first_agent(tools: Toolbox, llm: LLM, *, k: int = 5, n_candidates: int = 50,
+                     rerank: str = "retriever", max_steps: int = 3) -> TurnRunner:
+    """One constrained LLM call plans the searches; the fixed plan filters and ranks."""
+    plan = PlanPicker(n_candidates=n_candidates, rerank=rerank)
+    return TurnRunner(tools, PlanFirstPicker(plan, max_steps=max_steps), llm, k=k)
 
 
 def index_free_agent(dataset: Dataset, *, k: int = 5) -> TurnRunner:

@@ -29,16 +29,21 @@ class PlanPicker:
         self.rerank = rerank
 
     def pick(self, turn: TurnContext, tools: Toolbox) -> Selection:
-        """Retrieve → filter → re-rank: the candidates, what the filter kept, best first.
+        """Retrieve → filter → re-rank: the candidates, what the filter kept, best first."""
+        wish = turn.wish
+        return self.choose(turn, tools, self.retrieve(turn, tools),
+                           request_led=bool(turn.query or wish.like_item))
 
-        With a request (a query or "more like #N"), only the items a search found are
-        eligible, each scored by the history model too, so the request decides what is shown
-        and the history how it is ordered; without one, the history's candidates are."""
+    def choose(self, turn: TurnContext, tools: Toolbox, candidates: list[Candidate], *,
+               request_led: bool) -> Selection:
+        """Filter → re-rank ``candidates``. When the turn is ``request_led`` (a query, "more
+        like #N", or searches an LLM planned), only the items a search found are eligible, each
+        scored by the history model too, so the request decides what is shown and the history
+        how it is ordered; otherwise every candidate is."""
         session, wish, trace = turn.session, turn.wish, turn.trace
-        candidates = self.retrieve(turn, tools)
         pool = candidates
         searched = [c for c in candidates if "search" in c.scores]
-        if (turn.query or wish.like_item) and searched:
+        if request_led and searched:
             pool = self._personalised(turn, tools, searched)
         filtered = trace.run(
             tools.filter_items.name, {"constraints": wish.describe(), "exclude": len(turn.excluded)},

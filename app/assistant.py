@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from recagent.agent.agents import index_free_agent, llm_agent, plan_agent
+from recagent.agent.agents import index_free_agent, llm_agent, plan_agent, plan_first_agent
 from recagent.agent.runner import TurnRunner
 from recagent.agent.session import Session
 from recagent.app.llm_backend import make_llm
@@ -16,7 +16,7 @@ from recagent.tools.toolbox import Toolbox
 
 __all__ = ["AGENTS", "Assistant"]
 
-AGENTS = ("auto", "plan", "tools")
+AGENTS = ("auto", "plan", "plan-first", "tools")
 
 
 class Assistant:
@@ -60,8 +60,13 @@ class Assistant:
         if mode == "tools" and not llm.serves_chat:
             raise RecAgentError(f"--agent tools needs an LLM that can call tools (vllm), "
                                 f"not {llm.name}")
-        if mode == "tools" or llm.can_call_tools:
+        if mode == "plan-first" and not llm.structured_output:
+            raise RecAgentError(f"--agent plan-first needs an LLM with constrained JSON output, "
+                                f"not {llm.name}")
+        if mode == "tools" or (mode == "auto" and llm.can_call_tools and llm.serves_chat):
             return llm_agent(self.tools, llm, k=self.k, rerank=self.rerank)
+        if mode == "plan-first" or (mode == "auto" and llm.can_call_tools and llm.structured_output):
+            return plan_first_agent(self.tools, llm, k=self.k, rerank=self.rerank)
         return plan_agent(self.tools, llm, k=self.k, rerank=self.rerank)
 
     @cached_property

@@ -74,9 +74,10 @@ LlmUrlOpt = Annotated[
 
 
 AgentOpt = Annotated[
-    str | None, typer.Option("--agent", help="Who drives a turn: plan (the fixed plan), tools (the "
-                             "LLM calls the tools; needs --llm vllm) or auto (tools when the served "
-                             "model can call them).")
+    str | None, typer.Option("--agent", help="Who drives a turn: plan (the fixed plan), plan-first "
+                             "(one constrained LLM call plans the searches; needs structured "
+                             "output), tools (the LLM calls the tools; needs a chat server) or auto "
+                             "(tools, else plan-first, for a model that calls tools).")
 ]
 
 

@@ -272,6 +272,7 @@ _SHORT: dict[str, object] = {
     "messages": [{"role": "user", "content": "a tent under $100"}],
     "tools": [],
     "add_generation_prompt": True,
+    "max_steps": 3,
 }
 
 _LONG_TITLES = [f"Item {i:02d}: Summit {20 + i}L Hiking Backpack with Rain Cover and Hip Belt"

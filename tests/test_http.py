@@ -332,7 +332,7 @@ def test_the_http_api_can_do_what_the_chat_can(client, tiny_shop):
     state = client.get(f"/v1/sessions/{sid}").json()
     assert state["liked"] == [liked] and state["recent_history"][0]["item_id"] == liked
     more = _say(client, sid, "/more")["answer"]
-    assert not set(r["item_id"] for r in more["recommendations"]) & set(state["shown"])
+    assert not {r["item_id"] for r in more["recommendations"]} & set(state["shown"])
     forgot = _say(client, sid, "/forget 1")["answer"]
     assert any("Forgot" in n["text"] for n in forgot["notices"])
     assert client.get(f"/v1/sessions/{sid}").json()["liked"] == []
