@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
-
-import numpy as np
 
 from recagent.catalog.errors import ToolError
 from recagent.protocol.scorer import History
-from recagent.retrieval.retriever import Recommendation
+from recagent.retrieval.base import Retriever
 from recagent.tools.candidates import Candidate
 
 __all__ = ["CandidateSource", "RecommendForUser"]
 
-
-class CandidateSource(Protocol):
-    def recommend(self, history: History, k: int = 10) -> Sequence[Recommendation]: ...
-
-    def score(self, histories: Sequence[History]) -> np.ndarray: ...
+CandidateSource = Retriever
+"""What the tool draws candidates from: any retriever (the contract in retrieval.base)."""
 
 
 class RecommendForUser:
@@ -35,7 +29,7 @@ class RecommendForUser:
     @property
     def name_of_source(self) -> str:
         """The retriever's name ("fusion", "seqrec", "text"), for the trace."""
-        return getattr(self.source, "name", type(self.source).__name__)
+        return self.source.name
 
     def __call__(self, history: History, k: int = 50) -> list[Candidate]:
         if not 1 <= k <= 500:
