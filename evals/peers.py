@@ -24,7 +24,7 @@ import importlib
 import time
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,9 +33,7 @@ from recagent.catalog.errors import RecAgentError
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
 from recagent.retrieval.base import Retriever
-
-if TYPE_CHECKING:
-    from recagent.retrieval.registry import RetrieverContext
+from recagent.retrieval.registry import RetrieverContext
 
 __all__ = [
     "PEERS",

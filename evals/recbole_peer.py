@@ -32,7 +32,7 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +40,7 @@ from recagent.catalog.errors import DataError, RecAgentError
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
 from recagent.retrieval.base import Retriever
-
-if TYPE_CHECKING:
-    from recagent.retrieval.registry import RetrieverContext
+from recagent.retrieval.registry import RetrieverContext
 
 __all__ = [
     "RECBOLE_PEERS",

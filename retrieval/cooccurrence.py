@@ -9,7 +9,6 @@ the history; 0 for the newest item). ``recency_decay = 1`` is plain item-kNN.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,9 +16,7 @@ import scipy.sparse as sp
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
 from recagent.retrieval.base import Evidence, Retriever
-
-if TYPE_CHECKING:
-    from recagent.retrieval.registry import RetrieverContext
+from recagent.retrieval.registry import RetrieverContext
 
 __all__ = ["ItemKNN"]
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import Scorer
@@ -24,11 +24,9 @@ from recagent.protocol.split import (
 )
 from recagent.retrieval.cooccurrence import ItemKNN
 from recagent.retrieval.fusion import FusionRetriever, FusionScorer, tune_cold_offset, tune_fusion
+from recagent.retrieval.registry import RetrieverContext
 from recagent.retrieval.retriever import HistoryRetriever
 from recagent.retrieval.seq_retriever import checkpoint_hash, load_seq_scorer
-
-if TYPE_CHECKING:
-    from recagent.retrieval.registry import RetrieverContext
 
 __all__ = ["CHOICE_FILE", "KNN_VARIANTS", "fusion_is_tuned", "fusion_retriever", "tuned_fusion"]
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
 from recagent.retrieval.base import Retriever, interaction_counts
-
-if TYPE_CHECKING:
-    from recagent.retrieval.registry import RetrieverContext
+from recagent.retrieval.registry import RetrieverContext
 
 __all__ = ["Popularity"]
 

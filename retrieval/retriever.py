@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,10 +26,8 @@ from recagent.retrieval.base import (
 )
 from recagent.retrieval.encoder import TextEncoder
 from recagent.retrieval.index import BuildStats, ItemIndex, SearchHit
+from recagent.retrieval.registry import RetrieverContext
 from recagent.retrieval.text import history_text
-
-if TYPE_CHECKING:
-    from recagent.retrieval.registry import RetrieverContext
 
 # Evidence, PopularItems, Recommendation, SEARCH_MARGIN and closest_in_history are defined in
 # retrieval.base; they stay importable from here for the modules that import them from here.

@@ -17,7 +17,7 @@ import time
 from collections.abc import Collection, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -33,10 +33,8 @@ from recagent.retrieval.index import (
     _collection_name,
     item_metadata,
 )
+from recagent.retrieval.registry import RetrieverContext
 from recagent.retrieval.seq_train import SeqScorer
-
-if TYPE_CHECKING:
-    from recagent.retrieval.registry import RetrieverContext
 
 __all__ = ["SeqIndex", "SeqRetriever", "checkpoint_hash", "is_seqrec_checkpoint", "load_seq_scorer"]
 
