@@ -1,5 +1,6 @@
 """The trained seqrec in the product: its Chroma index, recommend with evidence, the default."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -15,7 +16,7 @@ from recagent.retrieval.index import open_chroma
 from recagent.retrieval.registry import RETRIEVERS
 from recagent.retrieval.retriever import HistoryRetriever
 from recagent.retrieval.seq_model import SeqConfig
-from recagent.retrieval.seq_retriever import SeqIndex, SeqRetriever
+from recagent.retrieval.seq_retriever import SeqIndex, SeqRetriever, checkpoint_hash
 from recagent.retrieval.seq_train import SeqScorer, TrainConfig, train_seq_retriever
 
 runner = CliRunner(env={"COLUMNS": "200"})
@@ -127,6 +128,13 @@ def test_fusion_is_the_default_once_tuned_and_ranks_exactly(tiny_shop, tiny_shop
     assert not fusion_is_tuned(rt.model_dir("seqrec")) and isinstance(rt.recommender(), SeqRetriever)
     scorer = RETRIEVERS.create("fusion", rt.context()).scorer  # tunes on validation, caches it
     assert fusion_is_tuned(rt.model_dir("seqrec"))
+    # One checkpoint hash: the 16 hex digits fusion.json has always stored (so files written
+    # by earlier versions stay valid) also name the seqrec collection.
+    model_pt = (rt.model_dir("seqrec") / "model.pt").read_bytes()
+    sha = hashlib.sha256(model_pt).hexdigest()[:16]
+    assert json.loads((rt.model_dir("seqrec") / "fusion.json").read_text())["model_sha"] == sha
+    assert checkpoint_hash(rt.model_dir("seqrec")) == sha
+    assert RETRIEVERS.create("seqrec", rt.context()).prepare().collection.endswith(sha)
     model = Runtime(Settings(home=home, data=tiny_shop_dir)).recommender()
     assert isinstance(model, FusionRetriever) and model.name == "fusion"
     user = tiny_shop.users[2]
