@@ -11,7 +11,7 @@ from recagent.agent.runner import TurnRunner
 from recagent.agent.tool_agent import LLMPicker
 from recagent.catalog.model import Dataset
 from recagent.llm.base import LLM
-from recagent.retrieval.retriever import PopularItems
+from recagent.retrieval.base import PopularItems
 from recagent.tools.filter_items import FilterItems
 from recagent.tools.get_item import GetItem
 from recagent.tools.toolbox import Toolbox

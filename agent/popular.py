@@ -4,7 +4,7 @@ constraints. It needs only the catalog, so it works with no index at all."""
 from __future__ import annotations
 
 from recagent.agent.runner import Selection, TurnContext
-from recagent.retrieval.retriever import PopularItems
+from recagent.retrieval.base import PopularItems
 from recagent.tools.candidates import Candidate
 from recagent.tools.toolbox import Toolbox
 

@@ -11,6 +11,7 @@ from recagent.app.llm_backend import make_llm
 from recagent.app.runtime import Runtime
 from recagent.catalog.errors import RecAgentError
 from recagent.llm.base import LLM
+from recagent.retrieval.base import Retriever
 from recagent.tools.base import ToolParts
 from recagent.tools.toolbox import Toolbox
 
@@ -32,15 +33,15 @@ class Assistant:
         return make_llm(self.runtime.settings)
 
     @cached_property
-    def recommender(self):
+    def recommender(self) -> Retriever:
         """The dataset's best retriever: fusion or seqrec when it has a trained checkpoint,
-        else the text one (see ``Runtime.recommender``)."""
+        else the text one (the registry's "auto")."""
         return self.runtime.recommender("auto")
 
     def prepare(self, *, show_progress: bool = True) -> None:
         """Build or update the indexes the tools search (a hash check when they are current)."""
         self.runtime.ensure_index(show_progress=show_progress)  # search_items, explain
-        self.runtime.prepare_recommender(self.recommender, show_progress=show_progress)
+        self.recommender.prepare(show_progress=show_progress)
 
     @cached_property
     def tools(self) -> Toolbox:

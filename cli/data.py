@@ -23,6 +23,7 @@ from recagent.cli._common import (
     short,
     user_errors,
 )
+from recagent.retrieval.registry import RETRIEVERS
 
 
 @app.command()
@@ -39,8 +40,7 @@ def index(
     if encoder is not None and is_seqrec_checkpoint(encoder):
         with user_errors():
             rt = make_runtime(data, None, chroma_url)
-            retriever = rt.seq_retriever(encoder)
-            stats = retriever.index.build(show_progress=True)
+            stats = RETRIEVERS.create("seqrec", rt.context(encoder)).prepare(show_progress=True)
         out().print(
             f"[green]index[/] {stats.collection}: {stats.total} items "
             f"({stats.encoded} written, {stats.unchanged} unchanged, {stats.deleted} removed) "
@@ -113,23 +113,18 @@ def recommend(
     data: DataOpt = None,
     k: Annotated[int, typer.Option("-k", min=1, max=500, help="How many items.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    retriever: Annotated[str, typer.Option(help="auto: fusion (seqrec + item-kNN) when this "
-                         "dataset has a trained checkpoint (recagent train-retriever), else the "
-                         "text retriever; fusion, seqrec or text force one.")] = "auto",
+    retriever: Annotated[str, typer.Option(help="; ".join(
+        f"{n}: {RETRIEVERS.help(n)}" for n in RETRIEVERS.names(serves=True)) + ".")] = "auto",
     encoder: EncoderOpt = None,
     chroma_url: ChromaOpt = None,
 ) -> None:
     """Recommend items for a user from their history, with the evidence for each."""
-    from recagent.retrieval.retriever import HistoryRetriever
-
     with user_errors():
         rt = make_runtime(data, encoder, chroma_url)
         with err().status("Loading dataset and model..."):
             history = rt.dataset.history(user)
             model = rt.recommender(retriever)
-            if isinstance(model, HistoryRetriever):
-                _ = rt.encoder.model
-        rt.prepare_recommender(model, show_progress=True)
+        model.prepare(show_progress=True)
         recs = model.recommend(history, k)
         user_id = rt.dataset.resolve_user(user)
     if as_json:

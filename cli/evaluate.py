@@ -29,6 +29,7 @@ from recagent.cli._common import (
     out,
     user_errors,
 )
+from recagent.evals.models import RETRIEVERS
 
 eval_app = typer.Typer(
     help="Offline evaluation (leave-one-out by time, full ranking, Recall/NDCG/MRR@10/20/50); "
@@ -43,10 +44,10 @@ def evaluate(
     ctx: typer.Context,
     data: DataOpt = None,
     out_path: Annotated[Path | None, typer.Option("--out", "-o", help="Write the JSON report here.")] = None,
-    models: Annotated[str | None, typer.Option(help="Comma-separated: popularity,itemknn,text,"
-                      "seqrec,fusion or a peer (seqrec and fusion need `recagent train-retriever` "
-                      "first). Default: popularity,itemknn,text; with --cold-start: "
-                      "popularity,itemknn,als,text,seqrec,fusion.")] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated, of: " + "; ".join(
+        f"{n}: {RETRIEVERS.help(n)}" for n in RETRIEVERS.names(evaluates=True))
+        + ". Default: popularity,itemknn,text; with --cold-start: "
+        "popularity,itemknn,als,text,seqrec,fusion.")] = None,
     stage: Annotated[str, typer.Option(help="test or valid.")] = "test",
     max_users: Annotated[int | None, typer.Option(help="Evaluate only the first N users.")] = None,
     cold_start: Annotated[bool, typer.Option("--cold-start", help="Hold out items from training "
@@ -73,7 +74,7 @@ def evaluate(
     `recagent eval conversation` run the agent's suites."""
     if ctx.invoked_subcommand is not None:
         return
-    from recagent.evals.models import harness_scorer
+    from recagent.evals.models import harness_model
     from recagent.evals.report import build_report, write_report
     from recagent.protocol.ranking import evaluate_scorer
     from recagent.protocol.split import leave_one_out
@@ -97,7 +98,7 @@ def evaluate(
             raise RecAgentError(f"dataset {rt.dataset.name!r} has no user with 3+ interactions")
         results = []
         for name in names:
-            scorer = harness_scorer(rt, name)
+            scorer = harness_model(rt, name)
             results.append(
                 evaluate_scorer(scorer, split, stage=stage, max_users=max_users, show_progress=True)
             )
@@ -113,7 +114,7 @@ def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain
                      llm_url, encoder, chroma_url) -> None:
     from recagent.agent.explanations import ExplanationWriter
     from recagent.app.llm_backend import make_llm
-    from recagent.evals.models import harness_scorer
+    from recagent.evals.models import harness_model
     from recagent.evals.rerank_eval import evaluate_rerank
     from recagent.protocol.split import leave_one_out
     from recagent.tools import STRATEGIES, Explain, Rerank
@@ -139,7 +140,7 @@ def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain
             explain = Explain(rt.dataset, rt.index.embeddings)
             writer = ExplanationWriter(rt.dataset, model)
         results = evaluate_rerank(
-            harness_scorer(rt, base), split, reranker, names, top_n=top_n, max_users=max_users,
+            harness_model(rt, base), split, reranker, names, top_n=top_n, max_users=max_users,
             explain=explain, writer=writer, explain_users=explain_users, show_progress=True,
         )
     table = Table(title=f"{rt.dataset.name}: {base} top-{top_n} re-ranked "

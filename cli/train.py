@@ -39,6 +39,7 @@ def train_retriever(
 ) -> None:
     """Train the sequence retriever on the training split (validation picks the epoch)."""
     from recagent.protocol.split import leave_one_out
+    from recagent.retrieval.registry import RETRIEVERS
     from recagent.retrieval.seq_train import TrainConfig, train_seq_retriever
 
     with user_errors():
@@ -66,7 +67,7 @@ def train_retriever(
         # its weight and cold offset are tuned on validation once per checkpoint, here, so the
         # first `recommend` does not wait for it.
         with err().status("Tuning the fusion (item-kNN; text for new items) on validation..."):
-            rt.fusion_scorer(target, split=split)
+            RETRIEVERS.create("fusion", rt.context(target, split))
         choice = json.loads((target / "fusion.json").read_text())
     valid = result.best_valid
     out().print(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recagent.evals.models import harness_scorer
+from recagent.evals.models import harness_model
 from recagent.protocol.ranking import PROTOCOL, evaluate_scorer
 from recagent.protocol.split import ColdStartSplit, cold_start_split
 
@@ -87,24 +87,22 @@ def run_cold_start(
     for name in models:
         start = time.perf_counter()
         note = ""
-        if name in ("seqrec", "fusion"):
-            directory = _cold_seqrec_dir(rt, fraction, seed)
+        directory = _cold_seqrec_dir(rt, fraction, seed)
+        if name in ("seqrec", "fusion"):  # the models of the checkpoint: one on the cold split
             seqrec_meta = _train_cold_seqrec(rt, split, directory, max_minutes, device, id_dropout)
-            scorer = (rt.seq_scorer(directory) if name == "seqrec"
-                      else rt.fusion_scorer(directory, split=split))
             note = f"trained on the cold split: {seqrec_meta['seconds']} s, best epoch " \
                    f"{seqrec_meta['best_epoch']} of {seqrec_meta['epochs_run']}"
-            if name == "fusion":
-                offset = json.loads((directory / "fusion.json").read_text())["cold_offset"]
-                note += ("; cold items at the fused floor" if offset is None else
-                         "; cold items: text's z-score in item-kNN's place, offset "
-                         f"{offset:+g} (tuned on validation)")
-        else:
-            try:
-                scorer = harness_scorer(rt, name)
-            except RecAgentError as exc:  # e.g. a peer that is not installed
-                rows.append(_Row(name, None, 0.0, f"skipped: {exc}"))
-                continue
+        try:
+            scorer = harness_model(rt, name, checkpoint=directory, split=split,
+                                   show_progress=show_progress)
+        except RecAgentError as exc:  # e.g. a peer that is not installed
+            rows.append(_Row(name, None, 0.0, f"skipped: {exc}"))
+            continue
+        if name == "fusion":
+            offset = json.loads((directory / "fusion.json").read_text())["cold_offset"]
+            note += ("; cold items at the fused floor" if offset is None else
+                     "; cold items: text's z-score in item-kNN's place, offset "
+                     f"{offset:+g} (tuned on validation)")
         if not cold_targets:
             rows.append(_Row(name, None, 0.0, "no test case has a cold target"))
             continue

@@ -1,4 +1,4 @@
-"""Outside libraries as Scorers, so our harness measures them on our split and metrics.
+"""Outside libraries as Retrievers, so our harness measures them on our split and metrics.
 
 * ``ImplicitALS`` ("als"): implicit's CPU AlternatingLeastSquares on the binary user × item
   matrix of the training histories. At scoring time each input history is folded in with
@@ -13,7 +13,9 @@
   scattered back into dense rows; items the model never saw get the row's minimum minus 1.
 
 implicit and rectools are imported lazily: the project works without the ``peers`` extra,
-and asking for a peer then raises a RecAgentError that says how to install it.
+and asking for a peer then raises a RecAgentError that says how to install it. The harness
+builds them through the retriever registry (``recagent.evals.models`` registers them) with
+the settings tuned for the dataset (``TUNED``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ import scipy.sparse as sp
 
 from recagent.catalog.errors import RecAgentError
 from recagent.catalog.model import Dataset
-from recagent.protocol.scorer import History, Scorer
+from recagent.protocol.scorer import History
+from recagent.retrieval.base import Retriever
+from recagent.retrieval.registry import RetrieverContext
 
 __all__ = [
     "PEERS",
@@ -67,7 +71,19 @@ def _user_items(histories: Sequence[History], index: dict[str, int]) -> sp.csr_m
     )
 
 
-class ImplicitALS:
+class _Peer(Retriever):
+    """A peer library's model; ``requires`` names the module it needs."""
+
+    requires = ""
+
+    @classmethod
+    def from_context(cls, ctx: RetrieverContext) -> _Peer:
+        """The registry's factory: the peer with the settings tuned for ``ctx.dataset``."""
+        _require(cls.requires)  # fail early, with the install hint
+        return cls(ctx.dataset, **TUNED.get(ctx.dataset.name, {}).get(cls.name, {}))
+
+
+class ImplicitALS(_Peer):
     """Implicit-feedback ALS (Hu, Koren & Volinsky 2008) from the implicit library.
 
     Confidence = 1 + ``alpha`` for observed pairs (implicit multiplies the binary matrix by
@@ -75,6 +91,7 @@ class ImplicitALS:
     """
 
     name = "als"
+    requires = "implicit"
 
     def __init__(
         self,
@@ -125,10 +142,11 @@ class ImplicitALS:
         return users @ np.asarray(self.model.item_factors, dtype=np.float32).T
 
 
-class ImplicitItemKNN:
+class ImplicitItemKNN(_Peer):
     """implicit's item-item nearest neighbours (``kind``: "cosine", "bm25" or "tfidf")."""
 
     name = "implicit-itemknn"
+    requires = "implicit"
 
     def __init__(
         self,
@@ -176,7 +194,7 @@ class ImplicitItemKNN:
         return np.asarray((query @ self.similarity).todense(), dtype=np.float32)
 
 
-class _RecToolsTransformer:
+class _RecToolsTransformer(_Peer):
     """Shared fit/score plumbing for RecTools' SASRec and BERT4Rec.
 
     The defaults (100 epochs, sequences cut to the last 100 items, 64 factors, 2 blocks,
@@ -184,6 +202,7 @@ class _RecToolsTransformer:
     """
 
     name = "rectools-transformer"
+    requires = "rectools"
     model_class = ""  # attribute of rectools.models
 
     def __init__(
@@ -338,23 +357,22 @@ class RecToolsBERT4Rec(_RecToolsTransformer):
     model_class = "BERT4RecModel"
 
 
-def peer_scorer(name: str, dataset: Dataset, **kwargs: Any) -> Scorer | None:
-    """The peer model called ``name`` (see PEERS and recbole_peer.RECBOLE_PEERS), or None."""
-    classes: dict[str, type] = {
-        "als": ImplicitALS,
-        "implicit-itemknn": ImplicitItemKNN,
-        "sasrec": RecToolsSASRec,
-        "bert4rec": RecToolsBERT4Rec,
-    }
-    cls = classes.get(name)
+_CLASSES: dict[str, type[_Peer]] = {
+    c.name: c for c in (ImplicitALS, ImplicitItemKNN, RecToolsSASRec, RecToolsBERT4Rec)
+}
+
+
+def peer_scorer(name: str, dataset: Dataset, **kwargs: Any) -> Retriever | None:
+    """The peer model called ``name`` (see PEERS and recbole_peer.RECBOLE_PEERS) with the
+    settings ``kwargs``, or None."""
+    cls = _CLASSES.get(name)
     if cls is None:
         if name.startswith("recbole-"):  # RecBole runs in its own virtualenv
             from recagent.evals.recbole_peer import recbole_scorer
 
             return recbole_scorer(name, dataset, **kwargs)
         return None
-    module = "implicit" if name in ("als", "implicit-itemknn") else "rectools"
-    _require(module)  # fail early, with the install hint
+    _require(cls.requires)  # fail early, with the install hint
     return cls(dataset, **kwargs)
 
 

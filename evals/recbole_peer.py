@@ -39,12 +39,16 @@ import numpy as np
 from recagent.catalog.errors import DataError, RecAgentError
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
+from recagent.retrieval.base import Retriever
+from recagent.retrieval.registry import RetrieverContext
 
 __all__ = [
     "RECBOLE_PEERS",
     "RecBolePeer",
     "find_recbole_python",
     "read_scores",
+    "recbole_bert4rec",
+    "recbole_sasrec",
     "recbole_scorer",
     "write_atomic",
 ]
@@ -132,7 +136,7 @@ def _stop(process: subprocess.Popen, workdir: str) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-class RecBolePeer:
+class RecBolePeer(Retriever):
     """One RecBole sequential model (``model``: "SASRec" or "BERT4Rec") behind a subprocess."""
 
     def __init__(
@@ -272,3 +276,14 @@ def recbole_scorer(name: str, dataset: Dataset, **kwargs: Any) -> RecBolePeer | 
         return None
     settings = {**SETTINGS.get(dataset.name, {}), **kwargs}
     return RecBolePeer(dataset, model=model, name=name, **settings)
+
+
+
+def recbole_sasrec(ctx: RetrieverContext) -> RecBolePeer | None:
+    """The registry's "recbole-sasrec"."""
+    return recbole_scorer("recbole-sasrec", ctx.dataset)
+
+
+def recbole_bert4rec(ctx: RetrieverContext) -> RecBolePeer | None:
+    """The registry's "recbole-bert4rec"."""
+    return recbole_scorer("recbole-bert4rec", ctx.dataset)

@@ -9,7 +9,7 @@ miss). Ties are broken by catalog order, the same rule the top-K lists use.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +19,7 @@ from recagent.protocol.metrics import metrics_from_ranks
 from recagent.protocol.scorer import History, Scorer
 from recagent.protocol.split import LeaveOneOutSplit
 
-__all__ = ["ModelResult", "evaluate_scorer", "rank_targets"]
+__all__ = ["ModelResult", "evaluate_scorer", "history_masks", "rank_targets", "target_ranks"]
 
 PROTOCOL = (
     "leave-one-out by time (test = last interaction, validation = second last); "
@@ -36,31 +36,38 @@ class ModelResult:
     seconds: float  # fit + scoring of all users
 
 
-def rank_targets(
-    scores: np.ndarray, masks: Sequence[Sequence[int]], targets: Sequence[int], top_k: int = 10
-) -> tuple[np.ndarray, np.ndarray]:
-    """1-based ranks of ``targets`` in each row of ``scores`` after masking, and top-k lists.
+def history_masks(index: Mapping[str, int], histories: Sequence[History]) -> list[list[int]]:
+    """Each history's item columns: what the harness masks for it."""
+    return [[index[x.item_id] for x in h] for h in histories]
 
-    ``scores`` is modified in place (masked entries become -inf). A masked target gets
-    rank ``inf``.
+
+def target_ranks(
+    scores: np.ndarray, masks: Sequence[Sequence[int]], targets: Sequence[int]
+) -> np.ndarray:
+    """1-based ranks of ``targets`` in each row of ``scores`` after masking.
+
+    rank = 1 + #(items scoring higher) + #(items scoring the same that come earlier in the
+    catalog). ``scores`` is modified in place (masked entries become -inf). A masked target
+    gets rank ``inf``.
     """
     if not np.isfinite(scores).all():
         raise ValueError("scorer returned NaN or infinite scores")
-    rows = np.arange(len(targets))
     for r, masked in enumerate(masks):
         scores[r, list(masked)] = -np.inf
-    target_scores = scores[rows, targets]
-    ranks = np.empty(len(targets), dtype=np.float64)
-    for r, t in enumerate(targets):
-        if target_scores[r] == -np.inf:
-            ranks[r] = np.inf
-            continue
-        row = scores[r]
-        ranks[r] = 1 + np.count_nonzero(row > target_scores[r]) + np.count_nonzero(
-            row[:t] == target_scores[r]
-        )
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
-    return ranks, top
+    targets = np.asarray(targets, dtype=np.int64)
+    target_scores = scores[np.arange(len(targets)), targets][:, None]
+    earlier = np.arange(scores.shape[1])[None, :] < targets[:, None]
+    ranks = 1 + (scores > target_scores).sum(axis=1) + (
+        (scores == target_scores) & earlier).sum(axis=1)
+    return np.where(np.isfinite(target_scores[:, 0]), ranks, np.inf).astype(np.float64)
+
+
+def rank_targets(
+    scores: np.ndarray, masks: Sequence[Sequence[int]], targets: Sequence[int], top_k: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`target_ranks`, and each row's top-``top_k`` columns (ties in catalog order)."""
+    ranks = target_ranks(scores, masks, targets)
+    return ranks, np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
 
 
 def evaluate_scorer(
@@ -105,7 +112,7 @@ def evaluate_scorer(
                     f"{scorer.name} returned scores of shape {scores.shape}, "
                     f"expected {(len(batch), n_items)}"
                 )
-            masks = [[index[x.item_id] for x in h] for h in batch]
+            masks = history_masks(index, batch)
             batch_targets = [index[t] for t in targets[lo : lo + batch_size]]
             ranks, top = rank_targets(scores, masks, batch_targets)
             all_ranks.append(ranks)

@@ -15,9 +15,15 @@ import scipy.sparse as sp
 
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
+from recagent.retrieval.base import Evidence, Retriever
+from recagent.retrieval.registry import RetrieverContext
+
+__all__ = ["ItemKNN"]
 
 
-class ItemKNN:
+class ItemKNN(Retriever):
+    """Item-kNN; the evidence of a pick is the history items it is a neighbour of."""
+
     name = "itemknn"
 
     def __init__(self, dataset: Dataset, *, neighbours: int = 20, recency_decay: float = 1.0):
@@ -30,6 +36,10 @@ class ItemKNN:
         self.recency_decay = recency_decay
         n = len(dataset.items)
         self.similarity = sp.csr_matrix((n, n), dtype=np.float32)
+
+    @classmethod
+    def from_context(cls, ctx: RetrieverContext) -> ItemKNN:
+        return cls(ctx.dataset)
 
     def fit(self, train: Sequence[History]) -> None:
         index = self.dataset.item_index
@@ -64,6 +74,16 @@ class ItemKNN:
             shape=(len(histories), len(index)),
         )
         return np.asarray((query @ self.similarity).todense(), dtype=np.float32)
+
+    def evidence(self, history: History, item_id: str) -> list[Evidence]:
+        """The history items that have ``item_id`` among their neighbours, most similar first
+        (ties: newest first): the terms of its score."""
+        index = self.dataset.item_index
+        ids = list(dict.fromkeys(x.item_id for x in reversed(history)))
+        sims = self.similarity[[index[i] for i in ids], index[item_id]].toarray().ravel()
+        order = np.argsort(-sims, kind="stable")[: self.evidence_per_item]
+        return [Evidence(ids[t], self.dataset.items[ids[t]].title, float(sims[t]))
+                for t in order if sims[t] > 0]
 
 
 def _keep_top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:

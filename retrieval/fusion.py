@@ -24,10 +24,10 @@ import numpy as np
 
 from recagent.catalog.model import Dataset
 from recagent.protocol.metrics import metrics_from_ranks
+from recagent.protocol.ranking import history_masks, target_ranks
 from recagent.protocol.scorer import History, Scorer
 from recagent.protocol.split import LeaveOneOutSplit
-from recagent.retrieval.index import SearchHit
-from recagent.retrieval.retriever import SEARCH_MARGIN, PopularItems, Recommendation, with_evidence
+from recagent.retrieval.base import Retriever, unit_rows
 
 __all__ = [
     "COLD_OFFSETS",
@@ -108,7 +108,7 @@ class FusionScorer:
             self.cold[[index[x.item_id] for x in history]] = False
 
     def _weighted(self, histories: Sequence[History]) -> list[np.ndarray | float]:
-        masks = _masks(self._index, histories)
+        masks = history_masks(self._index, histories)
         return [weight * standardise(component.score(histories), masks) if weight else 0.0
                 for component, weight in zip(self.components, self.weights, strict=True)]
 
@@ -134,7 +134,7 @@ class FusionScorer:
             if self._cold_text is None:
                 raise ValueError("this fusion has no text scorer for cold items")
             self._text = self._cold_text()
-        return standardise(self._text.score(histories), _masks(self._index, histories))
+        return standardise(self._text.score(histories), history_masks(self._index, histories))
 
     def score(self, histories: Sequence[History]) -> np.ndarray:
         if self.cold_offset is None or self._cold_text is None or not self.cold.any():
@@ -142,10 +142,6 @@ class FusionScorer:
         fused, cold = self.fused_and_cold(histories)
         fused[:, self.cold] = cold[:, self.cold] + self.cold_offset
         return fused
-
-
-def _masks(index: Mapping[str, int], histories: Sequence[History]) -> list[list[int]]:
-    return [[index[x.item_id] for x in h] for h in histories]
 
 
 @dataclass
@@ -162,16 +158,9 @@ class FusionChoice:
                 "tried": self.tried}
 
 
-def _ranks(fused: np.ndarray, masks: Sequence[Sequence[int]], targets: np.ndarray) -> np.ndarray:
-    """1-based ranks of the targets (the harness's rule: masked history, ties by catalog order)."""
-    fused = fused.copy()
-    for r, masked in enumerate(masks):
-        fused[r, list(masked)] = -np.inf
-    rows = np.arange(len(targets))
-    t = fused[rows, targets][:, None]
-    before = np.arange(fused.shape[1])[None, :] < targets[:, None]
-    ranks = 1 + (fused > t).sum(axis=1) + ((fused == t) & before).sum(axis=1)
-    return np.where(np.isfinite(t[:, 0]), ranks, np.inf).astype(np.float64)
+def _ranks(scores: np.ndarray, masks: Sequence[Sequence[int]], targets: np.ndarray) -> np.ndarray:
+    """The harness's ranks of the targets (``scores`` is left as it is)."""
+    return target_ranks(scores.copy(), masks, targets)
 
 
 def tune_fusion(
@@ -190,7 +179,7 @@ def tune_fusion(
     """
     _, histories, targets = split.cases("valid")
     index = split.dataset.item_index
-    masks = [[index[x.item_id] for x in h] for h in histories]
+    masks = history_masks(index, histories)
     target_idx = np.array([index[t] for t in targets], dtype=np.int64)
     if fit_base:
         base.fit(split.train)
@@ -266,7 +255,7 @@ def tune_cold_offset(
         keep = np.sort(np.random.default_rng(seed).choice(len(histories), max_cases, replace=False))
         histories, targets = [histories[k] for k in keep], [targets[k] for k in keep]
     index = split.dataset.item_index
-    masks = _masks(index, histories)
+    masks = history_masks(index, histories)
     target_idx = np.array([index[t] for t in targets], dtype=np.int64)
     pairs = [fusion.fused_and_cold(list(histories[lo : lo + 512]))
              for lo in range(0, len(histories), 512)]
@@ -293,16 +282,16 @@ def tune_cold_offset(
 _SHOWN = ("recall@10", "ndcg@10", "recall@50", "ndcg@50")
 
 
-class FusionRetriever:
+class FusionRetriever(Retriever):
     """The fused model in the product: ``recommend(history, k)`` with evidence.
 
     The z-scores need every item's score, so the fused scores are computed exactly over the
     catalog (one query-tower pass, a product with the item vectors and one sparse kNN row:
     about a millisecond for the few thousand items here), not from an approximate index.
     Evidence is the history items closest to each pick in ``item_vectors`` (the seqrec item
-    space). The scorer must already be fitted (the kNN side on the histories it may use);
-    items that none of those histories contains are its cold items, scored through the text
-    retriever, which is only built (MiniLM loaded) when the catalog has such an item.
+    space). ``fit`` fits the kNN side (in the product: on every history); items that none of
+    those histories contains are its cold items, scored through the text retriever, which is
+    only built (MiniLM loaded) when the catalog has such an item.
     """
 
     name = "fusion"
@@ -311,24 +300,16 @@ class FusionRetriever:
                  evidence_per_item: int = 3) -> None:
         self.dataset = dataset
         self.scorer = scorer
-        norms = np.maximum(np.linalg.norm(item_vectors, axis=1, keepdims=True), 1e-12)
-        self._unit_vectors = item_vectors / norms
+        self._unit_vectors = unit_rows(item_vectors)
         self.evidence_per_item = evidence_per_item
-        self._popular = PopularItems(dataset)
+
+    @property
+    def evidence_vectors(self) -> np.ndarray:
+        return self._unit_vectors
+
+    def fit(self, train: Sequence[History]) -> None:
+        self.scorer.fit(train)
 
     def score(self, histories: Sequence[History]) -> np.ndarray:
         """Every item's fused score for each history."""
         return self.scorer.score(histories)
-
-    def recommend(self, history: History, k: int = 10) -> list[Recommendation]:
-        """Top ``k`` unseen items by fused score; an empty history gets the popular items."""
-        if not history:
-            return self._popular.recommend(k)
-        scores = self.scorer.score([history])[0]
-        index = self.dataset.item_index
-        scores[[index[x.item_id] for x in history]] = -np.inf
-        top = np.argsort(-scores, kind="stable")[:k + SEARCH_MARGIN]  # room for same-title skips
-        hits = [SearchHit(self.dataset.item_ids[i], float(scores[i]), {}) for i in top
-                if np.isfinite(scores[i])]
-        return with_evidence(self.dataset, history, hits, self._unit_vectors, k=k,
-                             per_item=self.evidence_per_item)

@@ -8,9 +8,13 @@ import numpy as np
 
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
+from recagent.retrieval.base import Retriever, interaction_counts
+from recagent.retrieval.registry import RetrieverContext
+
+__all__ = ["Popularity"]
 
 
-class Popularity:
+class Popularity(Retriever):
     """Score = number of training interactions with the item (the same for every user)."""
 
     name = "popularity"
@@ -19,13 +23,12 @@ class Popularity:
         self.dataset = dataset
         self.counts = np.zeros(len(dataset.items), dtype=np.float32)
 
+    @classmethod
+    def from_context(cls, ctx: RetrieverContext) -> Popularity:
+        return cls(ctx.dataset)
+
     def fit(self, train: Sequence[History]) -> None:
-        index = self.dataset.item_index
-        counts = np.zeros(len(index), dtype=np.float32)
-        for history in train:
-            for inter in history:
-                counts[index[inter.item_id]] += 1
-        self.counts = counts
+        self.counts = interaction_counts(self.dataset, train)
 
     def score(self, histories: Sequence[History]) -> np.ndarray:
         return np.broadcast_to(self.counts, (len(histories), len(self.counts))).copy()

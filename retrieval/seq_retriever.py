@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Collection, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from recagent.catalog.errors import IndexUnavailable
+from recagent.catalog.errors import IndexUnavailable, RecAgentError
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
+from recagent.retrieval.base import Retriever, unit_rows
 from recagent.retrieval.index import (
     BuildStats,
     ItemIndex,
@@ -31,15 +33,10 @@ from recagent.retrieval.index import (
     _collection_name,
     item_metadata,
 )
-from recagent.retrieval.retriever import (
-    SEARCH_MARGIN,
-    PopularItems,
-    Recommendation,
-    with_evidence,
-)
+from recagent.retrieval.registry import RetrieverContext
 from recagent.retrieval.seq_train import SeqScorer
 
-__all__ = ["SeqIndex", "SeqRetriever", "checkpoint_hash", "is_seqrec_checkpoint"]
+__all__ = ["SeqIndex", "SeqRetriever", "checkpoint_hash", "is_seqrec_checkpoint", "load_seq_scorer"]
 
 
 def is_seqrec_checkpoint(path: Path) -> bool:
@@ -48,7 +45,21 @@ def is_seqrec_checkpoint(path: Path) -> bool:
 
 
 def checkpoint_hash(directory: Path) -> str:
-    return hashlib.sha256((directory / "model.pt").read_bytes()).hexdigest()[:12]
+    """The checkpoint's version: the first 16 hex digits of the SHA-256 of its ``model.pt``.
+
+    It names the seqrec Chroma collection and keys the fusion choice (``fusion.json``'s
+    ``model_sha``)."""
+    return hashlib.sha256((Path(directory) / "model.pt").read_bytes()).hexdigest()[:16]
+
+
+def load_seq_scorer(directory: Path, dataset: Dataset) -> SeqScorer:
+    """The trained seqrec model in ``directory`` (a clear error when there is none)."""
+    if not (directory / "model.pt").is_file():
+        raise RecAgentError(
+            f"no trained seqrec model for {dataset.name!r} in {directory}: "
+            "run `recagent train-retriever` with the same --data first"
+        )
+    return SeqScorer.load(directory, dataset)
 
 
 class SeqIndex(ItemIndex):
@@ -136,7 +147,7 @@ class SeqIndex(ItemIndex):
                 for row, n in zip(hits, norms, strict=True)]
 
 
-class SeqRetriever:
+class SeqRetriever(Retriever):
     """Candidates from the seqrec query tower and its Chroma collection, with evidence."""
 
     name = "seqrec"
@@ -148,32 +159,30 @@ class SeqRetriever:
         self.index = index
         self.evidence_per_item = evidence_per_item
 
-    @cached_property
-    def _unit_vectors(self) -> np.ndarray:
-        v = self.index.vectors
-        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    @classmethod
+    def from_context(cls, ctx: RetrieverContext) -> SeqRetriever:
+        scorer = load_seq_scorer(ctx.checkpoint, ctx.dataset)
+        return cls(ctx.dataset, scorer, SeqIndex(ctx.chroma(), ctx.dataset, scorer, ctx.checkpoint))
 
-    def recommend(self, history: History, k: int = 10) -> list[Recommendation]:
-        """Top ``k`` items for ``history`` that the user does not already have; an empty
-        history gets the most popular items instead."""
-        seen = {x.item_id for x in history}
-        if not history:
-            return self._popular(k)
+    @cached_property
+    def evidence_vectors(self) -> np.ndarray:
+        return unit_rows(self.index.vectors)
+
+    def fit(self, train: Sequence[History]) -> None:
+        """Trained by ``recagent train-retriever``; nothing is refitted."""
+
+    def prepare(self, *, show_progress: bool = False) -> BuildStats:
+        """Build or complete the checkpoint's Chroma collection."""
+        return self.index.build(show_progress=show_progress)
+
+    def candidates(self, history: History, n: int,
+                   exclude: Collection[str] = ()) -> list[SearchHit]:
+        """The ``n`` best items by inner product, from the checkpoint's Chroma collection."""
         if self.index.collection.count() < len(self.dataset.items):
             raise IndexUnavailable(f"seqrec index {self.index.name!r} is incomplete: run "
                                    f"`recagent index --encoder {self.index.directory}`")
-        query = self.scorer.query_vectors([history])
-        hits = self.index.search(query, k + len(seen) + SEARCH_MARGIN)[0]
-        return with_evidence(self.dataset, history, hits, self._unit_vectors, k=k,
-                             per_item=self.evidence_per_item)
+        return self.index.search(self.scorer.query_vectors([history]), n)[0]
 
-    def score(self, histories) -> np.ndarray:
+    def score(self, histories: Sequence[History]) -> np.ndarray:
         """Every item's score for each history (exact inner products)."""
         return self.scorer.score(histories)
-
-    @cached_property
-    def _popular_items(self) -> PopularItems:
-        return PopularItems(self.dataset)
-
-    def _popular(self, k: int) -> list[Recommendation]:
-        return self._popular_items.recommend(k)

@@ -32,7 +32,7 @@ from recagent.app.assistant import Assistant
 from recagent.app.chat import Chat, HelpView, HistoryView, Notice, Quit, TraceView, Why
 from recagent.catalog.errors import IndexUnavailable, RecAgentError
 from recagent.llm.base import LLMUnavailable
-from recagent.retrieval.retriever import PopularItems
+from recagent.retrieval.base import PopularItems
 from recagent.server.slots import ComputeSlots
 from recagent.server.store import Event, SessionNotFound, SessionStore, StoredSession
 

@@ -1,7 +1,7 @@
 """The faithfulness check: prose may name only what the evidence holds."""
 
 from recagent.agent.explanations import ExplanationWriter, faithfulness_problems
-from recagent.retrieval.retriever import Evidence
+from recagent.retrieval.base import Evidence
 from recagent.tools.explain import ItemEvidence
 
 EVIDENCE = ItemEvidence(

@@ -1,8 +1,15 @@
 """History retrieval: excludes what the user has, explains with history items, falls back."""
 
 import numpy as np
+import pytest
 
+from recagent.retrieval.base import Retriever
+from recagent.retrieval.cooccurrence import ItemKNN
+from recagent.retrieval.fusion import FusionRetriever
+from recagent.retrieval.popularity import Popularity
+from recagent.retrieval.registry import RETRIEVERS
 from recagent.retrieval.retriever import HistoryRetriever
+from recagent.retrieval.seq_retriever import SeqRetriever
 
 
 def test_recommend_excludes_seen_and_grounds_evidence_in_history(retriever, tiny_shop):
@@ -49,3 +56,81 @@ def test_history_text_respects_the_encoder_budget(tiny_shop, encoder, built_inde
     text = r.history_texts([longest])[0]
     assert encoder.count_tokens(text) <= 64
     assert tiny_shop.items[longest[-1].item_id].title in text
+
+
+class _Fixed(Retriever):
+    """Every history gets the same scores: the base class's serving, seen in isolation."""
+
+    name = "fixed"
+
+    def __init__(self, dataset, row):
+        self.dataset = dataset
+        self.row = np.asarray(row, dtype=np.float32)
+
+    def score(self, histories):
+        return np.tile(self.row, (len(histories), 1))
+
+
+def _twins():
+    from recagent.catalog.model import Dataset, Interaction, Item
+
+    items = [Item("a", "Chasing Amy (1997)"), Item("b", "chasing  AMY (1997)"),
+             Item("c", "Fargo (1996)"), Item("d", "FARGO (1996)"), Item("e", "Heat (1995)")]
+    return Dataset("twins", items, [Interaction("u", "a", 0.0), Interaction("v", "e", 0.0),
+                                    Interaction("w", "e", 0.0)])
+
+
+def test_recommendations_skip_a_title_already_had_or_already_picked():
+    """ML-100K lists 18 films under two ids: one already had or already picked is skipped."""
+    dataset = _twins()
+    model = _Fixed(dataset, [0.0, 0.9, 0.8, 0.7, 0.6])
+    picked = model.recommend(dataset.histories["u"], 3)
+    assert [r.item_id for r in picked] == ["c", "e"]
+    assert [r.score for r in picked] == pytest.approx([0.8, 0.6])
+    assert all(not r.evidence and "Popular" in r.explanation for r in picked)  # no vectors
+
+
+def test_exclusions_are_masked_and_an_empty_history_gets_popular_items():
+    dataset = _twins()
+    model = _Fixed(dataset, [0.0, 0.9, 0.8, 0.7, 0.6])
+    assert [r.item_id for r in model.recommend(dataset.histories["u"], 3, exclude={"c"})] == ["d", "e"]
+    popular = model.recommend([], 2)
+    assert popular[0].item_id == "e" and popular[0].score == pytest.approx(2 / 3)
+    assert [r.item_id for r in model.recommend([], 2, exclude={"e"})] == ["a", "b"]
+
+
+def test_the_registry_builds_each_model_by_name(tiny_shop, tmp_path):
+    from recagent.catalog.errors import RecAgentError
+    from recagent.retrieval.registry import RetrieverContext
+
+    def untouched():
+        raise AssertionError("a factory touched what its model does not need")
+
+    ctx = RetrieverContext(tiny_shop, untouched, untouched, tmp_path / "no-checkpoint")
+    assert isinstance(RETRIEVERS.create("popularity", ctx), Popularity)
+    assert isinstance(RETRIEVERS.create("itemknn", ctx), ItemKNN)
+    for cls in (HistoryRetriever, SeqRetriever, FusionRetriever):
+        assert issubclass(cls, Retriever)
+    assert {"popularity", "itemknn", "text", "seqrec", "fusion"} <= set(RETRIEVERS.names(evaluates=True))
+    assert "auto" in RETRIEVERS.names(serves=True) and "auto" not in RETRIEVERS.names(evaluates=True)
+    with pytest.raises(RecAgentError, match="unknown model 'auto'; choose from popularity"):
+        RETRIEVERS.create("auto", ctx, evaluates=True)
+    with pytest.raises(RecAgentError, match="no trained seqrec"):
+        RETRIEVERS.create("seqrec", ctx)
+    with pytest.raises(ValueError, match="already registered"):
+        RETRIEVERS.register("text", "x:y", help="")
+
+
+def test_item_knn_recommends_with_its_neighbours_as_evidence(tiny_shop):
+    knn = ItemKNN(tiny_shop)
+    knn.fit(list(tiny_shop.histories.values()))
+    history = tiny_shop.histories[tiny_shop.users[0]]
+    seen = {x.item_id for x in history}
+    recs = knn.recommend(history, 5)
+    assert len(recs) == 5 and not {r.item_id for r in recs} & seen
+    index = tiny_shop.item_index
+    for r in recs:
+        assert r.evidence and {e.item_id for e in r.evidence} <= seen
+        top = r.evidence[0]
+        assert top.similarity == pytest.approx(knn.similarity[index[top.item_id], index[r.item_id]])
+        assert top.title in r.explanation

@@ -1,5 +1,6 @@
 """The trained seqrec in the product: its Chroma index, recommend with evidence, the default."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -10,10 +11,12 @@ from recagent.app.runtime import Runtime
 from recagent.app.settings import Settings
 from recagent.cli import app
 from recagent.protocol.split import leave_one_out
+from recagent.retrieval.fusion_choice import fusion_is_tuned
 from recagent.retrieval.index import open_chroma
+from recagent.retrieval.registry import RETRIEVERS
 from recagent.retrieval.retriever import HistoryRetriever
 from recagent.retrieval.seq_model import SeqConfig
-from recagent.retrieval.seq_retriever import SeqIndex, SeqRetriever
+from recagent.retrieval.seq_retriever import SeqIndex, SeqRetriever, checkpoint_hash
 from recagent.retrieval.seq_train import SeqScorer, TrainConfig, train_seq_retriever
 
 runner = CliRunner(env={"COLUMNS": "200"})
@@ -122,9 +125,16 @@ def test_fusion_is_the_default_once_tuned_and_ranks_exactly(tiny_shop, tiny_shop
     home = tmp_path / "home"
     rt = Runtime(Settings(home=home, data=tiny_shop_dir))
     shutil.copytree(ckpt, rt.model_dir("seqrec"))  # a copy: tuning writes fusion.json next to it
-    assert not rt.fusion_is_tuned() and isinstance(rt.recommender(), SeqRetriever)
-    scorer = rt.fusion_scorer()  # tunes on validation and caches the choice
-    assert rt.fusion_is_tuned()
+    assert not fusion_is_tuned(rt.model_dir("seqrec")) and isinstance(rt.recommender(), SeqRetriever)
+    scorer = RETRIEVERS.create("fusion", rt.context()).scorer  # tunes on validation, caches it
+    assert fusion_is_tuned(rt.model_dir("seqrec"))
+    # One checkpoint hash: the 16 hex digits fusion.json has always stored (so files written
+    # by earlier versions stay valid) also name the seqrec collection.
+    model_pt = (rt.model_dir("seqrec") / "model.pt").read_bytes()
+    sha = hashlib.sha256(model_pt).hexdigest()[:16]
+    assert json.loads((rt.model_dir("seqrec") / "fusion.json").read_text())["model_sha"] == sha
+    assert checkpoint_hash(rt.model_dir("seqrec")) == sha
+    assert RETRIEVERS.create("seqrec", rt.context()).prepare().collection.endswith(sha)
     model = Runtime(Settings(home=home, data=tiny_shop_dir)).recommender()
     assert isinstance(model, FusionRetriever) and model.name == "fusion"
     user = tiny_shop.users[2]
@@ -155,7 +165,7 @@ def test_old_fusion_json_keeps_its_choice_and_cold_items_are_retrieved_by_text(
     home = tmp_path / "home"
     rt = Runtime(Settings(home=home, data=tiny_shop_dir))
     shutil.copytree(ckpt, rt.model_dir("seqrec"))
-    rt.fusion_scorer()
+    RETRIEVERS.create("fusion", rt.context())
     cache = rt.model_dir("seqrec") / "fusion.json"
     tuned = json.loads(cache.read_text())
     assert "cold_offset" in tuned and tuned["cold_n_cold_cases"] > 0
@@ -164,7 +174,7 @@ def test_old_fusion_json_keeps_its_choice_and_cold_items_are_retrieved_by_text(
     old = {k: v for k, v in tuned.items() if not k.startswith("cold")}
     old["weight"] = 0.35
     cache.write_text(json.dumps(old))
-    scorer = Runtime(Settings(home=home, data=tiny_shop_dir)).fusion_scorer()
+    scorer = RETRIEVERS.create("fusion", Runtime(Settings(home=home, data=tiny_shop_dir)).context()).scorer
     assert scorer.weights == [0.35, 0.65]
     again = json.loads(cache.read_text())
     assert {k: again[k] for k in old} == old and "cold_offset" in again

@@ -181,14 +181,3 @@ def test_filter_shows_one_item_per_title_and_none_the_user_has():
     # A search filters before it knows what was shown: it keeps every twin.
     search = FilterItems(dataset)(_cands(dataset, ["c", "d"]), Constraints(), one_per_title=False)
     assert [c.item_id for c in search.kept] == ["c", "d"]
-
-
-def test_recommendations_skip_a_title_already_had_or_already_picked():
-    from recagent.retrieval.index import SearchHit
-    from recagent.retrieval.retriever import with_evidence
-
-    dataset = _twins_dataset()
-    vectors = np.eye(5)
-    hits = [SearchHit(i, 1.0 - n / 10, {}) for n, i in enumerate(["b", "c", "d", "e"])]
-    picked = with_evidence(dataset, dataset.histories["u"], hits, vectors, k=3, per_item=1)
-    assert [r.item_id for r in picked] == ["c", "e"]

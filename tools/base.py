@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from recagent.llm.base import LLM
+    from recagent.retrieval.base import Retriever
     from recagent.retrieval.encoder import TextEncoder
     from recagent.retrieval.index import ItemIndex
-    from recagent.tools.recommend_for_user import CandidateSource
 
 __all__ = ["ITEM_ID", "ITEM_IDS", "LISTING_K", "Tool", "ToolContext", "ToolParts", "brief",
            "object_schema"]
@@ -47,7 +47,7 @@ class ToolParts:
     dataset: Dataset
     encoder: TextEncoder
     index: ItemIndex
-    recommender: CandidateSource
+    recommender: Retriever  # what recommend_for_user draws candidates from
     item_embeddings: Callable[[], np.ndarray]
     llm: LLM | None = None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from recagent.retrieval.retriever import Evidence
+from recagent.retrieval.base import Evidence
 
 __all__ = ["Candidate", "Evidence"]
 

@@ -18,7 +18,7 @@ import numpy as np
 from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
-from recagent.retrieval.retriever import Evidence, closest_in_history
+from recagent.retrieval.base import Evidence, closest_in_history
 from recagent.tools.base import ITEM_ID, Tool, ToolContext, ToolParts, object_schema
 from recagent.tools.candidates import Candidate
 from recagent.tools.constraints import Constraints

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Protocol
-
-import numpy as np
+from typing import Any, ClassVar
 
 from recagent.catalog.errors import ToolError
 from recagent.protocol.scorer import History
-from recagent.retrieval.retriever import Recommendation
+from recagent.retrieval.base import Retriever
 from recagent.tools.base import LISTING_K, Tool, ToolContext, ToolParts, brief, object_schema
 from recagent.tools.candidates import Candidate
 
-__all__ = ["CandidateSource", "RecommendForUser"]
+__all__ = ["RecommendForUser"]
 
-
-class CandidateSource(Protocol):
-    def recommend(self, history: History, k: int = 10) -> Sequence[Recommendation]: ...
-
-    def score(self, histories: Sequence[History]) -> np.ndarray: ...
 
 
 class RecommendForUser(Tool):
@@ -46,13 +39,13 @@ class RecommendForUser(Tool):
     def summarize(self, result: list[Candidate]) -> str:
         return f"{len(result)} items"
 
-    def __init__(self, source: CandidateSource) -> None:
+    def __init__(self, source: Retriever) -> None:
         self.source = source
 
     @property
     def name_of_source(self) -> str:
         """The retriever's name ("fusion", "seqrec", "text"), for the trace."""
-        return getattr(self.source, "name", type(self.source).__name__)
+        return self.source.name
 
     def __call__(self, history: History, k: int = 50) -> list[Candidate]:
         if not 1 <= k <= 500:

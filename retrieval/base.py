@@ -1,0 +1,202 @@
+"""The retriever contract: every model that ranks the catalog for a history.
+
+A :class:`Retriever` has a ``name`` and a ``dataset``, learns in ``fit`` (training histories
+only), scores every catalog item in ``score`` (what the evaluation harness ranks), builds what
+it reads from disk in ``prepare``, and serves one user in ``recommend``. The base class does
+the serving once for all of them (RecTools / LensKit style):
+
+    score -> mask (history, exclusions) -> pick (one item per title) -> evidence,
+    and the catalog's popular items when the history is empty.
+
+A subclass implements ``score``; it overrides ``candidates`` when an approximate index finds
+the top items faster than exact scoring, and ``evidence_vectors`` (or ``evidence``) when it
+can say which history items a pick is close to. See docs/extending-retrievers.md.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from recagent.catalog.model import Dataset
+from recagent.prompts import render
+from recagent.protocol.scorer import History
+from recagent.retrieval.index import BuildStats, SearchHit
+
+__all__ = [
+    "SEARCH_MARGIN",
+    "Evidence",
+    "PopularItems",
+    "Recommendation",
+    "Retriever",
+    "closest_in_history",
+    "interaction_counts",
+    "unit_rows",
+]
+
+SEARCH_MARGIN = 50
+"""Extra candidates asked for beyond ``k`` + the user's seen and excluded items, for picks
+skipped as another id of a title already shown. (An approximate index returns its hits in
+exact score order, so the margin only adds recall; it did not stop HNSW from missing true top
+items in the seqrec collection: a wider HNSW search there did, see ``SeqIndex.collection``.)"""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A history item that a recommendation is close to, with the similarity."""
+
+    item_id: str
+    title: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    title: str
+    score: float
+    explanation: str
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+class Retriever(ABC):
+    """A model that scores the whole catalog for a history and recommends with evidence."""
+
+    name: str
+    dataset: Dataset
+    evidence_per_item: int = 3
+
+    def fit(self, train: Sequence[History]) -> None:
+        """Learn from training histories (oldest interaction first). Default: nothing to learn."""
+
+    @abstractmethod
+    def score(self, histories: Sequence[History]) -> np.ndarray:
+        """Every item's score for each history: float32, shape (len(histories), n_items),
+        columns in ``dataset.item_ids`` order, higher is better. Masking is the caller's job."""
+
+    def prepare(self, *, show_progress: bool = False) -> BuildStats | None:
+        """Build or update the store this model reads (a Chroma collection), a hash check when
+        it is current; what was built, or None for a model that reads none (the default)."""
+        return None
+
+    def recommend(self, history: History, k: int = 10, *,
+                  exclude: Collection[str] = ()) -> list[Recommendation]:
+        """The top ``k`` items for ``history`` that the user does not have and ``exclude`` does
+        not hold, each with the history items it is close to. An empty history gets the
+        catalog's most popular items (the explanation says so), never an error."""
+        if not history:
+            return self._popular.recommend(k, exclude)
+        seen = {x.item_id for x in history}
+        hits = self.candidates(history, k + len(seen) + len(exclude) + SEARCH_MARGIN, exclude)
+        out = []
+        for hit in self._pick(history, hits, k, exclude):
+            evidence = self.evidence(history, hit.item_id)
+            out.append(Recommendation(hit.item_id, self.dataset.items[hit.item_id].title,
+                                      hit.score, render("explanation", evidence=evidence),
+                                      evidence))
+        return out
+
+    def candidates(self, history: History, n: int,
+                   exclude: Collection[str] = ()) -> list[SearchHit]:
+        """Up to ``n`` items in score order, the history and ``exclude`` masked. Exact: one
+        ``score`` row; a model with an approximate index overrides this."""
+        scores = np.array(self.score([history])[0], dtype=np.float32)
+        index = self.dataset.item_index
+        scores[[index[i] for i in {x.item_id for x in history} | set(exclude) if i in index]] = -np.inf
+        top = np.argsort(-scores, kind="stable")[:n]
+        return [SearchHit(self.dataset.item_ids[i], float(scores[i]), {}) for i in top
+                if np.isfinite(scores[i])]
+
+    @property
+    def evidence_vectors(self) -> np.ndarray | None:
+        """Unit item vectors (catalog order) in which evidence is measured; None: no evidence."""
+        return None
+
+    def evidence(self, history: History, item_id: str) -> list[Evidence]:
+        """The history items closest to ``item_id``, closest first (none without vectors)."""
+        vectors = self.evidence_vectors
+        if vectors is None:
+            return []
+        return closest_in_history(self.dataset, history, vectors, item_id, self.evidence_per_item)
+
+    def _pick(self, history: History, hits: Iterable[SearchHit], k: int,
+              exclude: Collection[str]) -> list[SearchHit]:
+        """The first ``k`` hits the user does not have and ``exclude`` does not hold. A hit
+        with the title of a history item or of a better hit is skipped (the same product under
+        another id)."""
+        items = self.dataset.items
+        skip = {x.item_id for x in history} | set(exclude)
+        titles = {items[i].title_key for i in {x.item_id for x in history} if i in items}
+        picked: list[SearchHit] = []
+        for hit in hits:
+            item = items.get(hit.item_id)
+            if item is None or hit.item_id in skip or item.title_key in titles:
+                continue
+            titles.add(item.title_key)
+            picked.append(hit)
+            if len(picked) == k:
+                break
+        return picked
+
+    @cached_property
+    def _popular(self) -> PopularItems:
+        return PopularItems(self.dataset)
+
+
+def closest_in_history(
+    dataset: Dataset, history: History, unit_vectors: np.ndarray, item_id: str, top: int
+) -> list[Evidence]:
+    """The ``top`` distinct history items closest to ``item_id`` (cosine of unit item vectors
+    in catalog order), closest first; ties keep the newest first."""
+    history_ids = list(dict.fromkeys(x.item_id for x in reversed(history)))
+    index = dataset.item_index
+    sims = unit_vectors[[index[i] for i in history_ids]] @ unit_vectors[index[item_id]]
+    order = np.argsort(-sims, kind="stable")[:top]
+    return [Evidence(history_ids[t], dataset.items[history_ids[t]].title, float(sims[t])) for t in order]
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` with every row scaled to length 1 (a zero row stays zero)."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def interaction_counts(dataset: Dataset, histories: Iterable[History]) -> np.ndarray:
+    """How many interactions each catalog item has in ``histories`` (float32, catalog order)."""
+    index = dataset.item_index
+    counts = np.zeros(len(index), dtype=np.float32)
+    for history in histories:
+        for inter in history:
+            counts[index[inter.item_id]] += 1
+    return counts
+
+
+class PopularItems:
+    """The empty-history fallback: the catalog's most interacted-with items."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    @cached_property
+    def _ranking(self) -> tuple[list[str], np.ndarray]:
+        """Item ids, most interacted-with first (ties in catalog order), and each item's share."""
+        counts = interaction_counts(self.dataset, self.dataset.histories.values())
+        order = np.argsort(-counts, kind="stable")
+        share = counts / max(1, len(self.dataset.interactions))
+        return [self.dataset.item_ids[i] for i in order], share
+
+    def recommend(self, k: int, seen: Collection[str] = ()) -> list[Recommendation]:
+        order, share = self._ranking
+        top = [i for i in order if i not in seen][:k]
+        return [
+            Recommendation(
+                item_id=i,
+                title=self.dataset.items[i].title,
+                score=float(share[self.dataset.item_index[i]]),
+                explanation=render("explanation", evidence=[]),
+            )
+            for i in top
+        ]

@@ -1,0 +1,110 @@
+"""The product's fusion: seqrec + item-kNN (text for cold items), its choice tuned on
+validation once per checkpoint and kept next to it in ``fusion.json``.
+
+``fusion.json`` holds ``model_sha`` (:func:`~recagent.retrieval.seq_retriever.checkpoint_hash`
+of the checkpoint it was tuned for), the kNN ``variant``, the seqrec ``weight``, the
+validation figures, and the cold items' ``cold_offset`` with how it was tuned.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from recagent.catalog.model import Dataset
+from recagent.protocol.scorer import Scorer
+from recagent.protocol.split import (
+    ColdStartSplit,
+    LeaveOneOutSplit,
+    cold_start_split,
+    leave_one_out,
+)
+from recagent.retrieval.cooccurrence import ItemKNN
+from recagent.retrieval.fusion import FusionRetriever, FusionScorer, tune_cold_offset, tune_fusion
+from recagent.retrieval.registry import RetrieverContext
+from recagent.retrieval.retriever import HistoryRetriever
+from recagent.retrieval.seq_retriever import checkpoint_hash, load_seq_scorer
+
+__all__ = ["CHOICE_FILE", "KNN_VARIANTS", "fusion_is_tuned", "fusion_retriever", "tuned_fusion"]
+
+CHOICE_FILE = "fusion.json"
+
+# The co-occurrence side of fusion: plain item-kNN and recency-weighted variants.
+KNN_VARIANTS: dict[str, dict[str, float]] = {
+    f"itemknn-n{n}-d{d}": {"neighbours": n, "recency_decay": d}
+    for n in (20, 100) for d in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+}
+
+
+def _stored_choice(directory: Path) -> dict[str, Any]:
+    """``fusion.json`` when it was tuned for the checkpoint in ``directory``, else {}."""
+    cache = directory / CHOICE_FILE
+    if not cache.is_file() or not (directory / "model.pt").is_file():
+        return {}
+    choice = json.loads(cache.read_text())
+    return choice if choice.get("model_sha") == checkpoint_hash(directory) else {}
+
+
+def fusion_is_tuned(directory: Path) -> bool:
+    """Whether the checkpoint in ``directory`` comes with its current fusion choice."""
+    return bool(_stored_choice(directory))
+
+
+def tuned_fusion(
+    dataset: Dataset,
+    directory: Path,
+    text: Callable[[], Scorer],
+    split: LeaveOneOutSplit | None = None,
+) -> FusionScorer:
+    """seqrec fused with item-kNN, and ``text`` (a factory of the text scorer) for cold items;
+    the kNN variant, weight and cold offset are tuned on VALIDATION.
+
+    The choice is cached next to the checkpoint (``fusion.json``) under the checkpoint's
+    hash, so it is tuned once per trained model. ``split`` defaults to leave-one-out of
+    ``dataset``; the cold-start report passes its own. The cold offset is tuned on a split
+    with cold items: that one, or else the cold-start split of the dataset (10% of items held
+    out of the kNN fit and scored by seqrec without their ID embeddings). A ``fusion.json``
+    written before cold items had an offset keeps its variant and weight and gets one.
+    """
+    seq = load_seq_scorer(directory, dataset)
+    split = split or leave_one_out(dataset)
+    choice = _stored_choice(directory)
+    if not choice:
+        tuned = tune_fusion(split, seq, {n: partial(ItemKNN, dataset, **kw)
+                                         for n, kw in KNN_VARIANTS.items()})
+        choice = {"model_sha": checkpoint_hash(directory), "components": ["seqrec", tuned.variant],
+                  "tuned_on": "validation stage", **tuned.to_dict()}
+    knn = ItemKNN(dataset, **KNN_VARIANTS[choice["variant"]])
+    fusion = FusionScorer([seq, knn], [choice["weight"], 1 - choice["weight"]], cold_text=text)
+    if "cold_offset" not in choice:
+        cold_split, tuning, how = split, fusion, "in no training history"
+        if not isinstance(split, ColdStartSplit):
+            # Hold 10% of the items out of the kNN side and, by their ID embeddings, out of
+            # seqrec: they then score as new items would (text only).
+            cold_split, blind = cold_start_split(dataset), load_seq_scorer(directory, dataset)
+            blind.forget(cold_split.cold_items)
+            tuning = FusionScorer([blind, knn], fusion.weights, cold_text=text)
+            how = "held out of the kNN fit and of seqrec's ID embeddings (cold-start split)"
+        cold = tune_cold_offset(cold_split, tuning)
+        choice |= {"cold_tuned_on": f"validation stage; {cold.n_cold_items} of "
+                                    f"{len(dataset.items)} items {how}",
+                   **cold.to_dict()}
+        (directory / CHOICE_FILE).write_text(json.dumps(choice, indent=2) + "\n")
+    fusion.cold_offset = choice["cold_offset"]
+    return fusion
+
+
+def fusion_retriever(ctx: RetrieverContext) -> FusionRetriever:
+    """The registry's "fusion": the tuned fusion of the checkpoint ``ctx.checkpoint``."""
+    scorer = tuned_fusion(ctx.dataset, ctx.checkpoint, partial(_prepared_text, ctx), ctx.split)
+    return FusionRetriever(ctx.dataset, scorer, scorer.components[0].item_vectors())
+
+
+def _prepared_text(ctx: RetrieverContext) -> HistoryRetriever:
+    """The text retriever with its index current: fusion's scorer of cold items."""
+    text = HistoryRetriever.from_context(ctx)
+    text.prepare()
+    return text
