@@ -19,7 +19,7 @@ from recagent.agent.events import Explained, Picked, ProseDelta
 from recagent.agent.pipeline import ToolCall
 from recagent.app.answer_json import item_json, tool_call_json
 from recagent.server.conversations import Conversations, Queued, TurnResult
-from recagent.server.errors import describe
+from recagent.server.errors import describe, public_note
 from recagent.server.logs import log
 
 __all__ = ["event_json", "sse", "stream_turn", "turn_body"]
@@ -46,8 +46,10 @@ def event_json(event: object) -> tuple[str, dict[str, Any]] | None:
 
 
 def turn_body(result: TurnResult) -> dict[str, Any]:
+    """The answer as users see it: degraded notes without internal addresses."""
+    answer = {**result.answer, "degraded": [public_note(n) for n in result.answer["degraded"]]}
     return {"session_id": result.session_id, "turn": result.session.turns,
-            "degraded": result.degraded, "answer": result.answer}
+            "degraded": result.degraded, "answer": answer}
 
 
 class _End:
