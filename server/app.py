@@ -112,17 +112,18 @@ def _load_llm(assistant: Assistant) -> str | None:
 
 def create_app(target: Settings | Assistant, *, store: SessionStore | None = None,
                compute_slots: int = 1, prose_queue_limit: int | None = 2,
-               prepare: bool = True) -> FastAPI:
+               prepare: bool = True, settings: Settings | None = None) -> FastAPI:
     """The HTTP app over an assistant (or one built from ``settings``).
 
     ``store`` defaults to the settings' database (``Settings.database_url``); ``prepare``
     loads everything at start-up so that ``/readyz`` only says ready when it is.
     ``prose_queue_limit``: a turn skips LLM prose when this many turns wait (None: never).
     The settings' security fields (API keys, rate limit, requests in flight, allowed hosts,
-    docs, session wait and lease) configure the guard; see docs/security.md.
+    docs, session wait and lease) configure the guard; see docs/security.md. ``settings``
+    gives them when they differ from the assistant's (tests).
     """
     assistant = target if isinstance(target, Assistant) else Assistant(Runtime(target))
-    settings = assistant.runtime.settings
+    settings = settings or assistant.runtime.settings
     keys = ApiKeys.load(settings.api_keys_file) if settings.api_keys_file else None
     store = store or SessionStore(settings.database_url, lease_seconds=settings.lease_seconds,
                                   wait_seconds=settings.session_wait)
