@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from recagent.app.settings import Settings
@@ -27,6 +26,7 @@ from recagent.cli._common import (
     err,
     make_runtime,
     out,
+    safe,
     user_errors,
 )
 
@@ -264,10 +264,10 @@ def eval_prompts(
         for check, ok in c.checks.items():
             line = f"{c.id}: {check} failed ({c.why.get(check, '')})"
             if not ok and line not in report.regressions:
-                out().print(f"[yellow]known failure[/] (failed in the baseline too): {escape(line)}",
+                out().print(f"[yellow]known failure[/] (failed in the baseline too): {safe(line)}",
                             highlight=False, soft_wrap=True)
     for line in report.regressions:
-        out().print(f"[red]regression:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        out().print(f"[red]regression:[/] {safe(line)}", highlight=False, soft_wrap=True)
     rate = report.faithful_rate
     verdict = "[green]PASS[/]" if report.passed else "[bold red]FAIL[/]"
     out().print(f"{verdict}: {sum(c.passed for c in report.cases)}/{len(report.cases)} cases pass "
