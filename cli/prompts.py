@@ -40,7 +40,7 @@ def prompts_list(directory: GoldenDirOpt = None) -> None:
         directory = _golden_dir(directory)
         templates = load_templates()
         problems = check(directory, templates)
-    table = Table(title=f"Prompt templates (goldens in {directory})")
+    table = Table(title=f"Prompt templates (goldens in {safe(directory)})")
     for col in ("template", "version", "variables", "goldens"):
         table.add_column(col)
     for t in templates:
@@ -84,7 +84,7 @@ def prompts_check(directory: GoldenDirOpt = None) -> None:
         err().print(safe(str(p)), highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
-    out().print(f"all prompt goldens match ({directory})", soft_wrap=True)
+    out().print(f"all prompt goldens match ({safe(directory)})", soft_wrap=True)
 
 
 @prompts_app.command("update-golden")
