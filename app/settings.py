@@ -41,6 +41,8 @@ class Settings:
                  ``N/second|minute|hour``; a key's own ``rate_limit`` overrides it.
     max_inflight: RECAGENT_MAX_INFLIGHT, /v1 requests a process serves at once; more get 503
                  with Retry-After (and /readyz says saturated) instead of waiting threads.
+    max_inflight_per_key: RECAGENT_MAX_INFLIGHT_PER_KEY, of those, at most this many from one
+                 key (client address without auth); default: a quarter of max_inflight.
     allowed_hosts: RECAGENT_ALLOWED_HOSTS, comma-separated Host header values the server
                  answers (``*.example.com`` matches subdomains); default: the loopback names.
     docs:        RECAGENT_DOCS, 0 turns /docs, /redoc and /openapi.json off (they need a key
@@ -67,6 +69,7 @@ class Settings:
     api_keys_file: Path | None = None
     rate_limit: str = "120/minute"
     max_inflight: int = 32
+    max_inflight_per_key: int | None = None
     allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
     docs: bool = True
     session_wait: float = 2.0
@@ -102,6 +105,8 @@ class Settings:
                            if env.get("RECAGENT_API_KEYS_FILE") else None),
             rate_limit=env.get("RECAGENT_RATE_LIMIT") or "120/minute",
             max_inflight=int(env.get("RECAGENT_MAX_INFLIGHT") or 32),
+            max_inflight_per_key=(int(env["RECAGENT_MAX_INFLIGHT_PER_KEY"])
+                                  if env.get("RECAGENT_MAX_INFLIGHT_PER_KEY") else None),
             allowed_hosts=(tuple(h.strip() for h in env["RECAGENT_ALLOWED_HOSTS"].split(",") if h.strip())
                            if env.get("RECAGENT_ALLOWED_HOSTS") else cls.allowed_hosts),
             docs=(env.get("RECAGENT_DOCS") or "1").lower() not in ("0", "false", "no", "off"),

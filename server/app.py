@@ -129,7 +129,7 @@ def create_app(target: Settings | Assistant, *, store: SessionStore | None = Non
                                   wait_seconds=settings.session_wait)
     conversations = Conversations(assistant, store, ComputeSlots(compute_slots),
                                   prose_queue_limit=prose_queue_limit)
-    admission = Admission(settings.max_inflight)
+    admission = Admission(settings.max_inflight, settings.max_inflight_per_key)
     readiness = Readiness(conversations, admission)
 
     @asynccontextmanager

@@ -6,9 +6,11 @@ requests in flight (a pure ASGI middleware, so a rejected request costs no threa
   The principal is put in ``scope["state"]["principal"]`` for the routes' owner checks.
 - Rate limits: a moving window per principal (per client address in no-auth mode); over it,
   429 with ``Retry-After``.
-- Admission: at most ``max_inflight`` ``/v1`` requests at once (streams count until they end);
-  the next one gets 503 with ``Retry-After`` at once instead of a thread that waits, so health
-  checks and other users keep their threads, and ``/readyz`` reports the saturation.
+- Admission: at most ``max_inflight`` ``/v1`` requests at once (streams count until they end),
+  and at most ``per_key`` of them from one principal (client address without auth); the next
+  one gets 503 with ``Retry-After`` at once instead of a thread that waits, so one client's
+  burst cannot take the others' share, health checks keep their threads, and ``/readyz``
+  reports the saturation.
 """
 
 from __future__ import annotations
@@ -30,25 +32,35 @@ _PUBLIC_PREFIXES = ("/static-offline-docs/",)
 
 
 class Admission:
-    """How many ``/v1`` requests run now, against the limit (shared with ``/readyz``)."""
+    """How many ``/v1`` requests run now, in all and per principal, against the limits
+    (shared with ``/readyz``). ``per_key`` defaults to a quarter of ``limit``."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_key: int | None = None) -> None:
         if limit < 1:
             raise ValueError("max_inflight must be >= 1")
         self.limit = limit
+        self.per_key = max(1, min(limit, per_key or limit // 4))
         self.inflight = 0
+        self._by_key: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def enter(self) -> bool:
+    def enter(self, who: str) -> bool:
         with self._lock:
-            if self.inflight >= self.limit:
+            mine = self._by_key.get(who, 0)
+            if self.inflight >= self.limit or mine >= self.per_key:
                 return False
             self.inflight += 1
+            self._by_key[who] = mine + 1
             return True
 
-    def leave(self) -> None:
+    def leave(self, who: str) -> None:
         with self._lock:
             self.inflight -= 1
+            left = self._by_key[who] - 1
+            if left:
+                self._by_key[who] = left
+            else:
+                del self._by_key[who]
 
     @property
     def saturated(self) -> bool:
@@ -90,16 +102,15 @@ class Guard:
         if not path.startswith("/v1/"):
             await self.app(scope, receive, send)
             return
-        if not self.admission.enter():
+        if not self.admission.enter(who):
             await send_json_error(send, 503, "overloaded",
-                                  f"the server is at its limit of {self.admission.limit} requests "
-                                  "in flight; retry shortly", request_id.get(),
-                                  headers=[(b"retry-after", b"1")])
+                                  "too many requests in flight (for this key or in all); retry "
+                                  "shortly", request_id.get(), headers=[(b"retry-after", b"1")])
             return
         try:
             await self.app(scope, receive, send)
         finally:
-            self.admission.leave()
+            self.admission.leave(who)
 
     def _principal(self, scope) -> Principal | None:
         if self.keys is None:

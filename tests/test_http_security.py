@@ -131,28 +131,46 @@ def test_probe_2_rate_limit_per_key_answers_429_with_retry_after(assistant, tmp_
         assert c.get("/v1/items/P00001", headers=_auth(KEY_B)).status_code == 200, "per key"
 
 
+class _Blocked:
+    """``/v1/recommend`` requests that wait inside the server until released."""
+
+    def __init__(self, client: TestClient, headers: list[dict[str, str]]) -> None:
+        self.client, self.gate, self.inside = client, threading.Event(), threading.Semaphore(0)
+        self.chat = client.app.state.conversations
+        self.real = self.chat.recommend
+        self.statuses: list[int] = []
+        self.threads = [threading.Thread(target=self._call, args=(h,)) for h in headers]
+
+    def _slow(self, history, k):
+        self.inside.release()
+        self.gate.wait(10)
+        return self.real(history, k)
+
+    def _call(self, headers) -> None:
+        r = self.client.post("/v1/recommend", json={"user_id": "1", "k": 2}, headers=headers)
+        self.statuses.append(r.status_code)
+
+    def __enter__(self):
+        self.chat.recommend = self._slow
+        for t in self.threads:
+            t.start()
+        for _ in self.threads:
+            assert self.inside.acquire(timeout=10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.gate.set()
+        for t in self.threads:
+            t.join()
+        self.chat.recommend = self.real
+
+
 def test_probe_1_a_saturated_server_answers_503_at_once_and_readyz_says_so(assistant, tmp_path):
     """About 45 requests waiting on a locked session took every worker thread: /readyz and
     other users timed out. Now at most max_inflight requests run; the next get 503 at once."""
-    with _client(assistant, tmp_path, max_inflight=2) as c:
+    with _client(assistant, tmp_path, max_inflight=2, max_inflight_per_key=2) as c:
         c.app.state.readiness.prepared = True
-        gate, inside = threading.Event(), threading.Semaphore(0)
-        chat = c.app.state.conversations
-        real = chat.recommend
-
-        def slow(history, k):
-            inside.release()
-            gate.wait(10)
-            return real(history, k)
-
-        chat.recommend = slow
-        statuses: list[int] = []
-        threads = [threading.Thread(target=lambda: statuses.append(
-            c.post("/v1/recommend", json={"user_id": "1", "k": 2}).status_code)) for _ in range(2)]
-        try:
-            for t in threads:
-                t.start()
-            assert inside.acquire(timeout=10) and inside.acquire(timeout=10)
+        with _Blocked(c, [{}, {}]) as blocked:
             started = time.monotonic()
             over = c.get("/v1/items/P00001")
             assert over.status_code == 503 and over.headers["retry-after"] == "1"
@@ -161,14 +179,16 @@ def test_probe_1_a_saturated_server_answers_503_at_once_and_readyz_says_so(assis
             assert ready.status_code == 503 and ready.json()["checks"]["capacity"].startswith("saturated")
             assert c.get("/healthz").status_code == 200
             assert time.monotonic() - started < 2
-        finally:
-            gate.set()
-            for t in threads:
-                t.join()
-            chat.recommend = real
-        assert statuses == [200, 200]
+        assert blocked.statuses == [200, 200]
         assert c.get("/readyz").json()["checks"]["capacity"].startswith("ok")
         assert c.get("/v1/items/P00001").status_code == 200
+
+
+def test_probe_1_one_keys_burst_cannot_take_the_other_keys_share(assistant, tmp_path, keys_file):
+    c = _client(assistant, tmp_path, api_keys_file=keys_file, max_inflight=4, max_inflight_per_key=2)
+    with c, _Blocked(c, [_auth(KEY_A), _auth(KEY_C)]):  # shop-a's two slots taken
+        assert c.get("/v1/items/P00001", headers=_auth(KEY_A)).status_code == 503
+        assert c.get("/v1/items/P00001", headers=_auth(KEY_B)).status_code == 200
 
 
 def test_probe_1_a_busy_session_answers_409_within_the_wait_while_others_are_served(assistant, tmp_path):
