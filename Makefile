@@ -16,7 +16,7 @@ VLLM_STAMP := $(VLLM_VENV)/.recagent-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,postgres]"
 	touch $(STAMP)
 
 $(VLLM_STAMP): $(STAMP)
@@ -29,7 +29,8 @@ demo: $(STAMP)
 
 ## The default test run: the layer contract (import-linter), then everything but slow and GPU
 ## tests, including the `vllm` tests against a real vLLM server (real-data tests run when
-## ../shared/data is there).
+## ../shared/data is there) and the store and crash tests against PostgreSQL when one is up
+## (`eval "$$(.ci/postgres)"` starts Debian's; .ci/run does, and requires it).
 test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/lint-imports
 	RECAGENT_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m "not slow and not gpu"
