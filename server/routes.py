@@ -31,7 +31,7 @@ from recagent.server.schemas import (
     SessionIn,
     SessionOut,
 )
-from recagent.server.store import SessionNotFound
+from recagent.server.store import SessionBusy, SessionNotFound
 from recagent.server.streaming import stream_turn, turn_body
 from recagent.tools.get_item import GetItem
 
@@ -121,6 +121,8 @@ async def stream_message(session_id: SessionId, body: MessageIn, chat: Chat,
                          caller: Caller) -> StreamingResponse:
     await run_in_threadpool(_own, chat, caller, session_id)  # a 404 before the stream starts
     await run_in_threadpool(chat.get, session_id)
+    if await run_in_threadpool(chat.store.busy, session_id):  # a 409 too, not a stream that waits
+        raise SessionBusy(f"session {session_id!r} is busy with another request; retry")
     events = stream_turn(chat, session_id, body.message, exclude_shown=body.exclude_shown,
                          request_id=request_id.get())
     return StreamingResponse(events, media_type="text/event-stream",

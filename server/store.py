@@ -172,6 +172,13 @@ class SessionStore:
             raise SessionNotFound(f"unknown session {session_id!r}")
         return row.owner
 
+    def busy(self, session_id: str) -> bool:
+        """Whether a request holds the session now (a hint: it may change at once)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(sessions.c.lease, sessions.c.lease_until)
+                               .where(sessions.c.id == session_id)).first()
+        return row is not None and row.lease is not None and (row.lease_until or 0) > time.time()
+
     def reclaim_dead_leases(self) -> list[str]:
         """Release the leases whose holder is a dead process on this host (or a lease from a
         version that did not record its holder); returns the sessions released. Leases held

@@ -207,6 +207,8 @@ def test_probe_1_a_busy_session_answers_409_within_the_wait_while_others_are_ser
                 assert r.headers["retry-after"] == "1"
             assert c.post(f"/v1/sessions/{other}/feedback",
                           json={"item_id": "P00007", "kind": "click"}).status_code == 201
+            stream = c.post(f"/v1/sessions/{sid}/messages/stream", json={"message": "hi"})
+            assert stream.status_code == 409 and stream.headers["retry-after"] == "1"
             assert c.get(f"/v1/sessions/{sid}").status_code == 200, "reads need no lease"
         assert c.post(f"/v1/sessions/{sid}/feedback",
                       json={"item_id": "P00007", "kind": "click"}).status_code == 201
