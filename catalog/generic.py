@@ -24,7 +24,7 @@ A dataset is a folder with these files (UTF-8; a byte-order mark is tolerated):
 
     Any other key with a string, number or boolean value is kept as an attribute (as if it
     were inside ``attributes``); other unknown keys are an error. Text fields have length
-    limits (``recagent.catalog.limits.FIELD_LIMITS``: title 500, description 20,000
+    limits (``recagent.catalog.limits.FIELD_LIMITS``: title 2,000, description 50,000
     characters, ...); an item over one is an error naming the line.
 
 ``interactions.csv`` or ``interactions.jsonl`` (optional; at most one of them)

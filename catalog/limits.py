@@ -8,16 +8,18 @@ from recagent.catalog.model import Item
 
 __all__ = ["FIELD_LIMITS", "MAX_LINE", "item_problem"]
 
-FIELD_LIMITS = {  # characters
+# Characters. Generous for real catalogs (Amazon Scientific: titles up to 495, one category
+# level of 754), small enough that a broken or hostile file fails at once.
+FIELD_LIMITS = {
     "item_id": 200,
-    "title": 500,
-    "description": 20_000,
-    "brand": 200,
-    "category level": 200,
-    "attribute name": 100,
-    "attribute value": 1_000,
+    "title": 2_000,
+    "description": 50_000,
+    "brand": 500,
+    "category level": 1_000,
+    "attribute name": 200,
+    "attribute value": 5_000,
 }
-MAX_LINE = 200_000  # characters in one line of items.jsonl: far above any item within limits
+MAX_LINE = 500_000  # characters in one line of items.jsonl: above any item within limits
 _MAX_CATEGORY_DEPTH = 20
 _MAX_ATTRIBUTES = 100
 

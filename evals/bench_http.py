@@ -57,6 +57,10 @@ SCRIPT = [
     ("more like #1", False),
 ]
 FEEDBACK = ("like", "click", "dislike", "purchase")
+# The load levels measure capacity from one client address (no keys): no rate limit they can
+# reach, and room in flight for the largest level (32 sessions) within the 40-thread pool.
+LOAD_ENV = {"RECAGENT_RATE_LIMIT": "1000000/minute", "RECAGENT_MAX_INFLIGHT": "36",
+            "RECAGENT_MAX_INFLIGHT_PER_KEY": "36"}
 
 
 @dataclass
@@ -179,8 +183,8 @@ def _start_server(port: int, db_url: str, args, log_path: Path,
     if args.data:
         cmd += ["--data", str(args.data)]
     log = log_path.open("w")
-    env = {**os.environ, "RECAGENT_RATE_LIMIT": "1000000/minute", **(env or {})}
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(LOAD_ENV if env is None else env)})
 
 
 def _wait_ready(base_url: str, proc: subprocess.Popen, timeout: float, log_path: Path) -> float:
@@ -280,7 +284,7 @@ def _abuse(args, workdir: Path, dataset, users: list[str]) -> dict[str, Any]:
     """The abuse level on its own fresh SQLite database and servers."""
     def start(db_url: str, log_path: Path, env: dict[str, str]):
         port = _free_port()
-        proc = _start_server(port, db_url, args, log_path, {**env, "RECAGENT_RATE_LIMIT": "120/minute"})
+        proc = _start_server(port, db_url, args, log_path, env)
         _wait_ready(f"http://127.0.0.1:{port}", proc, args.ready_timeout, log_path)
         return proc, f"http://127.0.0.1:{port}"
 
