@@ -1,7 +1,8 @@
 """The outer layers of every request (pure ASGI middlewares: nothing is buffered but a bounded
 request body, so streamed responses pass through as they are written):
 
-- :class:`RequestContext`: a request id, one structured log line, the Host header check,
+- :class:`RequestContext`: a request id, one structured log line, the Host header check
+  (all paths but the health probes),
   security headers on every response, and a JSON 500.
 - :class:`BodyLimit`: the body limit on the bytes actually received (a chunked body has no
   Content-Length to trust) and 415 for a body that is not JSON.
@@ -31,6 +32,7 @@ _CSP_DEFAULT = b"default-src 'none'; frame-ancestors 'none'"
 _CSP_DOCS = (b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
              b"'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'")
 _DOCS_PATHS = ("/docs", "/redoc")
+_PROBES = ("/healthz", "/readyz")  # orchestrators probe by IP address: no Host check
 
 
 def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
@@ -82,7 +84,7 @@ class RequestContext:
 
         try:
             host = headers.get(b"host", b"").decode("latin-1")
-            if not host_allowed(host, self.allowed_hosts):
+            if path not in _PROBES and not host_allowed(host, self.allowed_hosts):
                 await send_json_error(send_with_id, 400, "bad_host",
                                       "this server does not answer for that Host header", rid)
             else:

@@ -308,6 +308,8 @@ def test_probe_smaller_the_host_header_is_checked(assistant, tmp_path):
     with TestClient(app, base_url="http://attacker.example") as c:
         r = c.get("/v1/items/P00001")
         assert r.status_code == 400 and r.json()["error"]["code"] == "bad_host"
+        assert c.get("/").status_code == 400
+        assert c.get("/healthz").status_code == 200, "probes come by IP address"
     for base in ("http://localhost:8080", "http://127.0.0.1", "http://[::1]:9000"):
         with TestClient(app, base_url=base) as c:
             assert c.get("/healthz").status_code == 200, base
