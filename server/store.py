@@ -228,10 +228,11 @@ class SessionStore:
             lock.release()
 
     def _renew(self, token: str, session_id: str) -> None:
-        """Keep ``token``'s lease alive until its block ends (one thread renews them all)."""
+        """Keep ``token``'s lease alive until its block ends: one thread renews them all, and
+        ends when no lease is held (the next hold starts it again)."""
         with self._guard:
             self._held[token] = session_id
-            if self._renewer is None or not self._renewer.is_alive():
+            if self._renewer is None:
                 self._renewer = threading.Thread(target=self._renew_loop, daemon=True,
                                                  name="lease-renewer")
                 self._renewer.start()
@@ -240,8 +241,9 @@ class SessionStore:
         while not self._closed.wait(self.lease_seconds / 3):
             with self._guard:
                 tokens = list(self._held)
-            if not tokens:
-                continue
+                if not tokens:
+                    self._renewer = None
+                    return
             try:
                 with self.engine.begin() as conn:
                     conn.execute(update(sessions).where(sessions.c.lease.in_(tokens))

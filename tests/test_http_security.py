@@ -352,3 +352,61 @@ def test_sessions_created_before_owners_were_recorded_stay_no_auth_only(assistan
         assert local.get(f"/v1/sessions/{old}").status_code == 200
     with _client(assistant, tmp_path, api_keys_file=keys_file) as c:
         assert c.get(f"/v1/sessions/{old}", headers=_auth(KEY_A)).status_code == 404
+
+
+def test_recagent_api_key_prints_a_key_and_an_entry_that_loads(tmp_path):
+    from typer.testing import CliRunner
+
+    from recagent.cli import app
+    from recagent.server.access import ApiKeys
+
+    result = CliRunner().invoke(app, ["api-key", "--name", "shop-web", "--users", "1, 2",
+                                      "--rate-limit", "30/minute"])
+    assert result.exit_code == 0, result.output
+    key = next(line for line in result.stdout.splitlines() if line.startswith("rk_"))
+    entry = result.stdout[result.stdout.index("[[keys]]"):]
+    assert key not in entry, "the file holds the hash only"
+    (tmp_path / "keys.toml").write_text(entry)
+    principal = ApiKeys.load(tmp_path / "keys.toml").principal(key)
+    assert principal is not None and principal.name == "shop-web" and principal.rate_limit == "30/minute"
+    assert principal.may_act_for("2") and not principal.may_act_for("3")
+    assert ApiKeys.load(tmp_path / "keys.toml").principal(key + "x") is None
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("[[keys]]\nname = 'a'\nsha256 = 'zz'\n", "sha256 must be the 64 hex digits"),
+    ("[[keys]]\nname = 'local'\nsha256 = '" + "a" * 64 + "'\n", "not 'local'"),
+    ("[[keys]]\nname = 'a'\nsha256 = '" + "a" * 64 + "'\nusers = 3\n", "users must be"),
+    ("[[keys]]\nname = 'a'\nsha256 = '" + "a" * 64 + "'\nrate_limit = 'lots'\n", "not like '60/minute'"),
+    ("[[keys]]\nname = 'a'\nsha = 'x'\n", "unknown fields sha"),
+    ("keys = [", "cannot read the API keys file"),
+    ("", "lists no keys"),
+])
+def test_a_bad_keys_file_is_one_clear_error(tmp_path, text, problem):
+    from recagent.catalog.errors import RecAgentError
+    from recagent.server.access import ApiKeys
+
+    (tmp_path / "keys.toml").write_text(text)
+    with pytest.raises(RecAgentError, match=re.escape(problem)):
+        ApiKeys.load(tmp_path / "keys.toml")
+
+
+@pytest.mark.parametrize(("host", "ok"), [
+    ("localhost:8080", True), ("127.0.0.1", True), ("[::1]:9000", True), ("LOCALHOST", True),
+    ("shop.example.com", True), ("a.b.example.com", True), ("example.com", False),
+    ("evil.com", False), ("", False), ("localhost.evil.com", False),
+])
+def test_host_matching(host, ok):
+    from recagent.server.middleware import host_allowed
+
+    assert host_allowed(host, ("localhost", "127.0.0.1", "[::1]", "*.example.com")) is ok
+
+
+def test_public_notes_drop_internal_addresses():
+    from recagent.server.errors import public_note
+
+    assert public_note("cannot reach http://10.0.0.5:8000/v1 (refused)") == \
+        "cannot reach <internal address> (refused)"
+    assert public_note("chroma at 192.168.1.9:8001 down; localhost:8000 too") == \
+        "chroma at <internal address> down; <internal address> too"
+    assert public_note("price <= $30, 2 items") == "price <= $30, 2 items"
