@@ -19,7 +19,7 @@ MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,postgres]"
 	touch $(STAMP)
 
 $(DOCS_STAMP): $(STAMP)
@@ -36,7 +36,9 @@ demo: $(STAMP)
 
 ## The default test run: the layer contract (import-linter), the docs site built strictly (a
 ## broken link or a missing page fails), then everything but slow and GPU tests, including the
-## `vllm` tests against a real vLLM server (real-data tests run when ../shared/data is there).
+## `vllm` tests against a real vLLM server (real-data tests run when ../shared/data is there)
+## and the store and crash tests against PostgreSQL when one is up (`eval "$$(.ci/postgres)"`
+## starts Debian's; .ci/run does, and requires it).
 test: $(STAMP) $(VLLM_STAMP) $(DOCS_STAMP)
 	$(BIN)/lint-imports
 	$(MKDOCS) build --strict

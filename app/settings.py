@@ -32,6 +32,25 @@ class Settings:
     db_url:      RECAGENT_DB_URL, the SQLAlchemy URL where ``recagent serve`` keeps sessions
                  and feedback (``postgresql+psycopg://...`` in production); default: the
                  SQLite file home/recagent.db.
+
+    ``recagent serve``'s protection (docs/security.md):
+    api_keys_file: RECAGENT_API_KEYS_FILE, a TOML file of API keys (their SHA-256), each with
+                 its principal name and the dataset users it may act for. Without it the server
+                 runs in no-auth mode, which binds loopback addresses only.
+    rate_limit:  RECAGENT_RATE_LIMIT, requests per key (per client address without auth),
+                 ``N/second|minute|hour``; a key's own ``rate_limit`` overrides it.
+    max_inflight: RECAGENT_MAX_INFLIGHT, /v1 requests a process serves at once; more get 503
+                 with Retry-After (and /readyz says saturated) instead of waiting threads.
+    max_inflight_per_key: RECAGENT_MAX_INFLIGHT_PER_KEY, of those, at most this many from one
+                 key (client address without auth); default: a quarter of max_inflight.
+    allowed_hosts: RECAGENT_ALLOWED_HOSTS, comma-separated Host header values the server
+                 answers (``*.example.com`` matches subdomains); default: the loopback names.
+    docs:        RECAGENT_DOCS, 0 turns /docs, /redoc and /openapi.json off (they need a key
+                 when auth is on).
+    session_wait: RECAGENT_SESSION_WAIT, seconds a request waits for a session another
+                 request holds before it gets 409 session_busy.
+    lease_seconds: RECAGENT_LEASE_SECONDS, a session lease's life, renewed while its request
+                 runs; a crashed process's leases are reclaimed at start-up or lapse after it.
     """
 
     home: Path
@@ -47,6 +66,14 @@ class Settings:
     llm_dtype: str = "auto"
     agent: str = "auto"
     db_url: str | None = None
+    api_keys_file: Path | None = None
+    rate_limit: str = "120/minute"
+    max_inflight: int = 32
+    max_inflight_per_key: int | None = None
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
+    docs: bool = True
+    session_wait: float = 2.0
+    lease_seconds: float = 30.0
 
     @property
     def store(self) -> Path:
@@ -74,6 +101,17 @@ class Settings:
             llm_dtype=env.get("RECAGENT_LLM_DTYPE") or "auto",
             agent=env.get("RECAGENT_AGENT") or "auto",
             db_url=env.get("RECAGENT_DB_URL") or None,
+            api_keys_file=(Path(env["RECAGENT_API_KEYS_FILE"]).expanduser()
+                           if env.get("RECAGENT_API_KEYS_FILE") else None),
+            rate_limit=env.get("RECAGENT_RATE_LIMIT") or "120/minute",
+            max_inflight=int(env.get("RECAGENT_MAX_INFLIGHT") or 32),
+            max_inflight_per_key=(int(env["RECAGENT_MAX_INFLIGHT_PER_KEY"])
+                                  if env.get("RECAGENT_MAX_INFLIGHT_PER_KEY") else None),
+            allowed_hosts=(tuple(h.strip() for h in env["RECAGENT_ALLOWED_HOSTS"].split(",") if h.strip())
+                           if env.get("RECAGENT_ALLOWED_HOSTS") else cls.allowed_hosts),
+            docs=(env.get("RECAGENT_DOCS") or "1").lower() not in ("0", "false", "no", "off"),
+            session_wait=float(env.get("RECAGENT_SESSION_WAIT") or 2.0),
+            lease_seconds=float(env.get("RECAGENT_LEASE_SECONDS") or 30.0),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -81,8 +119,16 @@ class Settings:
         worker processes)."""
         names = {"data": "DATASET"}  # the one field whose variable has another name
         values = {names.get(f.name, f.name.upper()): getattr(self, f.name) for f in fields(self)}
-        return {f"RECAGENT_{k}": str(v) for k, v in values.items() if v is not None}
+        return {f"RECAGENT_{k}": _env_value(v) for k, v in values.items() if v is not None}
 
     def override(self, **changes: object) -> Settings:
         """A copy with the given fields replaced, skipping None (flags that were not given)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)

@@ -16,14 +16,16 @@ A dataset is a folder with these files (UTF-8; a byte-order mark is tolerated):
                                (``["Electronics", "Cameras"]``) or one string with ``>``
                                between levels (``"Electronics > Cameras"``)
     ``brand``       no         string or null (``""`` counts as no brand)
-    ``price``       no         number >= 0, or null when unknown
+    ``price``       no         JSON number >= 0, or null when unknown (``"12.5"`` is an error)
     ``attributes``  no         object whose values are strings, numbers or booleans; stored
                                as strings (``3`` -> ``"3"``, ``true`` -> ``"true"``); null
                                values are left out
     ==============  =========  ============================================================
 
     Any other key with a string, number or boolean value is kept as an attribute (as if it
-    were inside ``attributes``); other unknown keys are an error.
+    were inside ``attributes``); other unknown keys are an error. Text fields have length
+    limits (``recagent.catalog.limits.FIELD_LIMITS``: title 2,000, description 50,000
+    characters, ...); an item over one is an error naming the line.
 
 ``interactions.csv`` or ``interactions.jsonl`` (optional; at most one of them)
     Who interacted with what, when. ``interactions.csv`` is comma-separated with a header
@@ -66,6 +68,7 @@ from typing import Any
 
 from recagent.catalog._files import read_text
 from recagent.catalog.errors import DataError
+from recagent.catalog.limits import MAX_LINE, item_problem
 from recagent.catalog.model import Dataset, Interaction, Item
 
 ITEMS_FILE = "items.jsonl"
@@ -88,6 +91,9 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
+        if len(line) > MAX_LINE:
+            raise DataError(f"line is {len(line):,} characters, over the limit of {MAX_LINE:,} "
+                            "(see recagent.catalog.limits)", path, lineno)
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -190,6 +196,9 @@ def _item(obj: dict[str, Any], path: Path, lineno: int) -> Item:
                         path, lineno)
     price = obj.get("price")
     if price is not None:
+        if not isinstance(price, (int, float)) or isinstance(price, bool):
+            raise DataError(f"'price' must be a JSON number or null, got {json.dumps(price)[:80]}",
+                            path, lineno)
         price = _number(price, "price", path, lineno)
         if price < 0:
             raise DataError(f"'price' must be >= 0, got {obj['price']}", path, lineno)
@@ -214,7 +223,7 @@ def _item(obj: dict[str, Any], path: Path, lineno: int) -> Item:
             if isinstance(value, float) and not math.isfinite(value):
                 raise DataError(f"{where} {key!r} is not a finite number", path, lineno)
             attributes[key] = _scalar_str(value)
-    return Item(
+    item = Item(
         item_id=item_id,
         title=title,
         description=description,
@@ -223,6 +232,10 @@ def _item(obj: dict[str, Any], path: Path, lineno: int) -> Item:
         price=price,
         attributes=attributes,
     )
+    problem = item_problem(item)
+    if problem is not None:
+        raise DataError(problem, path, lineno)
+    return item
 
 
 def _read_items(path: Path) -> list[Item]:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from recagent.catalog.errors import UnknownItemError, UnknownUserError
+from recagent.catalog.errors import DataError, UnknownItemError, UnknownUserError
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +79,15 @@ class Dataset:
         user_aliases: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
+        from recagent.catalog.limits import item_problem
+
         self.items: dict[str, Item] = {}
         for item in items:
             if item.item_id in self.items:
                 raise ValueError(f"{name}: duplicate item id {item.item_id!r}")
+            problem = item_problem(item)
+            if problem is not None:
+                raise DataError(f"{name}: item {item.item_id[:200]!r}: {problem}")
             self.items[item.item_id] = item
         self.interactions: list[Interaction] = list(interactions)
         for inter in self.interactions:

@@ -6,10 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from recagent.cli._common import err, short
+from recagent.cli._common import err, safe, short
 
 __all__ = ["item_cell", "items_table", "price_cell", "recommendations_table", "step", "trace_table", "warm_up",
            "why_cell"]
@@ -17,7 +16,8 @@ __all__ = ["item_cell", "items_table", "price_cell", "recommendations_table", "s
 
 def item_cell(item) -> str:
     """Title, then id and category path, dimmed (``item`` is an ``ItemFacts``)."""
-    return f"{escape(short(item.title, 60))}\n[dim]{item.item_id} · {escape(item.category)}[/]"
+    return (f"{safe(short(item.title, 60), one_line=True)}\n"
+            f"[dim]{safe(item.item_id)} · {safe(item.category, one_line=True)}[/]")
 
 
 def price_cell(item) -> str:
@@ -28,10 +28,10 @@ def why_cell(explanation, limit: int | None = None, more: str = "") -> str:
     """The explanation, cut to ``limit`` characters (with the hint ``more``) when given."""
     text = explanation.text
     cut = limit is not None and len(text) > limit
-    why = escape(short(text, limit) if cut else text)
+    why = safe(short(text, limit) if cut else text)
     if explanation.source == "llm":
         why += " [dim](LLM, checked)[/]"
-    return why + (f" [dim]{escape(more)}[/]" if cut and more else "")
+    return why + (f" [dim]{safe(more)}[/]" if cut and more else "")
 
 
 def items_table(rows) -> Table:
@@ -54,8 +54,8 @@ def trace_table(trace) -> Table:
         table.add_column(col, justify="right" if col == "ms" else "left")
     for call in trace:
         args = ", ".join(f"{k}={v}" for k, v in call.arguments.items())
-        result = f"[red]{escape(call.error)}[/]" if call.error else escape(call.summary)
-        table.add_row(call.tool, escape(short(args, 70)), result, f"{call.ms:.1f}")
+        result = f"[red]{safe(call.error)}[/]" if call.error else safe(call.summary)
+        table.add_row(safe(call.tool), safe(short(args, 70), one_line=True), result, f"{call.ms:.1f}")
     return table
 
 
@@ -69,7 +69,7 @@ def step(message: str, console: Console | None = None, *, first_time: bool = Fal
             yield
         return
     if first_time:
-        console.print(message, highlight=False)
+        console.print(safe(message), highlight=False)
     yield
 
 

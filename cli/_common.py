@@ -1,21 +1,46 @@
-"""What every command shares: the typer app, consoles, common options and error handling."""
+"""What every command shares: the typer app, consoles, common options and error handling.
+
+Text from data or users reaches the terminal through :func:`safe` (controls, bidi and
+invisible characters made visible by ``recagent.catalog.safe_text``, then Rich markup
+escaped), JSON through :func:`write_json`; and the consoles themselves replace any control
+character a call site let through (:class:`SafeConsole`), so Rich never prints one raw.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import sys
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.segment import Segment
 
 from recagent.app.settings import Settings
 from recagent.catalog.errors import RecAgentError
+from recagent.catalog.safe_text import json_visible, visible
 
 __all__ = [
-    "AgentOpt", "ChromaOpt", "DataOpt", "EncoderOpt", "LlmOpt", "LlmUrlOpt", "app", "err", "make_assistant",
-    "make_runtime", "out", "short", "user_errors",
+    "AgentOpt",
+    "ChromaOpt",
+    "DataOpt",
+    "EncoderOpt",
+    "LlmOpt",
+    "LlmUrlOpt",
+    "SafeConsole",
+    "app",
+    "err",
+    "make_assistant",
+    "make_runtime",
+    "out",
+    "safe",
+    "short",
+    "user_errors",
+    "write_json",
 ]
 
 app = typer.Typer(
@@ -27,12 +52,44 @@ app = typer.Typer(
 )
 
 
+def safe(value: object, *, one_line: bool = False) -> str:
+    """Data or user text as Rich markup that prints it literally: controls, bidi and invisible
+    characters made visible, then ``[`` escaped (``[/x]`` is text, not a closing tag)."""
+    return escape(visible(value, one_line=one_line))
+
+
+class SafeConsole(Console):
+    """A console that makes any control, bidi or invisible character in its text visible just
+    before writing (a backstop for :func:`safe`; Rich's own escape codes come from styles and
+    control segments, which pass unchanged)."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            seg if seg.control else Segment(visible(seg.text), seg.style) for seg in buffer)
+
+
 def out() -> Console:
-    return Console(soft_wrap=False)
+    return SafeConsole(soft_wrap=False)
 
 
 def err() -> Console:
-    return Console(stderr=True)
+    return SafeConsole(stderr=True)
+
+
+def check_message(message: str, *, blank_ok: bool = False) -> None:
+    """What a user says must be non-blank and within the HTTP API's limit (``MAX_MESSAGE``)."""
+    from recagent.server.schemas import MAX_MESSAGE
+
+    if not blank_ok and not message.strip():
+        raise RecAgentError('give a message, e.g. recagent ask "running shoes under $60"')
+    if len(message) > MAX_MESSAGE:
+        raise RecAgentError(f"the message is {len(message):,} characters; at most "
+                            f"{MAX_MESSAGE:,} are read")
+
+
+def write_json(payload: Any) -> None:
+    """``payload`` as indented JSON on stdout, with no character a terminal would act on."""
+    sys.stdout.write(json_visible(json.dumps(payload, indent=2, ensure_ascii=False)) + "\n")
 
 
 DataOpt = Annotated[
@@ -61,7 +118,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except RecAgentError as exc:
-        err().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err().print(f"[bold red]error:[/] {safe(exc)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 

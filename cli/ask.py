@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from recagent.app.answer_json import answer_json
 from recagent.cli._agent_view import recommendations_table, step, trace_table, warm_up
@@ -19,15 +16,20 @@ from recagent.cli._common import (
     LlmOpt,
     LlmUrlOpt,
     app,
+    check_message,
     make_assistant,
     out,
+    safe,
     user_errors,
+    write_json,
 )
 
 
 @app.command()
 def ask(
-    message: Annotated[str, typer.Argument(help='What the user says, e.g. "running shoes under $60".')] = "",
+    message: Annotated[str | None, typer.Argument(
+        help='What the user says, e.g. "running shoes under $60"; leave it out for plain '
+             "recommendations from the user's history. A blank message is refused.")] = None,
     user: Annotated[str | None, typer.Option("--user", "-u", help="User id (default: a new user).")] = None,
     data: DataOpt = None,
     k: Annotated[int, typer.Option("-k", min=1, max=50, help="How many items.")] = 5,
@@ -42,17 +44,18 @@ def ask(
 ) -> None:
     """One agent turn: parse the request, retrieve, filter, re-rank, explain."""
     with user_errors():
+        if message is not None:
+            check_message(message)
         assistant = make_assistant(data, llm, llm_url, rerank, k, encoder, chroma_url, agent)
         with step("Loading the dataset..."):
             session = assistant.session(user)
         warm_up(assistant)
-        answer = assistant.agent.turn(session, message)
+        answer = assistant.agent.turn(session, message or "")
     if as_json:
-        payload = answer_json(answer, answer.session)
-        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        write_json(answer_json(answer, answer.session))
         return
     console = out()
-    console.print(escape(answer.text), highlight=False, soft_wrap=True)
+    console.print(safe(answer.text), highlight=False, soft_wrap=True)
     if answer.recommendations:
         console.print(recommendations_table(answer.recommendations))
     if show_trace:

@@ -15,10 +15,10 @@ from typing import Annotated
 import typer
 from rich.console import Console, Group
 from rich.live import Live
-from rich.markup import escape
 from rich.spinner import Spinner
 from rich.table import Table
 
+from recagent.catalog.errors import RecAgentError
 from recagent.cli._agent_view import items_table, step, trace_table, warm_up, why_cell
 from recagent.cli._common import (
     ChromaOpt,
@@ -27,8 +27,10 @@ from recagent.cli._common import (
     LlmOpt,
     LlmUrlOpt,
     app,
+    check_message,
     make_assistant,
     out,
+    safe,
     short,
     user_errors,
 )
@@ -69,7 +71,7 @@ def chat(
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            console.print(f"[bold cyan]{PROMPT}[/]{escape(line)}", highlight=False)
+            console.print(f"[bold cyan]{PROMPT}[/]{safe(line)}", highlight=False)
             if not _run(console, conversation, line):
                 break
         return
@@ -105,6 +107,11 @@ def _interactive(console: Console, conversation) -> None:
 
 def _run(console: Console, conversation, line: str) -> bool:
     """Handle one line and show what it produced; False once the user asked to quit."""
+    try:
+        check_message(line, blank_ok=True)
+    except RecAgentError as exc:
+        console.print(f"[bold red]error:[/] {safe(exc)}", highlight=False, soft_wrap=True)
+        return True
     view = _LiveTurn(console)
     try:
         outputs = conversation.handle(line, on_event=view)
@@ -156,13 +163,13 @@ class _LiveTurn:
 
     def __rich__(self) -> Spinner:
         seconds = time.perf_counter() - self.started
-        self.spinner.update(text=f"{escape(self.status)} [dim]{seconds:.1f} s[/]")
+        self.spinner.update(text=f"{safe(self.status)} [dim]{seconds:.1f} s[/]")
         return self.spinner
 
     def _view(self):
         if not self.rows:
             return self
-        return Group(self, items_table((n, item, escape(why)) for n, (item, why) in self.rows.items()))
+        return Group(self, items_table((n, item, safe(why)) for n, (item, why) in self.rows.items()))
 
     def close(self) -> None:
         if self.live is not None:
@@ -180,9 +187,9 @@ def _render(console: Console, outputs) -> bool:
             return False
         if isinstance(o, c.Notice):
             style = {"error": "[bold red]error:[/] ", "ok": "[green]✓[/] "}.get(o.kind, "")
-            console.print(style + escape(o.text), highlight=False, soft_wrap=True)
+            console.print(style + safe(o.text), highlight=False, soft_wrap=True)
         elif isinstance(o, AgentAnswer):
-            console.print(escape(o.text.strip()), highlight=False, soft_wrap=True)
+            console.print(safe(o.text.strip()), highlight=False, soft_wrap=True)
             if o.recommendations:
                 console.print(items_table((r.rank, r.item, _short_why(r)) for r in o.recommendations))
         elif isinstance(o, c.Why):
@@ -194,7 +201,7 @@ def _render(console: Console, outputs) -> bool:
         elif isinstance(o, c.HelpView):
             table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
             for usage, what in o.commands:
-                table.add_row(f"[bold]{escape(usage)}[/]", escape(what))
+                table.add_row(f"[bold]{safe(usage)}[/]", safe(what))
             console.print("Type what you are looking for (\"running shoes under $60\", \"I just "
                           "bought a DSLR\"), or a command:", highlight=False)
             console.print(table)
@@ -210,32 +217,32 @@ def _short_why(r) -> str:
     why = f'Close to your "{short(ev.related[0].title, 60)}"'
     if ev.shared:
         why += "; same " + ", ".join(v if k == "category" else f"{k} {v}" for k, v in ev.shared.items())
-    return escape(short(why, WHY_CHARS))
+    return safe(short(why, WHY_CHARS))
 
 
 def _print_why(console: Console, r) -> None:
     item, ev, ex = r.item, r.evidence, r.explanation
     price = f" · ${item.price:,.2f}" if item.price is not None else ""
     brand = f" · {item.brand}" if item.brand else ""
-    console.print(f"[bold]#{r.rank} {escape(item.title)}[/] [dim]({item.item_id} · "
-                  f"{escape(item.category)}{escape(brand)}{price})[/]", highlight=False, soft_wrap=True)
+    console.print(f"[bold]#{r.rank} {safe(item.title)}[/] [dim]({safe(item.item_id)} · "
+                  f"{safe(item.category)}{safe(brand)}{price})[/]", highlight=False, soft_wrap=True)
     source = "written by the LLM, checked against the evidence" if ex.source == "llm" else "from the evidence"
-    console.print(f"  Why: {escape(ex.text)} [dim]({source})[/]", highlight=False, soft_wrap=True)
+    console.print(f"  Why: {safe(ex.text)} [dim]({source})[/]", highlight=False, soft_wrap=True)
     if ex.problems:
-        console.print(f"  [dim]The LLM's sentence was rejected: {escape('; '.join(ex.problems))}[/]",
+        console.print(f"  [dim]The LLM's sentence was rejected: {safe('; '.join(ex.problems))}[/]",
                       highlight=False, soft_wrap=True)
     if ev.related:
         console.print("  Closest in your history:")
         for e in ev.related:
-            console.print(f"    • {escape(e.title)} [dim]({e.item_id}, similarity {e.similarity:.2f})[/]",
+            console.print(f"    • {safe(e.title)} [dim]({safe(e.item_id)}, similarity {e.similarity:.2f})[/]",
                           highlight=False)
     if ev.shared:
         shared = ", ".join(f"{k} {v}" for k, v in ev.shared.items())
-        console.print(f"  Shares: {escape(shared)}", highlight=False)
+        console.print(f"  Shares: {safe(shared)}", highlight=False)
     if ev.satisfies:
-        console.print(f"  Meets: {escape(', '.join(ev.satisfies))}", highlight=False)
+        console.print(f"  Meets: {safe(', '.join(ev.satisfies))}", highlight=False)
     scores = ", ".join(f"{k} {v:.3f}" for k, v in r.scores.items())
-    console.print(f"  Scores: {escape(scores)}", highlight=False)
+    console.print(f"  Scores: {safe(scores)}", highlight=False)
 
 
 def _print_history(console: Console, view, limit: int = 15) -> None:
@@ -247,14 +254,15 @@ def _print_history(console: Console, view, limit: int = 15) -> None:
         for col, justify in (("#", "right"), ("Item", "left"), ("Event", "left")):
             table.add_column(col, justify=justify)
         for e in view.entries[:limit]:
-            event = (e.event or "") + (" [green](this chat)[/]" if e.added_in_chat else "")
-            table.add_row(str(e.number), f"{escape(short(e.title, 60))} [dim]{e.item_id}[/]", event)
+            event = safe(e.event or "") + (" [green](this chat)[/]" if e.added_in_chat else "")
+            table.add_row(str(e.number), f"{safe(short(e.title, 60), one_line=True)} "
+                          f"[dim]{safe(e.item_id)}[/]", event)
         console.print(table)
         if len(view.entries) > limit:
             console.print(f"  … and {len(view.entries) - limit} earlier")
     for label, ids in (("Liked", view.liked), ("Disliked", view.disliked)):
         if ids:
-            console.print(f"{label}: {', '.join(ids)}")
-    console.print(f"Filters: {escape(', '.join(view.constraints.describe()) or 'none')}",
+            console.print(f"{label}: {safe(', '.join(ids))}", highlight=False)
+    console.print(f"Filters: {safe(', '.join(view.constraints.describe()) or 'none')}",
                   highlight=False)
     console.print("[dim]/forget N drops entry N; /reset starts over.[/]")

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from recagent.app.answer_json import recommendations_json
@@ -20,8 +17,10 @@ from recagent.cli._common import (
     err,
     make_runtime,
     out,
+    safe,
     short,
     user_errors,
+    write_json,
 )
 from recagent.retrieval.registry import RETRIEVERS
 
@@ -42,22 +41,22 @@ def index(
             rt = make_runtime(data, None, chroma_url)
             stats = RETRIEVERS.create("seqrec", rt.context(encoder)).prepare(show_progress=True)
         out().print(
-            f"[green]index[/] {stats.collection}: {stats.total} items "
+            f"[green]index[/] {safe(stats.collection)}: {stats.total} items "
             f"({stats.encoded} written, {stats.unchanged} unchanged, {stats.deleted} removed) "
-            f"in {stats.seconds:.1f}s  [dim]dataset {rt.dataset.name}, seqrec {encoder}[/]",
+            f"in {stats.seconds:.1f}s  [dim]dataset {safe(rt.dataset.name)}, seqrec {safe(encoder)}[/]",
             soft_wrap=True,
         )
         return
     with user_errors():
         rt = make_runtime(data, encoder, chroma_url)
-        with err().status(f"Loading dataset and encoder {rt.encoder.name}..."):
+        with err().status(f"Loading dataset and encoder {safe(rt.encoder.name)}..."):
             dataset = rt.dataset
             _ = rt.encoder.model
         stats = rt.ensure_index(show_progress=True)
         out().print(
-            f"[green]index[/] {stats.collection}: {stats.total} items "
+            f"[green]index[/] {safe(stats.collection)}: {stats.total} items "
             f"({stats.encoded} encoded, {stats.unchanged} unchanged, {stats.deleted} removed) "
-            f"in {stats.seconds:.1f}s  [dim]dataset {dataset.name}[/]",
+            f"in {stats.seconds:.1f}s  [dim]dataset {safe(dataset.name)}[/]",
             soft_wrap=True,
         )
 
@@ -74,8 +73,8 @@ def export(
         dataset = make_runtime(data).dataset
         save_generic(dataset, out_dir)
     out().print(
-        f"wrote {dataset.name}: {len(dataset.items)} items, {len(dataset.interactions)} "
-        f"interactions of {len(dataset.histories)} users to {out_dir}",
+        f"wrote {safe(dataset.name)}: {len(dataset.items)} items, {len(dataset.interactions)} "
+        f"interactions of {len(dataset.histories)} users to {safe(out_dir)}",
         soft_wrap=True,
     )
 
@@ -92,19 +91,19 @@ def validate(
 
     with user_errors():
         fmt = detect_format(folder)
-        with err().status(f"Reading {escape(str(folder))}..."):
+        with err().status(f"Reading {safe(folder)}..."):
             dataset = load_dataset(folder)
     summary = summarize(dataset, min_history=MIN_HISTORY)
     console = out()
     console.print(
-        f"[green]ok[/] {escape(summary.name)} ({fmt} format): {summary.items:,} items, "
+        f"[green]ok[/] {safe(summary.name)} ({fmt} format): {summary.items:,} items, "
         f"{summary.users:,} users, {summary.interactions:,} interactions",
         highlight=False, soft_wrap=True,
     )
     fields = ", ".join(f"{name} {share:.0%}" for name, share in summary.coverage.items())
     console.print(f"items with: {fields}", highlight=False, soft_wrap=True)
     for note in summary.notes:
-        console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+        console.print(f"note: {safe(note)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -129,10 +128,11 @@ def recommend(
         user_id = rt.dataset.resolve_user(user)
     if as_json:
         payload = recommendations_json(user_id, rt.dataset.name, model.name, recs)
-        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        write_json(payload)
         return
     _print_history(rt.dataset, history)
-    table = Table(title=f"Recommendations for user {user_id} ({rt.dataset.name}, {model.name})",
+    table = Table(title=f"Recommendations for user {safe(user_id)} ({safe(rt.dataset.name)}, "
+                        f"{safe(model.name)})",
                   show_lines=True)
     table.add_column("#", justify="right")
     table.add_column("Item")
@@ -143,22 +143,22 @@ def recommend(
     for n, r in enumerate(recs, 1):
         item = rt.dataset.items[r.item_id]
         evidence = "\n".join(
-            f"{escape(short(e.title, 50))} [dim]({e.similarity:.2f})[/]" for e in r.evidence
+            f"{safe(short(e.title, 50), one_line=True)} [dim]({e.similarity:.2f})[/]" for e in r.evidence
         )
         table.add_row(
             str(n),
-            f"{escape(short(r.title, 60))}\n[dim]{r.item_id}[/]",
-            escape(short(item.category[-1], 28)) if item.category else "",
+            f"{safe(short(r.title, 60), one_line=True)}\n[dim]{safe(r.item_id)}[/]",
+            safe(short(item.category[-1], 28)) if item.category else "",
             f"${item.price:,.2f}" if item.price is not None else "",
             f"{r.score:.3f}",
-            evidence or escape(r.explanation),
+            evidence or safe(r.explanation),
         )
     out().print(table)
 
 
 def _print_history(dataset, history, n: int = 5) -> None:
     shown = list(reversed(history))[:n]
-    lines = [f"  • {escape(short(dataset.items[x.item_id].title, 100))}" for x in shown]
+    lines = [f"  • {safe(short(dataset.items[x.item_id].title, 100))}" for x in shown]
     more = f"  … and {len(history) - n} earlier" if len(history) > n else ""
     console = out()
     console.print(f"[bold]Recent history[/] ({len(history)} items):", highlight=False, soft_wrap=True)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from recagent.app.settings import Settings
@@ -27,6 +26,7 @@ from recagent.cli._common import (
     err,
     make_runtime,
     out,
+    safe,
     user_errors,
 )
 from recagent.evals.models import RETRIEVERS
@@ -107,7 +107,7 @@ def evaluate(
     out().print(_report_table(report))
     if out_path is not None:
         write_report(report, out_path)
-        out().print(f"report written to {out_path}", soft_wrap=True)
+        out().print(f"report written to {safe(out_path)}", soft_wrap=True)
 
 
 def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain_users, llm,
@@ -143,7 +143,7 @@ def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain
             harness_model(rt, base), split, reranker, names, top_n=top_n, max_users=max_users,
             explain=explain, writer=writer, explain_users=explain_users, show_progress=True,
         )
-    table = Table(title=f"{rt.dataset.name}: {base} top-{top_n} re-ranked "
+    table = Table(title=f"{safe(rt.dataset.name)}: {base} top-{top_n} re-ranked "
                   f"({min(len(split.users), max_users or len(split.users))} users)")
     for col in ("rerank", "recall@10", "ndcg@10", "recall@20", "mrr", "ms/user", "faithful"):
         table.add_column(col, justify="left" if col == "rerank" else "right")
@@ -164,7 +164,7 @@ def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain
         }
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(payload, indent=2) + "\n")
-        out().print(f"report written to {out_path}", soft_wrap=True)
+        out().print(f"report written to {safe(out_path)}", soft_wrap=True)
 
 
 def _evaluate_cold_start(data, out_path, models, fraction, seed, max_minutes, device, encoder,
@@ -180,27 +180,27 @@ def _evaluate_cold_start(data, out_path, models, fraction, seed, max_minutes, de
         report = run_cold_start(rt, names, fraction=fraction, seed=seed, max_minutes=max_minutes,
                                 device=device, show_progress=True)
     cols = ["recall@10", "ndcg@10", "recall@50", "ndcg@50", "mrr", "seconds"]
-    table = Table(title=f"{report['dataset']}: cold start, {report['n_cold_test_cases']} test "
+    table = Table(title=f"{safe(report['dataset'])}: cold start, {report['n_cold_test_cases']} test "
                   f"cases with a cold target ({report['n_cold_items']} items held out)")
     table.add_column("model")
     for c in cols:
         table.add_column(c, justify="right")
     for name, m in report["models"].items():
         if "recall@10" not in m:
-            table.add_row(name, *([""] * (len(cols) - 1)), m.get("note", ""))
+            table.add_row(safe(name), *([""] * (len(cols) - 1)), safe(m.get("note", "")))
             continue
         table.add_row(name, *(f"{m[c]:.1f}" if c == "seconds" else f"{m[c]:.4f}" for c in cols))
     out().print(table)
     if out_path is not None:
         write_report(report, out_path)
-        out().print(f"report written to {out_path}", soft_wrap=True)
+        out().print(f"report written to {safe(out_path)}", soft_wrap=True)
 
 
 def _report_table(report: dict) -> Table:
     cols = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "recall@50", "ndcg@50", "mrr",
             "precision@10", "coverage@10", "seconds"]
     table = Table(
-        title=f"{report['dataset']} — {report['stage']}, {report['n_users']} users, "
+        title=f"{safe(report['dataset'])} — {report['stage']}, {report['n_users']} users, "
         f"{report['n_items']} items, full ranking"
     )
     table.add_column("model")
@@ -265,10 +265,10 @@ def eval_prompts(
         for check, ok in c.checks.items():
             line = f"{c.id}: {check} failed ({c.why.get(check, '')})"
             if not ok and line not in report.regressions:
-                out().print(f"[yellow]known failure[/] (failed in the baseline too): {escape(line)}",
+                out().print(f"[yellow]known failure[/] (failed in the baseline too): {safe(line)}",
                             highlight=False, soft_wrap=True)
     for line in report.regressions:
-        out().print(f"[red]regression:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        out().print(f"[red]regression:[/] {safe(line)}", highlight=False, soft_wrap=True)
     rate = report.faithful_rate
     verdict = "[green]PASS[/]" if report.passed else "[bold red]FAIL[/]"
     out().print(f"{verdict}: {sum(c.passed for c in report.cases)}/{len(report.cases)} cases pass "
@@ -280,7 +280,7 @@ def eval_prompts(
         out_path.parent.mkdir(parents=True, exist_ok=True)
         payload = report.to_dict() | {"command": "recagent " + " ".join(sys.argv[1:])}
         out_path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-        out().print(f"report written to {out_path}", soft_wrap=True)
+        out().print(f"report written to {safe(out_path)}", soft_wrap=True)
     if write_baseline:
         out().print(f"baseline recorded for {report.key} in {BASELINE}", soft_wrap=True)
     if not report.passed:
@@ -309,7 +309,7 @@ _CHECKS = ("answered", "catalog_only", "injection_blocked", "constraints_parsed"
 
 
 def _prompt_table(report, before: dict | None) -> Table:
-    table = Table(title=f"Prompt suite: {report.dataset}, LLM {report.llm}"
+    table = Table(title=f"Prompt suite: {safe(report.dataset)}, LLM {safe(report.llm)}"
                   f"{' (fast)' if report.fast else ''}")
     table.add_column("case")
     for check in _CHECKS:
@@ -394,7 +394,7 @@ def eval_conversation(
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         out_path.with_suffix(".md").write_text(markdown(report))
-        out().print(f"report written to {out_path} and {out_path.with_suffix('.md')}", soft_wrap=True)
+        out().print(f"report written to {safe(out_path)} and {safe(out_path.with_suffix('.md'))}", soft_wrap=True)
 
 
 def _int_list(text: str, flag: str) -> list[int]:
@@ -409,7 +409,7 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 def _conversation_table(report: dict) -> Table:
     t = report["max_turns"]
-    table = Table(title=f"Conversations: {report['dataset']}, {report['users']} users, up to {t} "
+    table = Table(title=f"Conversations: {safe(report['dataset'])}, {report['users']} users, up to {t} "
                   f"turns ({report['simulator']} simulator, LLM {report['llm'] or 'none'}), "
                   f"{report['seconds']:.0f} s")
     for col in ("k", "hit rate", *(f"by turn {i}" for i in range(1, t + 1)), "avg turns",

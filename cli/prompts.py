@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from recagent.catalog.errors import RecAgentError
-from recagent.cli._common import app, err, out, user_errors
+from recagent.cli._common import app, err, out, safe, user_errors
 
 prompts_app = typer.Typer(help="Prompt templates: list, show, check and update their goldens.",
                           no_args_is_help=True)
@@ -41,7 +40,7 @@ def prompts_list(directory: GoldenDirOpt = None) -> None:
         directory = _golden_dir(directory)
         templates = load_templates()
         problems = check(directory, templates)
-    table = Table(title=f"Prompt templates (goldens in {directory})")
+    table = Table(title=f"Prompt templates (goldens in {safe(directory)})")
     for col in ("template", "version", "variables", "goldens"):
         table.add_column(col)
     for t in templates:
@@ -70,7 +69,7 @@ def prompts_show(
             text = render_case(by_name[name], case)
         except KeyError as exc:
             raise RecAgentError(str(exc.args[0])) from None
-    out().print(escape(text), highlight=False, soft_wrap=True)
+    out().print(safe(text), highlight=False, soft_wrap=True)
 
 
 @prompts_app.command("check")
@@ -82,10 +81,10 @@ def prompts_check(directory: GoldenDirOpt = None) -> None:
         directory = _golden_dir(directory)
         problems = check(directory)
     for p in problems:
-        err().print(escape(str(p)), highlight=False, soft_wrap=True)
+        err().print(safe(str(p)), highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
-    out().print(f"all prompt goldens match ({directory})", soft_wrap=True)
+    out().print(f"all prompt goldens match ({safe(directory)})", soft_wrap=True)
 
 
 @prompts_app.command("update-golden")

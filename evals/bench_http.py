@@ -1,6 +1,6 @@
 """Load benchmark of ``recagent serve``: a real server in a second process, driven on loopback.
 
-    python -m recagent.evals.bench_http [--levels 1,8,32] [--recommend-seconds 10]
+    python -m recagent.evals.bench_http [--levels 1,8,32[,abuse]] [--recommend-seconds 10]
         [--chat-seconds 45] [--llm embedded] [--data DIR] [--out evals/reports/bench_http]
 
 The server starts as ``recagent serve`` on a free loopback port with the embedded default
@@ -12,6 +12,13 @@ recommendation. A level stops issuing requests at its deadline and waits for tho
 so its wall time is the window plus the drain. Requests/s counts completed requests over that
 wall time. After the run, the feedback rows in the database are counted against the feedback
 requests that got a 201 (none may be lost). Writes ``<out>.json`` and ``<out>.md``.
+
+The load levels measure capacity, so their server runs with a rate limit no client reaches.
+The level ``abuse`` (:mod:`recagent.evals.bench_abuse`) then runs its own pair of servers with
+API keys on: a burst on one session, a rate-limit flood, oversize chunked bodies, and a crash
+(SIGKILL while a session lease is held) with a restart on the same database; it reports its
+violations (lost acknowledged writes, timeouts, other sessions not served), which must be none.
+``--levels abuse`` runs it alone.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from typing import Any
 import httpx
 
 from recagent.catalog.load import load_dataset
+from recagent.evals.bench_abuse import AbuseConfig, run_abuse
 from recagent.server.store import SessionStore
 
 __all__ = ["main"]
@@ -49,6 +57,10 @@ SCRIPT = [
     ("more like #1", False),
 ]
 FEEDBACK = ("like", "click", "dislike", "purchase")
+# The load levels measure capacity from one client address (no keys): no rate limit they can
+# reach, and room in flight for the largest level (32 sessions) within the 40-thread pool.
+LOAD_ENV = {"RECAGENT_RATE_LIMIT": "1000000/minute", "RECAGENT_MAX_INFLIGHT": "36",
+            "RECAGENT_MAX_INFLIGHT_PER_KEY": "36"}
 
 
 @dataclass
@@ -164,13 +176,15 @@ async def run_level(base_url: str, kind: str, sessions: int, window_s: float,
     return level
 
 
-def _start_server(port: int, db_url: str, args, log_path: Path) -> subprocess.Popen:
+def _start_server(port: int, db_url: str, args, log_path: Path,
+                  env: dict[str, str] | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "recagent.cli", "serve", "--port", str(port),
            "--db-url", db_url, "--llm", args.llm, "--log-level", "warning"]
     if args.data:
         cmd += ["--data", str(args.data)]
     log = log_path.open("w")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(LOAD_ENV if env is None else env)})
 
 
 def _wait_ready(base_url: str, proc: subprocess.Popen, timeout: float, log_path: Path) -> float:
@@ -190,7 +204,8 @@ def _wait_ready(base_url: str, proc: subprocess.Popen, timeout: float, log_path:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--levels", default="1,8,32", help="concurrent sessions per level")
+    parser.add_argument("--levels", default="1,8,32", help="concurrent sessions per level; "
+                        "'abuse' adds the abuse level")
     parser.add_argument("--recommend-seconds", type=float, default=10.0)
     parser.add_argument("--chat-seconds", type=float, default=45.0)
     parser.add_argument("--llm", default="embedded", help="embedded (default), vllm or none")
@@ -198,7 +213,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--ready-timeout", type=float, default=900.0)
     parser.add_argument("--out", type=Path, default=Path("evals/reports/bench_http"))
     args = parser.parse_args(argv)
-    levels = [int(x) for x in args.levels.split(",")]
+    tokens = [x.strip() for x in args.levels.split(",") if x.strip()]
+    levels = [int(x) for x in tokens if x != "abuse"]
     dataset = load_dataset(args.data)
     users = sorted(dataset.histories, key=str)
 
@@ -209,23 +225,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base_url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     load_before = os.getloadavg()[0]
-    proc = _start_server(port, db_url, args, log_path)
-    try:
-        ready_s = _wait_ready(base_url, proc, args.ready_timeout, log_path)
-        print(f"server ready in {ready_s:.1f} s ({base_url}, log {log_path})", file=sys.stderr)
-        results: list[Level] = []
-        for kind, window in (("recommend", args.recommend_seconds), ("chat", args.chat_seconds)):
-            for n in levels:
-                level = asyncio.run(run_level(base_url, kind, n, window, users, seed=n))
-                results.append(level)
-                print(json.dumps(level.summary()), file=sys.stderr)
-        readyz = httpx.get(f"{base_url}/readyz", timeout=10).json()
-    finally:
-        proc.terminate()
+    results: list[Level] = []
+    ready_s, readyz = None, {"checks": {}}
+    if levels:
+        proc = _start_server(port, db_url, args, log_path)
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            ready_s = _wait_ready(base_url, proc, args.ready_timeout, log_path)
+            print(f"server ready in {ready_s:.1f} s ({base_url}, log {log_path})", file=sys.stderr)
+            for kind, window in (("recommend", args.recommend_seconds), ("chat", args.chat_seconds)):
+                for n in levels:
+                    level = asyncio.run(run_level(base_url, kind, n, window, users, seed=n))
+                    results.append(level)
+                    print(json.dumps(level.summary()), file=sys.stderr)
+            readyz = httpx.get(f"{base_url}/readyz", timeout=10).json()
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    abuse = None
+    if "abuse" in tokens:
+        abuse = _abuse(args, workdir, dataset, users)
+        print(json.dumps(abuse), file=sys.stderr)
 
     # Counted after the run, from the database the server wrote (not from its answers).
     store = SessionStore(db_url)
@@ -241,12 +263,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
                     "load_average_1min": {"before": round(load_before, 2),
                                           "after": round(os.getloadavg()[0], 2)}},
-        "server": {"dataset": dataset.name, "llm": readyz["checks"].get("llm"), "ready_s": round(ready_s, 1),
+        "server": {"dataset": dataset.name, "llm": readyz["checks"].get("llm"),
+                   "ready_s": round(ready_s, 1) if ready_s is not None else None,
                    "compute_slots": 1, "prose_queue_limit": 2, "database": "SQLite (WAL), fresh"},
         "script": [m for m, _ in SCRIPT],
         "levels": [x.summary() for x in results],
         "errors": sum(len(x.errors) for x in results),
         "feedback": {"sent_ok": sent, "stored": stored, "lost": sent - stored},
+        "abuse": abuse,
         "total_s": round(time.monotonic() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -256,27 +280,74 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return report
 
 
+def _abuse(args, workdir: Path, dataset, users: list[str]) -> dict[str, Any]:
+    """The abuse level on its own fresh SQLite database and servers."""
+    def start(db_url: str, log_path: Path, env: dict[str, str]):
+        port = _free_port()
+        proc = _start_server(port, db_url, args, log_path, env)
+        _wait_ready(f"http://127.0.0.1:{port}", proc, args.ready_timeout, log_path)
+        return proc, f"http://127.0.0.1:{port}"
+
+    folder = workdir / "abuse"
+    folder.mkdir()
+    picked = users[:3]
+    seen = {x.item_id for u in picked for x in dataset.histories[u]}
+    items = [i for i in dataset.items if i not in seen][:40]
+    return run_abuse(start, f"sqlite:///{folder / 'sessions.db'}", folder, items, picked, AbuseConfig())
+
+
+def _abuse_markdown(a: dict[str, Any]) -> list[str]:
+    burst, crash, over = a["burst"], a["crash"], a["oversize"]
+    after = crash["after_restart"]
+    bodies = ", ".join(f"{b['status']} after {b['bytes_sent'] / 2**20:.1f} MB sent in {b['seconds']} s"
+                       for b in over["bodies"])
+    return [
+        "## Abuse level", "",
+        (f"- Burst: {a['config']['burst_clients']} clients on one session for "
+        f"{a['config']['burst_seconds']:g} s: {burst['on_one_session']['statuses']} "
+        f"(max {burst['on_one_session']['max_ms']} ms); a bystander key meanwhile: "
+        f"{burst['bystander']['statuses']} (max {burst['bystander']['max_ms']} ms)."),
+        (f"- Flood from a key limited to 20/minute: {a['flood']['statuses']}, Retry-After "
+        f"{a['flood']['retry_after_s']} s."),
+        (f"- Oversize chunked bodies ({a['config']['oversize_mb']} MB offered): {bodies}; server "
+        f"RSS {over['rss_mb_before']} MB before, {over['rss_mb_after']} MB after."),
+        (f"- Crash: SIGKILL mid-burst with {crash['leases_held_at_kill']} session lease(s) held "
+        f"(burst {crash['burst']['statuses']}); restart ready in {crash['restart_ready_s']} s; "
+        f"then the crashed sessions answered {after['crashed_session_1']['status']} in "
+        f"{after['crashed_session_1']['ms']} ms and {after['crashed_session_2']['status']} in "
+        f"{after['crashed_session_2']['ms']} ms, the bystander {after['bystander']['status']} in "
+        f"{after['bystander']['ms']} ms, /readyz {after['readyz']}."),
+        (f"- Writes: {a['writes']['acknowledged']} acknowledged, {a['writes']['lost']} lost. "
+        f"Violations: {a['violations'] or 'none'}."), "",
+    ]
+
+
 def markdown(report: dict[str, Any]) -> str:
+    machine = report["machine"]
     lines = [
         f"# HTTP load benchmark ({report['date']})", "",
-        (f"`{report['command']}`: server `recagent serve` ({report['server']['dataset']}, LLM "
-        f"{report['server']['llm']}, {report['server']['database']}) in a second process on "
-        f"loopback; {report['machine']['cpus']} CPUs (1-min load average "
-        f"{report['machine']['load_average_1min']['before']} before, "
-        f"{report['machine']['load_average_1min']['after']} after); "
-        f"ready after {report['server']['ready_s']} s; "
-        f"whole run {report['total_s']} s."), "",
-        "| route | sessions | window s | wall s | requests | req/s | p50 ms | p95 ms | errors | degraded |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        (f"`{report['command']}`: `recagent serve` ({report['server']['dataset']}) in a second "
+         f"process on loopback; {machine['cpus']} CPUs (1-min load average "
+         f"{machine['load_average_1min']['before']} before, {machine['load_average_1min']['after']} "
+         f"after); whole run {report['total_s']} s."), "",
     ]
-    for x in report["levels"]:
-        route = "/v1/recommend" if x["kind"] == "recommend" else "chat turn (/v1/sessions/{id}/messages)"
-        lines.append(f"| {route} | {x['sessions']} | {x['window_s']:g} | {x['wall_s']} | {x['requests']} | "
-                     f"{x['requests_per_s']} | {x['p50_ms']} | {x['p95_ms']} | {x['errors']} | "
-                     f"{x.get('degraded', '')} |")
-    fb = report["feedback"]
-    lines += ["", (f"Feedback: {fb['sent_ok']} requests answered 201, {fb['stored']} rows in the "
-              f"database after the run, {fb['lost']} lost. Errors in all: {report['errors']}."), ""]
+    if report["levels"]:
+        lines += [
+            (f"Load levels: LLM {report['server']['llm']}, {report['server']['database']}, ready "
+             f"after {report['server']['ready_s']} s."), "",
+            "| route | sessions | window s | wall s | requests | req/s | p50 ms | p95 ms | errors | degraded |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for x in report["levels"]:
+            route = "/v1/recommend" if x["kind"] == "recommend" else "chat turn (/v1/sessions/{id}/messages)"
+            lines.append(f"| {route} | {x['sessions']} | {x['window_s']:g} | {x['wall_s']} | {x['requests']} | "
+                         f"{x['requests_per_s']} | {x['p50_ms']} | {x['p95_ms']} | {x['errors']} | "
+                         f"{x.get('degraded', '')} |")
+        fb = report["feedback"]
+        lines += ["", (f"Feedback: {fb['sent_ok']} requests answered 201, {fb['stored']} rows in the "
+                  f"database after the run, {fb['lost']} lost. Errors in all: {report['errors']}."), ""]
+    if report.get("abuse"):
+        lines += _abuse_markdown(report["abuse"])
     return "\n".join(lines)
 
 

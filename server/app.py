@@ -1,5 +1,7 @@
 """The FastAPI app: ``create_app(settings | assistant)`` wires the assistant, the session store
-and the compute slots into the routes, and adds request ids, logs, errors and the web page.
+and the compute slots into the routes, and adds request ids, logs, errors and the web page,
+behind the guard (API keys, rate limits, bounded requests in flight: :mod:`.guard`), the body
+limit and the Host check (:mod:`.middleware`), with security headers on every response.
 
 Nothing heavy happens at import or in the factory: the models load in :meth:`Readiness.prepare`,
 which the app's start-up runs (``recagent serve`` runs it first, with progress on screen).
@@ -7,6 +9,9 @@ which the app's start-up runs (``recagent serve`` runs it first, with progress o
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,10 +26,12 @@ from recagent.app.assistant import Assistant
 from recagent.app.runtime import Runtime
 from recagent.app.settings import Settings
 from recagent.llm.base import LLMUnavailable
+from recagent.server.access import ApiKeys
 from recagent.server.conversations import Conversations
-from recagent.server.errors import install_error_handlers
+from recagent.server.errors import install_error_handlers, public_note
+from recagent.server.guard import Admission, Guard
 from recagent.server.logs import log
-from recagent.server.middleware import RequestContext
+from recagent.server.middleware import BodyLimit, RequestContext
 from recagent.server.routes import get_conversations, router
 from recagent.server.schemas import HealthOut, ReadyOut
 from recagent.server.slots import ComputeSlots
@@ -38,8 +45,9 @@ API_VERSION = "1"
 class Readiness:
     """Whether this process can answer: models loaded, index complete, database reachable."""
 
-    def __init__(self, conversations: Conversations) -> None:
+    def __init__(self, conversations: Conversations, admission: Admission | None = None) -> None:
         self.conversations = conversations
+        self.admission = admission
         self.prepared = False
         self.llm_problem: str | None = None
 
@@ -74,8 +82,12 @@ class Readiness:
         problem = conv.index_problem()
         checks["index"] = "ok" if problem is None else f"unavailable: {problem}"
         llm = conv.assistant.llm
-        checks["llm"] = (f"degraded: {self.llm_problem}" if self.llm_problem
+        checks["llm"] = (f"degraded: {public_note(self.llm_problem)}" if self.llm_problem
                          else "ok: " + (llm.name if llm is not None else "none"))
+        if self.admission is not None:
+            busy, limit = self.admission.inflight, self.admission.limit
+            checks["capacity"] = (f"saturated: {busy} of {limit} requests in flight"
+                                  if self.admission.saturated else f"ok: {busy} of {limit} in flight")
         try:
             conv.store.ping()
             checks["database"] = "ok"
@@ -100,19 +112,25 @@ def _load_llm(assistant: Assistant) -> str | None:
 
 def create_app(target: Settings | Assistant, *, store: SessionStore | None = None,
                compute_slots: int = 1, prose_queue_limit: int | None = 2,
-               prepare: bool = True) -> FastAPI:
+               prepare: bool = True, settings: Settings | None = None) -> FastAPI:
     """The HTTP app over an assistant (or one built from ``settings``).
 
     ``store`` defaults to the settings' database (``Settings.database_url``); ``prepare``
     loads everything at start-up so that ``/readyz`` only says ready when it is.
     ``prose_queue_limit``: a turn skips LLM prose when this many turns wait (None: never).
+    The settings' security fields (API keys, rate limit, requests in flight, allowed hosts,
+    docs, session wait and lease) configure the guard; see docs/security.md. ``settings``
+    gives them when they differ from the assistant's (tests).
     """
     assistant = target if isinstance(target, Assistant) else Assistant(Runtime(target))
-    settings = assistant.runtime.settings
-    store = store or SessionStore(settings.database_url)
+    settings = settings or assistant.runtime.settings
+    keys = ApiKeys.load(settings.api_keys_file) if settings.api_keys_file else None
+    store = store or SessionStore(settings.database_url, lease_seconds=settings.lease_seconds,
+                                  wait_seconds=settings.session_wait)
     conversations = Conversations(assistant, store, ComputeSlots(compute_slots),
                                   prose_queue_limit=prose_queue_limit)
-    readiness = Readiness(conversations)
+    admission = Admission(settings.max_inflight, settings.max_inflight_per_key)
+    readiness = Readiness(conversations, admission)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -120,19 +138,21 @@ def create_app(target: Settings | Assistant, *, store: SessionStore | None = Non
             await run_in_threadpool(readiness.prepare)
         yield
 
-    app = FastAPIOffline(
-        title="recagent shopping assistant",
-        version=API_VERSION,
-        summary="Sessions, messages (JSON or server-sent events), feedback, items and "
-                "recommendations, each with its evidence and tool trace.",
-        lifespan=lifespan,
-    )
+    about = {"title": "recagent shopping assistant", "version": API_VERSION, "lifespan": lifespan,
+             "summary": "Sessions, messages (JSON or server-sent events), feedback, items and "
+                        "recommendations, each with its evidence and tool trace."}
+    app = (FastAPIOffline(**about) if settings.docs
+           else FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **about))
     app.state.conversations = conversations
     app.state.readiness = readiness
+    app.state.admission = admission
+    app.state.auth = keys is not None
     app.dependency_overrides[get_conversations] = lambda: conversations
     app.include_router(router)
     install_error_handlers(app)
-    app.add_middleware(RequestContext)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(Guard, keys=keys, rate_limit=settings.rate_limit, admission=admission)
+    app.add_middleware(RequestContext, allowed_hosts=settings.allowed_hosts)
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"], summary="The process is up")
     async def healthz() -> dict:
@@ -146,13 +166,27 @@ def create_app(target: Settings | Assistant, *, store: SessionStore | None = Non
         ok = readiness.ready(checks)
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
-    page = files("recagent.server").joinpath("static/index.html")
+    page = files("recagent.server").joinpath("static/index.html").read_text(encoding="utf-8")
+    page_policy = _page_policy(page)
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
-        return HTMLResponse(page.read_text(encoding="utf-8"))
+        return HTMLResponse(page, headers={"Content-Security-Policy": page_policy})
 
     return app
+
+
+def _page_policy(page: str) -> str:
+    """A Content-Security-Policy that allows exactly the page's own inline script and style
+    (by their SHA-256), its API calls to this origin, and nothing else."""
+    def digests(tag: str) -> str:
+        bodies = re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.DOTALL)
+        return " ".join("'sha256-" + base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()
+                        + "'" for b in bodies)
+
+    return (f"default-src 'none'; script-src {digests('script')}; style-src {digests('style')}; "
+            "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'")
 
 
 def app_from_env() -> FastAPI:

@@ -101,9 +101,9 @@ class Conversations:
     def _popular_items(self) -> PopularItems:
         return PopularItems(self.dataset)
 
-    def start(self, user_id: str | None) -> tuple[str, Session]:
+    def start(self, user_id: str | None, owner: str | None = None) -> tuple[str, Session]:
         session = self.assistant.session(user_id)  # UnknownUserError for an unknown user
-        return self.store.create(self.dataset.name, session), session
+        return self.store.create(self.dataset.name, session, owner), session
 
     def get(self, session_id: str) -> StoredSession:
         stored = self.store.load(session_id)

@@ -19,7 +19,7 @@ from recagent.agent.events import Explained, Picked, ProseDelta
 from recagent.agent.turn import ToolCall
 from recagent.app.answer_json import item_json, tool_call_json
 from recagent.server.conversations import Conversations, Queued, TurnResult
-from recagent.server.errors import describe
+from recagent.server.errors import describe, public_note
 from recagent.server.logs import log
 
 __all__ = ["event_json", "sse", "stream_turn", "turn_body"]
@@ -32,7 +32,8 @@ def sse(event: str, data: dict[str, Any], event_id: int) -> bytes:
 def event_json(event: object) -> tuple[str, dict[str, Any]] | None:
     """The SSE name and body of a turn's event (None for events a client need not see)."""
     if isinstance(event, ToolCall):
-        return "tool_call", tool_call_json(event)
+        call = tool_call_json(event)
+        return "tool_call", {**call, "error": public_note(call["error"])} if call.get("error") else call
     if isinstance(event, Picked):
         return "picked", {"items": [item_json(i) for i in event.items]}
     if isinstance(event, ProseDelta):
@@ -46,8 +47,15 @@ def event_json(event: object) -> tuple[str, dict[str, Any]] | None:
 
 
 def turn_body(result: TurnResult) -> dict[str, Any]:
+    """The answer as users see it: its text, notes and tool errors without internal addresses
+    (an outage's note names the LLM server; the stored event keeps it for the operator)."""
+    raw = result.answer
+    answer = {**raw, "text": public_note(raw["text"]),
+              "degraded": [public_note(n) for n in raw["degraded"]],
+              "trace": [{**c, "error": public_note(c["error"])} if c.get("error") else c
+                        for c in raw.get("trace", [])]}
     return {"session_id": result.session_id, "turn": result.session.turns,
-            "degraded": result.degraded, "answer": result.answer}
+            "degraded": result.degraded, "answer": answer}
 
 
 class _End:

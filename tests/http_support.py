@@ -14,7 +14,7 @@ from recagent.server.store import SessionStore
 
 def tiny_assistant(home: Path, data: Path, encoder, llm=None, *, k: int = 3) -> Assistant:
     """An assistant on the tiny shop with no LLM (or ``llm``), reusing the session's encoder."""
-    assistant = Assistant(Runtime(Settings(home=home, data=data, llm="none")), k=k)
+    assistant = Assistant(Runtime(Settings(home=home, data=data, llm="none", allowed_hosts=("testserver",))), k=k)
     assistant.runtime.__dict__["encoder"] = encoder
     if llm is not None:
         assistant.__dict__["llm"] = llm

@@ -157,7 +157,7 @@ def test_ask_json_respects_constraints_without_llm(tiny_shop_dir, tiny_shop):
 
 
 def test_ask_with_a_vllm_server_that_is_down_degrades(tiny_shop_dir, tiny_shop):
-    result = _run("ask", "", "--data", str(tiny_shop_dir), "--user", tiny_shop.users[0], "--json",
+    result = _run("ask", "--data", str(tiny_shop_dir), "--user", tiny_shop.users[0], "--json",
                   "--llm", "vllm", "--llm-url", "http://127.0.0.1:9/v1", "--rerank", "llm")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
