@@ -53,7 +53,8 @@ def turn_body(result: TurnResult) -> dict[str, Any]:
     answer = {**raw, "text": public_note(raw["text"]),
               "degraded": [public_note(n) for n in raw["degraded"]],
               "trace": [{**c, "error": public_note(c["error"])} if c.get("error") else c
-                        for c in raw.get("trace", [])]}
+                        for c in raw.get("trace", [])],
+              "notices": [{**n, "text": public_note(n["text"])} for n in raw.get("notices", [])]}
     return {"session_id": result.session_id, "turn": result.session.turns,
             "degraded": result.degraded, "answer": answer}
 
