@@ -131,29 +131,35 @@ def recommend(
         write_json(payload)
         return
     _print_history(rt.dataset, history)
-    table = Table(title=f"Recommendations for user {safe(user_id)} ({safe(rt.dataset.name)}, "
-                        f"{safe(model.name)})",
-                  show_lines=True)
+    out().print(_recommendations_table(rt.dataset, recs, f"user {user_id} ({rt.dataset.name}, "
+                                                         f"{model.name})"))
+
+
+def _recommendations_table(dataset, recs, title: str) -> Table:
+    """Two lines an item at 80 columns (the title; id, category and price) and the closest
+    history item; on a terminal of 120 columns or more, the score and every evidence item too."""
+    wide = out().width >= 120
+    table = Table(title=f"Recommendations for {safe(title)}", show_lines=True)
     table.add_column("#", justify="right")
-    table.add_column("Item")
-    table.add_column("Category")
-    table.add_column("Price", justify="right")
-    table.add_column("Score", justify="right")
-    table.add_column("Why (closest items in your history)")
+    table.add_column("Item", ratio=3)
+    table.add_column("Because you have", ratio=2)
     for n, r in enumerate(recs, 1):
-        item = rt.dataset.items[r.item_id]
-        evidence = "\n".join(
-            f"{safe(short(e.title, 50), one_line=True)} [dim]({e.similarity:.2f})[/]" for e in r.evidence
-        )
+        item = dataset.items[r.item_id]
+        facts = [r.item_id, short(item.category[-1], 18) if item.category else "",
+                 f"${item.price:,.2f}" if item.price is not None else "",
+                 f"score {r.score:.3f}" if wide else ""]
+        evidence = r.evidence if wide else r.evidence[:1]
+        why = "\n".join(f"{safe(short(e.title, 50 if wide else 24), one_line=True)} "
+                        f"[dim]{e.similarity:.2f}[/]" for e in evidence)
+        if len(r.evidence) > len(evidence):
+            why += f"\n[dim]+{len(r.evidence) - len(evidence)} more[/]"
         table.add_row(
             str(n),
-            f"{safe(short(r.title, 60), one_line=True)}\n[dim]{safe(r.item_id)}[/]",
-            safe(short(item.category[-1], 28)) if item.category else "",
-            f"${item.price:,.2f}" if item.price is not None else "",
-            f"{r.score:.3f}",
-            evidence or safe(r.explanation),
+            f"{safe(short(r.title, 70 if wide else 38), one_line=True)}\n"
+            f"[dim]{safe(' · '.join(f for f in facts if f), one_line=True)}[/]",
+            why or safe(r.explanation),
         )
-    out().print(table)
+    return table
 
 
 def _print_history(dataset, history, n: int = 5) -> None:

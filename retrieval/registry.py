@@ -106,7 +106,8 @@ def _auto(ctx: RetrieverContext) -> Retriever:
     """The best this dataset has: fusion (seqrec + recency-weighted item-kNN, the model that
     beats the peers) when a trained seqrec checkpoint that fits the catalog comes with its
     fusion choice (``train-retriever`` tunes it), seqrec alone when the choice is missing,
-    the text retriever when there is no checkpoint (or one of an older catalog)."""
+    and item-kNN fused with text (fitted in seconds) when there is no checkpoint (or one of an
+    older catalog)."""
     if (ctx.checkpoint / "model.pt").is_file():
         from recagent.retrieval.fusion_choice import fusion_is_tuned
 
@@ -114,7 +115,7 @@ def _auto(ctx: RetrieverContext) -> Retriever:
             return RETRIEVERS.create("fusion" if fusion_is_tuned(ctx.checkpoint) else "seqrec", ctx)
         except RecAgentError:
             pass
-    return RETRIEVERS.create("text", ctx)
+    return RETRIEVERS.create("cooc-text", ctx)
 
 
 RETRIEVERS = Registry()
@@ -128,5 +129,7 @@ RETRIEVERS.register("seqrec", "recagent.retrieval.seq_retriever:SeqRetriever.fro
                     help="the trained sequence retriever (needs `recagent train-retriever`)")
 RETRIEVERS.register("fusion", "recagent.retrieval.fusion_choice:fusion_retriever",
                     help="seqrec + item-kNN, text for new items (needs `recagent train-retriever`)")
+RETRIEVERS.register("cooc-text", "recagent.retrieval.cooc_text:CoocTextRetriever.from_context",
+                    help="item-kNN fused with text, no training (the default before any)")
 RETRIEVERS.register("auto", _auto, evaluates=False,
-                    help="fusion when the dataset has a trained checkpoint, else text")
+                    help="fusion when the dataset has a trained checkpoint, else cooc-text")

@@ -181,3 +181,19 @@ def test_eval_rerank_compares_with_no_reranking(tiny_shop_dir, tmp_path):
     none, knn = report["results"]["none"]["metrics"], report["results"]["cooccurrence"]["metrics"]
     # Re-ranking reorders the top 10 only: the top-10 recall is the same, the order may differ.
     assert none["recall@10"] == knn["recall@10"] and none["recall@50"] == knn["recall@50"]
+
+
+def test_recommend_table_reads_at_80_columns(tiny_shop_dir, tiny_shop):
+    """Each recommendation is two lines at 80 columns: title; id, category and price (the
+    closest history item beside it), and no line is wider than the terminal."""
+    from rich.cells import cell_len
+
+    user = tiny_shop.users[1]
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(
+        app, ["recommend", "--data", str(tiny_shop_dir), "--user", user, "-k", "5"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(cell_len(line) for line in lines) <= 80
+    rows = [line for line in lines if line.startswith("│")]
+    assert len(rows) == 2 * 5  # two lines an item
+    assert all("·" in rows[i] for i in range(1, 10, 2))  # the facts line

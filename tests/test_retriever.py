@@ -134,3 +134,42 @@ def test_item_knn_recommends_with_its_neighbours_as_evidence(tiny_shop):
         top = r.evidence[0]
         assert top.similarity == pytest.approx(knn.similarity[index[top.item_id], index[r.item_id]])
         assert top.title in r.explanation
+
+
+def test_cooc_text_ranks_what_is_bought_together_above_look_alikes(encoder, tmp_path):
+    """Without a trained model, the default fuses item-kNN with text: a camera's buyers also
+    bought a tripod, so the tripod outranks the cameras that merely read like the camera."""
+    from recagent.catalog.model import Dataset, Interaction, Item
+    from recagent.retrieval.cooc_text import CoocTextRetriever
+    from recagent.retrieval.index import ItemIndex, open_chroma
+
+    items = [Item("cam1", "Lumen X100 Mirrorless Camera", category=("Cameras",)),
+             Item("cam2", "Lumen X200 Mirrorless Camera", category=("Cameras",)),
+             Item("cam3", "Optix Z5 Mirrorless Camera Body", category=("Cameras",)),
+             Item("pod", "Steady Aluminium Tripod, 150 cm", category=("Tripods",)),
+             Item("sock", "Wool Hiking Socks", category=("Socks",))]
+    interactions = []
+    for u in range(12):  # every buyer of cam1 buys the tripod next; socks are bought alone
+        interactions += [Interaction(f"u{u}", "cam1", 1.0), Interaction(f"u{u}", "pod", 2.0),
+                         Interaction(f"u{u}", "sock", 3.0 + u)]
+    dataset = Dataset("shop", items, interactions)
+    index = ItemIndex(open_chroma(tmp_path / "chroma"), dataset, encoder)
+    text = HistoryRetriever(dataset, encoder, index)
+    model = CoocTextRetriever(dataset, text)
+    model.prepare()
+    model.fit(list(dataset.histories.values()))
+    history = [Interaction("new", "cam1", 1.0)]
+    assert text.recommend(history, 1)[0].item_id in {"cam2", "cam3"}  # text alone: look-alikes
+    picks = model.recommend(history, 2)
+    assert picks[0].item_id == "pod"
+    assert picks[0].evidence[0].item_id == "cam1"  # evidence from the history, in text space
+
+
+def test_the_default_without_a_checkpoint_is_cooc_text(tiny_shop_dir, tmp_path):
+    from recagent.app.runtime import Runtime
+    from recagent.app.settings import Settings
+    from recagent.retrieval.cooc_text import CoocTextRetriever
+
+    model = Runtime(Settings(home=tmp_path, data=tiny_shop_dir)).recommender()
+    assert isinstance(model, CoocTextRetriever) and model.name == "cooc-text"
+    assert "cooc-text" in RETRIEVERS.names(serves=True, evaluates=True)

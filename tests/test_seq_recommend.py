@@ -77,7 +77,7 @@ def test_runtime_default_is_seqrec_only_with_a_checkpoint(tiny_shop_dir, seq_hom
     with_ckpt = Runtime(Settings(home=home, data=tiny_shop_dir))
     assert isinstance(with_ckpt.recommender("text"), HistoryRetriever)
     empty = Runtime(Settings(home=tmp_path / "empty", data=tiny_shop_dir))
-    assert isinstance(empty.recommender(), HistoryRetriever)
+    assert empty.recommender().name == "cooc-text"  # no checkpoint: item-kNN fused with text
     from recagent.catalog import RecAgentError
 
     with pytest.raises(RecAgentError, match="no trained seqrec"):
