@@ -31,7 +31,11 @@ class InstructLLM(CausalLM):
     """An instruct model with a tool-calling chat template, on the CPU."""
 
     serves_chat = True
-    can_call_tools = True  # every tool call is decoded under the tools' grammar
+    # Every tool call is decoded under the tools' grammar, so it always names a real tool
+    # with valid arguments; but a turn the model drives (several steps of ~30 tokens each)
+    # takes tens of seconds on a 2-core CPU, so the agent uses it only when asked
+    # (--agent tools); by default it reads the request (generate_json) in the fixed plan.
+    can_call_tools = False
     structured_output = True
     name = f"instruct:{INSTRUCT_CHECKPOINT}"
 
