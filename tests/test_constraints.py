@@ -217,6 +217,10 @@ def test_combine_lets_the_llm_add_but_never_override():
     # With no price from the rules, a consistent LLM bound is taken; an inverted one is not.
     assert combine(Constraints(), Constraints(max_price=20.0)).max_price == 20.0
     assert combine(Constraints(), Constraints(min_price=30.0, max_price=20.0)).max_price is None
+    # The LLM's categories (read from intent) only when the rules found none: adding one to
+    # the rules' would widen the request.
+    shoes = Constraints(categories=("Running Shoes",))
+    assert combine(shoes, Constraints(categories=("Running Socks",))).categories == ("Running Shoes",)
 
 
 def test_a_category_named_inside_a_longer_one_is_not_meant(tiny_shop):
