@@ -1,12 +1,15 @@
-"""Constrained decoding with xgrammar: a JSON-schema grammar masks every token the model may
+"""Constrained decoding with llguidance: a JSON-schema grammar masks every token the model may
 not write next, so the reply is valid JSON for the schema by construction.
 
-:class:`JsonDecoder` compiles each schema once (cached) against the model's tokenizer and
-decodes greedily under it, reusing the KV cache of the prompt's unchanged beginning from one
-call to the next. Where the grammar allows exactly one continuation (the keys of an
-object, ``", "``, the closing braces), xgrammar's jump-forward string is accepted and fed to
-the model in one step instead of token by token, which saves most of the decode steps of a
-schema with many fixed keys.
+:class:`JsonDecoder` compiles each schema once (cached) for the model's tokenizer and decodes
+greedily under it, reusing the KV cache of the prompt's unchanged beginning from one call to
+the next. Where the grammar allows exactly one continuation (the keys of an object, ``", "``,
+the closing braces), llguidance's fast-forward tokens are accepted and fed to the model in
+one step instead of token by token, which saves most of the decode steps of a schema with
+many fixed keys.
+
+llguidance (Rust, no dependencies) rather than xgrammar: xgrammar 0.2.8 pulls in triton
+(~1 GB) on Linux, which a CPU install does not use.
 
 :func:`tool_call_schema` is the schema of one tool call, ``{"name": ..., "arguments": ...}``
 with one branch per tool (``anyOf``), so a constrained model can only call a tool that exists,
@@ -50,29 +53,33 @@ class JsonDecoder:
 
     model: object
     tokenizer: object
-    _compiler: object = field(default=None, init=False, repr=False)
-    _compiled: dict[str, object] = field(default_factory=dict, init=False, repr=False)
+    _lltokenizer: object = field(default=None, init=False, repr=False)
+    _grammars: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _prefix: tuple[list[int], object] | None = field(default=None, init=False, repr=False)
 
-    def compile(self, schema: dict):
-        """The compiled grammar of ``schema`` (compiled once per distinct schema)."""
+    def matcher(self, schema: dict):
+        """A fresh llguidance matcher for ``schema`` (its grammar compiled once per schema)."""
+        try:
+            import llguidance
+            import llguidance.hf
+        except ImportError:
+            raise LLMUnavailable("constrained decoding needs the llguidance package "
+                                 "(reinstall recagent: pip install -e .)") from None
+        if self._lltokenizer is None:
+            self._lltokenizer = llguidance.hf.from_tokenizer(
+                self.tokenizer, n_vocab=self.model.config.vocab_size)
         key = json.dumps(schema, sort_keys=True)
-        if key not in self._compiled:
-            try:
-                import xgrammar as xgr
-            except ImportError:
-                raise LLMUnavailable("constrained decoding needs the xgrammar package "
-                                     "(reinstall recagent: pip install -e .)") from None
-            if self._compiler is None:
-                info = xgr.TokenizerInfo.from_huggingface(
-                    self.tokenizer, vocab_size=self.model.config.vocab_size)
-                self._compiler = xgr.GrammarCompiler(info, max_threads=1)
+        if key not in self._grammars:
             # No free whitespace (a small model cannot pad the reply with newlines until it
             # runs out of tokens), but the spacing of json.dumps, which prompts show; the
             # properties in the schema's order.
-            self._compiled[key] = self._compiler.compile_json_schema(
-                json.dumps(schema), any_whitespace=False, separators=(", ", ": "), strict_mode=True)
-        return self._compiled[key]
+            self._grammars[key] = llguidance.LLMatcher.grammar_from_json_schema(
+                json.dumps(schema), overrides={"whitespace_flexible": False,
+                                               "item_separator": ", ", "key_separator": ": "})
+        matcher = llguidance.LLMatcher(self._lltokenizer, self._grammars[key], log_level=0)
+        if matcher.is_error():
+            raise ValueError(f"cannot constrain to this schema: {matcher.get_error()}")
+        return matcher
 
     def decode(self, prompt_ids: list[int], schema: dict, *, max_tokens: int = 256) -> object:
         """The JSON value the model writes after ``prompt_ids`` under ``schema``.
@@ -80,39 +87,43 @@ class JsonDecoder:
         Raises :class:`ToolError` when the value is not finished within ``max_tokens`` (the
         grammar guarantees validity only of a finished value).
         """
+        import numpy as np
         import torch
-        import xgrammar as xgr
 
-        matcher = xgr.GrammarMatcher(self.compile(schema))
+        matcher = self.matcher(schema)
         vocab = self.model.config.vocab_size
-        bitmask = xgr.allocate_token_bitmask(1, vocab)
         written: list[int] = []
         with torch.inference_mode():
             out = self._prefill(prompt_ids)
             while len(written) < max_tokens:
-                logits = out.logits[0, -1:].float()
-                matcher.fill_next_token_bitmask(bitmask)
-                xgr.apply_token_bitmask_inplace(logits, bitmask.to(logits.device))
-                token = int(logits[0].argmax())
-                if not matcher.accept_token(token):
-                    raise ToolError("constrained decoding: the grammar refused its own token")
-                if matcher.is_terminated():
+                logits = out.logits[0, -1].float()
+                allowed = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8),
+                                        bitorder="little")[:vocab].astype(bool)
+                logits[torch.from_numpy(~allowed)] = float("-inf")
+                token = int(logits.argmax())
+                if not matcher.consume_token(token):
+                    raise ToolError(f"constrained decoding failed: {matcher.get_error()}")
+                if token not in self._stop_ids:
+                    written.append(token)
+                if matcher.is_stopped():  # after the end token, or a token that ends the value
                     break
                 step = [token]
-                written.append(token)
-                if forced := matcher.find_jump_forward_string():
-                    for forced_token in self.tokenizer.encode(forced, add_special_tokens=False):
-                        if not matcher.accept_token(forced_token):
-                            break
-                        step.append(forced_token)
-                        written.append(forced_token)
+                if forced := matcher.compute_ff_tokens():
+                    if not matcher.consume_tokens(forced):
+                        raise ToolError(f"constrained decoding failed: {matcher.get_error()}")
+                    step += forced
+                    written += forced
                 out = self._forward(step, out.cache)
         _keep(out.cache, len(prompt_ids))
         self._prefix = (list(prompt_ids), out.cache)
-        if not matcher.is_terminated():
+        if not matcher.is_stopped():
             raise ToolError(f"the model's JSON was not finished within {max_tokens} tokens")
-        text = self.tokenizer.decode(written, skip_special_tokens=True)
-        return json.loads(text)
+        return json.loads(self.tokenizer.decode(written, skip_special_tokens=True))
+
+    @property
+    def _stop_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        return {*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id} - {None}
 
     def _prefill(self, prompt_ids: list[int]):
         """The model's output after ``prompt_ids``, reusing the KV cache of the previous
