@@ -190,8 +190,11 @@ class ConstraintParser:
                 spans.append((m.start(), m.start(1) + len(category)))
         for m in _ONLY.finditer(text):
             if brand := self.known(m.group(1), self.brands):
-                brands.append(brand)
+                # "not from Optivo", "isn't from Herbale": a negated "from" excludes.
+                negated = _negation_before(text, m.start())
+                (exclude_brands if negated else brands).append(brand)
                 spans.append((m.start(), m.start(1) + len(brand)))
+        brands = [b for b in brands if b not in exclude_brands]
         if m := _LIKE.search(text):
             number = int(m.group(1))
             shown = last_shown or []
@@ -275,12 +278,16 @@ _NEGATION = re.compile(r"\b(?:no|not|never|without|except|avoid|hate|other than|
                        r"instead of|rather than|\w+n't|isn't|aren't)\b(?:\W+\w+){0,3}\W+$", re.IGNORECASE)
 
 
+def _negation_before(text: str, at: int) -> bool:
+    """Whether a negation comes within three words before position ``at`` of ``text``, in the
+    same clause ("no Pacer, only Velocita": the "no" is not Velocita's)."""
+    return _NEGATION.search(re.split(r"[,.;!?]", text[:at])[-1]) is not None
+
+
 def _negated(message: str, name: str) -> bool:
     """Whether a negation comes within three words before ``name`` in ``message``."""
-    for m in re.finditer(re.escape(name), message, re.IGNORECASE):
-        if _NEGATION.search(message[: m.start()]):
-            return True
-    return False
+    return any(_negation_before(message, m.start())
+               for m in re.finditer(re.escape(name), message, re.IGNORECASE))
 
 
 def parse_with_llm(llm, rules: ConstraintParser, message: str) -> Constraints:

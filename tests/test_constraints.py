@@ -243,3 +243,16 @@ def test_a_brand_with_a_company_suffix_is_known_by_its_name():
     assert parser.parse("only Apera Instruments, please").brands == ("Apera Instruments, LLC",)
     assert parser.parse("no apera instruments").exclude_brands == ("Apera Instruments, LLC",)
     assert parser.parse("from Apera Instruments, LLC").brands == ("Apera Instruments, LLC",)
+
+
+@pytest.mark.parametrize("message", ["a tent but not from {b}", "one that isn't from {b}",
+                                     "nothing from {b}, thanks"])
+def test_a_negated_from_excludes_the_brand(parser, a_brand, message):
+    got = parser.parse(message.format(b=a_brand))
+    assert got.exclude_brands == (a_brand,) and got.brands == ()
+
+
+def test_a_negation_in_another_clause_does_not_reach_the_brand(parser, a_brand):
+    other = next(b for b in sorted(parser.brands.values()) if b != a_brand)
+    got = parser.parse(f"no {other}, from {a_brand}")
+    assert got.brands == (a_brand,) and got.exclude_brands == (other,)
