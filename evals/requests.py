@@ -304,14 +304,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="+", default=None, help="demo, ml-100k, amazon (default: all found)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many requests per dataset")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("reports"))
+    ap.add_argument("--tag", default=None, help="report name: requests-<tag>.json/.md (default: the LLM)")
     args = ap.parse_args(argv)
     return evaluate(llm_name=args.llm, datasets=args.datasets, limit=args.limit, out_dir=args.out,
+                    tag=args.tag,
                     command="python -m recagent.evals.requests " + shlex.join(argv or sys.argv[1:]),
                     cpu=platform.processor() or platform.machine())
 
 
 def evaluate(*, llm_name: str, datasets: list[str] | None, limit: int | None, out_dir: Path,
-             command: str, cpu: str, echo: Callable[[str], None] = print) -> int:
+             command: str, cpu: str, tag: str | None = None,
+             echo: Callable[[str], None] = print) -> int:
     from dataclasses import replace as dc_replace
 
     from recagent.app.llm_backend import make_llm
@@ -353,7 +356,7 @@ def evaluate(*, llm_name: str, datasets: list[str] | None, limit: int | None, ou
     meta = {"n_requests": sum(len(by["rules"]["rows"]) for by in results.values()),
             "llm": llm.name if llm else None, "cpu": cpu, "command": command,
             "machine": machine_info()}
-    tag = "rules" if llm is None else llm_name
+    tag = tag or ("rules" if llm is None else llm_name)
     json_path, md_path = write_reports(summary, results, meta, out_dir, tag)
     echo(to_markdown(summary, meta))
     echo(f"wrote {json_path} and {md_path}")
