@@ -17,7 +17,7 @@ from recagent.catalog.model import Dataset
 from recagent.prompts import render
 from recagent.tools.filter_items import Constraints
 
-__all__ = ["CONSTRAINT_SCHEMA", "ConstraintParser", "combine", "parse_with_llm"]
+__all__ = ["AROUND", "PRICE_KINDS", "ConstraintParser", "combine", "constraint_schema", "parse_with_llm"]
 
 _MONEY = r"\$?\s*(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks)?"
 _MAX = re.compile(r"\b(?:under|below|less than|cheaper than|at most|max(?:imum)?|up to|no more than|<=?)\s*" + _MONEY, re.IGNORECASE)
@@ -74,6 +74,77 @@ class ConstraintParser:
         names = {c for i in self.dataset.items.values() for c in i.category}
         return {c.casefold(): c for c in names if len(c) >= 3}
 
+    @cached_property
+    def llm_categories(self) -> list[str]:
+        """The category names shown to an LLM (so it names products the way the catalog does):
+        the last level of every path, sorted; none when there are too many for a prompt."""
+        leaves = sorted({i.category[-1] for i in self.dataset.items.values() if i.category})
+        return leaves if len(leaves) <= _MAX_LLM_CATEGORIES else []
+
+    @cached_property
+    def _prices(self) -> dict[str, list[float]]:
+        """Sorted prices per lower-cased category name (any level), and "" for all items."""
+        prices: dict[str, list[float]] = {"": []}
+        for item in self.dataset.items.values():
+            if item.price is None:
+                continue
+            prices[""].append(item.price)
+            for c in item.category:
+                prices.setdefault(c.casefold(), []).append(item.price)
+        return {k: sorted(v) for k, v in prices.items()}
+
+    def price_quantile(self, q: float, categories: tuple[str, ...] = ()) -> float | None:
+        """The ``q`` quantile of the prices of the items in ``categories`` (all items when
+        none is given or none has prices)."""
+        values = sorted(p for c in categories for p in self._prices.get(c.casefold(), []))
+        values = values or self._prices[""]
+        if not values:
+            return None
+        return round(values[min(len(values) - 1, int(q * len(values)))], 2)
+
+    def price_bounds(self, price: object, message: str,
+                     categories: tuple[str, ...] = ()) -> tuple[float | None, float | None]:
+        """(min, max) from an LLM's ``{"kind", "amount", "amount2"}``; amounts must be
+        numbers written in ``message``, else the bound is dropped."""
+        if not self.has_prices or not isinstance(price, dict):
+            return None, None
+        kind = price.get("kind")
+        if kind in _LEVELS:
+            low_q, high_q = _LEVELS[kind]
+            return (None if low_q is None else self.price_quantile(low_q, categories),
+                    None if high_q is None else self.price_quantile(high_q, categories))
+        written = {_money(n) for n in _NUMBER.findall(message)}
+
+        def amount(key: str) -> float | None:
+            value = price.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return None
+            return float(value) if any(abs(value - n) < 0.005 for n in written) else None
+
+        first, second = amount("amount"), amount("amount2")
+        if first is None:
+            return None, None
+        if kind == "under":
+            return None, first
+        if kind == "over":
+            return first, None
+        if kind == "around":
+            return round(first * (1 - AROUND), 2), round(first * (1 + AROUND), 2)
+        if kind == "between" and second is not None:
+            return min(first, second), max(first, second)
+        return None, None
+
+    def mentioned(self, message: str, names: dict[str, str]) -> list[str]:
+        """The catalog spellings of the ``names`` that ``message`` contains as words (a plural
+        "s" allowed), longest first."""
+        text = message.casefold()
+        found = []
+        for key, name in names.items():
+            stem = key[:-1] if key.endswith("s") and len(key) > 3 else key
+            if re.search(rf"(?<!\w){re.escape(stem)}(?:s|es)?(?!\w)", text):
+                found.append(name)
+        return sorted(dict.fromkeys(found), key=lambda n: (-len(n), n))
+
     def known(self, phrase: str, names: dict[str, str]) -> str | None:
         """The longest known name that ``phrase`` starts with (word boundary), if any."""
         phrase = phrase.casefold().strip()
@@ -119,8 +190,11 @@ class ConstraintParser:
                 spans.append((m.start(), m.start(1) + len(category)))
         for m in _ONLY.finditer(text):
             if brand := self.known(m.group(1), self.brands):
-                brands.append(brand)
+                # "not from Optivo", "isn't from Herbale": a negated "from" excludes.
+                negated = _negation_before(text, m.start())
+                (exclude_brands if negated else brands).append(brand)
                 spans.append((m.start(), m.start(1) + len(brand)))
+        brands = [b for b in brands if b not in exclude_brands]
         if m := _LIKE.search(text):
             number = int(m.group(1))
             shown = last_shown or []
@@ -161,70 +235,105 @@ class ConstraintParser:
         )
 
 
-def _nullable(kind: str) -> dict:
-    return {"anyOf": [{"type": kind, "minimum": 0, "maximum": 1_000_000}, {"type": "null"}]}
-
-
-def _names() -> dict:
-    return {"type": "array", "items": {"type": "string", "maxLength": 60}, "maxItems": 5}
-
-
-# The JSON the LLM must produce (vLLM enforces it with guided decoding).
-CONSTRAINT_SCHEMA: dict = {
-    "type": "object",
-    "properties": {
-        "max_price": _nullable("number"),
-        "min_price": _nullable("number"),
-        "brands": _names(),
-        "exclude_brands": _names(),
-        "categories": _names(),
-        "exclude_categories": _names(),
-        "in_stock_only": {"type": "boolean"},
-    },
-    "required": ["max_price", "min_price", "brands", "exclude_brands", "categories",
-                 "exclude_categories", "in_stock_only"],
-    "additionalProperties": False,
-}
+PRICE_KINDS = ("none", "under", "over", "between", "around", "cheap", "mid-range", "premium")
+AROUND = 0.2  # "around $100" -> $80-$120
+_LEVELS = {"cheap": (None, 1 / 3), "mid-range": (1 / 3, 2 / 3), "premium": (2 / 3, None)}
+_MAX_LLM_CATEGORIES = 80  # a longer list does not fit the prompt (the Amazon category paths)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 
-def parse_with_llm(llm, rules: ConstraintParser, message: str) -> Constraints:
-    """The constraints an LLM with structured output reads in ``message``, kept only where
-    the message supports them.
+def _amount() -> dict:
+    return {"anyOf": [{"type": "number", "minimum": 0, "maximum": 1_000_000}, {"type": "null"}]}
 
-    A price must be a number written in the message; a brand or category must be one the
-    catalog has and must be named in the message. Anything else the LLM returns is dropped,
-    so a model that invents a constraint cannot hide items from the user. A reply that is not
-    the JSON object asked for is a :class:`ToolError` (the rules' parse then stands alone).
+
+def _choice(names: list[str], most: int) -> dict:
+    """A list of up to ``most`` of ``names`` (always empty when there are none)."""
+    if not names:
+        return {"type": "array", "items": {"type": "string"}, "maxItems": 0}
+    return {"type": "array", "items": {"enum": names}, "maxItems": min(most, len(names))}
+
+
+def constraint_schema(parser: ConstraintParser, message: str) -> dict:
+    """The JSON an LLM must produce for ``message``: the product wanted in a few words (the
+    catalog's categories are read from it), excluded categories and brands only among those
+    the message names, a price kind with amounts (only where the catalog has prices)."""
+    mentioned = parser.mentioned(message, parser.brands)
+    named_categories = parser.mentioned(message, parser.categories)
+    properties: dict = {"product": {"type": "string", "maxLength": 40},
+                        "exclude_categories": _choice(named_categories, 3)}
+    if parser.has_prices:
+        properties["price"] = {
+            "type": "object",
+            "properties": {"kind": {"enum": list(PRICE_KINDS)}, "amount": _amount(), "amount2": _amount()},
+            "required": ["kind", "amount", "amount2"],
+            "additionalProperties": False,
+        }
+    properties |= {"brands": _choice(mentioned, 5), "exclude_brands": _choice(mentioned, 5),
+                   "in_stock_only": {"type": "boolean"}}
+    return {"type": "object", "properties": properties, "required": list(properties),
+            "additionalProperties": False}
+
+
+_NEGATION = re.compile(r"\b(?:no|not|never|without|except|avoid|hate|other than|anything but|"
+                       r"instead of|rather than|\w+n't|isn't|aren't)\b(?:\W+\w+){0,3}\W+$", re.IGNORECASE)
+
+
+def _negation_before(text: str, at: int) -> bool:
+    """Whether a negation comes within three words before position ``at`` of ``text``, in the
+    same clause ("no Pacer, only Velocita": the "no" is not Velocita's)."""
+    return _NEGATION.search(re.split(r"[,.;!?]", text[:at])[-1]) is not None
+
+
+def _negated(message: str, name: str) -> bool:
+    """Whether a negation comes within three words before ``name`` in ``message``."""
+    return any(_negation_before(message, m.start())
+               for m in re.finditer(re.escape(name), message, re.IGNORECASE))
+
+
+def parse_with_llm(llm, rules: ConstraintParser, message: str) -> Constraints:
+    """The constraints an LLM with structured output reads in ``message``, kept only where the
+    catalog and the message support them.
+
+    The model names the product wanted in its own words ("camera bags" for "a gift for my
+    dad who loves photography"); the catalog's categories named in those words are the
+    wanted categories (a 0.5B model picks badly from a list, but names a product well). The
+    schema (:func:`constraint_schema`) limits brands and excluded categories to those the
+    message names; the reply is checked again here (a server may ignore the schema): a price
+    amount must be a number written in the message, a brand or an excluded category must be
+    named in it, and a brand wanted must not follow a negation. Vague price words become
+    bounds from the catalog's own prices (the cheapest third of the wanted categories for
+    "cheap"). A reply that is not the
+    JSON object asked for is a :class:`ToolError` (the rules' parse then stands alone).
     """
-    data = llm.generate_json(render("parse_constraints", message=message), CONSTRAINT_SCHEMA)
+    data = llm.generate_json(
+        render("parse_constraints", message=message, categories=rules.llm_categories,
+               has_prices=rules.has_prices),
+        constraint_schema(rules, message))
     if not isinstance(data, dict):
         raise ToolError(f"parse_constraints_llm: expected a JSON object, got {type(data).__name__}")
-    numbers = {_money(n) for n in _NUMBER.findall(message)}
     lowered = message.casefold()
 
-    def price(key: str) -> float | None:
-        value = data.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        return float(value) if any(abs(value - n) < 0.005 for n in numbers) else None
-
-    def names(key: str, known: dict[str, str]) -> tuple[str, ...]:
+    def names(key: str, known: dict[str, str], *, named: bool) -> tuple[str, ...]:
         values = data.get(key)
         found = []
         for value in values if isinstance(values, list) else []:
-            name = rules.known(value, known) if isinstance(value, str) else None
-            if name and name.casefold() in lowered:
+            name = known.get(value.casefold()) if isinstance(value, str) else None
+            if name and (not named or name in rules.mentioned(message, known)):
                 found.append(name)
         return tuple(dict.fromkeys(found))
 
+    product = data.get("product")
+    categories = rules.parse(product).categories if isinstance(product, str) else ()
+    reference = categories or rules.parse(message).categories
+    wanted = tuple(b for b in names("brands", rules.brands, named=True) if not _negated(message, b))
+    low, high = rules.price_bounds(data.get("price"), message, reference)
     return Constraints(
-        min_price=price("min_price"),
-        max_price=price("max_price"),
-        categories=names("categories", rules.categories),
-        exclude_categories=names("exclude_categories", rules.categories),
-        brands=names("brands", rules.brands),
-        exclude_brands=names("exclude_brands", rules.brands),
+        min_price=low,
+        max_price=high,
+        categories=categories,
+        exclude_categories=names("exclude_categories", rules.categories, named=True),
+        brands=wanted,
+        exclude_brands=names("exclude_brands", rules.brands, named=True),
         in_stock_only=data.get("in_stock_only") is True and ("stock" in lowered or "available" in lowered),
     )
 
@@ -234,9 +343,11 @@ def combine(rules: Constraints, llm: Constraints) -> Constraints:
 
     The LLM only adds what the rules did not find: its price bounds count only when the rules
     found none (a weak model reads "under $50" as a minimum of 50 as readily as a maximum),
-    and only when they are consistent (min <= max); its brands and categories are added,
-    except where they contradict the rules (a brand the rules exclude cannot be wanted, and
-    the reverse). The free-text query and "more like #N" stay the rules'.
+    and only when they are consistent (min <= max); its categories (read from intent too)
+    only when the rules found none, since adding one to the rules' would widen the request;
+    its brands and exclusions are added, except where they contradict the rules (a brand the
+    rules exclude cannot be wanted, and the reverse). The free-text query and "more like #N"
+    stay the rules'.
     """
     rules_priced = rules.min_price is not None or rules.max_price is not None
     inverted = None not in (llm.min_price, llm.max_price) and llm.min_price > llm.max_price
@@ -251,7 +362,7 @@ def combine(rules: Constraints, llm: Constraints) -> Constraints:
         rules, min_price=low, max_price=high,
         brands=add(rules.brands, llm.brands, rules.exclude_brands),
         exclude_brands=add(rules.exclude_brands, llm.exclude_brands, rules.brands),
-        categories=add(rules.categories, llm.categories, rules.exclude_categories),
+        categories=rules.categories or add((), llm.categories, rules.exclude_categories),
         exclude_categories=add(rules.exclude_categories, llm.exclude_categories, rules.categories),
         in_stock_only=rules.in_stock_only or llm.in_stock_only,
     )

@@ -15,6 +15,10 @@ def make_llm(settings: Settings) -> LLM | None:
         from recagent.llm.embedded import EmbeddedLLM
 
         return EmbeddedLLM(settings.home / "models", dtype=settings.llm_dtype)
+    if settings.llm == "instruct":
+        from recagent.llm.instruct import InstructLLM
+
+        return InstructLLM(settings.home / "models", dtype=settings.llm_dtype)
     if settings.llm == "vllm":
         from recagent.llm.vllm_client import VLLMClient
 

@@ -424,3 +424,31 @@ def _conversation_table(report: dict) -> Table:
                       pct[-1], "n/a" if m["faithfulness"] is None else
                       f"{m['faithfulness']:.0%} of {m['llm_explanations']}", str(m["leaks_blocked"]))
     return table
+
+
+@eval_app.command("requests")
+def eval_requests(
+    llm: Annotated[str, typer.Option(help="instruct (default), vllm, or none (the rules alone).")] = "instruct",
+    llm_url: LlmUrlOpt = None,
+    datasets: Annotated[str, typer.Option(help="Comma-separated: demo, ml-100k, amazon "
+                        "(default: all; ML-100K and Amazon from RECAGENT_DATA_DIR).")] = "",
+    limit: Annotated[int | None, typer.Option(help="At most this many requests per dataset.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder of the reports "
+                       "requests-<llm>.json/.md (default: evals/reports).")] = None,
+) -> None:
+    """Request understanding on the labelled requests (evals/requests.yaml): per-field precision
+    and recall, and the share of shown items that meet the request, rules vs rules+LLM."""
+    import platform
+
+    from recagent.evals import requests as request_eval
+
+    with user_errors():
+        if llm_url:
+            import os
+
+            os.environ["RECAGENT_LLM_URL"] = llm_url
+        request_eval.evaluate(
+            llm_name=llm, datasets=[d.strip() for d in datasets.split(",") if d.strip()] or None,
+            limit=limit, out_dir=out_dir or Path(request_eval.__file__).with_name("reports"),
+            command="recagent " + " ".join(sys.argv[1:]), cpu=platform.processor() or platform.machine(),
+            echo=lambda text: out().print(safe(text), highlight=False, soft_wrap=True))

@@ -273,6 +273,8 @@ _SHORT: dict[str, object] = {
     "tools": [],
     "add_generation_prompt": True,
     "max_steps": 3,
+    "categories": ["Headlamps", "Sleeping Bags", "Tents"],
+    "has_prices": True,
 }
 
 _LONG_TITLES = [f"Item {i:02d}: Summit {20 + i}L Hiking Backpack with Rain Cover and Hip Belt"
@@ -336,6 +338,7 @@ _EMPTY = {
     "price_low": None, "price_high": None, "brand": "", "keywords": [], "reaction": "", "shown": [],
     "said": [],
     "messages": [{"role": "user", "content": ""}], "tools": [], "add_generation_prompt": False,
+    "categories": [], "has_prices": False,
 }
 
 _CAFE = "Café Crème Espresso-Bohnen, 1 kg — Röstgrad ★★★"

@@ -30,7 +30,7 @@ from recagent.catalog.errors import RecAgentError
 __all__ = ["BACKENDS", "LLM", "LLMUnavailable", "LLMUnsupported", "ScoredContinuation",
            "stream_until_stop"]
 
-BACKENDS = ("embedded", "vllm", "none")
+BACKENDS = ("embedded", "instruct", "vllm", "none")
 
 
 class LLMUnavailable(RecAgentError):

@@ -4,36 +4,23 @@ The package ships a GGUF file. transformers can load it (dequantising, ~25 s) bu
 save it again, so :func:`convert_gguf` copies the dequantised weights into a model built from
 the same config and saves a normal checkpoint once, under ``<home>/models/gemma-3-270m``; later
 loads take ~2 s. The same checkpoint is what ``recagent llm serve`` hands to vLLM on a CPU.
-
-Candidate scoring runs the shared prompt once, keeps its KV cache, and scores every candidate
-from a copy of it. Logits are computed only at the positions that predict candidate tokens,
-in chunks, so the full-vocabulary (262,144) logits never exist for every position at once.
+Decoding and scoring are :class:`~recagent.llm.causal_lm.CausalLM`'s.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import logging
-import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from recagent.llm.base import LLMUnavailable, LLMUnsupported, ScoredContinuation, stream_until_stop
-
-if TYPE_CHECKING:
-    import torch
+from recagent.llm.base import LLMUnavailable, LLMUnsupported
+from recagent.llm.causal_lm import CausalLM
 
 __all__ = ["CHECKPOINT_NAME", "EmbeddedLLM", "convert_gguf"]
 
-log = logging.getLogger(__name__)
-
 CHECKPOINT_NAME = "gemma-3-270m"
-_LOGIT_CHUNK = 64  # positions per chunk of full-vocabulary logits (64 x 262,144 floats)
 
 
 def convert_gguf(models_dir: Path, *, force: bool = False) -> Path:
@@ -94,158 +81,26 @@ def _force_bos(checkpoint: Path) -> None:
     path.write_text(json.dumps(config, indent=2))
 
 
-class EmbeddedLLM:
+class EmbeddedLLM(CausalLM):
     """Gemma-3 270M (a base model) in-process with transformers; bf16 where the CPU has it."""
 
     serves_chat = False
     can_call_tools = False
     structured_output = False  # no guided decoding: a 270M base model's free JSON rarely parses
-
-    def __init__(self, models_dir: Path, *, dtype: str = "auto", device: str = "cpu") -> None:
-        self.models_dir = Path(models_dir)
-        self.device = device
-        self._dtype_name = dtype
-        self.name = f"embedded:{CHECKPOINT_NAME}"
+    name = f"embedded:{CHECKPOINT_NAME}"
 
     @cached_property
     def checkpoint(self) -> Path:
         return convert_gguf(self.models_dir)
 
     @cached_property
-    def dtype(self) -> torch.dtype:
-        import torch
-
-        from recagent.retrieval.encoder import cpu_has_native_bf16
-
-        if self._dtype_name == "auto":
-            native = self.device.startswith("cuda") or cpu_has_native_bf16()
-            return torch.bfloat16 if native else torch.float32
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16}[self._dtype_name]
-
-    @cached_property
     def tokenizer(self):
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(self.checkpoint))
+        tokenizer = super().tokenizer
         tokenizer.add_bos_token = True
         return tokenizer
-
-    @cached_property
-    def model(self):
-        from transformers import AutoModelForCausalLM
-
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        try:
-            model = AutoModelForCausalLM.from_pretrained(str(self.checkpoint), dtype=self.dtype)
-        except OSError as exc:
-            raise LLMUnavailable(f"cannot load the embedded LLM from {self.checkpoint}: {exc}") from None
-        return model.to(self.device).eval()
-
-    def _encode(self, text: str, *, bos: bool) -> list[int]:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return [self.tokenizer.bos_token_id, *ids] if bos else list(ids)
-
-    def generate(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> str:
-        return "".join(self.stream(prompt, max_tokens=max_tokens, stop=stop)).strip()
-
-    def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> Iterator[str]:
-        return stream_until_stop(self._greedy(prompt, max_tokens), stop)
-
-    def _greedy(self, prompt: str, max_tokens: int) -> Iterator[str]:
-        """Greedy decoding with the KV cache, one token at a time; yields the new text of
-        each step (held back while the text ends inside a multi-byte character)."""
-        import torch
-
-        eos = self.model.generation_config.eos_token_id
-        eos = {*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id} - {None}
-        generated: list[int] = []
-        emitted = ""
-        with torch.inference_mode():
-            ids = torch.tensor([self._encode(prompt, bos=True)], device=self.device)
-            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
-            for _ in range(max_tokens):
-                token = int(out.logits[0, -1].argmax())
-                if token in eos:
-                    break
-                generated.append(token)
-                text = self.tokenizer.decode(generated, skip_special_tokens=True)
-                if text.startswith(emitted) and len(text) > len(emitted) and not text.endswith("\ufffd"):
-                    yield text[len(emitted):]
-                    emitted = text
-                step = torch.tensor([[token]], device=self.device)
-                out = self.model(input_ids=step, past_key_values=out.past_key_values,
-                                 use_cache=True, logits_to_keep=1)
 
     def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256) -> object:
         raise LLMUnsupported(f"{self.name} has no constrained JSON decoding")
 
     def chat_model(self, *, temperature: float = 0.0, max_tokens: int = 512) -> object:
         raise LLMUnsupported(f"{self.name} cannot call tools")
-
-    def score(
-        self, prompt: str, continuations: Sequence[str], *, batch_size: int = 32
-    ) -> list[ScoredContinuation]:
-        """Sum of token log-probabilities of each continuation after ``prompt``.
-
-        The prompt runs once; each batch of continuations runs on a copy of its KV cache.
-        """
-        import torch
-
-        if not continuations:
-            return []
-        prompt_ids = self._encode(prompt, bos=True)
-        cont_ids = [self._encode(c, bos=False) or [self.tokenizer.eos_token_id] for c in continuations]
-        with torch.inference_mode():
-            prompt_tensor = torch.tensor([prompt_ids], device=self.device)
-            out = self.model(input_ids=prompt_tensor, use_cache=True, logits_to_keep=1)
-            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-            scores: list[ScoredContinuation] = []
-            for start in range(0, len(cont_ids), batch_size):
-                batch = cont_ids[start : start + batch_size]
-                scores.extend(self._score_batch(out.past_key_values, len(prompt_ids), first, batch))
-        return scores
-
-    def _score_batch(self, cache, prompt_len: int, first, batch: list[list[int]]):
-        import torch
-
-        width = max(len(c) for c in batch)
-        pad = self.tokenizer.pad_token_id or 0
-        ids = torch.full((len(batch), width), pad, dtype=torch.long, device=self.device)
-        mask = torch.zeros((len(batch), prompt_len + width), dtype=torch.long, device=self.device)
-        mask[:, :prompt_len] = 1
-        for b, c in enumerate(batch):
-            ids[b, : len(c)] = torch.tensor(c)
-            mask[b, prompt_len : prompt_len + len(c)] = 1
-        past = copy.deepcopy(cache)
-        past.batch_repeat_interleave(len(batch))
-        positions = torch.arange(prompt_len, prompt_len + width, device=self.device).expand(len(batch), -1)
-        hidden = self.model.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions,
-            past_key_values=past, use_cache=True,
-        ).last_hidden_state
-        # Token t of a continuation is predicted by position t-1 (t >= 1); token 0 by the prompt.
-        rows, cols, targets = [], [], []
-        for b, c in enumerate(batch):
-            for t in range(1, len(c)):
-                rows.append(b)
-                cols.append(t - 1)
-                targets.append(c[t])
-        totals = torch.tensor([float(first[c[0]]) for c in batch], dtype=torch.float64)
-        if targets:
-            picked = hidden[torch.tensor(rows), torch.tensor(cols)]
-            target_t = torch.tensor(targets, device=self.device)
-            logprobs = torch.cat([
-                self._token_logprobs(picked[i : i + _LOGIT_CHUNK], target_t[i : i + _LOGIT_CHUNK])
-                for i in range(0, len(targets), _LOGIT_CHUNK)
-            ])
-            totals.index_add_(0, torch.tensor(rows), logprobs.double().cpu())
-        return [ScoredContinuation(float(t), len(c)) for t, c in zip(totals, batch, strict=True)]
-
-    def _token_logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        logits = self.model.lm_head(hidden).float()
-        cap = getattr(self.model.config, "final_logit_softcapping", None)
-        if cap is not None:
-            logits = torch.tanh(logits / cap) * cap
-        return logits.gather(1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)

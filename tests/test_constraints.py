@@ -104,25 +104,67 @@ class JsonLLM:
 
 
 def _reply(**fields):
-    base = {"max_price": None, "min_price": None, "brands": [], "exclude_brands": [],
-            "categories": [], "exclude_categories": [], "in_stock_only": False}
+    base = {"product": "", "exclude_categories": [], "price": {"kind": "none", "amount": None, "amount2": None},
+            "brands": [], "exclude_brands": [], "in_stock_only": False}
     return {**base, **fields}
+
+
+def _leaf(parser) -> str:
+    """A category at the last level of some item's path (what a product is called)."""
+    return next(i.category[-1] for i in parser.dataset.items.values() if i.category)
 
 
 def test_llm_constraints_are_kept_only_where_the_message_supports_them(parser, a_brand, tiny_shop):
     from recagent.agent.constraints import parse_with_llm
 
-    category = next(iter(parser.categories.values()))
-    message = f"I'd like {category.lower()} for less than 45 bucks, nothing by {a_brand}"
-    llm = JsonLLM(_reply(max_price=45, min_price=10, exclude_brands=[a_brand, "Imaginary Brand"],
-                         brands=["Acme Nonexistent"], categories=[category], in_stock_only=True))
+    category = _leaf(parser)
+    message = f"I'd like something for less than 45 bucks, nothing by {a_brand}"
+    llm = JsonLLM(_reply(product=category.lower(), price={"kind": "between", "amount": 10, "amount2": 45},
+                         exclude_brands=[a_brand, "Imaginary Brand"], brands=["Acme Nonexistent"],
+                         in_stock_only=True))
     got = parse_with_llm(llm, parser, message)
-    assert got.max_price == 45.0  # written in the message
-    assert got.min_price is None  # 10 is not: invented
+    assert got.min_price is None and got.max_price is None  # 10 is not written: invented
     assert got.exclude_brands == (a_brand,) and got.brands == ()  # only catalog brands it names
-    assert got.categories == (category,)
+    assert got.categories == (category,)  # read from the product the model named
     assert got.in_stock_only is False  # the message says nothing about stock
     assert message in llm.prompts[0]
+    under = parse_with_llm(JsonLLM(_reply(price={"kind": "under", "amount": 45, "amount2": None})),
+                           parser, message)
+    assert (under.min_price, under.max_price) == (None, 45.0)  # written in the message
+
+
+@pytest.mark.parametrize(("kind", "amount", "expected"), [
+    ("around", 100, (80.0, 120.0)), ("over", 100, (100.0, None)), ("between", 100, (None, None)),
+    ("under", 99, (None, None)),  # 99 is not in the message
+])
+def test_price_kinds_become_bounds(parser, kind, amount, expected):
+    got = parser.price_bounds({"kind": kind, "amount": amount, "amount2": None}, "about $100 please")
+    assert got == expected
+
+
+def test_vague_price_words_use_the_catalogs_own_prices(parser):
+    category = _leaf(parser)
+    prices = sorted(i.price for i in parser.dataset.items.values() if category in i.category and i.price)
+    low, high = parser.price_bounds({"kind": "cheap"}, "something cheap", (category,))
+    assert low is None and prices[0] <= high <= prices[len(prices) // 2]
+    low, high = parser.price_bounds({"kind": "premium"}, "the best", (category,))
+    assert high is None and prices[len(prices) // 2] <= low <= prices[-1]
+
+
+def test_a_wanted_brand_after_a_negation_is_dropped(parser, a_brand):
+    from recagent.agent.constraints import parse_with_llm
+
+    message = f"shampoo that isn't from {a_brand}"
+    got = parse_with_llm(JsonLLM(_reply(brands=[a_brand])), parser, message)
+    assert got.brands == ()
+
+
+def test_the_schema_offers_only_the_brands_the_message_names(parser, a_brand):
+    from recagent.agent.constraints import constraint_schema
+
+    named = constraint_schema(parser, f"nothing by {a_brand}")["properties"]
+    assert named["exclude_brands"]["items"] == {"enum": [a_brand]}
+    assert constraint_schema(parser, "anything")["properties"]["brands"]["maxItems"] == 0
 
 
 @pytest.mark.parametrize("bad", [["not", "an", "object"], "text", 3])
@@ -171,6 +213,10 @@ def test_combine_lets_the_llm_add_but_never_override():
     # With no price from the rules, a consistent LLM bound is taken; an inverted one is not.
     assert combine(Constraints(), Constraints(max_price=20.0)).max_price == 20.0
     assert combine(Constraints(), Constraints(min_price=30.0, max_price=20.0)).max_price is None
+    # The LLM's categories (read from intent) only when the rules found none: adding one to
+    # the rules' would widen the request.
+    shoes = Constraints(categories=("Running Shoes",))
+    assert combine(shoes, Constraints(categories=("Running Socks",))).categories == ("Running Shoes",)
 
 
 def test_a_category_named_inside_a_longer_one_is_not_meant(tiny_shop):
@@ -193,3 +239,16 @@ def test_a_brand_with_a_company_suffix_is_known_by_its_name():
     assert parser.parse("only Apera Instruments, please").brands == ("Apera Instruments, LLC",)
     assert parser.parse("no apera instruments").exclude_brands == ("Apera Instruments, LLC",)
     assert parser.parse("from Apera Instruments, LLC").brands == ("Apera Instruments, LLC",)
+
+
+@pytest.mark.parametrize("message", ["a tent but not from {b}", "one that isn't from {b}",
+                                     "nothing from {b}, thanks"])
+def test_a_negated_from_excludes_the_brand(parser, a_brand, message):
+    got = parser.parse(message.format(b=a_brand))
+    assert got.exclude_brands == (a_brand,) and got.brands == ()
+
+
+def test_a_negation_in_another_clause_does_not_reach_the_brand(parser, a_brand):
+    other = next(b for b in sorted(parser.brands.values()) if b != a_brand)
+    got = parser.parse(f"no {other}, from {a_brand}")
+    assert got.brands == (a_brand,) and got.exclude_brands == (other,)

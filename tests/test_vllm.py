@@ -100,22 +100,25 @@ def test_streamed_completion_matches_the_whole(client):
 
 
 def test_json_schema_constraint_parse(client, tiny_shop):
-    from recagent.agent.constraints import CONSTRAINT_SCHEMA, ConstraintParser, parse_with_llm
+    from recagent.agent.constraints import ConstraintParser, constraint_schema, parse_with_llm
 
     brand = min({i.brand for i in tiny_shop.items.values() if i.brand})
     message = f"something under $25, but nothing from {brand}"
-    raw = client.generate_json(render_prompt(message), CONSTRAINT_SCHEMA)
-    assert set(raw) == set(CONSTRAINT_SCHEMA["required"])  # guided decoding kept the schema
-    parsed = parse_with_llm(client, ConstraintParser(tiny_shop), message)
+    parser = ConstraintParser(tiny_shop)
+    schema = constraint_schema(parser, message)
+    raw = client.generate_json(render_prompt(parser, message), schema)
+    assert set(raw) == set(schema["required"])  # guided decoding kept the schema
+    parsed = parse_with_llm(client, parser, message)
     # Whatever the 270M base model reads, only what the message supports survives.
     assert parsed.max_price in (None, 25.0) and parsed.min_price in (None, 25.0)
     assert set(parsed.exclude_brands) <= {brand} and set(parsed.brands) <= {brand}
 
 
-def render_prompt(message):
+def render_prompt(parser, message):
     from recagent.prompts import render
 
-    return render("parse_constraints", message=message)
+    return render("parse_constraints", message=message, categories=parser.llm_categories,
+                  has_prices=parser.has_prices)
 
 
 def test_tool_calling_agent_loop_against_the_server(client, tiny_shop, encoder, built_index):

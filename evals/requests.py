@@ -1,0 +1,367 @@
+"""How well shopping requests are understood: the rules alone vs the rules plus an LLM.
+
+The labelled requests are in ``evals/requests.yaml`` (written by hand over the demo shop,
+MovieLens 100K and Amazon Industrial & Scientific; see its header for the fields). For each
+request and each reader (``rules``: :class:`ConstraintParser`; ``rules+llm``: the rules
+completed by :func:`parse_with_llm` through :func:`combine`, as the agent does):
+
+- per-field precision and recall against the labels: ``price`` (bounds), ``brands``,
+  ``exclude_brands``, ``categories``, ``exclude_categories``;
+- the share of shown items that meet the request: the top 10 of the real ``search_items``
+  tool (Chroma index, MiniLM) for the parsed query under the parsed constraints, as the
+  agent shows a request's results, each checked against every labelled field.
+
+A price bound counts as right when it is the stated one (``max_price``/``min_price``), lies
+in [X/2, X] (a minimum) or [X, 1.5X] (a maximum) for "around X", or for a price level is on
+the right side of the wanted category's median price (a maximum at or below it for
+"cheap", a minimum at or above it for "premium"). A shown item meets "around X" within 25%,
+"cheap" at or below its category's median, "premium" at or above it. Catalogs without prices
+(MovieLens, Amazon) drop price bounds, as the agent does.
+
+    recagent eval requests --llm instruct        (or: python -m recagent.evals.requests)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recagent.agent.constraints import ConstraintParser, combine, parse_with_llm
+from recagent.catalog.errors import RecAgentError
+from recagent.catalog.model import Dataset, Item
+from recagent.tools.filter_items import Constraints
+
+__all__ = ["FIELDS", "Request", "load_requests", "main", "run_requests", "score_fields",
+           "shown_meets", "write_reports"]
+
+FIELDS = ("price", "brands", "exclude_brands", "categories", "exclude_categories")
+SHOWN = 10
+AROUND_SHOWN = 0.25
+
+
+@dataclass(frozen=True)
+class Request:
+    dataset: str
+    message: str
+    max_price: float | None = None
+    min_price: float | None = None
+    around: float | None = None
+    price_level: str | None = None
+    brands: tuple[str, ...] = ()
+    exclude_brands: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    exclude_categories: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+
+
+def load_requests(path: Path | None = None) -> tuple[dict[str, str | None], list[Request]]:
+    """(dataset name -> folder under the data dir, or None for the demo shop; requests)."""
+    text = (path.read_text(encoding="utf-8") if path else
+            resources.files("recagent.evals").joinpath("requests.yaml").read_text(encoding="utf-8"))
+    data = yaml.safe_load(text)
+    known = set(Request.__dataclass_fields__)
+    requests = []
+    for i, raw in enumerate(data["requests"]):
+        unknown = set(raw) - known
+        if unknown:
+            raise RecAgentError(f"request {i + 1} ({raw.get('message')!r}): unknown fields {sorted(unknown)}")
+        if raw["dataset"] not in data["datasets"]:
+            raise RecAgentError(f"request {i + 1}: unknown dataset {raw['dataset']!r}")
+        requests.append(Request(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}))
+    return data["datasets"], requests
+
+
+def check_labels(requests: Iterable[Request], dataset: Dataset) -> None:
+    """Every labelled brand and category must be the catalog's own spelling."""
+    brands = {i.brand for i in dataset.items.values() if i.brand}
+    categories = {c for i in dataset.items.values() for c in i.category}
+    for r in requests:
+        bad = [b for b in (*r.brands, *r.exclude_brands) if b not in brands]
+        bad += [c for c in (*r.categories, *r.exclude_categories) if c not in categories]
+        if bad:
+            raise RecAgentError(f"request {r.message!r}: not in the {r.dataset} catalog: {bad}")
+
+
+@dataclass
+class _Prices:
+    dataset: Dataset
+    _by_category: dict[str, list[float]] = field(default_factory=dict)
+
+    def median(self, categories: Iterable[str]) -> float | None:
+        values = [p for c in categories for p in self._of(c)] or self._of("")
+        return statistics.median(values) if values else None
+
+    def _of(self, category: str) -> list[float]:
+        if category not in self._by_category:
+            self._by_category[category] = [
+                i.price for i in self.dataset.items.values()
+                if i.price is not None and (not category or category in i.category)]
+        return self._by_category[category]
+
+
+def _truth_bounds(r: Request) -> int:
+    if r.min_price is not None or r.max_price is not None:
+        return (r.min_price is not None) + (r.max_price is not None)
+    if r.around is not None:
+        return 2
+    return {"cheap": 1, "premium": 1, "mid-range": 2}.get(r.price_level or "", 0)
+
+
+def _right_bounds(r: Request, c: Constraints, prices: _Prices) -> int:
+    """How many of the parsed price bounds are right for the request."""
+    right = 0
+    if r.min_price is not None or r.max_price is not None:
+        right += c.min_price is not None and r.min_price is not None and abs(c.min_price - r.min_price) < 0.01
+        right += c.max_price is not None and r.max_price is not None and abs(c.max_price - r.max_price) < 0.01
+        return right
+    if r.around is not None:
+        x = r.around
+        right += c.min_price is not None and x / 2 <= c.min_price <= x
+        right += c.max_price is not None and x <= c.max_price <= 1.5 * x
+        return right
+    median = prices.median(r.categories)
+    if r.price_level in ("cheap", "mid-range") and c.max_price is not None and median is not None:
+        right += c.max_price <= median if r.price_level == "cheap" else c.max_price >= median
+    if r.price_level in ("premium", "mid-range") and c.min_price is not None and median is not None:
+        right += c.min_price >= median if r.price_level == "premium" else c.min_price <= median
+    return right
+
+
+def score_fields(r: Request, c: Constraints, prices: _Prices) -> dict[str, tuple[int, int, int]]:
+    """Per field: (right parsed values, parsed values, labelled values)."""
+    parsed_bounds = (c.min_price is not None) + (c.max_price is not None)
+    out = {"price": (_right_bounds(r, c, prices), parsed_bounds, _truth_bounds(r))}
+    for name in ("brands", "exclude_brands", "exclude_categories"):
+        truth = {x.casefold() for x in getattr(r, name)}
+        got = {x.casefold() for x in getattr(c, name)}
+        out[name] = (len(truth & got), len(got), len(truth))
+    # Categories: the labels are alternatives; recall counts a request whose parse names one.
+    acceptable = {x.casefold() for x in r.categories}
+    got = {x.casefold() for x in c.categories}
+    out["categories"] = (len(got & acceptable), len(got), int(bool(acceptable)))
+    if acceptable and got & acceptable:
+        out["categories"] = (len(got & acceptable), len(got), 1)
+    return out
+
+
+def shown_meets(r: Request, item: Item, prices: _Prices) -> bool:
+    """Whether one shown item meets everything the request asks for."""
+    path = {c.casefold() for c in item.category}
+    if item.price is not None:
+        if r.max_price is not None and item.price > r.max_price + 0.005:
+            return False
+        if r.min_price is not None and item.price < r.min_price - 0.005:
+            return False
+        if r.around is not None and abs(item.price - r.around) > AROUND_SHOWN * r.around:
+            return False
+        if r.price_level:
+            median = prices.median([item.category[-1]])
+            if median is not None and r.price_level == "cheap" and item.price > median:
+                return False
+            if median is not None and r.price_level == "premium" and item.price < median:
+                return False
+    if r.categories and not path & {c.casefold() for c in r.categories}:
+        return False
+    if path & {c.casefold() for c in r.exclude_categories}:
+        return False
+    brand = (item.brand or "").casefold()
+    if r.brands and brand not in {b.casefold() for b in r.brands}:
+        return False
+    if brand and brand in {b.casefold() for b in r.exclude_brands}:
+        return False
+    if r.keywords:
+        text = f"{item.title} {' '.join(item.category)}".casefold()
+        if not any(k.casefold() in text for k in r.keywords):
+            return False
+    return True
+
+
+Reader = Callable[[ConstraintParser, str], Constraints]
+
+
+def run_requests(dataset: Dataset, requests: list[Request], readers: dict[str, Reader],
+                 search: Callable[[str, Constraints], list[str]]) -> dict[str, Any]:
+    """Per reader: field counts, shown-item counts, per-request rows and timings."""
+    parser = ConstraintParser(dataset)
+    prices = _Prices(dataset)
+    out: dict[str, Any] = {}
+    for name, read in readers.items():
+        counts = {f: [0, 0, 0] for f in FIELDS}
+        met = shown = 0
+        rows, seconds = [], []
+        for r in requests:
+            started = time.perf_counter()
+            c = read(parser, r.message)
+            seconds.append(time.perf_counter() - started)
+            if not parser.has_prices:
+                c = replace(c, min_price=None, max_price=None)
+            for f, (right, got, truth) in score_fields(r, c, prices).items():
+                counts[f][0] += right
+                counts[f][1] += got
+                counts[f][2] += truth
+            ids = search(c.query or r.message, c)
+            ok = [shown_meets(r, dataset.items[i], prices) for i in ids]
+            met += sum(ok)
+            shown += len(ok)
+            rows.append({"message": r.message, "parsed": c.describe(), "query": c.query,
+                         "shown": len(ok), "met": sum(ok)})
+        out[name] = {"fields": counts, "met": met, "shown": shown, "rows": rows,
+                     "seconds_median": round(statistics.median(seconds), 3),
+                     "seconds_p95": round(sorted(seconds)[int(0.95 * (len(seconds) - 1))], 3)}
+    return out
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per dataset and over all: per reader, per-field precision and recall, shown met."""
+    summary: dict[str, Any] = {}
+    total: dict[str, dict[str, Any]] = defaultdict(lambda: {"fields": {f: [0, 0, 0] for f in FIELDS},
+                                                            "met": 0, "shown": 0})
+    for dataset, by_reader in results.items():
+        summary[dataset] = {}
+        for reader, res in by_reader.items():
+            summary[dataset][reader] = _metrics(res)
+            for f in FIELDS:
+                for k in range(3):
+                    total[reader]["fields"][f][k] += res["fields"][f][k]
+            total[reader]["met"] += res["met"]
+            total[reader]["shown"] += res["shown"]
+    summary["all"] = {reader: _metrics(res) for reader, res in total.items()}
+    return summary
+
+
+def _metrics(res: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        f: {"precision": _ratio(right, got), "recall": _ratio(right, truth), "labelled": truth}
+        for f, (right, got, truth) in res["fields"].items()
+    }
+    out["shown_met"] = _ratio(res["met"], res["shown"])
+    out["shown"] = res["shown"]
+    for key in ("seconds_median", "seconds_p95"):
+        if key in res:
+            out[key] = res[key]
+    return out
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def to_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    lines = [f"# Request understanding: {meta['n_requests']} labelled requests", "",
+             f"LLM: {meta['llm'] or 'none'}; CPU: {meta['cpu']}; command: `{meta['command']}`", "",
+             ("Precision / recall per field; `shown met`: share of the top-10 shown items "
+              "(search_items under the parsed constraints) that meet the whole request."), ""]
+    readers = sorted({r for by in summary.values() for r in by})
+    header = "| dataset | reader | " + " | ".join(FIELDS) + " | shown met | parse s (median / p95) |"
+    lines += [header, "|" + "---|" * (len(FIELDS) + 4)]
+    for dataset, by_reader in summary.items():
+        for reader in readers:
+            m = by_reader.get(reader)
+            if m is None:
+                continue
+            cells = [f"{_fmt(m[f]['precision'])} / {_fmt(m[f]['recall'])}" if m[f]["labelled"]
+                     or m[f]["precision"] is not None else "-" for f in FIELDS]
+            timing = (f"{m['seconds_median']:.2f} / {m['seconds_p95']:.2f}"
+                      if "seconds_median" in m else "")
+            lines.append(f"| {dataset} | {reader} | " + " | ".join(cells) +
+                         f" | {_fmt(m['shown_met'])} | {timing} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(summary: dict[str, Any], results: dict[str, Any], meta: dict[str, Any],
+                  out_dir: Path, tag: str) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / f"requests-{tag}.json"
+    md_path = out_dir / f"requests-{tag}.md"
+    rows = {d: {r: res["rows"] for r, res in by.items()} for d, by in results.items()}
+    json_path.write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=1))
+    md_path.write_text(to_markdown(summary, meta))
+    return json_path, md_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import platform
+    import shlex
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m recagent.evals.requests", description=__doc__.splitlines()[0])
+    ap.add_argument("--llm", default="instruct", help="instruct, vllm or none (rules only)")
+    ap.add_argument("--datasets", nargs="+", default=None, help="demo, ml-100k, amazon (default: all found)")
+    ap.add_argument("--limit", type=int, default=None, help="at most this many requests per dataset")
+    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("reports"))
+    ap.add_argument("--tag", default=None, help="report name: requests-<tag>.json/.md (default: the LLM)")
+    args = ap.parse_args(argv)
+    return evaluate(llm_name=args.llm, datasets=args.datasets, limit=args.limit, out_dir=args.out,
+                    tag=args.tag,
+                    command="python -m recagent.evals.requests " + shlex.join(argv or sys.argv[1:]),
+                    cpu=platform.processor() or platform.machine())
+
+
+def evaluate(*, llm_name: str, datasets: list[str] | None, limit: int | None, out_dir: Path,
+             command: str, cpu: str, tag: str | None = None,
+             echo: Callable[[str], None] = print) -> int:
+    from dataclasses import replace as dc_replace
+
+    from recagent.app.llm_backend import make_llm
+    from recagent.app.runtime import Runtime
+    from recagent.app.settings import Settings
+    from recagent.evals.bench_spine import machine_info
+    from recagent.tools.search_items import SearchItems
+
+    folders, requests = load_requests()
+    settings = Settings.from_env()
+    llm = make_llm(dc_replace(settings, llm=llm_name)) if llm_name != "none" else None
+    if llm is not None and not llm.structured_output:
+        raise RecAgentError(f"{llm.name} has no structured output; use --llm instruct or vllm")
+    readers: dict[str, Reader] = {"rules": lambda p, m: p.parse(m)}
+    if llm is not None:
+        readers["rules+llm"] = lambda p, m: combine(p.parse(m), parse_with_llm(llm, p, m))
+    root = Path(os.environ.get("RECAGENT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    results: dict[str, Any] = {}
+    for name, folder in folders.items():
+        if datasets and name not in datasets:
+            continue
+        chosen = [r for r in requests if r.dataset == name][:limit]
+        path = None if folder is None else root / folder
+        if path is not None and not path.is_dir():
+            echo(f"skipping {name}: no data at {path} (set RECAGENT_DATA_DIR)")
+            continue
+        runtime = Runtime(dc_replace(settings, data=None if folder is None else path))
+        dataset = runtime.dataset
+        check_labels(chosen, dataset)
+        runtime.ensure_index(show_progress=False)
+        search_tool = SearchItems(dataset, runtime.encoder, runtime.index)
+
+        def search(query: str, c: Constraints, tool=search_tool) -> list[str]:
+            return [x.item_id for x in tool(query, SHOWN, c)]
+
+        echo(f"{name}: {len(chosen)} requests")
+        results[name] = run_requests(dataset, chosen, readers, search)
+    summary = summarize(results)
+    meta = {"n_requests": sum(len(by["rules"]["rows"]) for by in results.values()),
+            "llm": llm.name if llm else None, "cpu": cpu, "command": command,
+            "machine": machine_info()}
+    tag = tag or ("rules" if llm is None else llm_name)
+    json_path, md_path = write_reports(summary, results, meta, out_dir, tag)
+    echo(to_markdown(summary, meta))
+    echo(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""The labelled request set and its scoring (evals/requests.py), without an LLM."""
+
+from __future__ import annotations
+
+from recagent.catalog.model import Dataset, Item
+from recagent.tools.filter_items import Constraints
+
+
+def test_the_request_set_loads_and_its_demo_labels_are_the_catalogs_spelling():
+    from recagent.catalog.demo_shop import generate_demo_shop
+    from recagent.evals.requests import check_labels, load_requests
+
+    datasets, requests = load_requests()
+    assert len(requests) >= 150 and set(datasets) == {r.dataset for r in requests}
+    check_labels([r for r in requests if r.dataset == "demo"], generate_demo_shop())
+
+
+def _shop() -> Dataset:
+    items = [Item(f"P{i}", f"Tent {i}", category=("Outdoors", "Tents"), brand=b, price=p)
+             for i, (b, p) in enumerate([("Alpenglow", 60.0), ("Pinecrest", 100.0), ("Alpenglow", 300.0)])]
+    return Dataset("t", items, [])
+
+
+def test_price_bounds_are_scored_against_the_labels():
+    from recagent.evals.requests import Request, _Prices, score_fields
+
+    prices = _Prices(_shop())
+    around = Request("demo", "a tent around $100", around=100, categories=("Tents",))
+    assert score_fields(around, Constraints(min_price=80, max_price=120), prices)["price"] == (2, 2, 2)
+    assert score_fields(around, Constraints(min_price=100), prices)["price"] == (1, 1, 2)
+    assert score_fields(around, Constraints(), prices)["price"] == (0, 0, 2)
+    cheap = Request("demo", "a cheap tent", price_level="cheap", categories=("Tents",))
+    assert score_fields(cheap, Constraints(max_price=90), prices)["price"] == (1, 1, 1)  # <= median 100
+    assert score_fields(cheap, Constraints(max_price=200), prices)["price"] == (0, 1, 1)
+    got = score_fields(cheap, Constraints(categories=("Tents", "Camping")), prices)["categories"]
+    assert got == (1, 2, 1)
+
+
+def test_a_shown_item_must_meet_every_labelled_field():
+    from recagent.evals.requests import Request, _Prices, shown_meets
+
+    shop = _shop()
+    prices = _Prices(shop)
+    ask = Request("demo", "a tent around $100, not Pinecrest", around=100, exclude_brands=("Pinecrest",),
+                  categories=("Tents",))
+    assert [shown_meets(ask, shop.items[i], prices) for i in ("P0", "P1", "P2")] == [False, False, False]
+    ask = Request("demo", "a tent, no Pinecrest", exclude_brands=("Pinecrest",), categories=("Tents",))
+    assert [shown_meets(ask, shop.items[i], prices) for i in ("P0", "P1", "P2")] == [True, False, True]
