@@ -36,7 +36,8 @@ def plan_schema(tools: Toolbox, max_steps: int = 3) -> dict[str, Any]:
     own argument schema."""
     steps = [
         {"type": "object",
-         "properties": {"tool": {"const": tool.name}, "arguments": tool.parameters},
+         "properties": {"tool": {"const": tool.name},
+                        "arguments": {**tool.parameters, "additionalProperties": False}},
          "required": ["tool", "arguments"], "additionalProperties": False}
         for tool in tools if tool.name in PLANNED_TOOLS
     ]

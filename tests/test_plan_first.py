@@ -45,7 +45,8 @@ def test_the_schema_allows_only_the_candidate_tools_with_their_own_arguments(tin
     assert steps["maxItems"] == 2 and steps["minItems"] == 1
     options = steps["items"]["anyOf"]
     assert [o["properties"]["tool"]["const"] for o in options] == list(PLANNED_TOOLS)
-    assert options[0]["properties"]["arguments"] == tools.search_items.parameters
+    arguments = options[0]["properties"]["arguments"]
+    assert arguments == {**tools.search_items.parameters, "additionalProperties": False}
 
 
 def test_the_llm_plans_the_searches_and_the_filter_decides(tiny_shop, encoder, built_index):
