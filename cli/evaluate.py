@@ -57,8 +57,9 @@ def evaluate(
     max_minutes: Annotated[float, typer.Option(help="Training cap of the cold-split seqrec.")] = 8.0,
     device: Annotated[str, typer.Option(help="cpu or cuda, for the cold-split seqrec.")] = "cpu",
     rerank: Annotated[str | None, typer.Option(help="Re-rank the top-N of --models' first model "
-                      "with these strategies (comma-separated: cooccurrence,llm,fusion) and "
-                      "compare with no re-ranking.")] = None,
+                      "with these strategies (comma-separated: cooccurrence,llm,fusion, or "
+                      "ranker: the tuned LLM ranker of `recagent train-ranker`) and compare "
+                      "with no re-ranking.")] = None,
     rerank_top: Annotated[int, typer.Option(help="N, the candidates re-ranked per user.")] = 20,
     explain_users: Annotated[int, typer.Option(help="With --rerank: write and check explanations "
                              "of the top 3 for this many users.")] = 0,
@@ -124,13 +125,14 @@ def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain
     from recagent.evals.models import harness_scorer
     from recagent.evals.rerank_eval import evaluate_rerank
     from recagent.protocol.split import leave_one_out
-    from recagent.tools import STRATEGIES, Explain, Rerank
+    from recagent.tools import RANKER, STRATEGIES, Explain, Rerank
 
     names = [x.strip() for x in strategies.split(",") if x.strip()]
     with user_errors():
-        unknown = [n for n in names if n not in STRATEGIES]
+        unknown = [n for n in names if n not in (*STRATEGIES, RANKER)]
         if unknown:
-            raise RecAgentError(f"--rerank: unknown {unknown}; choose from {', '.join(STRATEGIES)}")
+            raise RecAgentError(f"--rerank: unknown {unknown}; choose from "
+                                f"{', '.join((*STRATEGIES, RANKER))}")
         settings = Settings.from_env().override(data=data, encoder=encoder, chroma_url=chroma_url,
                                                 llm=llm, llm_url=llm_url)
         from recagent.app.runtime import Runtime
@@ -141,7 +143,7 @@ def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain
         model = make_llm(settings) if {"llm", "fusion"} & set(names) or explain_users else None
         noun = "movies" if "ml-" in rt.dataset.name else "items"
         tuned, ranker_meta = None, None
-        if "ranker" in names:
+        if RANKER in names:
             tuned, ranker_meta = _load_ranker(settings, ranker_dir or rt.model_dir("ranker"), device)
             if ranker_meta.get("config", {}).get("top_n", top_n) < top_n:
                 raise RecAgentError(f"the ranker reads {ranker_meta['config']['top_n']} candidates; "

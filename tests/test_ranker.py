@@ -163,3 +163,17 @@ def test_train_ranker_and_eval_rerank_ranker_commands(gemma, tiny_shop_dir, tmp_
     missing = runner.invoke(app, ["eval", "--data", str(tiny_shop_dir), "--rerank", "ranker",
                                   "--ranker", str(tmp_path / "nothing")])
     assert missing.exit_code == 1 and "train-ranker" in missing.output
+
+
+def test_skipping_users_whose_target_is_outside_the_top_n_changes_no_metric(split):
+    from recagent.evals.rerank_eval import evaluate_rerank
+    from recagent.tools import Rerank
+
+    rerank = Rerank(split.dataset, None, cooccurrence_histories=split.train)
+    every = evaluate_rerank(ItemKNN(split.dataset), split, rerank, ["cooccurrence"], top_n=5)
+    hits = evaluate_rerank(ItemKNN(split.dataset), split, rerank, ["cooccurrence"], top_n=5,
+                           skip_misses=True)
+    assert [r.metrics for r in every] == [r.metrics for r in hits]
+    assert every[1].reranked_users == len(split.users)
+    assert 0 < hits[1].reranked_users < len(split.users)
+    assert hits[1].reranked_users == round(hits[0].metrics["recall@5"] * len(split.users))

@@ -30,15 +30,17 @@ from recagent.retrieval.cooccurrence import ItemKNN
 from recagent.tools.base import ITEM_IDS, Tool, ToolContext, ToolParts, object_schema
 from recagent.tools.candidates import Candidate
 
-__all__ = ["STRATEGIES", "Rerank"]
+__all__ = ["RANKER", "STRATEGIES", "Rerank"]
 
-STRATEGIES = ("retriever", "cooccurrence", "llm", "ranker", "fusion")
+STRATEGIES = ("retriever", "cooccurrence", "llm", "fusion")  # what the agent may choose
+# The tuned LLM ranker: only where one is passed in (it is off by default: docs/llm-ranker.md).
+RANKER = "ranker"
 _RRF_K = 60.0
 
 
 class Rerank(Tool):
     name = "rerank"
-    description = "Order candidates by a strategy: retriever, cooccurrence, llm, ranker or fusion."
+    description = "Order candidates by a strategy: retriever, cooccurrence, llm or fusion."
     parameters: ClassVar[dict[str, Any]] = object_schema(
         ["item_ids"], item_ids=ITEM_IDS,
         strategy={"type": "string", "enum": list(STRATEGIES), "default": "fusion"})
@@ -95,7 +97,7 @@ class Rerank(Tool):
     ) -> list[Candidate]:
         """``candidates`` reordered. ``memo`` (one turn's cache) keeps the LLM's scores of a
         candidate list, so "llm" then "fusion" in one turn scores once."""
-        if strategy not in STRATEGIES:
+        if strategy not in (*STRATEGIES, RANKER):
             raise ToolError(f"rerank: unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
         if not candidates:
             return []
@@ -117,7 +119,7 @@ class Rerank(Tool):
             row = self.cooccurrence.score([history])[0]
             index = self.dataset.item_index
             return [c.rescored("cooccurrence", float(row[index[c.item_id]])) for c in candidates]
-        if strategy == "ranker":
+        if strategy == RANKER:
             return self._ranker_scores(candidates, history, memo)
         if self.llm is None:
             raise ToolError("rerank: strategy 'llm' needs an LLM, and none is configured")
@@ -153,7 +155,7 @@ class Rerank(Tool):
         parts: dict[str, list[Candidate]] = {}
         for strategy, weight in self.fusion_weights.items():
             if weight == 0 or (strategy == "llm" and self.llm is None) \
-                    or (strategy == "ranker" and self.ranker is None):
+                    or (strategy == RANKER and self.ranker is None):
                 continue
             scored = self._score(candidates, history, strategy, memo)
             parts[strategy] = scored
