@@ -9,6 +9,8 @@ After every epoch (and when the time cap ends one early) the ranker re-ranks the
 top-N of a seeded sample of validation users (stage "valid": training history -> validation
 item); the blend of its order with the retriever's order (``blend_orders``) is chosen on the
 same users, and the best epoch by that NDCG@10 is saved (``adapter/`` + ``ranker.json``).
+It counts as helping (``helps_on_validation``) only when the 95% interval of its paired
+per-user NDCG@10 gain over the retriever's order lies above zero.
 ``last.pt`` holds the adapter, the optimiser and the RNG states to resume from.
 """
 
@@ -213,7 +215,7 @@ def train_ranker(
         state["history"].append(record)
         if scores[blend]["ndcg@10"] > state["best"]:
             state.update(best=scores[blend]["ndcg@10"], best_epoch=state["epoch"], blend=blend,
-                         best_valid=scores[blend])
+                         best_valid=scores[blend], best_ranks=ranks[blend].tolist())
             ranker.config = replace(ranker.config, blend=blend)
             ranker.save(out_dir, {"best_epoch": state["epoch"]})
         state["seconds"] = time.perf_counter() - start
@@ -227,7 +229,8 @@ def train_ranker(
         epochs_run=state["epoch"], steps=state["step"], seconds=state["seconds"],
         n_examples=len(examples), history=state["history"],
     )
-    helps = state["blend"] > 0 and state["best"] > base_valid["ndcg@10"]
+    lift = _lift_ci95(valid[2], np.array(state.get("best_ranks", valid[2]), dtype=np.float64))
+    helps = state["blend"] > 0 and lift[0] > 0
     ranker.config = replace(ranker.config, blend=state["blend"])
     metadata = {
         "model": "llm-ranker (LoRA verbalizer)",
@@ -243,6 +246,7 @@ def train_ranker(
         "valid_users": len(valid[0]),
         "valid_metrics": result.best_valid,
         "valid_metrics_no_rerank": base_valid,
+        "valid_ndcg@10_lift_ci95": lift,
         "helps_on_validation": bool(helps),
         "history": result.history,
         **(extra_metadata or {}),
@@ -250,6 +254,16 @@ def train_ranker(
     if state["best_epoch"]:
         _write_meta(out_dir, metadata)
     return result
+
+
+def _lift_ci95(base_ranks: np.ndarray, ranks: np.ndarray) -> list[float]:
+    """95% interval (normal, paired over users) of the mean per-user NDCG@10 gain."""
+    def ndcg(r: np.ndarray) -> np.ndarray:
+        return np.where(r <= 10, 1.0 / np.log2(r + 1.0), 0.0)
+
+    gain = ndcg(ranks) - ndcg(base_ranks)
+    half = 1.96 * gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else 0.0
+    return [float(gain.mean() - half), float(gain.mean() + half)]
 
 
 def _write_meta(out_dir: Path, metadata: dict[str, Any]) -> None:

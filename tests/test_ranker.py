@@ -97,6 +97,8 @@ def test_training_lowers_the_loss_and_the_adapter_reloads_with_the_same_scores(
     meta = json.loads((tmp_path / RANKER_FILE).read_text())
     assert meta["config"]["blend"] == result.blend and meta["n_examples"] == len(examples)
     assert meta["split"].startswith("leave-one-out") and (tmp_path / "last.pt").is_file()
+    low, high = meta["valid_ndcg@10_lift_ci95"]
+    assert low <= high and meta["helps_on_validation"] == (meta["config"]["blend"] > 0 and low > 0)
 
     # Resuming a finished run trains nothing more.
     again = train_ranker(split, knn, ranker, tmp_path,
