@@ -23,7 +23,7 @@ def train_ranker_command(
     candidates: Annotated[str, typer.Option(help="Candidate source: fusion (needs `recagent "
                           "train-retriever`), seqrec or itemknn.")] = "fusion",
     top_n: Annotated[int, typer.Option(min=2, max=26, help="Candidates per prompt (A..).")] = 20,
-    history_tokens: Annotated[int, typer.Option(min=16, help="Token budget of the history.")] = 160,
+    history_tokens: Annotated[int, typer.Option(min=16, help="Token budget of the history.")] = 96,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs (validation picks the best).")] = 2,
     examples_per_epoch: Annotated[int | None, typer.Option(help="Seeded sample of training "
                                   "examples per epoch (default: all).")] = None,

@@ -52,7 +52,7 @@ class RankerConfig:
     """How prompts are built and which adapter is trained (saved with the adapter)."""
 
     top_n: int = 20  # candidates per prompt (letters A..)
-    history_tokens: int = 160  # token budget of the history text
+    history_tokens: int = 96  # token budget of the history text
     title_chars: int = 80  # each candidate title cut to this many characters
     noun: str = "items"
     lora_r: int = 8
