@@ -58,11 +58,18 @@ def evaluate(
     max_minutes: Annotated[float, typer.Option(help="Training cap of the cold-split seqrec.")] = 8.0,
     device: Annotated[str, typer.Option(help="cpu or cuda, for the cold-split seqrec.")] = "cpu",
     rerank: Annotated[str | None, typer.Option(help="Re-rank the top-N of --models' first model "
-                      "with these strategies (comma-separated: cooccurrence,llm,fusion) and "
-                      "compare with no re-ranking.")] = None,
+                      "with these strategies (comma-separated: cooccurrence,llm,fusion, or "
+                      "ranker: the tuned LLM ranker of `recagent train-ranker`) and compare "
+                      "with no re-ranking.")] = None,
     rerank_top: Annotated[int, typer.Option(help="N, the candidates re-ranked per user.")] = 20,
     explain_users: Annotated[int, typer.Option(help="With --rerank: write and check explanations "
                              "of the top 3 for this many users.")] = 0,
+    ranker: Annotated[Path | None, typer.Option(help="With --rerank ranker: the trained ranker "
+                      "(default: $RECAGENT_HOME/models/<dataset>-ranker); served by vLLM when "
+                      "--llm vllm (the adapter's served name as RECAGENT_LLM_MODEL).")] = None,
+    skip_misses: Annotated[bool, typer.Option("--skip-misses", help="With --rerank: do not "
+                           "re-rank users whose target is outside the top-N (their rank cannot "
+                           "change: same metrics, far less LLM time).")] = False,
     llm: LlmOpt = None,
     llm_url: LlmUrlOpt = None,
     encoder: EncoderOpt = None,
@@ -85,7 +92,8 @@ def evaluate(
         return
     if rerank:
         _evaluate_rerank(data, out_path, (models or "itemknn").split(",")[0].strip(), rerank,
-                         rerank_top, max_users, explain_users, llm, llm_url, encoder, chroma_url)
+                         rerank_top, max_users, explain_users, llm, llm_url, encoder, chroma_url,
+                         ranker, device, skip_misses)
         return
     names = [m.strip() for m in (models or "popularity,itemknn,text").split(",") if m.strip()]
     with user_errors():
@@ -111,19 +119,21 @@ def evaluate(
 
 
 def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain_users, llm,
-                     llm_url, encoder, chroma_url) -> None:
+                     llm_url, encoder, chroma_url, ranker_dir=None, device="cpu",
+                     skip_misses=False) -> None:
     from recagent.agent.explanations import ExplanationWriter
     from recagent.app.llm_backend import make_llm
     from recagent.evals.models import harness_model
     from recagent.evals.rerank_eval import evaluate_rerank
     from recagent.protocol.split import leave_one_out
-    from recagent.tools import STRATEGIES, Explain, Rerank
+    from recagent.tools import RANKER, STRATEGIES, Explain, Rerank
 
     names = [x.strip() for x in strategies.split(",") if x.strip()]
     with user_errors():
-        unknown = [n for n in names if n not in STRATEGIES]
+        unknown = [n for n in names if n not in (*STRATEGIES, RANKER)]
         if unknown:
-            raise RecAgentError(f"--rerank: unknown {unknown}; choose from {', '.join(STRATEGIES)}")
+            raise RecAgentError(f"--rerank: unknown {unknown}; choose from "
+                                f"{', '.join((*STRATEGIES, RANKER))}")
         settings = Settings.from_env().override(data=data, encoder=encoder, chroma_url=chroma_url,
                                                 llm=llm, llm_url=llm_url)
         from recagent.app.runtime import Runtime
@@ -133,7 +143,14 @@ def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain
             split = leave_one_out(rt.dataset)
         model = make_llm(settings) if {"llm", "fusion"} & set(names) or explain_users else None
         noun = "movies" if "ml-" in rt.dataset.name else "items"
-        reranker = Rerank(rt.dataset, model, cooccurrence_histories=split.train, noun=noun)
+        tuned, ranker_meta = None, None
+        if RANKER in names:
+            tuned, ranker_meta = _load_ranker(settings, ranker_dir or rt.model_dir("ranker"), device)
+            if ranker_meta.get("config", {}).get("top_n", top_n) < top_n:
+                raise RecAgentError(f"the ranker reads {ranker_meta['config']['top_n']} candidates; "
+                                    f"pass --rerank-top {ranker_meta['config']['top_n']}")
+        reranker = Rerank(rt.dataset, model, cooccurrence_histories=split.train, noun=noun,
+                          ranker=tuned)
         explain = writer = None
         if explain_users:
             rt.ensure_index(show_progress=True)
@@ -142,6 +159,7 @@ def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain
         results = evaluate_rerank(
             harness_model(rt, base), split, reranker, names, top_n=top_n, max_users=max_users,
             explain=explain, writer=writer, explain_users=explain_users, show_progress=True,
+            skip_misses=skip_misses,
         )
     table = Table(title=f"{safe(rt.dataset.name)}: {base} top-{top_n} re-ranked "
                   f"({min(len(split.users), max_users or len(split.users))} users)")
@@ -158,13 +176,37 @@ def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain
             "dataset": rt.dataset.name, "base": base, "top_n": top_n, "llm": model.name if model else None,
             "users": min(len(split.users), max_users or len(split.users)),
             "command": "recagent " + " ".join(sys.argv[1:]),
+            "skip_misses": skip_misses,
             "results": {r.strategy: {"metrics": r.metrics, "ms_per_user": r.ms_per_user,
+                                     "reranked_users": r.reranked_users,
                                      "faithful_share": r.faithful_share,
                                      "explanations": r.explanations} for r in results},
+            "ceiling": {f"recall@{top_n}": results[0].metrics.get(f"recall@{top_n}")},
         }
+        if ranker_meta is not None:
+            payload["ranker"] = {k: ranker_meta.get(k) for k in (
+                "base", "base_name", "candidates", "config", "train_config", "n_examples",
+                "best_epoch", "epochs_run", "steps", "seconds", "valid_users", "valid_metrics",
+                "valid_metrics_no_rerank", "helps_on_validation")}
+            payload["ranker"]["served_by"] = tuned.name
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(payload, indent=2) + "\n")
         out().print(f"report written to {safe(out_path)}", soft_wrap=True)
+
+
+def _load_ranker(settings, directory: Path, device: str):
+    """The trained ranker in ``directory``: in-process, or through the vLLM server that serves
+    its adapter when the LLM backend is vllm. Returns it and its ``ranker.json``."""
+    from recagent.app.llm_backend import make_llm
+    from recagent.llm.ranker import LetterRanker, ServedRanker, read_ranker_meta
+
+    meta = read_ranker_meta(directory)
+    with err().status(f"Loading the LLM ranker from {directory}..."):
+        if settings.llm == "vllm":
+            ranker = ServedRanker.from_saved(make_llm(settings), directory)
+        else:
+            ranker = LetterRanker.load(directory, device=device)
+    return ranker, meta
 
 
 def _evaluate_cold_start(data, out_path, models, fraction, seed, max_minutes, device, encoder,

@@ -11,11 +11,12 @@ from recagent.tools.filter_items import FilterItems, FilterResult
 from recagent.tools.get_item import GetItem, ItemFacts
 from recagent.tools.recommend_for_user import RecommendForUser
 from recagent.tools.registry import TOOLS
-from recagent.tools.rerank import STRATEGIES, Rerank
+from recagent.tools.rerank import RANKER, STRATEGIES, Rerank
 from recagent.tools.search_items import SearchItems
 from recagent.tools.toolbox import Toolbox
 
 __all__ = [
+    "RANKER",
     "STRATEGIES",
     "TOOLS",
     "Candidate",

@@ -14,7 +14,7 @@ class Candidate:
     """An item on its way to the user.
 
     ``scores`` keeps one score per source that produced or re-scored it ("retriever",
-    "search", "cooccurrence", "llm", "fusion"); ``score`` is the one the current order uses.
+    "search", "cooccurrence", "llm", "ranker", "fusion"); ``score`` is the one the current order uses.
     ``evidence`` holds the history items it relates to (closest first).
     """
 

@@ -6,6 +6,9 @@
 - ``cooccurrence``: item-kNN over all users' histories (items bought together with yours);
 - ``llm``: the LLM's mean token log-likelihood of the candidate's title after a prompt made
   of the user's history (``prompts/rerank.yaml``), the prompt computed once for all;
+- ``ranker``: the tuned LLM ranker (``recagent train-ranker``): one prompt with the history and
+  the candidates labelled A, B, ..., scored by the logits of the letters in one forward pass,
+  blended with the incoming order as validation chose (:mod:`recagent.llm.ranker`);
 - ``fusion``: weighted reciprocal-rank fusion of the others, sum_s w_s / (60 + rank_s).
 
 Re-ranking only reorders: it never adds an item, so it cannot bring back a filtered one.
@@ -20,15 +23,18 @@ from typing import Any, ClassVar
 from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
 from recagent.llm.base import LLM
+from recagent.llm.ranker import CandidateRanker
 from recagent.prompts import render
 from recagent.protocol.scorer import History
 from recagent.retrieval.cooccurrence import ItemKNN
 from recagent.tools.base import ITEM_IDS, Tool, ToolContext, ToolParts, object_schema
 from recagent.tools.candidates import Candidate
 
-__all__ = ["STRATEGIES", "Rerank"]
+__all__ = ["RANKER", "STRATEGIES", "Rerank"]
 
-STRATEGIES = ("retriever", "cooccurrence", "llm", "fusion")
+STRATEGIES = ("retriever", "cooccurrence", "llm", "fusion")  # what the agent may choose
+# The tuned LLM ranker: only where one is passed in (it is off by default: docs/llm-ranker.md).
+RANKER = "ranker"
 _RRF_K = 60.0
 
 
@@ -48,9 +54,11 @@ class Rerank(Tool):
         history_titles: int = 20,
         noun: str = "items",
         cooccurrence_histories: Sequence[History] | None = None,
+        ranker: CandidateRanker | None = None,
     ) -> None:
         self.dataset = dataset
         self.llm = llm
+        self.ranker = ranker
         # Evaluation passes the training split here, so co-occurrence never sees test items.
         self._cooccurrence_histories = cooccurrence_histories
         self.fusion_weights = dict(fusion_weights or {"retriever": 1.0, "cooccurrence": 1.0, "llm": 1.0})
@@ -89,7 +97,7 @@ class Rerank(Tool):
     ) -> list[Candidate]:
         """``candidates`` reordered. ``memo`` (one turn's cache) keeps the LLM's scores of a
         candidate list, so "llm" then "fusion" in one turn scores once."""
-        if strategy not in STRATEGIES:
+        if strategy not in (*STRATEGIES, RANKER):
             raise ToolError(f"rerank: unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
         if not candidates:
             return []
@@ -111,6 +119,8 @@ class Rerank(Tool):
             row = self.cooccurrence.score([history])[0]
             index = self.dataset.item_index
             return [c.rescored("cooccurrence", float(row[index[c.item_id]])) for c in candidates]
+        if strategy == RANKER:
+            return self._ranker_scores(candidates, history, memo)
         if self.llm is None:
             raise ToolError("rerank: strategy 'llm' needs an LLM, and none is configured")
         key = ("llm", self.prompt(history), tuple(" " + c.title for c in candidates))
@@ -118,6 +128,16 @@ class Rerank(Tool):
             memo[key] = self.llm.score(key[1], list(key[2]))
         scores = memo[key]
         return [c.rescored("llm", s.mean) for c, s in zip(candidates, scores, strict=True)]
+
+    def _ranker_scores(self, candidates: Sequence[Candidate], history: History,
+                       memo: MutableMapping[Any, Any]) -> list[Candidate]:
+        if self.ranker is None:
+            raise ToolError("rerank: strategy 'ranker' needs a trained ranker "
+                            "(`recagent train-ranker`), and none is configured")
+        key = ("ranker", tuple(x.item_id for x in history), tuple(c.item_id for c in candidates))
+        if key not in memo:
+            memo[key] = self.ranker.rerank_scores(self.dataset, history, [c.title for c in candidates])
+        return [c.rescored("ranker", float(s)) for c, s in zip(candidates, memo[key], strict=True)]
 
     @staticmethod
     def _search_and_history(candidates: Sequence[Candidate]) -> list[Candidate]:
@@ -134,7 +154,8 @@ class Rerank(Tool):
         fused = [0.0] * len(candidates)
         parts: dict[str, list[Candidate]] = {}
         for strategy, weight in self.fusion_weights.items():
-            if weight == 0 or (strategy == "llm" and self.llm is None):
+            if weight == 0 or (strategy == "llm" and self.llm is None) \
+                    or (strategy == RANKER and self.ranker is None):
                 continue
             scored = self._score(candidates, history, strategy, memo)
             parts[strategy] = scored
