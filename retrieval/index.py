@@ -121,17 +121,22 @@ class ItemIndex:
     def collection(self) -> Any:
         if self._collection is None:
             self._collection = self.client.get_or_create_collection(
-                self.name,
-                configuration={"hnsw": {"space": "cosine"}},
-                metadata={
-                    "dataset": self.dataset.name,
-                    "encoder": self.encoder.name,
-                    "encoder_version": self.encoder.version,
-                    "item_text_version": load_template("item_text").version,
-                },
-                embedding_function=None,
-            )
+                self.name, configuration=self._configuration(), metadata=self._metadata(),
+                embedding_function=None)
         return self._collection
+
+    def _configuration(self) -> dict[str, Any]:
+        """The collection's index settings (HNSW over cosine distance)."""
+        return {"hnsw": {"space": "cosine"}}
+
+    def _metadata(self) -> dict[str, Any]:
+        """What the collection records about how its vectors were made."""
+        return {
+            "dataset": self.dataset.name,
+            "encoder": self.encoder.name,
+            "encoder_version": self.encoder.version,
+            "item_text_version": load_template("item_text").version,
+        }
 
     def _pages(self, include: list[str]) -> Iterator[dict[str, Any]]:
         offset = 0

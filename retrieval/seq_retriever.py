@@ -80,22 +80,17 @@ class SeqIndex(ItemIndex):
         self.name = _collection_name(dataset.name, f"seqrec-{self.version}")
         self._collection: Any = None
 
-    @property
-    def collection(self) -> Any:
-        if self._collection is None:
-            self._collection = self.client.get_or_create_collection(
-                self.name,
-                # The inner-product reduction packs the stored vectors close together (the extra
-                # dimension dominates short ones), where HNSW at Chroma's defaults (ef 100,
-                # 16 neighbours) missed 85 of 2,000 true top-10 items (10 builds of the tiny
-                # shop, 20 users each); a wider search and a denser graph missed none.
-                configuration={"hnsw": {"space": "cosine", "ef_search": 400,
-                                        "ef_construction": 400, "max_neighbors": 32}},
-                metadata={"dataset": self.dataset.name, "model": "seqrec",
-                          "checkpoint": str(self.directory), "checkpoint_hash": self.version},
-                embedding_function=None,
-            )
-        return self._collection
+    def _configuration(self) -> dict[str, Any]:
+        # The inner-product reduction packs the stored vectors close together (the extra
+        # dimension dominates short ones), where HNSW at Chroma's defaults (ef 100,
+        # 16 neighbours) missed 85 of 2,000 true top-10 items (10 builds of the tiny
+        # shop, 20 users each); a wider search and a denser graph missed none.
+        return {"hnsw": {"space": "cosine", "ef_search": 400, "ef_construction": 400,
+                         "max_neighbors": 32}}
+
+    def _metadata(self) -> dict[str, Any]:
+        return {"dataset": self.dataset.name, "model": "seqrec",
+                "checkpoint": str(self.directory), "checkpoint_hash": self.version}
 
     @cached_property
     def _catalog_hashes(self) -> dict[str, str]:
