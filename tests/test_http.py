@@ -233,6 +233,9 @@ def test_a_chroma_outage_gives_a_degraded_answer_not_a_500(assistant, client, mo
     index = assistant.runtime.index
     monkeypatch.setattr(index, "search", down)
     monkeypatch.setattr(type(index), "collection", property(down))
+    # The default model (item-kNN + text) keeps the item vectors it has read; one that has not
+    # read them yet (a server that just started) meets the outage.
+    monkeypatch.delitem(assistant.recommender.text.__dict__, "item_embeddings", raising=False)
     body = _say(client, sid, "something under $40")
     assert body["degraded"] is True
     assert "search index unavailable" in body["answer"]["degraded"][0]
