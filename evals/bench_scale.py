@@ -2,9 +2,11 @@
 growing size, with the wall time and peak RSS of every stage.
 
     python -m recagent.evals.bench_scale [--sizes 3000x3000,3000x10000,30000x3000]
+        [--datasets amazon-scientific] [--data-dir ../shared/data]
         [--epochs 1] [--text-cases 500] [--out evals/reports/bench_scale.json]
 
-A size is USERSxITEMS of :class:`~recagent.catalog.demo_shop.DemoShopConfig`. Each stage
+A size is USERSxITEMS of :class:`~recagent.catalog.demo_shop.DemoShopConfig`; a dataset is a
+folder under ``--data-dir`` (its ``generate`` stage loads it instead). Each stage
 runs in a child process of its own (``--stage``), so its peak RSS (``ru_maxrss`` of that
 process) is the stage's alone; the stages of one size share a temporary RECAGENT_HOME (the
 pickled dataset, the Chroma index, the checkpoint). Children run single-threaded
@@ -58,10 +60,13 @@ def _runtime(home: Path) -> Any:
     return rt
 
 
-def _generate(home: Path, users: int, items: int, **_: Any) -> dict[str, Any]:
+def _generate(home: Path, users: int, items: int, data: Path | None = None,
+              **_: Any) -> dict[str, Any]:
     from recagent.catalog.demo_shop import DemoShopConfig, generate_demo_shop
+    from recagent.catalog.load import load_dataset
 
-    dataset = generate_demo_shop(DemoShopConfig(n_users=users, n_items=items))
+    dataset = (load_dataset(data) if data is not None
+               else generate_demo_shop(DemoShopConfig(n_users=users, n_items=items)))
     with (home / _DATASET).open("wb") as fh:
         pickle.dump(dataset, fh, protocol=pickle.HIGHEST_PROTOCOL)
     return {"items": len(dataset.items), "users": len(dataset.histories),
@@ -153,12 +158,13 @@ def run_stage(stage: str, home: Path, **kwargs: Any) -> dict[str, Any]:
     return {**result, "seconds": time.perf_counter() - start, "maxrss_mb": maxrss_mb()}
 
 
-def _child(stage: str, home: Path, args: argparse.Namespace, users: int, items: int) -> dict:
+def _child(stage: str, home: Path, args: argparse.Namespace, users: int, items: int,
+           data: Path | None = None) -> dict:
     out = home / f"{stage}.json"
     cmd = [sys.executable, "-m", "recagent.evals.bench_scale", "--stage", stage,
            "--home", str(home), "--users", str(users), "--items", str(items),
            "--epochs", str(args.epochs), "--text-cases", str(args.text_cases),
-           "--stage-out", str(out)]
+           "--stage-out", str(out), *(["--data", str(data)] if data else [])]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "TOKENIZERS_PARALLELISM": "false"}
     start = time.perf_counter()
@@ -171,9 +177,13 @@ def _child(stage: str, home: Path, args: argparse.Namespace, users: int, items: 
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    repo = Path(__file__).resolve().parents[1]
+    default_dir = os.environ.get("RECAGENT_DATA_DIR") or str(repo.parent / "shared" / "data")
     p = argparse.ArgumentParser(prog="python -m recagent.evals.bench_scale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default=DEFAULT_SIZES, help="comma-separated USERSxITEMS")
+    p.add_argument("--datasets", default="", help="comma-separated folders under --data-dir")
+    p.add_argument("--data-dir", type=Path, default=Path(default_dir))
     p.add_argument("--stages", default=",".join(STAGES), help="comma-separated, in order")
     p.add_argument("--epochs", type=int, default=1, help="seqrec training epochs")
     p.add_argument("--text-cases", type=int, default=500,
@@ -184,6 +194,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--users", type=int, help=argparse.SUPPRESS)
     p.add_argument("--items", type=int, help=argparse.SUPPRESS)
     p.add_argument("--stage-out", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -202,17 +213,20 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"Command: `{report['command']}`", "",
              ("Per stage: wall seconds of the stage (loading the pickled dataset included) / "
               "peak RSS of its process (MB)."), "",
-             "| users x items | interactions | " + " | ".join(report["stages"]) + " |",
-             "|---|---:|" + "---:|" * len(report["stages"])]
+             "| dataset | users | items | interactions | " + " | ".join(report["stages"]) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(report["stages"])]
     for run in report["runs"]:
         cells = []
         for stage in report["stages"]:
             r = run["stages"].get(stage, {})
             cells.append("failed" if "error" in r else
                          f"{r['seconds']:.1f} s / {r['maxrss_mb']:,.0f} MB" if r else "—")
-        n = run["stages"].get("generate", {}).get("interactions")
-        lines.append(f"| {run['users']:,} x {run['items']:,} | "
-                     f"{'—' if n is None else f'{n:,}'} | " + " | ".join(cells) + " |")
+        made = run["stages"].get("generate", {})
+        counts = [made.get(k) for k in ("users", "items", "interactions")]
+        label = run.get("name") or f"{run['users']}x{run['items']}"
+        lines.append(f"| {label} | "
+                     + " | ".join("—" if n is None else f"{n:,}" for n in counts) + " | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -221,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     if args.stage:  # a child: one stage
         result = run_stage(args.stage, args.home, users=args.users, items=args.items,
-                           epochs=args.epochs, text_cases=args.text_cases)
+                           epochs=args.epochs, text_cases=args.text_cases, data=args.data)
         args.stage_out.write_text(json.dumps(result) + "\n")
         return 0
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
@@ -235,14 +249,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "epochs": args.epochs, "text_cases": args.text_cases, "stages": stages, "runs": [],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    for users, items in _sizes(args.sizes):
-        run: dict[str, Any] = {"users": users, "items": items, "stages": {}}
+    todo: list[tuple[str, int, int, Path | None]] = [
+        (f"{u}x{i}", u, i, None) for u, i in _sizes(args.sizes)]
+    for name in (d.strip() for d in args.datasets.split(",") if d.strip()):
+        if not (args.data_dir / name).is_dir():
+            raise SystemExit(f"--datasets: {args.data_dir / name} is not a folder")
+        todo.append((name, 0, 0, args.data_dir / name))
+    for label, users, items, data in todo:
+        run: dict[str, Any] = {"name": label, "users": users, "items": items, "stages": {}}
         report["runs"].append(run)
         with tempfile.TemporaryDirectory(prefix="recagent-scale-") as home:
             for stage in stages:
-                run["stages"][stage] = r = _child(stage, Path(home), args, users, items)
+                run["stages"][stage] = r = _child(stage, Path(home), args, users, items, data)
                 shown = r.get("error") or f"{r['seconds']:.1f}s, {r['maxrss_mb']:.0f} MB"
-                print(f"{users}x{items} {stage}: {shown}", file=sys.stderr, flush=True)
+                print(f"{label} {stage}: {shown}", file=sys.stderr, flush=True)
                 args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
                 if "error" in r:
                     break
