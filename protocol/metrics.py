@@ -22,6 +22,7 @@ from collections.abc import Collection, Iterable, Sequence
 import numpy as np
 
 __all__ = [
+    "MetricSums",
     "coverage",
     "metrics_from_ranks",
     "ndcg_at_k",
@@ -90,3 +91,38 @@ def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = (10, 20, 50)) -> d
         out[f"precision@{k}"] = float(hit.mean() / k)
     out["mrr"] = float(np.where(np.isfinite(ranks), 1.0 / ranks, 0.0).mean())
     return out
+
+
+class MetricSums:
+    """:func:`metrics_from_ranks` over ranks that arrive in chunks, in O(1) memory.
+
+    ``add`` each chunk's ranks; ``means()`` gives the same figures as
+    ``metrics_from_ranks`` of all the ranks at once (up to float summation order).
+    """
+
+    def __init__(self, ks: Sequence[int] = (10, 20, 50)) -> None:
+        self.ks = tuple(ks)
+        self.n = 0
+        self._hits = dict.fromkeys(self.ks, 0.0)
+        self._gains = dict.fromkeys(self.ks, 0.0)
+        self._rr = 0.0
+
+    def add(self, ranks: np.ndarray) -> None:
+        ranks = np.asarray(ranks, dtype=np.float64)
+        for k in self.ks:
+            hit = ranks <= k
+            self._hits[k] += float(hit.sum())
+            self._gains[k] += float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).sum())
+        self._rr += float(np.where(np.isfinite(ranks), 1.0 / ranks, 0.0).sum())
+        self.n += ranks.size
+
+    def means(self) -> dict[str, float]:
+        if self.n == 0:
+            raise ValueError("no ranks to average")
+        out: dict[str, float] = {}
+        for k in self.ks:
+            out[f"recall@{k}"] = self._hits[k] / self.n
+            out[f"ndcg@{k}"] = self._gains[k] / self.n
+            out[f"precision@{k}"] = self._hits[k] / self.n / k
+        out["mrr"] = self._rr / self.n
+        return out

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from recagent.protocol.metrics import metrics_from_ranks
+from recagent.protocol.metrics import MetricSums
 from recagent.protocol.scorer import History, Scorer
 from recagent.protocol.split import LeaveOneOutSplit
 
@@ -100,7 +100,7 @@ def evaluate_scorer(
         targets = [targets[k] for k in keep]
     index = split.dataset.item_index
     n_items = len(index)
-    all_ranks: list[np.ndarray] = []
+    sums = MetricSums(ks)  # per batch: scores -> ranks -> metric sums; memory O(batch x items)
     covered = np.zeros(n_items, dtype=bool)
     with tqdm(total=len(users), desc=f"Evaluating {scorer.name}", unit="user",
               disable=not show_progress) as bar:
@@ -115,10 +115,10 @@ def evaluate_scorer(
             masks = history_masks(index, batch)
             batch_targets = [index[t] for t in targets[lo : lo + batch_size]]
             ranks, top = rank_targets(scores, masks, batch_targets)
-            all_ranks.append(ranks)
+            sums.add(ranks)
             covered[top.ravel()] = True
             bar.update(len(batch))
-    metrics = metrics_from_ranks(np.concatenate(all_ranks), ks)
+    metrics = sums.means()
     metrics["coverage@10"] = float(covered.mean())
     return ModelResult(
         name=scorer.name,

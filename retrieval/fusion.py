@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from recagent.catalog.model import Dataset
-from recagent.protocol.metrics import metrics_from_ranks
+from recagent.protocol.metrics import MetricSums
 from recagent.protocol.ranking import history_masks, target_ranks
 from recagent.protocol.scorer import History, Scorer
 from recagent.protocol.split import LeaveOneOutSplit
@@ -31,6 +31,7 @@ from recagent.retrieval.base import Retriever, unit_rows
 
 __all__ = [
     "COLD_OFFSETS",
+    "TUNING_CHUNK",
     "ColdChoice",
     "FusionChoice",
     "FusionRetriever",
@@ -158,9 +159,19 @@ class FusionChoice:
                 "tried": self.tried}
 
 
-def _ranks(scores: np.ndarray, masks: Sequence[Sequence[int]], targets: np.ndarray) -> np.ndarray:
-    """The harness's ranks of the targets (``scores`` is left as it is)."""
-    return target_ranks(scores.copy(), masks, targets)
+TUNING_CHUNK = 256
+"""Validation cases scored at once while tuning: memory is O(chunk x catalog), whatever
+the number of users."""
+
+
+def _chunks(n: int, size: int) -> range:
+    if size < 1:
+        raise ValueError(f"chunk_size must be >= 1, not {size}")
+    return range(0, n, size)
+
+
+def _z(scorer: Scorer, histories: Sequence[History], masks: Sequence[Sequence[int]]) -> np.ndarray:
+    return standardise(np.asarray(scorer.score(histories), dtype=np.float32), masks)
 
 
 def tune_fusion(
@@ -171,41 +182,47 @@ def tune_fusion(
     weights: Sequence[float] = tuple(np.round(np.linspace(0, 1, 21), 2)),
     metric: str = "ndcg@10",
     fit_base: bool = False,
+    chunk_size: int = TUNING_CHUNK,
 ) -> FusionChoice:
     """Pick (variant, weight) maximising validation ``metric`` for w·base + (1-w)·variant.
 
     ``base`` is scored as it is (a trained model) unless ``fit_base``; every variant is built
-    by its factory and fitted on ``split.train``. Only the validation cases are scored.
+    by its factory and fitted on ``split.train``. Only the validation cases are scored, in
+    chunks of ``chunk_size``: per chunk each component is scored and standardised once, every
+    candidate is fused and ranked, and only its metric sums are kept.
     """
     _, histories, targets = split.cases("valid")
     index = split.dataset.item_index
-    masks = history_masks(index, histories)
     target_idx = np.array([index[t] for t in targets], dtype=np.int64)
     if fit_base:
         base.fit(split.train)
-    base_z = _score_all(base, histories, masks)
+    others: dict[str, Scorer] = {}
+    for name, make in variants.items():
+        others[name] = make()
+        others[name].fit(split.train)
+    if not others:
+        raise ValueError("tune_fusion needs at least one variant")
+    sums = {(name, float(w)): MetricSums() for name in others for w in weights}
+    for lo in _chunks(len(histories), chunk_size):
+        batch = list(histories[lo : lo + chunk_size])
+        masks = history_masks(index, batch)
+        chunk_targets = target_idx[lo : lo + chunk_size]
+        base_z = _z(base, batch, masks)
+        for name, other in others.items():
+            other_z = _z(other, batch, masks)
+            for w in weights:
+                fused = w * base_z + (1 - w) * other_z
+                sums[name, float(w)].add(target_ranks(fused, masks, chunk_targets))
     tried: list[dict[str, float | str]] = []
     best: tuple[float, str, float, dict[str, float]] | None = None
-    for name, make in variants.items():
-        other = make()
-        other.fit(split.train)
-        other_z = _score_all(other, histories, masks)
-        for w in weights:
-            metrics = metrics_from_ranks(_ranks(w * base_z + (1 - w) * other_z, masks, target_idx))
-            tried.append({"variant": name, "weight": float(w), "recall@10": metrics["recall@10"],
-                          "ndcg@10": metrics["ndcg@10"], "recall@50": metrics["recall@50"]})
-            if best is None or metrics[metric] > best[0]:
-                best = (metrics[metric], name, float(w), metrics)
-    assert best is not None, "tune_fusion needs at least one variant"
+    for (name, w), candidate in sums.items():
+        metrics = candidate.means()
+        tried.append({"variant": name, "weight": w, "recall@10": metrics["recall@10"],
+                      "ndcg@10": metrics["ndcg@10"], "recall@50": metrics["recall@50"]})
+        if best is None or metrics[metric] > best[0]:
+            best = (metrics[metric], name, w, metrics)
+    assert best is not None
     return FusionChoice(variant=best[1], weight=best[2], valid=best[3], tried=tried)
-
-
-def _score_all(scorer: Scorer, histories: Sequence[History], masks, batch: int = 512) -> np.ndarray:
-    parts = []
-    for lo in range(0, len(histories), batch):
-        scores = np.asarray(scorer.score(list(histories[lo : lo + batch])), dtype=np.float32)
-        parts.append(standardise(scores, masks[lo : lo + batch]))
-    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
 @dataclass
@@ -235,6 +252,7 @@ def tune_cold_offset(
     metric: str = "ndcg@50",
     max_cases: int | None = None,
     seed: int = 0,
+    chunk_size: int = TUNING_CHUNK,
 ) -> ColdChoice:
     """Pick the cold items' offset that maximises validation ``metric``.
 
@@ -247,7 +265,8 @@ def tune_cold_offset(
     candidate and wins ties, as does the lower of two offsets. ``max_cases`` caps the
     validation cases scored (a seeded sample), since the text side encodes every history;
     the default scores them all: on Amazon's cold split a sample of 1,000 picked offset 0
-    (cold R@50 0.021), all 8,442 picked 0.25 (0.061), at a 262 s one-off cost.
+    (cold R@50 0.021), all 8,442 picked 0.25 (0.061), at a 262 s one-off cost. Cases are
+    scored ``chunk_size`` at a time, keeping only each offset's metric sums.
     """
     fusion.fit(split.train)
     _, histories, targets = split.cases("valid")
@@ -255,25 +274,33 @@ def tune_cold_offset(
         keep = np.sort(np.random.default_rng(seed).choice(len(histories), max_cases, replace=False))
         histories, targets = [histories[k] for k in keep], [targets[k] for k in keep]
     index = split.dataset.item_index
-    masks = history_masks(index, histories)
     target_idx = np.array([index[t] for t in targets], dtype=np.int64)
-    pairs = [fusion.fused_and_cold(list(histories[lo : lo + 512]))
-             for lo in range(0, len(histories), 512)]
-    fused = np.concatenate([f for f, _ in pairs])
-    as_cold = np.concatenate([c for _, c in pairs])
     cold = fusion.cold
     cold_cases = cold[target_idx]
+    candidates = (None, *offsets)
+    every = {offset: MetricSums() for offset in candidates}
+    on_cold = {offset: MetricSums() for offset in candidates}
+    for lo in _chunks(len(histories), chunk_size):
+        batch = list(histories[lo : lo + chunk_size])
+        masks = history_masks(index, batch)
+        chunk_targets = target_idx[lo : lo + chunk_size]
+        chunk_cold = cold_cases[lo : lo + chunk_size]
+        fused, as_cold = fusion.fused_and_cold(batch)
+        for offset in candidates:
+            scores = fused.copy() if offset is None else np.where(cold[None, :], as_cold + offset,
+                                                                  fused)
+            ranks = target_ranks(scores, masks, chunk_targets)
+            every[offset].add(ranks)
+            on_cold[offset].add(ranks[chunk_cold])
     tried: list[dict[str, float | None]] = []
     best: tuple[float, float | None, dict[str, float], dict[str, float]] | None = None
-    for offset in (None, *offsets):
-        scores = fused if offset is None else np.where(cold[None, :], as_cold + offset, fused)
-        ranks = _ranks(scores, masks, target_idx)
-        every = metrics_from_ranks(ranks)
-        on_cold = metrics_from_ranks(ranks[cold_cases]) if cold_cases.any() else {}
-        tried.append({"offset": offset, **{k: every[k] for k in _SHOWN},
-                      **{f"cold_{k}": on_cold[k] for k in _SHOWN if on_cold}})
-        if best is None or every[metric] > best[0]:
-            best = (every[metric], offset, every, on_cold)
+    for offset in candidates:
+        all_cases = every[offset].means()
+        cold_only = on_cold[offset].means() if cold_cases.any() else {}
+        tried.append({"offset": offset, **{k: all_cases[k] for k in _SHOWN},
+                      **{f"cold_{k}": cold_only[k] for k in _SHOWN if cold_only}})
+        if best is None or all_cases[metric] > best[0]:
+            best = (all_cases[metric], offset, all_cases, cold_only)
     assert best is not None
     return ColdChoice(offset=best[1], valid=best[2], valid_cold=best[3], n_cases=len(targets),
                       n_cold_cases=int(cold_cases.sum()), n_cold_items=int(cold.sum()), tried=tried)

@@ -58,6 +58,8 @@ def tuned_fusion(
     directory: Path,
     text: Callable[[], Scorer],
     split: LeaveOneOutSplit | None = None,
+    *,
+    cold_cases: int | None = None,
 ) -> FusionScorer:
     """seqrec fused with item-kNN, and ``text`` (a factory of the text scorer) for cold items;
     the kNN variant, weight and cold offset are tuned on VALIDATION.
@@ -68,6 +70,8 @@ def tuned_fusion(
     with cold items: that one, or else the cold-start split of the dataset (10% of items held
     out of the kNN fit and scored by seqrec without their ID embeddings). A ``fusion.json``
     written before cold items had an offset keeps its variant and weight and gets one.
+    ``cold_cases`` caps the validation cases the cold offset is tuned on (a seeded sample:
+    each encodes its history's text); None tunes it on all of them.
     """
     seq = load_seq_scorer(directory, dataset)
     split = split or leave_one_out(dataset)
@@ -88,7 +92,7 @@ def tuned_fusion(
             blind.forget(cold_split.cold_items)
             tuning = FusionScorer([blind, knn], fusion.weights, cold_text=text)
             how = "held out of the kNN fit and of seqrec's ID embeddings (cold-start split)"
-        cold = tune_cold_offset(cold_split, tuning)
+        cold = tune_cold_offset(cold_split, tuning, max_cases=cold_cases)
         choice |= {"cold_tuned_on": f"validation stage; {cold.n_cold_items} of "
                                     f"{len(dataset.items)} items {how}",
                    **cold.to_dict()}

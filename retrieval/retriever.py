@@ -83,7 +83,10 @@ class HistoryRetriever(Retriever):
         ]
 
     def query_vectors(self, histories: Sequence[History], *, show_progress: bool = False) -> np.ndarray:
-        return self.encoder.encode(self.history_texts(histories), show_progress=show_progress)
+        """The histories' text embeddings, through the encoder's cache: tuning, evaluation
+        and serving that share an encoder encode a history's text once."""
+        return self.encoder.encode(self.history_texts(histories), show_progress=show_progress,
+                                   cache=True)
 
     def prepare(self, *, show_progress: bool = False) -> BuildStats:
         """Build or update the item-text index (a hash check when it is current), and load

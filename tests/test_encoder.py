@@ -32,3 +32,20 @@ def test_bad_model_dir_and_dtype_are_clear_errors(tmp_path):
 
 def test_token_count_includes_special_tokens(encoder):
     assert encoder.count_tokens("hello world") == 4  # [CLS] hello world [SEP]
+
+
+def test_cached_encoding_encodes_each_text_once_and_forgets_the_oldest():
+    enc = TextEncoder(cache_entries=2)
+    texts = ["a tripod with a ball head", "dark roast coffee beans", "a tripod with a ball head"]
+    first = enc.encode(texts, cache=True)
+    assert (enc.cache_misses, enc.cache_hits) == (2, 1)  # the repeat inside one call is a hit
+    np.testing.assert_allclose(first, enc.encode(texts), atol=1e-5)  # as without the cache
+    again = enc.encode(texts[:2], cache=True)
+    assert (enc.cache_misses, enc.cache_hits) == (2, 3)
+    np.testing.assert_array_equal(again, first[:2])
+    enc.encode(["a camera bag"], cache=True)  # a third text: the least recent one goes
+    enc.encode(["a tripod with a ball head"], cache=True)
+    assert enc.cache_misses == 4
+    assert enc.encode([], cache=True).shape == (0, enc.dimension)
+    with pytest.raises(ValueError, match="cache_entries"):
+        TextEncoder(cache_entries=-1)

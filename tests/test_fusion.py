@@ -166,3 +166,109 @@ def test_cold_offset_tuning_keeps_the_floor_when_cold_items_only_cost():
     assert choice.n_cold_cases == 0 and choice.valid_cold == {}
     assert choice.offset is None and choice.valid["ndcg@50"] == 1.0
     assert choice.tried[-1]["ndcg@50"] < 1.0  # a high offset puts i4 first
+
+
+# -- Tuning streams over users: the same choice as scoring every case at once --------------
+
+def _full_matrix_fusion(split, base, variants, weights):
+    """The pre-streaming tune_fusion: every validation case x the catalog, per component."""
+    from recagent.protocol.metrics import metrics_from_ranks
+    from recagent.protocol.ranking import history_masks, target_ranks
+
+    _, histories, targets = split.cases("valid")
+    index = split.dataset.item_index
+    masks = history_masks(index, histories)
+    target_idx = np.array([index[t] for t in targets])
+    base_z = standardise(base.score(histories), masks)
+    out = []
+    for name, make in variants.items():
+        other = make()
+        other.fit(split.train)
+        other_z = standardise(other.score(histories), masks)
+        for w in weights:
+            ranks = target_ranks(w * base_z + (1 - w) * other_z, masks, target_idx)
+            out.append((name, float(w), metrics_from_ranks(ranks)))
+    return out
+
+
+def _small_shop():
+    from recagent.catalog.demo_shop import DemoShopConfig, generate_demo_shop
+
+    return generate_demo_shop(DemoShopConfig(n_users=150, n_items=200, max_history=12))
+
+
+def test_chunked_fusion_tuning_matches_the_full_matrix():
+    from recagent.retrieval.cooccurrence import ItemKNN
+    from recagent.retrieval.popularity import Popularity
+
+    ds = _small_shop()
+    split = leave_one_out(ds)
+    base = ItemKNN(ds, neighbours=5)
+    base.fit(split.train)
+    variants = {"pop": lambda: Popularity(ds),
+                "knn-d0.5": lambda: ItemKNN(ds, neighbours=20, recency_decay=0.5)}
+    weights = (0.0, 0.3, 0.6, 1.0)
+    reference = _full_matrix_fusion(split, base, variants, weights)
+    best = max(reference, key=lambda r: r[2]["ndcg@10"])  # first of equals wins, as in tuning
+    for chunk in (7, 64, 10_000):  # several chunks, uneven last one, one chunk
+        choice = tune_fusion(split, base, variants, weights=weights, chunk_size=chunk)
+        assert (choice.variant, choice.weight) == best[:2]
+        assert choice.valid == pytest.approx(best[2], abs=1e-6)
+        assert len(choice.tried) == len(reference)
+        for tried, (name, w, metrics) in zip(choice.tried, reference, strict=True):
+            assert (tried["variant"], tried["weight"]) == (name, w)
+            assert tried["ndcg@10"] == pytest.approx(metrics["ndcg@10"], abs=1e-6)
+            assert tried["recall@50"] == pytest.approx(metrics["recall@50"], abs=1e-6)
+    assert len({round(r[2]["ndcg@10"], 9) for r in reference}) > 2  # the candidates differ
+
+
+def test_chunked_cold_offset_tuning_matches_the_full_matrix():
+    from recagent.protocol.metrics import metrics_from_ranks
+    from recagent.protocol.ranking import history_masks, target_ranks
+    from recagent.protocol.split import cold_start_split
+    from recagent.retrieval.cooccurrence import ItemKNN
+    from recagent.retrieval.fusion import COLD_OFFSETS, tune_cold_offset
+    from recagent.retrieval.popularity import Popularity
+
+    ds = _small_shop()
+    split = cold_start_split(ds, fraction=0.2)
+    seen_all = ItemKNN(ds, neighbours=20)  # the "text" side: it knows the cold items too
+    seen_all.fit(list(ds.histories.values()))
+
+    def fusion():
+        return FusionScorer([ItemKNN(ds, neighbours=20), Popularity(ds)], [0.7, 0.3],
+                            cold_text=lambda: seen_all)
+
+    # The reference: every validation case at once, as before streaming.
+    ref = fusion()
+    ref.fit(split.train)
+    _, histories, targets = split.cases("valid")
+    index = ds.item_index
+    masks = history_masks(index, histories)
+    target_idx = np.array([index[t] for t in targets])
+    fused, as_cold = ref.fused_and_cold(histories)
+    cold_cases = ref.cold[target_idx]
+    assert cold_cases.any() and not cold_cases.all()
+    expected = []
+    for offset in (None, *COLD_OFFSETS):
+        scores = fused.copy() if offset is None else np.where(ref.cold, as_cold + offset, fused)
+        ranks = target_ranks(scores, masks, target_idx)
+        expected.append((offset, metrics_from_ranks(ranks), metrics_from_ranks(ranks[cold_cases])))
+    best = max(expected, key=lambda e: e[1]["ndcg@50"])
+    for chunk in (9, 10_000):
+        choice = tune_cold_offset(split, fusion(), chunk_size=chunk)
+        assert choice.offset == best[0]
+        assert choice.valid == pytest.approx(best[1], abs=1e-6)
+        assert choice.valid_cold == pytest.approx(best[2], abs=1e-6)
+        for tried, (offset, every, on_cold) in zip(choice.tried, expected, strict=True):
+            assert tried["offset"] == offset
+            assert tried["ndcg@50"] == pytest.approx(every["ndcg@50"], abs=1e-6)
+            assert tried["cold_recall@50"] == pytest.approx(on_cold["recall@50"], abs=1e-6)
+    assert len({round(e[1]["ndcg@50"], 9) for e in expected}) > 2
+
+
+def test_tuning_rejects_a_chunk_size_below_one():
+    ds = _dataset()
+    with pytest.raises(ValueError, match="chunk_size"):
+        tune_fusion(leave_one_out(ds), _Fixed(ds, [0, 1, 2, 3]),
+                    {"x": lambda: _Fixed(ds, [0, 1, 2, 3])}, chunk_size=0)

@@ -92,3 +92,17 @@ def test_masked_target_is_a_miss_and_ties_break_by_catalog_order():
 def test_nan_scores_are_rejected():
     with pytest.raises(ValueError):
         rank_targets(np.array([[np.nan, 1.0]], dtype=np.float32), [[]], [0])
+
+
+def test_metric_sums_over_chunks_equal_the_metrics_of_all_ranks():
+    from recagent.protocol.metrics import MetricSums
+
+    ranks = np.array([1, 3, 11, 51, np.inf, 2, 20, 7], dtype=np.float64)
+    sums = MetricSums()
+    for lo in range(0, len(ranks), 3):
+        sums.add(ranks[lo : lo + 3])
+    sums.add(np.array([]))  # an empty chunk changes nothing
+    assert sums.n == len(ranks)
+    assert sums.means() == pytest.approx(metrics_from_ranks(ranks), abs=1e-12)
+    with pytest.raises(ValueError, match="no ranks"):
+        MetricSums().means()

@@ -1,0 +1,274 @@
+"""Scale benchmark: generate -> index -> train -> tune -> evaluate -> serve on demo shops of
+growing size, with the wall time and peak RSS of every stage.
+
+    python -m recagent.evals.bench_scale [--sizes 3000x3000,3000x10000,30000x3000]
+        [--datasets amazon-scientific] [--data-dir ../shared/data]
+        [--epochs 1] [--text-cases 500] [--out evals/reports/bench_scale.json]
+
+A size is USERSxITEMS of :class:`~recagent.catalog.demo_shop.DemoShopConfig`; a dataset is a
+folder under ``--data-dir`` (its ``generate`` stage loads it instead). Each stage
+runs in a child process of its own (``--stage``), so its peak RSS (``ru_maxrss`` of that
+process) is the stage's alone; the stages of one size share a temporary RECAGENT_HOME (the
+pickled dataset, the Chroma index, the checkpoint). Children run single-threaded
+(OMP_NUM_THREADS=1, torch one thread).
+
+Stages: ``generate`` the shop (and pickle it for the others); ``index`` the item texts with
+MiniLM; ``train`` seqrec for ``--epochs``; ``tune`` the product's fusion (kNN variant and
+weight on every validation case; the cold offset on ``--text-cases`` of them, since each
+encodes its history's text); ``evaluate`` popularity, item-kNN and seqrec on every test
+case, fusion on ``--text-cases`` (its cold items are scored by history text); ``serve``:
+fit the product's fusion on every history and time ``recommend`` for 50 users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+STAGES = ("generate", "index", "train", "tune", "evaluate", "serve")
+DEFAULT_SIZES = "3000x3000,3000x10000,3000x30000,10000x3000,30000x3000"
+_DATASET = "dataset.pkl"
+
+
+def maxrss_mb() -> float:
+    """Peak RSS of this process so far (MB)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def _runtime(home: Path) -> Any:
+    from recagent.app.runtime import Runtime
+    from recagent.app.settings import Settings
+
+    rt = Runtime(Settings(home=home))
+    with (home / _DATASET).open("rb") as fh:
+        rt.dataset = pickle.load(fh)  # a cached property: preset, not loaded from settings
+    return rt
+
+
+def _generate(home: Path, users: int, items: int, data: Path | None = None,
+              **_: Any) -> dict[str, Any]:
+    from recagent.catalog.demo_shop import DemoShopConfig, generate_demo_shop
+    from recagent.catalog.load import load_dataset
+
+    dataset = (load_dataset(data) if data is not None
+               else generate_demo_shop(DemoShopConfig(n_users=users, n_items=items)))
+    with (home / _DATASET).open("wb") as fh:
+        pickle.dump(dataset, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return {"items": len(dataset.items), "users": len(dataset.histories),
+            "interactions": len(dataset.interactions)}
+
+
+def _index(home: Path, **_: Any) -> dict[str, Any]:
+    stats = _runtime(home).ensure_index(show_progress=False)
+    return {"encoded": stats.encoded}
+
+
+def _train(home: Path, epochs: int, **_: Any) -> dict[str, Any]:
+    from recagent.protocol.split import leave_one_out
+    from recagent.retrieval.seq_train import TrainConfig, train_seq_retriever
+
+    rt = _runtime(home)
+    result = train_seq_retriever(leave_one_out(rt.dataset), rt.index.embeddings(),
+                                 rt.model_dir("seqrec"), config=TrainConfig(epochs=epochs))
+    return {"epochs": result.epochs_run, "valid_ndcg@10": result.best_valid.get("ndcg@10")}
+
+
+def _prepared_text(rt: Any) -> Any:
+    from recagent.retrieval.retriever import HistoryRetriever
+
+    text = HistoryRetriever.from_context(rt.context())
+    text.prepare()
+    return text
+
+
+def _tune(home: Path, text_cases: int, **_: Any) -> dict[str, Any]:
+    from recagent.retrieval.fusion_choice import CHOICE_FILE, tuned_fusion
+
+    rt = _runtime(home)
+    directory = rt.model_dir("seqrec")
+    tuned_fusion(rt.dataset, directory, lambda: _prepared_text(rt), cold_cases=text_cases)
+    choice = json.loads((directory / CHOICE_FILE).read_text())
+    return {"variant": choice["variant"], "weight": choice["weight"],
+            "cold_offset": choice["cold_offset"], "valid_ndcg@10": choice["valid"]["ndcg@10"],
+            "cold_cases": choice["cold_n_cases"]}
+
+
+def _evaluate(home: Path, text_cases: int, **_: Any) -> dict[str, Any]:
+    from recagent.evals.models import harness_model
+    from recagent.protocol.ranking import evaluate_scorer
+    from recagent.protocol.split import leave_one_out
+
+    rt = _runtime(home)
+    split = leave_one_out(rt.dataset)
+    out: dict[str, Any] = {"test_cases": len(split.users)}
+    for name in ("popularity", "itemknn", "seqrec", "fusion"):
+        model = harness_model(rt, name, show_progress=False)
+        cap = text_cases if name == "fusion" else None
+        start = time.perf_counter()
+        result = evaluate_scorer(model, split, max_users=cap)
+        out[f"{name}_s"] = time.perf_counter() - start
+        out[f"{name}_ndcg@10"] = result.metrics["ndcg@10"]
+    out["fusion_cases"] = min(text_cases, len(split.users))
+    return out
+
+
+def _serve(home: Path, **_: Any) -> dict[str, Any]:
+    from recagent.retrieval.registry import RETRIEVERS
+
+    rt = _runtime(home)
+    model = RETRIEVERS.create("fusion", rt.context())
+    start = time.perf_counter()
+    model.fit(list(rt.dataset.histories.values()))
+    fit_s = time.perf_counter() - start
+    histories = list(rt.dataset.histories.values())[:50]
+    latencies = []
+    for history in histories:
+        start = time.perf_counter()
+        model.recommend(history, k=10)
+        latencies.append(time.perf_counter() - start)
+    return {"fit_s": fit_s, "recommend_ms_median": 1000 * statistics.median(latencies)}
+
+
+_RUN = {"generate": _generate, "index": _index, "train": _train, "tune": _tune,
+        "evaluate": _evaluate, "serve": _serve}
+
+
+def run_stage(stage: str, home: Path, **kwargs: Any) -> dict[str, Any]:
+    """One stage in this process: its figures, wall seconds and this process's peak RSS."""
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    result = _RUN[stage](home, **kwargs)
+    return {**result, "seconds": time.perf_counter() - start, "maxrss_mb": maxrss_mb()}
+
+
+def _child(stage: str, home: Path, args: argparse.Namespace, users: int, items: int,
+           data: Path | None = None) -> dict:
+    out = home / f"{stage}.json"
+    cmd = [sys.executable, "-m", "recagent.evals.bench_scale", "--stage", stage,
+           "--home", str(home), "--users", str(users), "--items", str(items),
+           "--epochs", str(args.epochs), "--text-cases", str(args.text_cases),
+           "--stage-out", str(out), *(["--data", str(data)] if data else [])]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"],
+                "process_s": wall}
+    return {**json.loads(out.read_text()), "process_s": wall}
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    repo = Path(__file__).resolve().parents[1]
+    default_dir = os.environ.get("RECAGENT_DATA_DIR") or str(repo.parent / "shared" / "data")
+    p = argparse.ArgumentParser(prog="python -m recagent.evals.bench_scale", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default=DEFAULT_SIZES, help="comma-separated USERSxITEMS")
+    p.add_argument("--datasets", default="", help="comma-separated folders under --data-dir")
+    p.add_argument("--data-dir", type=Path, default=Path(default_dir))
+    p.add_argument("--stages", default=",".join(STAGES), help="comma-separated, in order")
+    p.add_argument("--epochs", type=int, default=1, help="seqrec training epochs")
+    p.add_argument("--text-cases", type=int, default=500,
+                   help="cases that encode history text (cold-offset tuning, fusion eval)")
+    p.add_argument("--out", type=Path, default=Path("evals/reports/bench_scale.json"))
+    p.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
+    p.add_argument("--home", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--users", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--items", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--stage-out", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    sizes = []
+    for part in (s.strip() for s in text.split(",") if s.strip()):
+        users, sep, items = part.partition("x")
+        if not sep or not users.isdigit() or not items.isdigit():
+            raise SystemExit(f"--sizes: {part!r} is not USERSxITEMS")
+        sizes.append((int(users), int(items)))
+    return sizes
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    lines = [f"Scale benchmark, {report['timestamp']}: {report['machine']}.",
+             f"Command: `{report['command']}`", "",
+             ("Per stage: wall seconds of the stage (loading the pickled dataset included) / "
+              "peak RSS of its process (MB)."), "",
+             "| dataset | users | items | interactions | " + " | ".join(report["stages"]) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(report["stages"])]
+    for run in report["runs"]:
+        cells = []
+        for stage in report["stages"]:
+            r = run["stages"].get(stage, {})
+            cells.append("failed" if "error" in r else
+                         f"{r['seconds']:.1f} s / {r['maxrss_mb']:,.0f} MB" if r else "—")
+        made = run["stages"].get("generate", {})
+        counts = [made.get(k) for k in ("users", "items", "interactions")]
+        label = run.get("name") or f"{run['users']}x{run['items']}"
+        lines.append(f"| {label} | "
+                     + " | ".join("—" if n is None else f"{n:,}" for n in counts) + " | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parse(argv)
+    if args.stage:  # a child: one stage
+        result = run_stage(args.stage, args.home, users=args.users, items=args.items,
+                           epochs=args.epochs, text_cases=args.text_cases, data=args.data)
+        args.stage_out.write_text(json.dumps(result) + "\n")
+        return 0
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    if unknown := [s for s in stages if s not in STAGES]:
+        raise SystemExit(f"--stages: unknown {unknown}; choose from {', '.join(STAGES)}")
+    report: dict[str, Any] = {
+        "command": shlex.join(["python", "-m", "recagent.evals.bench_scale", *argv]),
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+                   f"Python {platform.python_version()}, children single-threaded",
+        "epochs": args.epochs, "text_cases": args.text_cases, "stages": stages, "runs": [],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    todo: list[tuple[str, int, int, Path | None]] = [
+        (f"{u}x{i}", u, i, None) for u, i in _sizes(args.sizes)]
+    for name in (d.strip() for d in args.datasets.split(",") if d.strip()):
+        if not (args.data_dir / name).is_dir():
+            raise SystemExit(f"--datasets: {args.data_dir / name} is not a folder")
+        todo.append((name, 0, 0, args.data_dir / name))
+    for label, users, items, data in todo:
+        run: dict[str, Any] = {"name": label, "users": users, "items": items, "stages": {}}
+        report["runs"].append(run)
+        with tempfile.TemporaryDirectory(prefix="recagent-scale-") as home:
+            for stage in stages:
+                run["stages"][stage] = r = _child(stage, Path(home), args, users, items, data)
+                shown = r.get("error") or f"{r['seconds']:.1f}s, {r['maxrss_mb']:.0f} MB"
+                print(f"{label} {stage}: {shown}", file=sys.stderr, flush=True)
+                args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+                if "error" in r:
+                    break
+        args.out.with_suffix(".md").write_text(to_markdown(report), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
