@@ -18,8 +18,7 @@ from recagent.tools.filter_items import Constraints
 
 def _session() -> Session:
     s = Session("u1", history=[Interaction("u1", "A", 1.0, rating=4.0, event="purchase")])
-    s.constraints = Constraints(max_price=30.0, brands=("Pacer",), query="shoes")
-    s.record_shown(["B", "C"])
+    s = s.answered(Constraints(max_price=30.0, brands=("Pacer",), query="shoes"), ["B", "C"])
     s.feedback("B", "like", timestamp=5.0)
     s.feedback("C", "dislike")
     s.turns = 2
