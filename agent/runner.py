@@ -49,6 +49,7 @@ class TurnContext:
     llm: LLM | None  # the LLM still usable in this turn (None after an outage)
     again: bool = False  # answering the session's request as it stands, not a new message
     degraded: list[str] = field(default_factory=list)
+    inferred_categories: tuple[str, ...] = ()  # read by the LLM from intent, not said outright
     tools: ToolContext = field(init=False)
 
     def __post_init__(self) -> None:
@@ -106,7 +107,21 @@ class TurnRunner:
             turn.wish, turn.query = self._request(turn)
         turn.tools.constraints = turn.wish
         selection = self.picker.pick(turn, self.tools)
+        if not selection.ranked and turn.inferred_categories:
+            selection = self._without_inferred_categories(turn)
         return self._answer(turn, selection, selection.ranked[: self.k])
+
+    def _without_inferred_categories(self, turn: TurnContext) -> Selection:
+        """The turn again without the categories only the LLM read into the message: a
+        guessed category may narrow a request, never empty its answer."""
+        guessed = set(turn.inferred_categories)
+        turn.degraded.append(f"nothing matched the category the LLM read into the request "
+                             f"({', '.join(sorted(guessed))}); answered without it")
+        turn.wish = replace(turn.wish, categories=tuple(c for c in turn.wish.categories
+                                                        if c not in guessed))
+        turn.inferred_categories = ()
+        turn.tools.constraints = turn.wish
+        return self.picker.pick(turn, self.tools)
 
     # -- 1. the request
 
@@ -128,7 +143,10 @@ class TurnRunner:
                 turn.lose_llm(f"LLM unavailable ({exc}); constraints from rules only")
                 llm_parsed = None
             if llm_parsed is not None:
+                rules_categories = set(parsed.categories)
                 parsed = combine(parsed, llm_parsed)
+                turn.inferred_categories = tuple(c for c in parsed.categories
+                                                 if c not in rules_categories)
         if (parsed.min_price is not None or parsed.max_price is not None) and not self.parser.has_prices:
             turn.degraded.append("this catalog lists no prices, so the price bound is left out")
             parsed = replace(parsed, min_price=None, max_price=None)

@@ -252,3 +252,29 @@ def test_a_negation_in_another_clause_does_not_reach_the_brand(parser, a_brand):
     other = next(b for b in sorted(parser.brands.values()) if b != a_brand)
     got = parser.parse(f"no {other}, from {a_brand}")
     assert got.brands == (a_brand,) and got.exclude_brands == (other,)
+
+
+def test_a_category_only_the_llm_read_never_empties_the_answer(tiny_shop, encoder, built_index,
+                                                                monkeypatch):
+    """A weak model can read a category into a message that names none ("something under
+    $60" -> Laptops); when nothing then matches, the turn answers without that guess, and
+    says so."""
+    from agent_support import make_toolbox
+
+    import recagent.agent.runner as runner_module
+    from recagent.agent.agents import plan_agent
+    from recagent.agent.session import Session
+
+    class GuessingParse:
+        name, serves_chat, can_call_tools, structured_output = "guess", False, False, True
+
+    absent = "Category That No Item Has"
+    monkeypatch.setattr(runner_module, "parse_with_llm",
+                        lambda _llm, _rules, _message: Constraints(categories=(absent,)))
+    runner = plan_agent(make_toolbox(tiny_shop, encoder, built_index), GuessingParse(), k=3,
+                        explain_with_llm=False)
+    answer = runner.turn(Session(user_id=None), "something under $60")
+    assert len(answer.recommendations) == 3
+    assert all(r.item.price <= 60 for r in answer.recommendations)  # the stated bound holds
+    assert absent not in answer.constraints.categories
+    assert any("the LLM read into the request" in d for d in answer.degraded)

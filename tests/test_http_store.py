@@ -85,15 +85,17 @@ def test_two_stores_on_one_database_serialise_a_session(url):
 
 
 def test_a_lease_left_by_a_dead_process_expires_and_its_late_write_is_refused(url):
-    dead = SessionStore(url, lease_seconds=0.3)
+    # A lease of 2 s: long enough that a loaded CI machine still finds it held, short enough
+    # to wait out (0.3 s expired before the second store asked, under load).
+    dead = SessionStore(url, lease_seconds=2.0)
     sid = dead.create("shop", Session("u1"))
     zombie = dead.hold(sid)
     held = zombie.__enter__()  # never released: the process "died" holding it
     dead.close()  # ... and stopped renewing its lease
-    waiting = SessionStore(url, lease_seconds=0.3, wait_seconds=0.1)
+    waiting = SessionStore(url, lease_seconds=2.0, wait_seconds=0.1)
     with pytest.raises(SessionBusy), waiting.hold(sid):
         pass
-    time.sleep(0.35)
+    time.sleep(2.1)
     with SessionStore(url).hold(sid) as fresh:
         fresh.save(fresh.session, Event("turn", message="after expiry"))
     with pytest.raises(SessionBusy, match="taken over"):
