@@ -16,29 +16,13 @@ import numpy as np
 
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
-from recagent.retrieval.base import (
-    SEARCH_MARGIN,
-    Evidence,
-    PopularItems,
-    Recommendation,
-    Retriever,
-    closest_in_history,
-)
+from recagent.retrieval.base import Retriever
 from recagent.retrieval.encoder import TextEncoder
 from recagent.retrieval.index import BuildStats, ItemIndex, SearchHit
 from recagent.retrieval.registry import RetrieverContext
 from recagent.retrieval.text import history_text
 
-# Evidence, PopularItems, Recommendation, SEARCH_MARGIN and closest_in_history are defined in
-# retrieval.base; they stay importable from here for the modules that import them from here.
-__all__ = [
-    "SEARCH_MARGIN",
-    "Evidence",
-    "HistoryRetriever",
-    "PopularItems",
-    "Recommendation",
-    "closest_in_history",
-]
+__all__ = ["HistoryRetriever"]
 
 
 class HistoryRetriever(Retriever):
