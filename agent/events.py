@@ -4,7 +4,8 @@
 
 - :class:`~recagent.agent.turn.ToolCall` after each tool call (the trace, live);
 - :class:`Picked` once the items of the answer are chosen (before any prose is written);
-- :class:`ProseDelta` for each piece of an explanation the LLM is writing, as it is decoded;
+- :class:`ProseDelta` for each piece of an explanation the LLM is writing, as it is decoded
+  (the turn writes its sentences in one batch, so each comes whole when the batch ends);
 - :class:`Explained` when an item's explanation is final: the checked prose, or the evidence
   rendering that replaces prose which failed the faithfulness check (a front end that showed
   the streamed words must then show this text instead).

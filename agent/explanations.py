@@ -11,6 +11,8 @@ faithfulness check then accepts it only when everything it names is in that evid
   evidence, and at most one content word outside a small vocabulary of explanation words
   ("bought", "similar", "fits", ...) may be missing from it (an invented plot, feature or
   variant fails);
+- it must name at least one concrete fact besides the item: a related history item, a shared
+  attribute value or what the request asked for (a price, a word of its query or category);
 - it must not say the user already has the item ("you bought the <item>", "if you liked
   <item>"), nor repeat itself
   (the same three words twice);
@@ -23,7 +25,7 @@ Prose that fails is replaced by a clean rendering of the evidence
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -32,7 +34,7 @@ from recagent.llm.base import LLM
 from recagent.prompts import render
 from recagent.tools.explain import ItemEvidence
 
-__all__ = ["Explanation", "ExplanationWriter", "faithfulness_problems"]
+__all__ = ["Explanation", "ExplanationWriter", "faithfulness_problems", "names_a_fact"]
 
 _QUOTED = re.compile(r"[\"“”]([^\"“”]{2,})[\"“”]")
 _PRICE = re.compile(r"\$\s*(\d+(?:,\d{3})*(?:\.\d+)?)")
@@ -109,7 +111,33 @@ def faithfulness_problems(
         if token != evidence.item_id:
             problems.append(f"names item id {token}")
     problems += _grounding_problems(text, evidence, allowed_titles, prices)
+    if not names_a_fact(text, evidence):
+        problems.append("names no fact from the evidence (a history item, a shared attribute "
+                        "or what the request asked for)")
     return problems
+
+
+# Words of a constraint line that say what kind of constraint it is, not what was asked for.
+_CONSTRAINT_WORDS = frozenset({"price", "category", "brand", "not", "about", "like", "item", "in",
+                               "stock"})
+
+
+def names_a_fact(text: str, evidence: ItemEvidence) -> bool:
+    """True when ``text`` names something specific from the evidence besides the item itself:
+    a related history item, a shared attribute value, or what the request asked for (a word
+    of its query or category, or a price). "The X is a great choice" names nothing."""
+    rest = re.sub(re.escape(evidence.title), " ", text, flags=re.IGNORECASE)
+    if _PRICE.search(rest):  # the check above allows only the item's price or the user's bounds
+        return True
+    said = {_stem(w.casefold()) for w in _WORD.findall(rest) if len(w) >= 3}
+    own = {_stem(w.casefold()) for w in _WORD.findall(evidence.title)}
+    for related in evidence.related:  # by its title, or a word of it the item's title lacks
+        if _names_item(text, related.title) or any(
+                len(w) >= 4 and _stem(w.casefold()) in said - own for w in _WORD.findall(related.title)):
+            return True
+    facts = [*evidence.shared.values(), *evidence.satisfies]
+    return any(_stem(w.casefold()) in said for fact in facts for w in _WORD.findall(fact)
+               if len(w) >= 3 and w.casefold() not in _CONSTRAINT_WORDS)
 
 
 def _words(text: str) -> frozenset[str]:
@@ -132,6 +160,7 @@ matches matching shares sharing similar similarly another next great good nice p
 well better favorite favourite history recent recently earlier previous before since style
 taste item items product products film films movie movies title same kind also complements
 complement addition collection pairs useful handy fans fan keep together along next want
+cost costs priced price within budget asked request requested wanted looking searched
 """)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _NUMBERISH = re.compile(r"\b\w*\d[\w.-]*\b")
@@ -203,43 +232,54 @@ class ExplanationWriter:
         """Item ids with a letter in them (numeric ids such as MovieLens' are plain numbers)."""
         return {i for i in self.dataset.items if any(c.isalpha() for c in i)}
 
-    def write(
+    def write(self, evidence: ItemEvidence, *, other_titles: Iterable[str] = (),
+              price_bounds: Iterable[float] = ()) -> Explanation:
+        """The checked LLM sentence for one item, or the evidence rendering."""
+        return self.write_all([evidence], other_titles=other_titles, price_bounds=price_bounds)[0]
+
+    def write_all(
         self,
-        evidence: ItemEvidence,
+        evidences: Sequence[ItemEvidence],
         *,
         other_titles: Iterable[str] = (),
         price_bounds: Iterable[float] = (),
-        on_delta: Callable[[str], None] | None = None,
-    ) -> Explanation:
-        """The checked LLM sentence, or the evidence rendering.
+        on_prose: Callable[[int, str], None] | None = None,
+    ) -> list[Explanation]:
+        """Each item's checked LLM sentence, or its evidence rendering; the sentences of all the
+        items are written in one batched generation.
 
-        With ``on_delta``, the LLM's words are passed to it as they are decoded (before the
-        check: the caller shows the returned explanation in their place when it differs).
-        Raises :class:`~recagent.llm.base.LLMUnavailable` when the LLM fails; the caller
-        degrades to evidence for the rest of the turn.
+        ``on_prose(index, text)`` gets each sentence as the LLM wrote it, before the check
+        (the caller shows the returned explanation in its place when it differs). Raises
+        :class:`~recagent.llm.base.LLMUnavailable` when the LLM fails; the caller degrades to
+        evidence for the turn.
         """
-        fallback = evidence_text(evidence)
-        if self.llm is None or not evidence.related:
-            return Explanation(fallback, "evidence")
-        prompt = render(
-            "explain_prose",
-            title=evidence.title,
-            related=[e.title for e in evidence.related],
-            shared=evidence.shared,
-            satisfies=list(evidence.satisfies),
-        )
-        if on_delta is None:
-            prose = self.llm.generate(prompt, max_tokens=self.max_tokens, stop=["\n"])
-        else:
-            pieces = []
-            for piece in self.llm.stream(prompt, max_tokens=self.max_tokens, stop=["\n"]):
-                pieces.append(piece)
-                on_delta(piece)
-            prose = "".join(pieces).strip()
-        problems = faithfulness_problems(
-            prose, evidence, other_titles=other_titles, brands=self.brands,
-            item_ids=self.letter_ids, price_bounds=price_bounds,
-        )
-        if problems:
-            return Explanation(fallback, "evidence", tuple(problems))
-        return Explanation(prose, "llm")
+        other_titles = list(other_titles)
+        price_bounds = list(price_bounds)
+        out = [Explanation(evidence_text(e), "evidence") for e in evidences]
+        if self.llm is None:
+            return out
+        wanted = [n for n, e in enumerate(evidences) if e.related or e.satisfies]
+        prompts = [self._prompt(evidences[n]) for n in wanted]
+        texts = self.llm.generate_batch(prompts, max_tokens=self.max_tokens, stop=["\n"]) if prompts else []
+        for n, prose in zip(wanted, texts, strict=True):
+            if on_prose is not None:
+                on_prose(n, prose)
+            problems = faithfulness_problems(
+                prose, evidences[n], other_titles=other_titles, brands=self.brands,
+                item_ids=self.letter_ids, price_bounds=price_bounds,
+            )
+            out[n] = Explanation(out[n].text, "evidence", tuple(problems)) if problems \
+                else Explanation(prose, "llm")
+        return out
+
+    @staticmethod
+    def _prompt(evidence: ItemEvidence) -> str:
+        """The prose prompt: from the history items it relates to, or, for a shopper with no
+        related history (a new user), from the request it meets and the item's price."""
+        if evidence.related:
+            return render("explain_prose", title=evidence.title,
+                          related=[e.title for e in evidence.related], shared=evidence.shared,
+                          satisfies=list(evidence.satisfies))
+        price = f"${evidence.price:,.2f}" if evidence.price is not None else ""
+        return render("explain_request", title=evidence.title, price=price,
+                      satisfies=list(evidence.satisfies))

@@ -172,11 +172,10 @@ class TurnRunner:
     def _explain(self, turn: TurnContext, selection: Selection,
                  final: list[Candidate]) -> list[AgentRecommendation]:
         dataset, trace = self.tools.dataset, turn.trace
-        writer = ExplanationWriter(dataset, turn.llm if self.explain_with_llm else None)
         titles = [dataset.items[x.item_id].title for x in turn.session.history[-50:]]
         titles += [c.title for c in selection.candidates]
         bounds = [b for b in (turn.wish.min_price, turn.wish.max_price) if b is not None]
-        out = []
+        shown: list[tuple[int, Candidate, ItemEvidence]] = []
         for rank, c in enumerate(final, 1):
             if selection.related_evidence:
                 evidence = trace.run("explain", {"item_id": c.item_id},
@@ -188,17 +187,22 @@ class TurnRunner:
                 item = dataset.items[c.item_id]
                 evidence = ItemEvidence(c.item_id, item.title, item.price,
                                         satisfies=tuple(turn.wish.describe()))
+            shown.append((rank, c, evidence))
+        evidences = [e for _, _, e in shown]
 
-            def delta(text: str, rank=rank, item_id=c.item_id) -> None:
-                trace.emit(ProseDelta(rank, item_id, text))
+        def prose(n: int, text: str) -> None:
+            rank, c, _ = shown[n]
+            trace.emit(ProseDelta(rank, c.item_id, text))
 
-            try:
-                explanation = writer.write(evidence, other_titles=titles, price_bounds=bounds,
-                                           on_delta=delta if trace.on_event else None)
-            except LLMUnavailable as exc:
-                turn.lose_llm(f"LLM unavailable ({exc}); explanations from evidence")
-                writer = ExplanationWriter(dataset, None)
-                explanation = writer.write(evidence)
+        writer = ExplanationWriter(dataset, turn.llm if self.explain_with_llm else None)
+        try:
+            explanations = writer.write_all(evidences, other_titles=titles, price_bounds=bounds,
+                                            on_prose=prose if trace.on_event else None)
+        except LLMUnavailable as exc:
+            turn.lose_llm(f"LLM unavailable ({exc}); explanations from evidence")
+            explanations = ExplanationWriter(dataset, None).write_all(evidences)
+        out = []
+        for (rank, c, evidence), explanation in zip(shown, explanations, strict=True):
             trace.emit(Explained(rank, c.item_id, explanation))
             out.append(AgentRecommendation(rank, self.tools.get_item(c.item_id), c.score,
                                            dict(c.scores), evidence, explanation))

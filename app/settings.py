@@ -28,7 +28,7 @@ class Settings:
     llm_model:   RECAGENT_LLM_MODEL, the served model name (default: the server's first).
     llm_api_key: RECAGENT_LLM_API_KEY, when the server asks for one.
     llm_timeout: RECAGENT_LLM_TIMEOUT, seconds per LLM request (default 60).
-    llm_dtype:   RECAGENT_LLM_DTYPE, auto | float32 | bfloat16 for the embedded LLM.
+    llm_dtype:   RECAGENT_LLM_DTYPE, auto | float32 | bfloat16 | int8 for the embedded LLMs.
     db_url:      RECAGENT_DB_URL, the SQLAlchemy URL where ``recagent serve`` keeps sessions
                  and feedback (``postgresql+psycopg://...`` in production); default: the
                  SQLite file home/recagent.db.

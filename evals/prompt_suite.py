@@ -139,6 +139,10 @@ class RecordingLLM:
         self.prompts.append(prompt)
         return self.llm.generate(prompt, **kwargs)
 
+    def generate_batch(self, prompts, **kwargs) -> list[str]:
+        self.prompts.extend(prompts)
+        return self.llm.generate_batch(prompts, **kwargs)
+
     def stream(self, prompt: str, **kwargs):
         self.prompts.append(prompt)
         return self.llm.stream(prompt, **kwargs)

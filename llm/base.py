@@ -6,6 +6,8 @@ with ``hasattr``:
 - ``generate(prompt)``: a short greedy completion (explanation prose);
 - ``stream(prompt)``: the same completion, yielded piece by piece as it is decoded (the chat
   and the HTTP backend show the words as they come);
+- ``generate_batch(prompts)``: several completions in one batched decode (a turn's
+  explanations);
 - ``score(prompt, continuations)``: the log-likelihood of each continuation given one shared
   prompt (re-ranking candidates by how likely the model finds them after the user's history);
 - ``generate_json(prompt, schema)``: a JSON value that matches ``schema``, decoded under the
@@ -28,7 +30,7 @@ from typing import Protocol, runtime_checkable
 from recagent.catalog.errors import RecAgentError
 
 __all__ = ["BACKENDS", "LLM", "LLMUnavailable", "LLMUnsupported", "ScoredContinuation",
-           "stream_until_stop"]
+           "cut_at_stop", "stream_until_stop"]
 
 BACKENDS = ("embedded", "instruct", "vllm", "none")
 
@@ -67,6 +69,12 @@ class LLM(Protocol):
     def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> Iterator[str]:
         """The pieces of ``generate``'s text as they are decoded (joined: the same text, before
         its surrounding whitespace is stripped)."""
+        ...
+
+    def generate_batch(self, prompts: Sequence[str], *, max_tokens: int = 96,
+                       stop: Sequence[str] = ()) -> list[str]:
+        """``generate`` for each prompt, in one batched decode where the backend can (a turn's
+        explanations are written together: on the CPU a batch costs little more than one)."""
         ...
 
     def score(self, prompt: str, continuations: Sequence[str]) -> list[ScoredContinuation]:

@@ -15,23 +15,34 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recagent.llm.base import LLMUnavailable, ScoredContinuation, stream_until_stop
+from recagent.llm.base import LLMUnavailable, ScoredContinuation, cut_at_stop, stream_until_stop
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CausalLM"]
+__all__ = ["DTYPES", "CausalLM"]
 
 _LOGIT_CHUNK = 64  # positions per chunk of full-vocabulary logits (64 x vocabulary floats)
 
 
+DTYPES = ("auto", "float32", "bfloat16", "int8")
+
+
 class CausalLM:
-    """A causal LM from an HF checkpoint folder (``checkpoint``, defined by each backend);
-    bf16 where the CPU has native bf16, else fp32."""
+    """A causal LM from an HF checkpoint folder (``checkpoint``, defined by each backend).
+
+    ``dtype``: ``bfloat16`` where the CPU has native bf16, else ``float32`` (``auto``); or
+    ``int8``: the linear layers' weights quantised to int8 on load (torch dynamic quantisation,
+    activations in fp32). Decoding reads every weight once per token, so int8 decodes about
+    twice as fast as bf16 on the CPU (``docs/llm.md`` has the side-by-side figures)."""
 
     name: str
 
     def __init__(self, models_dir: Path, *, dtype: str = "auto", device: str = "cpu") -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown LLM dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+        if dtype == "int8" and device != "cpu":
+            raise ValueError("int8 (dynamic quantisation) runs on the CPU only")
         self.models_dir = Path(models_dir)
         self.device = device
         self._dtype_name = dtype
@@ -50,7 +61,12 @@ class CausalLM:
         if self._dtype_name == "auto":
             native = self.device.startswith("cuda") or cpu_has_native_bf16()
             return torch.bfloat16 if native else torch.float32
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16}[self._dtype_name]
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16,
+                "int8": torch.float32}[self._dtype_name]
+
+    @property
+    def quantized(self) -> bool:
+        return self._dtype_name == "int8"
 
     @cached_property
     def tokenizer(self):
@@ -67,7 +83,17 @@ class CausalLM:
             model = AutoModelForCausalLM.from_pretrained(str(self.checkpoint), dtype=self.dtype)
         except OSError as exc:
             raise LLMUnavailable(f"cannot load {self.name} from {self.checkpoint}: {exc}") from None
-        return model.to(self.device).eval()
+        model = model.to(self.device).eval()
+        if self.quantized:
+            import warnings
+
+            import torch
+
+            with warnings.catch_warnings():  # torch.ao points to torchao; the eager API still works
+                warnings.simplefilter("ignore", DeprecationWarning)
+                model = torch.ao.quantization.quantize_dynamic(
+                    model, {torch.nn.Linear}, dtype=torch.qint8)
+        return model
 
     def _encode(self, text: str, *, bos: bool) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -85,13 +111,70 @@ class CausalLM:
     def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> Iterator[str]:
         return stream_until_stop(self._greedy(self._prompt_ids(prompt), max_tokens), stop)
 
+    def generate_batch(self, prompts: Sequence[str], *, max_tokens: int = 96,
+                       stop: Sequence[str] = ()) -> list[str]:
+        """``generate`` for several prompts in one batched greedy decode.
+
+        Decoding on the CPU is bound by reading the weights, which a batch reads once per
+        step for all its rows, so five sentences cost little more than one. Prompts are
+        padded on the left (the attention mask hides the padding); a row stops at its end
+        token or at a stop string, and the batch when every row has.
+        """
+        if not prompts:
+            return []
+        import torch
+
+        rows = [self._prompt_ids(p) for p in prompts]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        pad = pad if pad is not None else 0
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, r in enumerate(rows):
+            ids[b, width - len(r):] = torch.tensor(r)
+            mask[b, width - len(r):] = 1
+        eos = self._eos_ids
+        generated: list[list[int]] = [[] for _ in rows]
+        done = [False] * len(rows)
+        with torch.inference_mode():
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                             position_ids=positions.to(self.device), use_cache=True, logits_to_keep=1)
+            last = positions[:, -1]
+            for _ in range(max_tokens):
+                tokens = out.logits[:, -1].argmax(-1).tolist()
+                for b, token in enumerate(tokens):
+                    if done[b]:
+                        continue
+                    if token in eos:
+                        done[b] = True
+                        continue
+                    generated[b].append(token)
+                    text = self.tokenizer.decode(generated[b], skip_special_tokens=True)
+                    if stop and cut_at_stop(text, stop) != text:
+                        done[b] = True
+                if all(done):
+                    break
+                step = torch.tensor([[pad if done[b] else t] for b, t in enumerate(tokens)])
+                mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
+                last = last + 1
+                out = self.model(input_ids=step.to(self.device), attention_mask=mask.to(self.device),
+                                 position_ids=last[:, None].to(self.device), cache=out.cache,
+                                 use_cache=True, logits_to_keep=1)
+        texts = [self.tokenizer.decode(g, skip_special_tokens=True) for g in generated]
+        return [cut_at_stop(t, stop).strip() for t in texts]
+
+    @property
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        return {*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id} - {None}
+
     def _greedy(self, prompt_ids: list[int], max_tokens: int) -> Iterator[str]:
         """Greedy decoding with the KV cache, one token at a time; yields the new text of
         each step (held back while the text ends inside a multi-byte character)."""
         import torch
 
-        eos = self.model.generation_config.eos_token_id
-        eos = {*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id} - {None}
+        eos = self._eos_ids
         generated: list[int] = []
         emitted = ""
         with torch.inference_mode():

@@ -108,6 +108,23 @@ class VLLMClient:
         )
         return cut_at_stop(response.choices[0].text, stop).strip()
 
+    def generate_batch(self, prompts: Sequence[str], *, max_tokens: int = 96,
+                       stop: Sequence[str] = ()) -> list[str]:
+        """One completions request with every prompt: the server batches them."""
+        if not prompts:
+            return []
+        response = self._call(
+            lambda: self.client.completions.create(
+                model=self.model, prompt=list(prompts), max_tokens=max_tokens, temperature=0.0,
+                stop=list(stop) or None,
+            )
+        )
+        texts = [""] * len(prompts)
+        for choice in response.choices:
+            if 0 <= choice.index < len(texts):
+                texts[choice.index] = choice.text
+        return [cut_at_stop(t, stop).strip() for t in texts]
+
     def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> Iterator[str]:
         """Server-sent completion chunks as they arrive; a broken stream is LLMUnavailable."""
         import openai

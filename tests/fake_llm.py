@@ -27,6 +27,7 @@ class ScriptedLLM:
         self.reply = reply
         self.down = down
         self.prompts: list[str] = []
+        self.batches: list[int] = []  # the size of each generate_batch call
 
     def _check(self) -> None:
         if self.down:
@@ -36,6 +37,12 @@ class ScriptedLLM:
         self._check()
         self.prompts.append(prompt)
         return self.reply(prompt)
+
+    def generate_batch(self, prompts: Sequence[str], *, max_tokens: int = 96,
+                       stop: Sequence[str] = ()) -> list[str]:
+        self._check()
+        self.batches.append(len(prompts))
+        return [self.generate(p, max_tokens=max_tokens, stop=stop) for p in prompts]
 
     def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()):
         """``generate``'s reply in word-sized pieces, as a streaming backend yields them."""

@@ -47,9 +47,11 @@ class _Reply:
 
     def __init__(self, text):
         self.text = text
+        self.batches: list[list[str]] = []
 
-    def generate(self, prompt, *, max_tokens=96, stop=()):
-        return self.text
+    def generate_batch(self, prompts, *, max_tokens=96, stop=()):
+        self.batches.append(list(prompts))
+        return [self.text for _ in prompts]
 
     def score(self, prompt, continuations):
         raise AssertionError("not used")
@@ -64,6 +66,33 @@ def test_writer_replaces_unfaithful_prose_with_evidence(tiny_shop):
     good = ExplanationWriter(tiny_shop, _Reply(good_text)).write(EVIDENCE)
     assert good.source == "llm" and good.text == good_text
     assert ExplanationWriter(tiny_shop, None).write(EVIDENCE).source == "evidence"
+
+
+def test_a_sentence_that_names_no_fact_fails():
+    vague = "The Stridelite S-180 Trail Running Shoes are a great choice for you today."
+    assert any("names no fact" in p for p in problems(vague))
+    # Each kind of fact makes it specific: a history item, a shared value, a met request.
+    assert problems('The Stridelite S-180 Trail Running Shoes go well with your "Pacer P-500 Trail Running Shoes".') == []
+    assert problems("The Stridelite S-180 Trail Running Shoes are from Stridelite, a brand you know.") == []
+    assert problems("The Stridelite S-180 Trail Running Shoes cost $45.99, within your budget.",
+                    price_bounds=[60.0]) == []
+
+
+def test_all_sentences_of_a_turn_are_one_batch_and_new_users_get_prose_too(tiny_shop):
+    new_user = ItemEvidence("P2", "Penmark P-280 Gel Pen, Fine Nib, 3-Pack", 6.5,
+                            satisfies=("category Pens", "price <= $10"))
+    nothing = ItemEvidence("P3", "Glidewrite G-540 Gel Pen", 4.0)  # no history, no request
+    llm = _Reply("The Penmark P-280 Gel Pen, Fine Nib, 3-Pack is a pen within your $10 budget.")
+    seen = []
+    out = ExplanationWriter(tiny_shop, llm).write_all(
+        [new_user, EVIDENCE, nothing], price_bounds=[10.0], on_prose=lambda n, t: seen.append(n))
+    assert len(llm.batches) == 1 and len(llm.batches[0]) == 2  # nothing to say about P3
+    assert "They asked for: category Pens; price <= $10" in llm.batches[0][0]
+    assert "They bought:" in llm.batches[0][1]
+    assert seen == [0, 1]
+    assert out[0].source == "llm"
+    assert out[1].source == "evidence" and "does not name the item" in out[1].problems
+    assert out[2] == ExplanationWriter(tiny_shop, None).write(nothing)
 
 
 def _evidence(title, related, shared=None, satisfies=()):

@@ -42,6 +42,17 @@ def test_embedded_stream_yields_the_generated_text_piece_by_piece(gemma):
     assert "".join(cut).strip() == gemma.generate(PROMPT, max_tokens=16, stop=["\n"])
 
 
+def test_a_batch_generates_what_each_prompt_generates_alone(gemma):
+    from recagent.llm.embedded import EmbeddedLLM
+
+    prompts = [PROMPT, "The capital of France is", "My favourite films are Heat (1995) and"]
+    fp32 = EmbeddedLLM(gemma.models_dir, dtype="float32")  # bf16 rounds padded rows differently
+    alone = [fp32.generate(p, max_tokens=10, stop=["\n"]) for p in prompts]
+    assert fp32.generate_batch(prompts, max_tokens=10, stop=["\n"]) == alone
+    assert fp32.generate_batch([]) == []
+    assert all("\n" not in t for t in gemma.generate_batch(prompts, max_tokens=10, stop=["\n"]))
+
+
 @pytest.mark.parametrize(("pieces", "stop", "want"), [
     (["Hello", " wor", "ld"], [], ["Hello", " wor", "ld"]),
     (["a\n", "b"], ["\n"], ["a"]),
