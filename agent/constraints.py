@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+from recagent.agent.price_words import spell_prices
 from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
 from recagent.prompts import render
@@ -21,7 +22,11 @@ __all__ = ["AROUND", "PRICE_KINDS", "ConstraintParser", "combine", "constraint_s
 
 _MONEY = r"\$?\s*(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks)?"
 _MAX = re.compile(r"\b(?:under|below|less than|cheaper than|at most|max(?:imum)?|up to|no more than|<=?)\s*" + _MONEY, re.IGNORECASE)
-_MAX_AFTER = re.compile(r"\$\s*(\d+(?:[.,]\d+)?)\s*(?:or less|or under|max)\b", re.IGNORECASE)
+# An amount marked as money ("$20", "20 bucks") followed by "max", "or less", "tops".
+_MARKED = r"(?:\$\s*(\d+(?:[.,]\d+)?)|(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks))"
+_MAX_AFTER = re.compile(_MARKED + r"\s*(?:or less|or under|or cheaper|max(?:imum)?|tops|at most)\b",
+                        re.IGNORECASE)
+_AROUND = re.compile(r"\b(?:around|about|roughly|approximately|approx\.?|~)\s*" + _MARKED, re.IGNORECASE)
 _MIN = re.compile(r"\b(?:over|above|more than|at least|min(?:imum)?|from|>=?)\s*" + _MONEY, re.IGNORECASE)
 _BETWEEN = re.compile(r"\bbetween\s*" + _MONEY + r"\s*(?:and|-|to)\s*" + _MONEY, re.IGNORECASE)
 _RANGE = re.compile(r"\$\s*(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*\$?\s*(\d+(?:[.,]\d+)?)", re.IGNORECASE)
@@ -113,7 +118,7 @@ class ConstraintParser:
             low_q, high_q = _LEVELS[kind]
             return (None if low_q is None else self.price_quantile(low_q, categories),
                     None if high_q is None else self.price_quantile(high_q, categories))
-        written = {_money(n) for n in _NUMBER.findall(message)}
+        written = {_money(n) for n in _NUMBER.findall(spell_prices(message))}
 
         def amount(key: str) -> float | None:
             value = price.get(key)
@@ -160,20 +165,27 @@ class ConstraintParser:
         return best[1] if best else None
 
     def parse(self, message: str, *, last_shown: list[str] | None = None) -> Constraints:
-        text = message
         spans: list[tuple[int, int]] = []
         found: dict[str, object] = {}
 
         def take(match: re.Match) -> None:
             spans.append(match.span())
 
+        text = spell_prices(message)  # "under a hundred" -> "under 100"
         if m := _BETWEEN.search(text) or _RANGE.search(text):
             low, high = sorted((_money(m.group(1)), _money(m.group(2))))
             found.update(min_price=low, max_price=high)
             take(m)
+        elif m := _AROUND.search(text):
+            amount = _money(m.group(1) or m.group(2))
+            found.update(min_price=round(amount * (1 - AROUND), 2), max_price=round(amount * (1 + AROUND), 2))
+            take(m)
         else:
-            if m := _MAX.search(text) or _MAX_AFTER.search(text):
+            if m := _MAX.search(text):
                 found["max_price"] = _money(m.group(1))
+                take(m)
+            elif m := _MAX_AFTER.search(text):
+                found["max_price"] = _money(m.group(1) or m.group(2))
                 take(m)
             # "from $50" is a price, "from 1995" is not: "from" needs the dollar sign.
             m = _MIN.search(text)

@@ -27,11 +27,27 @@ def a_brand(tiny_shop):
         ("$50-$20", 20.0, 50.0),
         ("movies from 1995", None, None),  # a year, not a price
         ("show me more", None, None),
+        ("a wireless mouse that won't break the bank, say 20 bucks max", None, 20.0),
+        ("a coffee machine for under a hundred", None, 100.0),
+        ("about thirty dollars", 24.0, 36.0),  # "around X": within 20%
+        ("around $100 for my dad", 80.0, 120.0),
+        ("between twenty and forty", 20.0, 40.0),
+        ("twenty-five dollars tops", None, 25.0),
+        ("a tent for two people", None, None),  # number words that are not a price
+        ("about 2 pairs of socks", None, None),  # "about" without money
     ],
 )
 def test_prices(parser, message, low, high):
     c = parser.parse(message)
     assert (c.min_price, c.max_price) == (low, high)
+
+
+def test_amounts_in_words_become_digits_only_where_they_are_prices():
+    from recagent.agent.price_words import spell_prices
+
+    assert spell_prices("around two hundred and fifty dollars") == "around 250 dollars"
+    assert spell_prices("under a grand") == "under 1000"
+    assert spell_prices("the one with two lenses") == "the one with two lenses"
 
 
 def test_brand_exclusion_and_inclusion_need_a_catalog_brand(parser, a_brand):

@@ -1,0 +1,74 @@
+"""Amounts written in words, as digits, where they are prices: "about thirty dollars",
+"under a hundred", "twenty-five bucks max".
+
+Only a run of number words that follows a price cue ("under", "around", "between", ...) or
+comes before a currency word ("dollars", "bucks") is rewritten, so "the one with a zoom" or
+"two pairs of socks" keep their words.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["spell_prices"]
+
+_UNITS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
+    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
+    "nineteen": 19,
+}
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+         "eighty": 80, "ninety": 90}
+_SCALES = {"hundred": 100, "thousand": 1000, "grand": 1000}
+_WORD = "|".join([*_UNITS, *_TENS, *_SCALES])
+# "a hundred", "two hundred and fifty", "twenty-five", "a couple hundred"
+_RUN = re.compile(
+    rf"\b(?:(?:a|an|a couple(?: of)?)\s+)?(?:{_WORD})"
+    rf"(?:(?:(?<=hundred)\s+and\s+|(?<=thousand)\s+and\s+|[\s-]+)(?:{_WORD}))*\b",
+    re.IGNORECASE)
+_CUE_BEFORE = re.compile(
+    r"(?:under|below|less than|cheaper than|at most|max(?:imum)?|up to|no more than|over|above|"
+    r"more than|at least|around|about|roughly|approximately|between|budget(?: of| is)?|spend|"
+    r"costs?|\$|between\s+\d+\s+(?:and|to))\s*$", re.IGNORECASE)
+_CURRENCY_AFTER = re.compile(r"^\s*(?:dollars?|bucks|usd|quid)\b", re.IGNORECASE)
+
+
+def _value(words: str) -> int | None:
+    """The number a run of number words names ("two hundred and fifty" -> 250)."""
+    total, current = 0, 0
+    tokens = re.split(r"[\s-]+", words.casefold().replace(" and ", " "))
+    if tokens[:2] == ["a", "couple"]:
+        tokens = ["two", *[t for t in tokens[2:] if t != "of"]]
+    seen = False
+    for token in tokens:
+        if token in ("a", "an"):
+            current = max(current, 1)
+        elif token in _UNITS:
+            current += _UNITS[token]
+            seen = True
+        elif token in _TENS:
+            current += _TENS[token]
+            seen = True
+        elif token in _SCALES:
+            current = max(current, 1) * _SCALES[token]
+            if _SCALES[token] >= 1000:
+                total, current = total + current, 0
+            seen = True
+    return total + current if seen else None
+
+
+def spell_prices(text: str) -> str:
+    """``text`` with each amount in words that is a price written as digits."""
+    out, last = [], 0
+    for m in _RUN.finditer(text):
+        before = text[last:m.start()]
+        written = "".join(out) + before  # "between 20 and forty": the cue has digits by now
+        is_price = _CUE_BEFORE.search(written) or _CURRENCY_AFTER.match(text[m.end():])
+        value = _value(m.group(0)) if is_price else None
+        if value is None:
+            continue
+        out += [before, str(value)]
+        last = m.end()
+    out.append(text[last:])
+    return "".join(out)
