@@ -133,7 +133,9 @@ class TurnRunner:
                            lambda: self.parser.parse(message, last_shown=session.last_shown),
                            lambda c: "; ".join(c.describe()) or "no constraints")
         parsed = parsed or Constraints()
-        if message.strip() and turn.llm is not None and turn.llm.structured_output:
+        # The LLM reads what the rules could not: when they explained every word (a price, a
+        # known brand, "more like #2"), there is nothing left for it to add (see combine).
+        if parsed.query.strip() and turn.llm is not None and turn.llm.structured_output:
             try:
                 llm_parsed = trace.run(
                     "parse_constraints_llm", {"message": message},

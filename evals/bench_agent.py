@@ -5,7 +5,8 @@
 
 On the demo shop (the embedded default), one process:
 
-- **Turns.** Conversations of three turns ("", "something under $40", "more like #1") for
+- **Turns.** Conversations of four turns (``SCRIPT``: an opening, a request in words, a price,
+  "more like #1") for
   users 1, 2, ... until ``--turns`` turns are timed, after one warm-up turn per row. Rows:
   no LLM; the embedded Gemma (explanations by the LLM, re-ranking off); the embedded Gemma
   re-ranking with ``fusion``; the embedded instruct model in bf16 and int8 (it also reads the
@@ -43,7 +44,8 @@ from recagent.app.runtime import Runtime
 from recagent.app.settings import Settings
 from recagent.evals.bench_spine import machine_info, maxrss_mb
 
-SCRIPT = ("", "something under $40", "more like #1")
+SCRIPT = ("", "a present for someone who loves to cook, about thirty dollars",
+          "something under $40", "more like #1")
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -214,6 +214,11 @@ def test_the_agent_merges_llm_constraints_and_the_rules_win(tiny_shop, encoder, 
     broken = agent(JsonLLM(ToolError("the LLM's JSON does not parse"))).turn(Session(user_id=None), message)
     assert broken.constraints.max_price == 30.0
     assert next(c for c in broken.trace if c.tool == "parse_constraints_llm").error
+    # When the rules explain every word, the LLM has nothing to add and is not asked.
+    quiet = JsonLLM(_reply(max_price=40))
+    answer = agent(quiet).turn(Session(user_id=None), f"under $30, no {a_brand} please")
+    assert quiet.prompts == [] and answer.constraints.max_price == 30.0
+    assert "parse_constraints_llm" not in [c.tool for c in answer.trace]
 
 
 def test_combine_lets_the_llm_add_but_never_override():
@@ -289,7 +294,7 @@ def test_a_category_only_the_llm_read_never_empties_the_answer(tiny_shop, encode
                         lambda _llm, _rules, _message: Constraints(categories=(absent,)))
     runner = plan_agent(make_toolbox(tiny_shop, encoder, built_index), GuessingParse(), k=3,
                         explain_with_llm=False)
-    answer = runner.turn(Session(user_id=None), "something under $60")
+    answer = runner.turn(Session(user_id=None), "something for the weekend under $60")
     assert len(answer.recommendations) == 3
     assert all(r.item.price <= 60 for r in answer.recommendations)  # the stated bound holds
     assert absent not in answer.constraints.categories
