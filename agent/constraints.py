@@ -69,6 +69,35 @@ class ConstraintParser:
         return known
 
     @cached_property
+    def plain_brands(self) -> dict[str, str]:
+        """The brands a message may name plainly, without "from" or "by": those whose name,
+        where it occurs in titles, mostly titles the brand's own items. "3D" or "Super Glue"
+        (Amazon brands) mostly describe other brands' products, and so do all the words of
+        "Small Parts": such a brand is wanted only when the message says "from Small Parts"."""
+        titles = [(i.title.casefold(), i.brand) for i in self.dataset.items.values()]
+        postings: dict[str, set[int]] = {}
+        for n, (title, _) in enumerate(titles):
+            for word in set(re.findall(r"\w+", title)):
+                postings.setdefault(word, set()).add(n)
+        plain = {}
+        for key, brand in self.brands.items():
+            words = re.findall(r"\w+", key)
+            if not words:
+                continue
+            rows = set.intersection(*(postings.get(w, set()) for w in words))
+            containing = [n for n in rows
+                          if re.search(rf"(?<!\w){re.escape(key)}(?!\w)", titles[n][0])]
+            own = sum(titles[n][1] == brand for n in containing)
+
+            def distinctive(word: str) -> bool:  # "small" and "parts" title many brands' items
+                rows = postings.get(word, set())
+                return not rows or sum(titles[n][1] == brand for n in rows) >= len(rows) / 2
+
+            if (not containing or own >= len(containing) / 2) and any(map(distinctive, words)):
+                plain[key] = brand
+        return plain
+
+    @cached_property
     def has_prices(self) -> bool:
         """Whether any catalog item has a price (MovieLens and the Amazon sets have none)."""
         return any(i.price is not None for i in self.dataset.items.values())
@@ -206,6 +235,18 @@ class ConstraintParser:
                 negated = _negation_before(text, m.start())
                 (exclude_brands if negated else brands).append(brand)
                 spans.append((m.start(), m.start(1) + len(brand)))
+        # A brand named plainly ("Botanica shampoo", "a Kestrel or Nordlicht tripod") is
+        # wanted, unless a negation reaches it.
+        for brand in self.mentioned(text, self.plain_brands):
+            at = re.search(rf"(?<!\w){re.escape(brand)}", text, re.IGNORECASE)
+            if brand in brands or brand in exclude_brands or at is None or \
+                    any(s <= at.start() < e for s, e in spans):
+                continue
+            if _negation_before(text, at.start()):
+                exclude_brands.append(brand)
+            else:
+                brands.append(brand)
+            spans.append(at.span())
         brands = [b for b in brands if b not in exclude_brands]
         if m := _LIKE.search(text):
             number = int(m.group(1))
@@ -287,7 +328,9 @@ def constraint_schema(parser: ConstraintParser, message: str) -> dict:
 
 
 _NEGATION = re.compile(r"\b(?:no|not|never|without|except|avoid|hate|other than|anything but|"
-                       r"instead of|rather than|\w+n't|isn't|aren't)\b(?:\W+\w+){0,3}\W+$", re.IGNORECASE)
+                       r"instead of|rather than|\w+n't|isn't|aren't|done with|sick of|tired of|"
+                       r"fed up with|stay away from|steer clear of|dislike)\b(?:\W+\w+){0,3}\W+$",
+                       re.IGNORECASE)
 
 
 def _negation_before(text: str, at: int) -> bool:

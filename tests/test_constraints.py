@@ -269,6 +269,23 @@ def test_a_negated_from_excludes_the_brand(parser, a_brand, message):
     assert got.exclude_brands == (a_brand,) and got.brands == ()
 
 
+def test_a_brand_named_plainly_is_wanted_unless_negated(parser, a_brand):
+    assert parser.parse(f"{a_brand} please").brands == (a_brand,)
+    done = parser.parse(f"I'm done with {a_brand}")
+    assert done.brands == () and done.exclude_brands == (a_brand,)
+
+
+def test_a_brand_whose_name_describes_other_brands_products_needs_from():
+    from recagent.catalog.model import Dataset, Item
+
+    items = [Item(f"I{n}", f"Super Glue Gel {n}", brand="Bondix") for n in range(4)]
+    items.append(Item("S", "Super Glue Liquid", brand="Super Glue"))
+    parser = ConstraintParser(Dataset("glue", items, []))
+    assert parser.parse("super glue that bonds plastic").brands == ()
+    assert parser.parse("glue from Super Glue").brands == ("Super Glue",)
+    assert parser.parse("Bondix glue").brands == ("Bondix",)
+
+
 def test_a_negation_in_another_clause_does_not_reach_the_brand(parser, a_brand):
     other = next(b for b in sorted(parser.brands.values()) if b != a_brand)
     got = parser.parse(f"no {other}, from {a_brand}")
