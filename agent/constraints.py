@@ -89,11 +89,13 @@ class ConstraintParser:
                           if re.search(rf"(?<!\w){re.escape(key)}(?!\w)", titles[n][0])]
             own = sum(titles[n][1] == brand for n in containing)
 
-            def distinctive(word: str) -> bool:  # "small" and "parts" title many brands' items
-                rows = postings.get(word, set())
-                return not rows or sum(titles[n][1] == brand for n in rows) >= len(rows) / 2
-
-            if (not containing or own >= len(containing) / 2) and any(map(distinctive, words)):
+            # "small" and "parts" each title many brands' items: a brand needs one word that
+            # mostly titles its own items (or none at all).
+            distinctive = any(
+                not postings.get(w) or
+                sum(titles[n][1] == brand for n in postings[w]) >= len(postings[w]) / 2
+                for w in words)
+            if (not containing or own >= len(containing) / 2) and distinctive:
                 plain[key] = brand
         return plain
 
