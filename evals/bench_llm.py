@@ -63,7 +63,7 @@ def bench_one(models_dir: Path, threads: int, dtype: str, decode_tokens: int = 3
         latencies.append(time.perf_counter() - started)
     warm = latencies[1:]
     return {
-        "threads": threads, "dtype": str(llm.dtype).removeprefix("torch."), "load_s": round(load_s, 1),
+        "threads": threads, "dtype": "int8" if llm.quantized else str(llm.dtype).removeprefix("torch."), "load_s": round(load_s, 1),
         "prefill_tokens": len(ids), "prefill_tok_s": round(len(ids) / prefill_s, 1),
         "decode_tok_s": round(decode_tokens / decode_s, 2),
         "parse_first_s": round(latencies[0], 2), "parse_median_s": round(statistics.median(warm), 2),
