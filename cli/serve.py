@@ -11,7 +11,6 @@ See docs/security.md.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated
@@ -30,6 +29,7 @@ from recagent.cli._common import (
     err,
     user_errors,
 )
+from recagent.server.guard import is_loopback
 
 
 @app.command()
@@ -103,19 +103,10 @@ def serve(
                 port=port, log_config=None, access_log=False)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _bind_rules(settings: Settings, host: str) -> Settings:
     """No-auth mode binds loopback only; a public address needs keys, and the Host names
     clients use (a wildcard address cannot tell them)."""
-    if _is_loopback(host):
+    if is_loopback(host):
         return settings
     if settings.api_keys_file is None:
         raise RecAgentError(

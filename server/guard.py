@@ -15,6 +15,7 @@ requests in flight (a pure ASGI middleware, so a rejected request costs no threa
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
@@ -25,7 +26,7 @@ from recagent.server.access import LOCAL, ApiKeys, Principal
 from recagent.server.logs import request_id
 from recagent.server.middleware import send_json_error
 
-__all__ = ["Admission", "Guard"]
+__all__ = ["Admission", "Guard", "is_loopback"]
 
 _PUBLIC = {"/", "/healthz", "/readyz", "/favicon.ico"}
 _PUBLIC_PREFIXES = ("/static-offline-docs/",)
@@ -79,6 +80,14 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.keys is None and not is_loopback(_client(scope)):
+            # No-auth mode is for this machine only, however the app was started (`recagent
+            # serve` refuses other addresses; `uvicorn --factory app_from_env` does not).
+            await send_json_error(send, 403, "forbidden",
+                                  "this server runs without API keys, so it answers clients on "
+                                  "this machine only; give it keys (RECAGENT_API_KEYS_FILE) to "
+                                  "serve others", request_id.get())
+            return
         path = scope.get("path", "")
         if path in _PUBLIC or path.startswith(_PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
@@ -120,6 +129,16 @@ class Guard:
         key = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
         key = key or headers.get(b"x-api-key", b"").decode("latin-1").strip()
         return self.keys.principal(key) if key else None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or "localhost") is this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _client(scope) -> str:

@@ -11,6 +11,10 @@ from recagent.app.settings import Settings
 from recagent.server import create_app
 from recagent.server.store import SessionStore
 
+# The address a test client calls from: no-auth mode answers only clients on this machine
+# (Starlette's default client address, "testclient", is not one).
+LOOPBACK = ("127.0.0.1", 50000)
+
 
 def tiny_assistant(home: Path, data: Path, encoder, llm=None, *, k: int = 3) -> Assistant:
     """An assistant on the tiny shop with no LLM (or ``llm``), reusing the session's encoder."""

@@ -10,7 +10,7 @@ import threading
 import pytest
 from fake_llm import ScriptedLLM
 from fastapi.testclient import TestClient
-from http_support import sse_events, tiny_app, tiny_assistant
+from http_support import LOOPBACK, sse_events, tiny_app, tiny_assistant
 
 from recagent.catalog.errors import IndexUnavailable
 from recagent.server.logs import JsonFormatter
@@ -23,7 +23,7 @@ def assistant(tiny_shop_dir, encoder, tmp_path_factory):
 
 @pytest.fixture
 def client(assistant, tmp_path):
-    with TestClient(tiny_app(assistant, tmp_path / "sessions.db")) as c:
+    with TestClient(tiny_app(assistant, tmp_path / "sessions.db"), client=LOOPBACK) as c:
         yield c
 
 
@@ -130,13 +130,13 @@ def test_feedback_updates_the_history_the_next_turn_builds_on(client, tiny_shop)
 
 def test_a_new_app_on_the_same_database_continues_the_session(assistant, tmp_path):
     db = tmp_path / "sessions.db"
-    with TestClient(tiny_app(assistant, db)) as first:
+    with TestClient(tiny_app(assistant, db), client=LOOPBACK) as first:
         sid = _session(first)
         _say(first, sid, "something under $30")
         shown = first.get(f"/v1/sessions/{sid}").json()["last_shown"]
         first.post(f"/v1/sessions/{sid}/feedback", json={"item_id": shown[0], "kind": "purchase"})
         before = first.get(f"/v1/sessions/{sid}").json()
-    with TestClient(tiny_app(assistant, db)) as second:  # a restart: new app, new store object
+    with TestClient(tiny_app(assistant, db), client=LOOPBACK) as second:  # a restart: new app, new store object
         assert second.get(f"/v1/sessions/{sid}").json() == before
         body = _say(second, sid, "more like #1")
         assert body["turn"] == 2
@@ -194,7 +194,7 @@ def test_requests_on_one_session_serialise(client, tiny_shop):
 def test_the_stream_reports_the_turn_as_it_happens(tiny_shop_dir, encoder, tmp_path):
     llm = ScriptedLLM(reply=lambda prompt: "It goes well with the running gear you bought.")
     assistant = tiny_assistant(tmp_path / "home", tiny_shop_dir, encoder, llm=llm)
-    with TestClient(tiny_app(assistant, tmp_path / "s.db")) as client:
+    with TestClient(tiny_app(assistant, tmp_path / "s.db"), client=LOOPBACK) as client:
         sid = _session(client)
         r = client.post(f"/v1/sessions/{sid}/messages/stream", json={"message": "running gear under $80"})
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
@@ -219,7 +219,7 @@ def test_the_stream_reports_the_turn_as_it_happens(tiny_shop_dir, encoder, tmp_p
 
 def test_an_llm_outage_gives_a_degraded_answer(tiny_shop_dir, encoder, tmp_path):
     assistant = tiny_assistant(tmp_path / "home", tiny_shop_dir, encoder, llm=ScriptedLLM(down=True))
-    with TestClient(tiny_app(assistant, tmp_path / "s.db")) as client:
+    with TestClient(tiny_app(assistant, tmp_path / "s.db"), client=LOOPBACK) as client:
         body = _say(client, _session(client), "running gear")
         assert body["degraded"] is True and body["answer"]["recommendations"]
         assert any("LLM unavailable" in n for n in body["answer"]["degraded"])
@@ -311,7 +311,7 @@ def test_readyz_after_start_up(assistant, tmp_path):
     from recagent.server.store import SessionStore
 
     app = create_app(assistant, store=SessionStore(f"sqlite:///{tmp_path}/s.db"))
-    with TestClient(app) as client:  # the lifespan prepares: index check, models
+    with TestClient(app, client=LOOPBACK) as client:  # the lifespan prepares: index check, models
         r = client.get("/readyz")
         assert r.status_code == 200, r.text
         checks = r.json()["checks"]

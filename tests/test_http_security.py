@@ -15,7 +15,7 @@ from dataclasses import replace
 import pytest
 from fake_llm import ScriptedLLM
 from fastapi.testclient import TestClient
-from http_support import tiny_app, tiny_assistant
+from http_support import LOOPBACK, tiny_app, tiny_assistant
 
 from recagent.agent.session import Session
 from recagent.llm.base import LLMUnavailable
@@ -55,7 +55,7 @@ users = ["1", "2"]
 
 def _client(assistant, tmp_path, **security) -> TestClient:
     settings = replace(assistant.runtime.settings, **security)
-    return TestClient(tiny_app(assistant, tmp_path / "s.db", settings=settings))
+    return TestClient(tiny_app(assistant, tmp_path / "s.db", settings=settings), client=LOOPBACK)
 
 
 def _auth(key: str) -> dict[str, str]:
@@ -305,13 +305,13 @@ def test_probe_smaller_security_headers_and_a_hash_pinned_csp_on_the_page(assist
 def test_probe_smaller_the_host_header_is_checked(assistant, tmp_path):
     settings = replace(assistant.runtime.settings, allowed_hosts=("localhost", "127.0.0.1", "[::1]"))
     app = tiny_app(assistant, tmp_path / "s.db", settings=settings)
-    with TestClient(app, base_url="http://attacker.example") as c:
+    with TestClient(app, base_url="http://attacker.example", client=LOOPBACK) as c:
         r = c.get("/v1/items/P00001")
         assert r.status_code == 400 and r.json()["error"]["code"] == "bad_host"
         assert c.get("/").status_code == 400
         assert c.get("/healthz").status_code == 200, "probes come by IP address"
     for base in ("http://localhost:8080", "http://127.0.0.1", "http://[::1]:9000"):
-        with TestClient(app, base_url=base) as c:
+        with TestClient(app, base_url=base, client=LOOPBACK) as c:
             assert c.get("/healthz").status_code == 200, base
 
 
@@ -323,7 +323,7 @@ class _UnreachableLLM(ScriptedLLM):
 
 def test_probe_smaller_degraded_notes_show_no_internal_address(tiny_shop_dir, encoder, tmp_path):
     assistant = tiny_assistant(tmp_path / "home", tiny_shop_dir, encoder, llm=_UnreachableLLM())
-    with TestClient(tiny_app(assistant, tmp_path / "s.db")) as c:
+    with TestClient(tiny_app(assistant, tmp_path / "s.db"), client=LOOPBACK) as c:
         sid = c.post("/v1/sessions", json={"user_id": "1"}).json()["session_id"]
         body = c.post(f"/v1/sessions/{sid}/messages", json={"message": "running gear"}).json()
         stream = c.post(f"/v1/sessions/{sid}/messages/stream", json={"message": "more"}).text
@@ -410,3 +410,14 @@ def test_public_notes_drop_internal_addresses():
     assert public_note("chroma at 192.168.1.9:8001 down; localhost:8000 too") == \
         "chroma at <internal address> down; <internal address> too"
     assert public_note("price <= $30, 2 items") == "price <= $30, 2 items"
+
+
+def test_no_auth_mode_answers_only_clients_on_this_machine(tmp_path, tiny_shop_dir, encoder):
+    """However the app is started (uvicorn --factory bypasses `recagent serve`'s check)."""
+    assistant = tiny_assistant(tmp_path / "home", tiny_shop_dir, encoder)
+    app = tiny_app(assistant, tmp_path / "s.db")
+    with TestClient(app, client=("203.0.113.7", 4000)) as remote:
+        refused = remote.get("/healthz")
+        assert refused.status_code == 403 and "this machine only" in refused.json()["error"]["message"]
+    with TestClient(app, client=("::1", 4000)) as local:
+        assert local.get("/healthz").status_code == 200
