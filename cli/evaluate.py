@@ -395,6 +395,9 @@ def eval_conversation(
                            "capable instruct model to phrase the shopper's messages (the "
                            "embedded Gemma-3 270M base model cannot). Default: rule-based.")] = None,
     sim_llm_model: Annotated[str | None, typer.Option(help="Model name on --sim-llm-url.")] = None,
+    sim_llm: Annotated[str | None, typer.Option(help="instruct: the embedded instruct model "
+                       "phrases the shopper's messages (instead of --sim-llm-url).")] = None,
+    agent: Annotated[str, typer.Option(help="The agent: auto, plan, plan-first or tools.")] = "auto",
     react: Annotated[bool, typer.Option(help="The shopper dislikes what was shown after a miss.")] = True,
     reaction: Annotated[str, typer.Option(help='Said before the facts after a miss, e.g. "Not these."')] = "",
     seed: Annotated[int, typer.Option(help="Seed of the user sample.")] = 0,
@@ -411,15 +414,21 @@ def eval_conversation(
     with user_errors():
         k_values = _int_list(ks, "-k")
         settings = Settings.from_env().override(data=data, encoder=encoder, chroma_url=chroma_url,
-                                                llm=llm, llm_url=llm_url)
+                                                llm=llm, llm_url=llm_url, agent=agent)
         from recagent.app.runtime import Runtime
 
         rt = Runtime(settings)
-        sim_llm = None
+        shopper = None
         if sim_llm_url:
             from recagent.llm.vllm_client import VLLMClient
 
-            sim_llm = VLLMClient(sim_llm_url, model=sim_llm_model, timeout=settings.llm_timeout)
+            shopper = VLLMClient(sim_llm_url, model=sim_llm_model, timeout=settings.llm_timeout)
+        elif sim_llm == "instruct":
+            from recagent.app.llm_backend import make_llm
+
+            shopper = make_llm(settings.override(llm="instruct"))
+        elif sim_llm is not None:
+            raise RecAgentError(f"--sim-llm must be instruct, not {sim_llm!r} (or use --sim-llm-url)")
         done = {k: 0 for k in k_values}
 
         def progress(k: int, conv) -> None:
@@ -428,7 +437,7 @@ def eval_conversation(
                 err().print(f"  k={k}: {done[k]} conversations", highlight=False)
 
         report = evaluate_conversations(rt, n_users=users, ks=k_values, max_turns=turns,
-                                        sim_llm=sim_llm, react=react, reaction=reaction,
+                                        sim_llm=shopper, react=react, reaction=reaction,
                                         rerank=rerank, seed=seed, progress=progress)
     report["command"] = "recagent " + " ".join(sys.argv[1:])
     out().print(_conversation_table(report))

@@ -50,6 +50,7 @@ class Turn:
     faithful: int
     llm_written: int
     seconds: float
+    tool_errors: int = 0  # tool calls that failed (an invalid call from the LLM included)
 
 
 @dataclass
@@ -110,7 +111,7 @@ def converse(agent, dataset: Dataset, user: str, history, target: str, simulator
         conv.turns.append(Turn(
             utterance.text, shown, shown.index(target) + 1 if target in shown else None,
             satisfied, checked, sum(e.source == "llm" for e in llm_expl), len(llm_expl),
-            round(seconds, 3)))
+            round(seconds, 3), sum(c.error is not None for c in answer.trace)))
         if target in shown:
             break
         shown_items = [dataset.items[i] for i in shown]
@@ -159,8 +160,21 @@ def summarize(conversations: Sequence[Conversation], *, max_turns: int) -> dict:
         "leaks_blocked": sum(c.leaks_blocked for c in conversations),
         "empty_answers": sum(not t.shown for t in turns),
         "turns": len(turns),
+        "tool_errors": sum(t.tool_errors for t in turns),
         "seconds_per_turn": round(sum(t.seconds for t in turns) / max(1, len(turns)), 3),
+        "turn_p50_s": _percentile([t.seconds for t in turns], 50),
+        "turn_p95_s": _percentile([t.seconds for t in turns], 95),
     }
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    at = (len(ordered) - 1) * q / 100
+    low = int(at)
+    high = min(low + 1, len(ordered) - 1)
+    return round(ordered[low] + (ordered[high] - ordered[low]) * (at - low), 3)
 
 
 def _share(a: int, b: int) -> float | None:
@@ -212,6 +226,7 @@ def evaluate(runtime, *, n_users: int | None = 200, ks: Sequence[int] = (5, 10),
         "simulator": "llm" if sim_llm is not None else "rule",
         "react": "dislike shown items" if react else "none",
         "llm": llm.name if llm is not None else None,
+        "agent": runtime.settings.agent,
         "retriever": type(first.recommender).__name__,
         "rerank": rerank,
         "k": results,
@@ -224,12 +239,14 @@ def markdown(report: dict) -> str:
     """The report as a Markdown table (one row per k)."""
     t = report["max_turns"]
     head = ["k", "hit rate", *(f"hit by turn {i}" for i in range(1, t + 1)), "avg turns to hit",
-            "constraints met", "faithful", "leaks blocked", "s/turn"]
+            "constraints met", "faithful", "leaks blocked", "tool errors", "s/turn",
+            "turn p95 (s)"]
     lines = [
         f"# Conversation evaluation: {report['dataset']}",
         "",
         (f"{report['users']} held-out users (seed {report['seed']}), up to {t} turns, "
-         f"{report['simulator']} simulator, LLM {report['llm'] or 'none'}, retriever "
+         f"{report['simulator']} simulator, LLM {report['llm'] or 'none'}, agent "
+         f"{report.get('agent', 'auto')}, retriever "
          f"{report['retriever']}, re-rank {report['rerank']}; {report['seconds']:.0f} s in all."),
         "Turn 1 carries no facts: it is the one-shot baseline.",
         "",
@@ -241,7 +258,9 @@ def markdown(report: dict) -> str:
                  "" if m["avg_turns_to_hit"] is None else f"{m['avg_turns_to_hit']:.2f}",
                  _pct(m["constraint_satisfaction"]),
                  "n/a" if m["faithfulness"] is None else f"{_pct(m['faithfulness'])} of {m['llm_explanations']}",
-                 str(m["leaks_blocked"]), f"{m['seconds_per_turn']:.2f}"]
+                 str(m["leaks_blocked"]), str(m.get("tool_errors", "")),
+                 f"{m['seconds_per_turn']:.2f}",
+                 "" if m.get("turn_p95_s") is None else f"{m['turn_p95_s']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     example = next(iter(report["examples"].values()), [])
     if example:

@@ -153,14 +153,16 @@ def test_a_conversation_finds_an_item_the_facts_pin_down(tiny_shop, encoder, bui
     assert summary["constraint_satisfaction"] == 1.0 and summary["leaks_blocked"] == 0
 
 
-def _turn(hit=None, satisfied=0, constrained=0, faithful=0, written=0, shown=("a",)):
-    return Turn("x", list(shown), hit, satisfied, constrained, faithful, written, 0.1)
+def _turn(hit=None, satisfied=0, constrained=0, faithful=0, written=0, shown=("a",), seconds=0.1,
+          errors=0):
+    return Turn("x", list(shown), hit, satisfied, constrained, faithful, written, seconds, errors)
 
 
 def test_summary_metrics_by_hand():
     convs = [
         Conversation("u1", "t", [_turn(hit=2)]),  # hit at turn 1
-        Conversation("u2", "t", [_turn(), _turn(satisfied=4, constrained=5, faithful=1, written=2),
+        Conversation("u2", "t", [_turn(seconds=2.0, errors=1),
+                                 _turn(satisfied=4, constrained=5, faithful=1, written=2),
                                  _turn(hit=1, satisfied=5, constrained=5)]),  # hit at turn 3
         Conversation("u3", "t", [_turn(), _turn(satisfied=3, constrained=5, shown=())], leaks_blocked=2),
     ]
@@ -171,6 +173,7 @@ def test_summary_metrics_by_hand():
     assert m["avg_turns_to_hit"] == 2.0  # (1 + 3) / 2
     assert m["constraint_satisfaction"] == 0.8  # 12 of 15
     assert m["faithfulness"] == 0.5 and m["leaks_blocked"] == 2 and m["empty_answers"] == 1
+    assert m["tool_errors"] == 1 and m["turn_p50_s"] == 0.1 and m["turn_p95_s"] == pytest.approx(1.525)
     assert summarize([], max_turns=3)["hit_rate"] is None
 
 
