@@ -53,6 +53,20 @@ def test_a_batch_generates_what_each_prompt_generates_alone(gemma):
     assert all("\n" not in t for t in gemma.generate_batch(prompts, max_tokens=10, stop=["\n"]))
 
 
+def test_int8_quantises_the_linear_layers_and_still_generates(gemma):
+    import torch
+
+    from recagent.llm.embedded import EmbeddedLLM
+
+    int8 = EmbeddedLLM(gemma.models_dir, dtype="int8")
+    layers = [m for m in int8.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
+    assert int8.quantized and len(layers) > 50
+    text = int8.generate(PROMPT, max_tokens=8, stop=["\n"])
+    assert text and int8.generate_batch([PROMPT], max_tokens=8, stop=["\n"]) == [text]
+    with pytest.raises(ValueError, match="unknown LLM dtype"):
+        EmbeddedLLM(gemma.models_dir, dtype="int4")
+
+
 @pytest.mark.parametrize(("pieces", "stop", "want"), [
     (["Hello", " wor", "ld"], [], ["Hello", " wor", "ld"]),
     (["a\n", "b"], ["\n"], ["a"]),
