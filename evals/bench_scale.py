@@ -88,20 +88,12 @@ def _train(home: Path, epochs: int, **_: Any) -> dict[str, Any]:
     return {"epochs": result.epochs_run, "valid_ndcg@10": result.best_valid.get("ndcg@10")}
 
 
-def _prepared_text(rt: Any) -> Any:
-    from recagent.retrieval.retriever import HistoryRetriever
-
-    text = HistoryRetriever.from_context(rt.context())
-    text.prepare()
-    return text
-
-
 def _tune(home: Path, text_cases: int, **_: Any) -> dict[str, Any]:
-    from recagent.retrieval.fusion_choice import CHOICE_FILE, tuned_fusion
+    from recagent.retrieval.fusion_choice import CHOICE_FILE, cold_text_scorer, tuned_fusion
 
     rt = _runtime(home)
     directory = rt.model_dir("seqrec")
-    tuned_fusion(rt.dataset, directory, lambda: _prepared_text(rt), cold_cases=text_cases)
+    tuned_fusion(rt.dataset, directory, lambda: cold_text_scorer(rt.context()), cold_cases=text_cases)
     choice = json.loads((directory / CHOICE_FILE).read_text())
     return {"variant": choice["variant"], "weight": choice["weight"],
             "cold_offset": choice["cold_offset"], "valid_ndcg@10": choice["valid"]["ndcg@10"],
