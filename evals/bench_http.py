@@ -74,6 +74,7 @@ class Level:
     sessions: int
     window_s: float
     server: str = "this tree"
+    load_after: float | None = None  # the 1-min load average when the level ended
     wall_s: float = 0.0
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -86,7 +87,7 @@ class Level:
         done = len(self.latencies)
         out = {
             "server": self.server, "kind": self.kind, "sessions": self.sessions,
-            "window_s": self.window_s, "load_average_1min": round(os.getloadavg()[0], 2),
+            "window_s": self.window_s, "load_average_1min": self.load_after,
             "wall_s": round(self.wall_s, 1), "requests": done, "errors": len(self.errors),
             "requests_per_s": round(done / self.wall_s, 2) if self.wall_s else 0.0,
             "p50_ms": _pct(self.latencies, 50), "p95_ms": _pct(self.latencies, 95),
@@ -180,6 +181,7 @@ async def run_level(base_url: str, kind: str, sessions: int, window_s: float,
         await asyncio.gather(*(worker(client, level, users, deadline, random.Random(seed * 1000 + i))
                                for i in range(sessions)))
         level.wall_s = time.monotonic() - started
+    level.load_after = round(os.getloadavg()[0], 2)
     return level
 
 

@@ -138,3 +138,24 @@ def test_the_recommend_route_batches_the_trained_fusion_exactly(tiny_shop, tiny_
         alone = model.recommend(tiny_shop.histories[user], 10)
         assert answers[user]["retriever"] == "fusion"
         assert [r["item_id"] for r in answers[user]["recommendations"]] == [r.item_id for r in alone]
+
+
+def test_a_loaded_checkpoint_keeps_its_item_vectors_and_scores_as_before(tiny_shop, fusion_home,
+                                                                        tiny_shop_dir):
+    """A loaded (frozen) seqrec computes every item's vector once; its scores are the ones
+    recomputing them per call gives, before and after items are forgotten."""
+    from recagent.retrieval.seq_retriever import load_seq_scorer
+    from recagent.retrieval.seq_train import SeqScorer
+
+    frozen = load_seq_scorer(Runtime(Settings(home=fusion_home, data=tiny_shop_dir)).model_dir(),
+                             tiny_shop)
+    per_call = SeqScorer(frozen.model, tiny_shop)
+    histories = [tiny_shop.histories[u] for u in tiny_shop.users[:6]]
+    assert frozen.frozen and not per_call.frozen
+    np.testing.assert_array_equal(frozen.score(histories), per_call.score(histories))
+    table = frozen._table
+    np.testing.assert_array_equal(frozen.query_vectors(histories), per_call.query_vectors(histories))
+    assert frozen._table is table  # kept, not recomputed
+    frozen.forget(tiny_shop.item_ids[:30])  # ID embeddings dropped: the kept vectors go too
+    np.testing.assert_array_equal(frozen.score(histories), per_call.score(histories))
+    np.testing.assert_array_equal(frozen.item_vectors(), per_call.item_vectors())
