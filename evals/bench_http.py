@@ -173,7 +173,11 @@ async def _chat_worker(client: httpx.AsyncClient, level: Level, users: list[str]
 async def run_level(base_url: str, kind: str, sessions: int, window_s: float,
                     users: list[str], seed: int = 0, server: str = "this tree") -> Level:
     level = Level(kind, sessions, window_s, server)
-    limits = httpx.Limits(max_connections=sessions + 4, max_keepalive_connections=sessions + 4)
+    # Idle connections are dropped after 2 s, before the server's keep-alive timeout (uvicorn's
+    # 5 s): at equal timeouts a request can go out on a connection the server is closing
+    # (the likely cause of one ReadError seen in 491 requests at 32 sessions).
+    limits = httpx.Limits(max_connections=sessions + 4, max_keepalive_connections=sessions + 4,
+                          keepalive_expiry=2.0)
     worker = _recommend_worker if kind == "recommend" else _chat_worker
     async with httpx.AsyncClient(base_url=base_url, timeout=900, limits=limits) as client:
         started = time.monotonic()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,7 +27,7 @@ import numpy as np
 from recagent.catalog.model import Dataset
 from recagent.prompts import render
 from recagent.protocol.scorer import History
-from recagent.retrieval.diversity import CATEGORY_SHARE, spread_categories
+from recagent.retrieval.diversity import CATEGORY_SHARE, max_per_category, spread_categories
 from recagent.retrieval.index import BuildStats, SearchHit
 
 __all__ = [
@@ -117,28 +118,48 @@ class Retriever(ABC):
                 out[n] = self._popular.recommend(r.k, r.exclude)
         sizes = [requests[n].k + len({x.item_id for x in requests[n].history})
                  + len(requests[n].exclude) + SEARCH_MARGIN for n in todo]
-        if type(self).candidates is Retriever.candidates:  # exact: one score call for all
+        exact = type(self).candidates is Retriever.candidates
+        if exact:  # one score call for all
             scores = self.score([requests[n].history for n in todo]) if todo else None
-            found = [self._top(requests[n].history, scores[r], size, requests[n].exclude)
-                     for r, (n, size) in enumerate(zip(todo, sizes, strict=True))]
-        else:
-            found = [self.candidates(requests[n].history, size, requests[n].exclude)
-                     for n, size in zip(todo, sizes, strict=True)]
-        for n, hits in zip(todo, found, strict=True):
-            out[n] = self._with_evidence(requests[n], hits)
+
+        def found(r: int, n: int, size: int) -> list[SearchHit]:
+            request = requests[n]
+            if exact:
+                return self._top(request.history, scores[r], size, request.exclude)
+            return self.candidates(request.history, size, request.exclude)
+
+        for r, (n, size) in enumerate(zip(todo, sizes, strict=True)):
+            hits = found(r, n, size)
+            picks = self._slate(requests[n], hits)
+            # A category over its share means the candidates ran out of others: look deeper.
+            while (self._crowded(picks, requests[n].k) and len(hits) >= size
+                   and size < len(self.dataset.items)):
+                size *= 4
+                hits = found(r, n, size)
+                picks = self._slate(requests[n], hits)
+            out[n] = self._with_evidence(requests[n], picks)
         return out
 
-    def _with_evidence(self, request: RecommendRequest,
-                       hits: Iterable[SearchHit]) -> list[Recommendation]:
-        """The request's picks among ``hits`` (categories spread, see
-        :attr:`category_share`), each with its evidence."""
+    def _slate(self, request: RecommendRequest, hits: Iterable[SearchHit]) -> list[SearchHit]:
+        """The request's ``k`` picks among ``hits``, categories spread (see
+        :attr:`category_share`)."""
         picks = self._pick(request.history, hits, request.exclude)
         if self.category_share is None:
-            picks = itertools.islice(picks, request.k)
-        else:
-            leaf = self._leaf_categories
-            picks = spread_categories(picks, lambda h: leaf[h.item_id], request.k,
-                                      self.category_share)
+            return list(itertools.islice(picks, request.k))
+        leaf = self._leaf_categories
+        return spread_categories(picks, lambda h: leaf[h.item_id], request.k, self.category_share)
+
+    def _crowded(self, picks: Sequence[SearchHit], k: int) -> bool:
+        """Whether one category holds more of ``picks`` than :attr:`category_share` allows."""
+        if self.category_share is None or not picks:
+            return False
+        counts = Counter(self._leaf_categories[h.item_id] for h in picks)
+        counts.pop(None, None)
+        return bool(counts) and max(counts.values()) > max_per_category(k, self.category_share)
+
+    def _with_evidence(self, request: RecommendRequest,
+                       picks: Iterable[SearchHit]) -> list[Recommendation]:
+        """``picks`` as recommendations, each with its evidence."""
         out = []
         for hit in picks:
             evidence = self.evidence(request.history, hit.item_id)
