@@ -2,10 +2,12 @@
 
 A :class:`Retriever` has a ``name`` and a ``dataset``, learns in ``fit`` (training histories
 only), scores every catalog item in ``score`` (what the evaluation harness ranks), builds what
-it reads from disk in ``prepare``, and serves one user in ``recommend``. The base class does
-the serving once for all of them (RecTools / LensKit style):
+it reads from disk in ``prepare``, and serves one user in ``recommend`` (many at once, one
+``score`` call for all, in ``recommend_many``). The base class does the serving once for all
+of them (RecTools / LensKit style):
 
-    score -> mask (history, exclusions) -> pick (one item per title) -> evidence,
+    score -> mask (history, exclusions) -> pick (one item per title)
+    -> spread (at most 3 of 10 from one category) -> evidence,
     and the catalog's popular items when the history is empty.
 
 A subclass implements ``score``; it overrides ``candidates`` when an approximate index finds
