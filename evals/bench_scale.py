@@ -14,9 +14,10 @@ pickled dataset, the Chroma index, the checkpoint). Children run single-threaded
 
 Stages: ``generate`` the shop (and pickle it for the others); ``index`` the item texts with
 MiniLM; ``train`` seqrec for ``--epochs``; ``tune`` the product's fusion (kNN variant and
-weight on every validation case; the cold offset on ``--text-cases`` of them, since each
-encodes its history's text); ``evaluate`` popularity, item-kNN and seqrec on every test
-case, fusion on ``--text-cases`` (its cold items are scored by history text); ``serve``:
+weight on every validation case; the cold offset on ``--text-cases`` of them, a cap from
+when each case ran MiniLM over its history's text: cold items are now scored by the
+history's text profile, from cached item vectors); ``evaluate`` popularity, item-kNN and
+seqrec on every test case, fusion on ``--text-cases``; ``serve``:
 fit the product's fusion on every history and time ``recommend`` for 50 users.
 """
 
