@@ -51,6 +51,8 @@ class Settings:
                  request holds before it gets 409 session_busy.
     lease_seconds: RECAGENT_LEASE_SECONDS, a session lease's life, renewed while its request
                  runs; a crashed process's leases are reclaimed at start-up or lapse after it.
+    recommend_batch: RECAGENT_RECOMMEND_BATCH, the most concurrent ``/v1/recommend`` requests
+                 served by one model pass (docs/scale.md); 1 serves each alone.
     """
 
     home: Path
@@ -74,6 +76,7 @@ class Settings:
     docs: bool = True
     session_wait: float = 2.0
     lease_seconds: float = 30.0
+    recommend_batch: int = 64
 
     @property
     def store(self) -> Path:
@@ -112,6 +115,7 @@ class Settings:
             docs=(env.get("RECAGENT_DOCS") or "1").lower() not in ("0", "false", "no", "off"),
             session_wait=float(env.get("RECAGENT_SESSION_WAIT") or 2.0),
             lease_seconds=float(env.get("RECAGENT_LEASE_SECONDS") or 30.0),
+            recommend_batch=int(env.get("RECAGENT_RECOMMEND_BATCH") or 64),
         )
 
     def to_env(self) -> dict[str, str]:

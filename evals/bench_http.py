@@ -1,7 +1,8 @@
 """Load benchmark of ``recagent serve``: a real server in a second process, driven on loopback.
 
     python -m recagent.evals.bench_http [--levels 1,8,32[,abuse]] [--recommend-seconds 10]
-        [--chat-seconds 45] [--llm embedded] [--data DIR] [--out evals/reports/bench_http]
+        [--chat-seconds 45] [--llm embedded] [--data DIR] [--baseline-src DIR]
+        [--out evals/reports/bench_http]
 
 The server starts as ``recagent serve`` on a free loopback port with the embedded default
 (demo shop, embedded Gemma unless ``--llm`` says otherwise) and a fresh SQLite database.
@@ -12,6 +13,10 @@ recommendation. A level stops issuing requests at its deadline and waits for tho
 so its wall time is the window plus the drain. Requests/s counts completed requests over that
 wall time. After the run, the feedback rows in the database are counted against the feedback
 requests that got a 201 (none may be lost). Writes ``<out>.json`` and ``<out>.md``.
+
+``--baseline-src DIR`` compares with other code (e.g. ``git worktree add DIR <commit>``): a
+second server runs that tree's ``recagent`` (same Python, same home, same dataset), and each
+level runs on the baseline server and then on this one, so both see the same machine load.
 
 The load levels measure capacity, so their server runs with a rate limit no client reaches.
 The level ``abuse`` (:mod:`recagent.evals.bench_abuse`) then runs its own pair of servers with
@@ -68,6 +73,8 @@ class Level:
     kind: str  # "recommend" | "chat"
     sessions: int
     window_s: float
+    server: str = "this tree"
+    load_after: float | None = None  # the 1-min load average when the level ended
     wall_s: float = 0.0
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -79,7 +86,8 @@ class Level:
     def summary(self) -> dict[str, Any]:
         done = len(self.latencies)
         out = {
-            "kind": self.kind, "sessions": self.sessions, "window_s": self.window_s,
+            "server": self.server, "kind": self.kind, "sessions": self.sessions,
+            "window_s": self.window_s, "load_average_1min": self.load_after,
             "wall_s": round(self.wall_s, 1), "requests": done, "errors": len(self.errors),
             "requests_per_s": round(done / self.wall_s, 2) if self.wall_s else 0.0,
             "p50_ms": _pct(self.latencies, 50), "p95_ms": _pct(self.latencies, 95),
@@ -163,9 +171,13 @@ async def _chat_worker(client: httpx.AsyncClient, level: Level, users: list[str]
 
 
 async def run_level(base_url: str, kind: str, sessions: int, window_s: float,
-                    users: list[str], seed: int = 0) -> Level:
-    level = Level(kind, sessions, window_s)
-    limits = httpx.Limits(max_connections=sessions + 4, max_keepalive_connections=sessions + 4)
+                    users: list[str], seed: int = 0, server: str = "this tree") -> Level:
+    level = Level(kind, sessions, window_s, server)
+    # Idle connections are dropped after 2 s, before the server's keep-alive timeout (uvicorn's
+    # 5 s): at equal timeouts a request can go out on a connection the server is closing
+    # (the likely cause of one ReadError seen in 491 requests at 32 sessions).
+    limits = httpx.Limits(max_connections=sessions + 4, max_keepalive_connections=sessions + 4,
+                          keepalive_expiry=2.0)
     worker = _recommend_worker if kind == "recommend" else _chat_worker
     async with httpx.AsyncClient(base_url=base_url, timeout=900, limits=limits) as client:
         started = time.monotonic()
@@ -173,18 +185,37 @@ async def run_level(base_url: str, kind: str, sessions: int, window_s: float,
         await asyncio.gather(*(worker(client, level, users, deadline, random.Random(seed * 1000 + i))
                                for i in range(sessions)))
         level.wall_s = time.monotonic() - started
+    level.load_after = round(os.getloadavg()[0], 2)
     return level
 
 
 def _start_server(port: int, db_url: str, args, log_path: Path,
-                  env: dict[str, str] | None = None) -> subprocess.Popen:
+                  env: dict[str, str] | None = None, source: Path | None = None) -> subprocess.Popen:
+    """``recagent serve``; ``source``: a folder whose ``recagent`` package is imported first."""
     cmd = [sys.executable, "-m", "recagent.cli", "serve", "--port", str(port),
-           "--db-url", db_url, "--llm", args.llm, "--log-level", "warning"]
+           "--db-url", db_url, "--llm", args.llm, "--log-level", "warning",
+           "--workers", str(args.workers)]
     if args.data:
         cmd += ["--data", str(args.data)]
     log = log_path.open("w")
+    extra = {"PYTHONPATH": str(source)} if source is not None else {}
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(LOAD_ENV if env is None else env)})
+                            env={**os.environ, **(LOAD_ENV if env is None else env), **extra})
+
+
+def _baseline_package(tree: Path, workdir: Path) -> tuple[Path, str]:
+    """A folder whose ``recagent`` package is the checkout ``tree`` (its layer folders linked
+    as ``recagent.<folder>``, as the project installs them), and the tree's commit."""
+    tree = tree.resolve()
+    if not (tree / "pyproject.toml").is_file():
+        raise SystemExit(f"--baseline-src {tree} is not a checkout of recagent (no pyproject.toml)")
+    package = workdir / "baseline" / "recagent"
+    package.mkdir(parents=True)
+    for folder in sorted(p for p in tree.iterdir() if (p / "__init__.py").is_file()):
+        (package / folder.name).symlink_to(folder, target_is_directory=True)
+    head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=False).stdout.strip()
+    return package.parent, f"baseline {head or tree.name}"
 
 
 def _wait_ready(base_url: str, proc: subprocess.Popen, timeout: float, log_path: Path) -> float:
@@ -210,6 +241,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--chat-seconds", type=float, default=45.0)
     parser.add_argument("--llm", default="embedded", help="embedded (default), vllm or none")
     parser.add_argument("--data", type=Path, default=None, help="dataset (default: the demo shop)")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--baseline-src", type=Path, default=None,
+                        help="a checkout of other code to run side by side (e.g. a git worktree)")
     parser.add_argument("--ready-timeout", type=float, default=900.0)
     parser.add_argument("--out", type=Path, default=Path("evals/reports/bench_http"))
     args = parser.parse_args(argv)
@@ -219,41 +253,52 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     users = sorted(dataset.histories, key=str)
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-http-"))
-    db_url = f"sqlite:///{workdir / 'sessions.db'}"
-    log_path = workdir / "server.log"
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
+    servers: list[tuple[str, Path | None, str]] = []  # (label, source, database URL)
+    if args.baseline_src is not None:
+        source, label = _baseline_package(args.baseline_src, workdir)
+        servers.append((label, source, f"sqlite:///{workdir / 'baseline.db'}"))
+    servers.append(("this tree", None, f"sqlite:///{workdir / 'sessions.db'}"))
     started = time.monotonic()
     load_before = os.getloadavg()[0]
     results: list[Level] = []
-    ready_s, readyz = None, {"checks": {}}
+    ready: dict[str, float] = {}
+    readyz = {"checks": {}}
     if levels:
-        proc = _start_server(port, db_url, args, log_path)
+        procs: dict[str, tuple[subprocess.Popen, str]] = {}
         try:
-            ready_s = _wait_ready(base_url, proc, args.ready_timeout, log_path)
-            print(f"server ready in {ready_s:.1f} s ({base_url}, log {log_path})", file=sys.stderr)
+            for label, source, db_url in servers:  # one after the other: no two start-ups at once
+                port, log_path = _free_port(), workdir / f"server-{len(procs)}.log"
+                base_url = f"http://127.0.0.1:{port}"
+                proc = _start_server(port, db_url, args, log_path, source=source)
+                procs[label] = (proc, base_url)
+                ready[label] = round(_wait_ready(base_url, proc, args.ready_timeout, log_path), 1)
+                print(f"{label}: ready in {ready[label]} s ({base_url}, log {log_path})",
+                      file=sys.stderr)
             for kind, window in (("recommend", args.recommend_seconds), ("chat", args.chat_seconds)):
                 for n in levels:
-                    level = asyncio.run(run_level(base_url, kind, n, window, users, seed=n))
-                    results.append(level)
-                    print(json.dumps(level.summary()), file=sys.stderr)
-            readyz = httpx.get(f"{base_url}/readyz", timeout=10).json()
+                    for label, (_, base_url) in procs.items():
+                        level = asyncio.run(run_level(base_url, kind, n, window, users, seed=n,
+                                                      server=label))
+                        results.append(level)
+                        print(json.dumps(level.summary()), file=sys.stderr)
+            readyz = httpx.get(f"{procs['this tree'][1]}/readyz", timeout=10).json()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            for proc, _ in procs.values():
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
     abuse = None
     if "abuse" in tokens:
         abuse = _abuse(args, workdir, dataset, users)
         print(json.dumps(abuse), file=sys.stderr)
 
-    # Counted after the run, from the database the server wrote (not from its answers).
-    store = SessionStore(db_url)
+    # Counted after the run, from the databases the servers wrote (not from their answers).
     chat = [x for x in results if x.kind == "chat"]
-    sids = [s for x in chat for s in x.session_ids]
-    stored = store.count_events("feedback", sids)
+    stored = sum(SessionStore(db_url).count_events(
+        "feedback", [s for x in chat if x.server == label for s in x.session_ids])
+        for label, _, db_url in servers)
     sent = sum(x.feedback_ok for x in chat)
     report = {
         "benchmark": "bench_http",
@@ -264,8 +309,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "load_average_1min": {"before": round(load_before, 2),
                                           "after": round(os.getloadavg()[0], 2)}},
         "server": {"dataset": dataset.name, "llm": readyz["checks"].get("llm"),
-                   "ready_s": round(ready_s, 1) if ready_s is not None else None,
-                   "compute_slots": 1, "prose_queue_limit": 2, "database": "SQLite (WAL), fresh"},
+                   "ready_s": ready, "servers": [label for label, _, _ in servers],
+                   "workers": args.workers, "compute_slots": 1,
+                   "recommend_batch": os.environ.get("RECAGENT_RECOMMEND_BATCH", "64 (default)"),
+                   "prose_queue_limit": 2, "database": "SQLite (WAL), fresh"},
         "script": [m for m, _ in SCRIPT],
         "levels": [x.summary() for x in results],
         "errors": sum(len(x.errors) for x in results),
@@ -334,15 +381,18 @@ def markdown(report: dict[str, Any]) -> str:
     if report["levels"]:
         lines += [
             (f"Load levels: LLM {report['server']['llm']}, {report['server']['database']}, ready "
-             f"after {report['server']['ready_s']} s."), "",
-            "| route | sessions | window s | wall s | requests | req/s | p50 ms | p95 ms | errors | degraded |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+             "after " + ", ".join(f"{s} s ({label})" for label, s in report['server']['ready_s'].items())
+             + "; the load column is the 1-min load average at the end of the level."), "",
+            ("| route | server | sessions | window s | wall s | requests | req/s | p50 ms | p95 ms "
+             "| errors | degraded | load |"),
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for x in report["levels"]:
             route = "/v1/recommend" if x["kind"] == "recommend" else "chat turn (/v1/sessions/{id}/messages)"
-            lines.append(f"| {route} | {x['sessions']} | {x['window_s']:g} | {x['wall_s']} | {x['requests']} | "
+            lines.append(f"| {route} | {x.get('server', 'this tree')} | {x['sessions']} | "
+                         f"{x['window_s']:g} | {x['wall_s']} | {x['requests']} | "
                          f"{x['requests_per_s']} | {x['p50_ms']} | {x['p95_ms']} | {x['errors']} | "
-                         f"{x.get('degraded', '')} |")
+                         f"{x.get('degraded', '')} | {x.get('load_average_1min', '')} |")
         fb = report["feedback"]
         lines += ["", (f"Feedback: {fb['sent_ok']} requests answered 201, {fb['stored']} rows in the "
                   f"database after the run, {fb['lost']} lost. Errors in all: {report['errors']}."), ""]

@@ -14,9 +14,10 @@ pickled dataset, the Chroma index, the checkpoint). Children run single-threaded
 
 Stages: ``generate`` the shop (and pickle it for the others); ``index`` the item texts with
 MiniLM; ``train`` seqrec for ``--epochs``; ``tune`` the product's fusion (kNN variant and
-weight on every validation case; the cold offset on ``--text-cases`` of them, since each
-encodes its history's text); ``evaluate`` popularity, item-kNN and seqrec on every test
-case, fusion on ``--text-cases`` (its cold items are scored by history text); ``serve``:
+weight on every validation case; the cold offset on ``--text-cases`` of them, a cap from
+when each case ran MiniLM over its history's text: cold items are now scored by the
+history's text profile, from cached item vectors); ``evaluate`` popularity, item-kNN and
+seqrec on every test case, fusion on ``--text-cases``; ``serve``:
 fit the product's fusion on every history and time ``recommend`` for 50 users.
 """
 
@@ -88,20 +89,12 @@ def _train(home: Path, epochs: int, **_: Any) -> dict[str, Any]:
     return {"epochs": result.epochs_run, "valid_ndcg@10": result.best_valid.get("ndcg@10")}
 
 
-def _prepared_text(rt: Any) -> Any:
-    from recagent.retrieval.retriever import HistoryRetriever
-
-    text = HistoryRetriever.from_context(rt.context())
-    text.prepare()
-    return text
-
-
 def _tune(home: Path, text_cases: int, **_: Any) -> dict[str, Any]:
-    from recagent.retrieval.fusion_choice import CHOICE_FILE, tuned_fusion
+    from recagent.retrieval.fusion_choice import CHOICE_FILE, cold_text_scorer, tuned_fusion
 
     rt = _runtime(home)
     directory = rt.model_dir("seqrec")
-    tuned_fusion(rt.dataset, directory, lambda: _prepared_text(rt), cold_cases=text_cases)
+    tuned_fusion(rt.dataset, directory, lambda: cold_text_scorer(rt.context()), cold_cases=text_cases)
     choice = json.loads((directory / CHOICE_FILE).read_text())
     return {"variant": choice["variant"], "weight": choice["weight"],
             "cold_offset": choice["cold_offset"], "valid_ndcg@10": choice["valid"]["ndcg@10"],

@@ -2,10 +2,12 @@
 
 A :class:`Retriever` has a ``name`` and a ``dataset``, learns in ``fit`` (training histories
 only), scores every catalog item in ``score`` (what the evaluation harness ranks), builds what
-it reads from disk in ``prepare``, and serves one user in ``recommend``. The base class does
-the serving once for all of them (RecTools / LensKit style):
+it reads from disk in ``prepare``, and serves one user in ``recommend`` (many at once, one
+``score`` call for all, in ``recommend_many``). The base class does the serving once for all
+of them (RecTools / LensKit style):
 
-    score -> mask (history, exclusions) -> pick (one item per title) -> evidence,
+    score -> mask (history, exclusions) -> pick (one item per title)
+    -> spread (at most 3 of 10 from one category) -> evidence,
     and the catalog's popular items when the history is empty.
 
 A subclass implements ``score``; it overrides ``candidates`` when an approximate index finds
@@ -15,8 +17,10 @@ can say which history items a pick is close to. See docs/extending-retrievers.md
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -25,16 +29,19 @@ import numpy as np
 from recagent.catalog.model import Dataset
 from recagent.prompts import render
 from recagent.protocol.scorer import History
+from recagent.retrieval.diversity import CATEGORY_SHARE, max_per_category, spread_categories
 from recagent.retrieval.index import BuildStats, SearchHit
 
 __all__ = [
     "SEARCH_MARGIN",
     "Evidence",
     "PopularItems",
+    "RecommendRequest",
     "Recommendation",
     "Retriever",
     "closest_in_history",
     "interaction_counts",
+    "top_indices",
     "unit_rows",
 ]
 
@@ -55,6 +62,15 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class RecommendRequest:
+    """One user's request: their history, how many items, and ids not to show."""
+
+    history: History
+    k: int = 10
+    exclude: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Recommendation:
     item_id: str
     title: str
@@ -69,6 +85,9 @@ class Retriever(ABC):
     name: str
     dataset: Dataset
     evidence_per_item: int = 3
+    category_share: float | None = CATEGORY_SHARE
+    """The most of a ``recommend`` answer one leaf category may fill (3 of 10), by
+    re-ordering (:func:`~recagent.retrieval.diversity.spread_categories`); None: score order."""
 
     def fit(self, train: Sequence[History]) -> None:
         """Learn from training histories (oldest interaction first). Default: nothing to learn."""
@@ -88,13 +107,64 @@ class Retriever(ABC):
         """The top ``k`` items for ``history`` that the user does not have and ``exclude`` does
         not hold, each with the history items it is close to. An empty history gets the
         catalog's most popular items (the explanation says so), never an error."""
-        if not history:
-            return self._popular.recommend(k, exclude)
-        seen = {x.item_id for x in history}
-        hits = self.candidates(history, k + len(seen) + len(exclude) + SEARCH_MARGIN, exclude)
+        return self.recommend_many([RecommendRequest(history, k, frozenset(exclude))])[0]
+
+    def recommend_many(self, requests: Sequence[RecommendRequest]) -> list[list[Recommendation]]:
+        """:meth:`recommend` for each request, the catalog scored once for them all (one
+        ``score`` call over every history) when this model ranks by exact scores; what a
+        request gets is what it would get alone (the rows of ``score`` are independent)."""
+        out: list[list[Recommendation]] = [[] for _ in requests]
+        todo = [n for n, r in enumerate(requests) if r.history]
+        for n, r in enumerate(requests):
+            if not r.history:
+                out[n] = self._popular.recommend(r.k, r.exclude)
+        sizes = [requests[n].k + len({x.item_id for x in requests[n].history})
+                 + len(requests[n].exclude) + SEARCH_MARGIN for n in todo]
+        exact = type(self).candidates is Retriever.candidates
+        if exact:  # one score call for all
+            scores = self.score([requests[n].history for n in todo]) if todo else None
+
+        def found(r: int, n: int, size: int) -> list[SearchHit]:
+            request = requests[n]
+            if exact:
+                return self._top(request.history, scores[r], size, request.exclude)
+            return self.candidates(request.history, size, request.exclude)
+
+        for r, (n, size) in enumerate(zip(todo, sizes, strict=True)):
+            hits = found(r, n, size)
+            picks = self._slate(requests[n], hits)
+            # A category over its share means the candidates ran out of others: look deeper.
+            while (self._crowded(picks, requests[n].k) and len(hits) >= size
+                   and size < len(self.dataset.items)):
+                size *= 4
+                hits = found(r, n, size)
+                picks = self._slate(requests[n], hits)
+            out[n] = self._with_evidence(requests[n], picks)
+        return out
+
+    def _slate(self, request: RecommendRequest, hits: Iterable[SearchHit]) -> list[SearchHit]:
+        """The request's ``k`` picks among ``hits``, categories spread (see
+        :attr:`category_share`)."""
+        picks = self._pick(request.history, hits, request.exclude)
+        if self.category_share is None:
+            return list(itertools.islice(picks, request.k))
+        leaf = self._leaf_categories
+        return spread_categories(picks, lambda h: leaf[h.item_id], request.k, self.category_share)
+
+    def _crowded(self, picks: Sequence[SearchHit], k: int) -> bool:
+        """Whether one category holds more of ``picks`` than :attr:`category_share` allows."""
+        if self.category_share is None or not picks:
+            return False
+        counts = Counter(self._leaf_categories[h.item_id] for h in picks)
+        counts.pop(None, None)
+        return bool(counts) and max(counts.values()) > max_per_category(k, self.category_share)
+
+    def _with_evidence(self, request: RecommendRequest,
+                       picks: Iterable[SearchHit]) -> list[Recommendation]:
+        """``picks`` as recommendations, each with its evidence."""
         out = []
-        for hit in self._pick(history, hits, k, exclude):
-            evidence = self.evidence(history, hit.item_id)
+        for hit in picks:
+            evidence = self.evidence(request.history, hit.item_id)
             out.append(Recommendation(hit.item_id, self.dataset.items[hit.item_id].title,
                                       hit.score, render("explanation", evidence=evidence),
                                       evidence))
@@ -104,12 +174,17 @@ class Retriever(ABC):
                    exclude: Collection[str] = ()) -> list[SearchHit]:
         """Up to ``n`` items in score order, the history and ``exclude`` masked. Exact: one
         ``score`` row; a model with an approximate index overrides this."""
-        scores = np.array(self.score([history])[0], dtype=np.float32)
+        return self._top(history, self.score([history])[0], n, exclude)
+
+    def _top(self, history: History, row: np.ndarray, n: int,
+             exclude: Collection[str]) -> list[SearchHit]:
+        """The ``n`` best items of one ``score`` row, the history and ``exclude`` masked: the
+        first ``n`` of a stable sort by score (ties in catalog order), found by partitioning."""
+        scores = np.array(row, dtype=np.float32)
         index = self.dataset.item_index
         scores[[index[i] for i in {x.item_id for x in history} | set(exclude) if i in index]] = -np.inf
-        top = np.argsort(-scores, kind="stable")[:n]
-        return [SearchHit(self.dataset.item_ids[i], float(scores[i]), {}) for i in top
-                if np.isfinite(scores[i])]
+        return [SearchHit(self.dataset.item_ids[i], float(scores[i]), {})
+                for i in top_indices(scores, n) if np.isfinite(scores[i])]
 
     @property
     def evidence_vectors(self) -> np.ndarray | None:
@@ -123,28 +198,48 @@ class Retriever(ABC):
             return []
         return closest_in_history(self.dataset, history, vectors, item_id, self.evidence_per_item)
 
-    def _pick(self, history: History, hits: Iterable[SearchHit], k: int,
-              exclude: Collection[str]) -> list[SearchHit]:
-        """The first ``k`` hits the user does not have and ``exclude`` does not hold. A hit
-        with the title of a history item or of a better hit is skipped (the same product under
-        another id)."""
-        items = self.dataset.items
+    def _pick(self, history: History, hits: Iterable[SearchHit],
+              exclude: Collection[str]) -> Iterator[SearchHit]:
+        """The hits, in order, that the user does not have and ``exclude`` does not hold. A
+        hit with the title of a history item or of a better hit is skipped (the same product
+        under another id)."""
+        keys = self._title_keys
         skip = {x.item_id for x in history} | set(exclude)
-        titles = {items[i].title_key for i in {x.item_id for x in history} if i in items}
-        picked: list[SearchHit] = []
+        titles = {keys[i] for i in {x.item_id for x in history} if i in keys}
         for hit in hits:
-            item = items.get(hit.item_id)
-            if item is None or hit.item_id in skip or item.title_key in titles:
+            key = keys.get(hit.item_id)
+            if key is None or hit.item_id in skip or key in titles:
                 continue
-            titles.add(item.title_key)
-            picked.append(hit)
-            if len(picked) == k:
-                break
-        return picked
+            titles.add(key)
+            yield hit
+
+    @cached_property
+    def _title_keys(self) -> dict[str, str]:
+        """Every catalog item's ``title_key`` (computed once, not per request)."""
+        return {i: item.title_key for i, item in self.dataset.items.items()}
+
+    @cached_property
+    def _leaf_categories(self) -> dict[str, str | None]:
+        """Every catalog item's leaf category (None: it has none)."""
+        return {i: item.category[-1] if item.category else None
+                for i, item in self.dataset.items.items()}
 
     @cached_property
     def _popular(self) -> PopularItems:
         return PopularItems(self.dataset)
+
+
+def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
+    """``np.argsort(-scores, kind="stable")[:n]`` without sorting the whole row: the items
+    at or above the ``n``-th best score (ties included), sorted stably."""
+    if n >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    negated = -scores
+    bound = np.partition(negated, n - 1)[n - 1]
+    keep = np.flatnonzero(negated <= bound)  # catalog order, ties and all
+    return keep[np.argsort(negated[keep], kind="stable")][:n]
 
 
 def closest_in_history(

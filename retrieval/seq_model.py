@@ -102,20 +102,23 @@ class SequenceRetriever(nn.Module):
         return q @ k.T / self.config.temperature
 
     @torch.no_grad()
-    def score_last(self, items: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
-        """Scores of every item for the last position of each (left-padded) sequence."""
-        table = self.item_vectors()
+    def score_last(self, items: torch.Tensor, pad: torch.Tensor,
+                   table: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of every item for the last position of each (left-padded) sequence;
+        ``table``: :meth:`item_vectors` computed before (a model that no longer changes)."""
+        table = self.item_vectors() if table is None else table
         hidden = self.encode(items, pad, table)[:, -1]
         return self.logits(hidden, table)
 
     @torch.no_grad()
     def search_vectors(
-        self, items: torch.Tensor | None = None, pad: torch.Tensor | None = None
+        self, items: torch.Tensor | None = None, pad: torch.Tensor | None = None,
+        table: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Vectors for a nearest-neighbour index: the items' (no arguments) or the queries'
         of left-padded sequences. Their inner product ranks exactly as :meth:`score_last`
         ("dot"); for "cosine" both sides are L2-normalised (the temperature is a constant)."""
-        table = self.item_vectors()
+        table = self.item_vectors() if table is None else table
         vectors = table if items is None else self.encode(items, pad, table)[:, -1]
         if self.config.similarity != "dot":
             vectors = nn.functional.normalize(vectors, dim=-1)

@@ -89,10 +89,26 @@ class SeqScorer:
 
     name = "seqrec"
 
-    def __init__(self, model: SequenceRetriever, dataset: Dataset, device: str = "cpu"):
+    def __init__(self, model: SequenceRetriever, dataset: Dataset, device: str = "cpu", *,
+                 frozen: bool = False):
+        """``frozen``: the model no longer changes (a loaded checkpoint), so every item's
+        vector is computed once and kept, not once per ``score`` call (the adapter over the
+        whole catalog: most of a one-history call); training scores an unfrozen one."""
         self.model = model
         self.dataset = dataset
         self.device = device
+        self.frozen = frozen
+        self._table: torch.Tensor | None = None
+
+    def _item_table(self) -> torch.Tensor | None:
+        """The kept item vectors of a frozen model (None: compute them per call)."""
+        if not self.frozen:
+            return None
+        if self._table is None:
+            self.model.eval()
+            with torch.no_grad():
+                self._table = self.model.item_vectors()
+        return self._table
 
     def fit(self, train: Sequence[History]) -> None:
         """Trained by :func:`train_seq_retriever`; the harness must not refit it."""
@@ -106,23 +122,25 @@ class SeqScorer:
         return items.to(self.device), pad.to(self.device)
 
     def score(self, histories: Sequence[History]) -> np.ndarray:
-        scores = self.model.score_last(*self._inputs(histories))
+        scores = self.model.score_last(*self._inputs(histories), table=self._item_table())
         return scores.float().cpu().numpy()
 
     def query_vectors(self, histories: Sequence[History]) -> np.ndarray:
         """Query-tower vectors of ``histories`` for an inner-product index (see SeqIndex)."""
-        return self.model.search_vectors(*self._inputs(histories)).float().cpu().numpy()
+        return self.model.search_vectors(*self._inputs(histories),
+                                         table=self._item_table()).float().cpu().numpy()
 
     def forget(self, item_ids: Iterable[str]) -> None:
         """Score ``item_ids`` from here on as items never seen in training: by their text
         alone, without their ID embedding (tuning for new items on items the model knows)."""
         index = self.dataset.item_index
         self.model.seen[[index[i] for i in item_ids]] = False
+        self._table = None
 
     def item_vectors(self) -> np.ndarray:
         """Every item's vector, aligned with ``dataset.item_ids``."""
         self.model.eval()
-        return self.model.search_vectors().float().cpu().numpy()
+        return self.model.search_vectors(table=self._item_table()).float().cpu().numpy()
 
     @classmethod
     def load(cls, directory: Path, dataset: Dataset, device: str = "cpu") -> SeqScorer:
@@ -137,7 +155,7 @@ class SeqScorer:
             SeqConfig(**payload["config"]), payload["state_dict"]["text"], payload["state_dict"]["seen"]
         )
         model.load_state_dict(payload["state_dict"])
-        return cls(model.to(device).eval(), dataset, device)
+        return cls(model.to(device).eval(), dataset, device, frozen=True)
 
 
 def _batches(seqs: list[np.ndarray], cfg: TrainConfig, max_len: int, rng: random.Random):

@@ -128,7 +128,8 @@ def create_app(target: Settings | Assistant, *, store: SessionStore | None = Non
     store = store or SessionStore(settings.database_url, lease_seconds=settings.lease_seconds,
                                   wait_seconds=settings.session_wait)
     conversations = Conversations(assistant, store, ComputeSlots(compute_slots),
-                                  prose_queue_limit=prose_queue_limit)
+                                  prose_queue_limit=prose_queue_limit,
+                                  recommend_batch=settings.recommend_batch)
     admission = Admission(settings.max_inflight, settings.max_inflight_per_key)
     readiness = Readiness(conversations, admission)
 

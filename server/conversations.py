@@ -32,7 +32,8 @@ from recagent.app.assistant import Assistant
 from recagent.app.chat import Chat, HelpView, HistoryView, Notice, Quit, TraceView, Why
 from recagent.catalog.errors import IndexUnavailable, RecAgentError
 from recagent.llm.base import LLMUnavailable
-from recagent.retrieval.base import PopularItems
+from recagent.retrieval.base import PopularItems, RecommendRequest
+from recagent.server.batching import RecommendBatcher
 from recagent.server.slots import ComputeSlots
 from recagent.server.store import Event, SessionNotFound, SessionStore, StoredSession
 
@@ -73,11 +74,12 @@ class RecommendResult:
 
 class Conversations:
     def __init__(self, assistant: Assistant, store: SessionStore, slots: ComputeSlots | None = None,
-                 *, prose_queue_limit: int | None = 2):
+                 *, prose_queue_limit: int | None = 2, recommend_batch: int = 64):
         self.assistant = assistant
         self.store = store
         self.slots = slots or ComputeSlots()
         self.prose_queue_limit = prose_queue_limit
+        self.batcher = RecommendBatcher(self.slots, recommend_batch)
 
     @property
     def plain_agent(self) -> TurnRunner:
@@ -153,17 +155,19 @@ class Conversations:
         return FeedbackResult(session_id, session, event_id)
 
     def recommend(self, history, k: int) -> RecommendResult:
-        with self.slots.acquire():
-            try:
-                model = self.assistant.recommender
-                return RecommendResult(model.name, list(model.recommend(history, k)), [])
-            except Exception as exc:
-                note = self._outage(exc)
-                if note is None:
-                    raise
-                seen = {x.item_id for x in history}
-                return RecommendResult("popularity", self._popular_items.recommend(k, seen=seen),
-                                       [note])
+        """The recommender's top ``k`` for ``history``, computed with the requests that wait
+        beside it (:class:`RecommendBatcher`); popular items when the index is down."""
+        try:
+            model = self.assistant.recommender
+            recs = self.batcher.recommend(model, RecommendRequest(list(history), k))
+            return RecommendResult(model.name, recs, [])
+        except Exception as exc:
+            note = self._outage(exc)
+            if note is None:
+                raise
+            seen = {x.item_id for x in history}
+            return RecommendResult("popularity", self._popular_items.recommend(k, seen=seen),
+                                   [note])
 
     def _outage(self, exc: Exception) -> str | None:
         """A degraded note when ``exc`` comes from an unreachable index or LLM, else None."""

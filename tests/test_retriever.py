@@ -155,7 +155,7 @@ def test_cooc_text_ranks_what_is_bought_together_above_look_alikes(encoder, tmp_
     dataset = Dataset("shop", items, interactions)
     index = ItemIndex(open_chroma(tmp_path / "chroma"), dataset, encoder)
     text = HistoryRetriever(dataset, encoder, index)
-    model = CoocTextRetriever(dataset, text)
+    model = CoocTextRetriever(dataset, index)
     model.prepare()
     model.fit(list(dataset.histories.values()))
     history = [Interaction("new", "cam1", 1.0)]

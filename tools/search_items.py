@@ -61,7 +61,7 @@ class SearchItems(Tool):
             raise ToolError("search_items needs a non-empty query")
         if not 1 <= k <= 500:
             raise ToolError(f"search_items: k must be in 1..500, not {k}")
-        vector = self.encoder.encode([query])
+        vector = self.encoder.encode([query], cache=True)  # a repeated query is not re-encoded
         found = self._candidates(self.index.search(vector, k * self.overfetch)[0])
         if constraints is not None:
             found = self._filter(found, constraints, one_per_title=False).kept
