@@ -60,6 +60,7 @@ def tuned_fusion(
     split: LeaveOneOutSplit | None = None,
     *,
     cold_cases: int | None = None,
+    max_cases: int | None = None,
 ) -> FusionScorer:
     """seqrec fused with item-kNN, and ``text`` (a factory of the text scorer) for cold items;
     the kNN variant, weight and cold offset are tuned on VALIDATION.
@@ -71,14 +72,16 @@ def tuned_fusion(
     out of the kNN fit and scored by seqrec without their ID embeddings). A ``fusion.json``
     written before cold items had an offset keeps its variant and weight and gets one.
     ``cold_cases`` caps the validation cases the cold offset is tuned on (a seeded sample:
-    each encodes its history's text); None tunes it on all of them.
+    each encodes its history's text); None tunes it on all of them. ``max_cases`` caps the
+    cases the variant and weight are tuned on (a seeded sample; None: all).
     """
     seq = load_seq_scorer(directory, dataset)
     split = split or leave_one_out(dataset)
     choice = _stored_choice(directory)
     if not choice:
         tuned = tune_fusion(split, seq, {n: partial(ItemKNN, dataset, **kw)
-                                         for n, kw in KNN_VARIANTS.items()})
+                                         for n, kw in KNN_VARIANTS.items()},
+                            max_cases=max_cases)
         choice = {"model_sha": checkpoint_hash(directory), "components": ["seqrec", tuned.variant],
                   "tuned_on": "validation stage", **tuned.to_dict()}
     knn = ItemKNN(dataset, **KNN_VARIANTS[choice["variant"]])
