@@ -33,7 +33,10 @@ from recagent.protocol.scorer import History
 from recagent.protocol.split import LeaveOneOutSplit
 from recagent.retrieval.seq_model import SeqConfig, SequenceRetriever
 
-__all__ = ["SeqScorer", "TrainConfig", "TrainResult", "train_seq_retriever", "train_sequences"]
+__all__ = [
+    "SeqScorer", "TrainConfig", "TrainResult", "resolve_precision", "train_seq_retriever",
+    "train_sequences",
+]
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,17 @@ class TrainConfig:
     id_dropout: float = 0.0  # share of items trained on text alone at each step (cold start)
     seed: int = 42
     device: str = "cpu"
-    max_minutes: float = 15.0
+    max_minutes: float = 15.0  # checked after every step: a long epoch is cut short
+    # Negatives of the next-item loss: 0 = every catalog item (full softmax); N > 0 = the
+    # items of the batch (inputs and targets) plus N drawn uniformly from the catalog, shared
+    # by the whole batch (sampled softmax: the cost no longer grows with the catalog).
+    negatives: int = 0
+    # "fp32", or "bf16": forward passes under bfloat16 autocast (weights and optimiser stay
+    # fp32); "auto" takes bf16 where the device computes it natively (a CPU with AVX-512 bf16
+    # or AMX, a CUDA GPU with bf16) and fp32 elsewhere.
+    precision: str = "fp32"
+    # Validation cases scored after each epoch (a seeded sample when there are more).
+    valid_cases: int | None = 20_000
 
 
 @dataclass
@@ -163,14 +176,46 @@ def _batches(seqs: list[np.ndarray], cfg: TrainConfig, max_len: int, rng: random
 
 
 def _loss(model: SequenceRetriever, inputs, targets, device: str,
-          id_dropout: float = 0.0) -> torch.Tensor:
+          id_dropout: float = 0.0, negatives: int = 0,
+          generator: torch.Generator | None = None) -> torch.Tensor:
     items, _ = _left_pad(inputs, fill=-2)  # -2: length padding; -1: a masked item
     tgt, tpad = _left_pad(targets, fill=-2)
     items = items.masked_fill(items == -1, -2)  # a masked item is read as padding
-    table = model.item_vectors(id_dropout)
+    labels = tgt[~tpad]
+    if negatives > 0:  # only the batch's items and the drawn negatives get vectors
+        drawn = torch.randint(model.n_items, (negatives,), generator=generator)
+        rows = torch.cat([items[items >= 0], labels, drawn]).unique()  # sorted
+        items = torch.where(items >= 0, torch.searchsorted(rows, items.clamp(min=0)), items)
+        labels = torch.searchsorted(rows, labels)
+        table = model.item_vectors(id_dropout, rows.to(device))
+    else:
+        table = model.item_vectors(id_dropout)
     hidden = model.encode(items.to(device), (items == -2).to(device), table)
     logits = model.logits(hidden[~tpad.to(device)], table)
-    return torch.nn.functional.cross_entropy(logits, tgt[~tpad].to(device))
+    return torch.nn.functional.cross_entropy(logits.float(), labels.to(device))
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """"fp32" or "bf16" for ``precision`` ("auto" decides by what ``device`` computes natively)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    flags = _cpu_flags()
+    return "bf16" if {"avx512_bf16", "amx_bf16"} & flags else "fp32"
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
 
 
 def train_seq_retriever(
@@ -187,6 +232,7 @@ def train_seq_retriever(
     """Train, early-stop on validation NDCG@10, and write the checkpoint to ``out_dir``."""
     seq_config = seq_config or SeqConfig()
     config = config or TrainConfig()
+    precision = resolve_precision(config.precision, config.device)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -216,20 +262,33 @@ def train_seq_retriever(
     start = time.perf_counter() - state["seconds"]
     bar = tqdm(total=config.epochs, initial=state["epoch"], desc="Training seqrec",
                unit="epoch", disable=not show_progress)
-    while state["epoch"] < config.epochs and state["stale"] < config.patience:
+    autocast = torch.autocast(device_type=torch.device(config.device).type,
+                              dtype=torch.bfloat16, enabled=precision == "bf16")
+    gen = torch.Generator().manual_seed(config.seed)
+    out_of_time = False
+    while state["epoch"] < config.epochs and state["stale"] < config.patience and not out_of_time:
         model.train()
         losses = []
+        epoch_start = time.perf_counter()
         for inputs, targets in _batches(seqs, config, seq_config.max_len, rng):
-            loss = _loss(model, inputs, targets, config.device, config.id_dropout)
+            with autocast:
+                loss = _loss(model, inputs, targets, config.device, config.id_dropout,
+                             config.negatives, gen)
             optim.zero_grad()
             loss.backward()
             optim.step()
             sched.step()
             losses.append(float(loss.detach()))
+            if time.perf_counter() - start > config.max_minutes * 60:
+                out_of_time = True  # the budget ends inside this epoch: validate what we have
+                break
         state["epoch"] += 1
-        valid = evaluate_scorer(scorer, split, stage="valid", fit=False).metrics
+        train_s = time.perf_counter() - epoch_start
+        valid = evaluate_scorer(scorer, split, stage="valid", fit=False,
+                                max_users=config.valid_cases, sample_seed=config.seed).metrics
         record = {"epoch": state["epoch"], "loss": float(np.mean(losses)),
-                  "valid_ndcg@10": valid["ndcg@10"], "valid_recall@10": valid["recall@10"]}
+                  "valid_ndcg@10": valid["ndcg@10"], "valid_recall@10": valid["recall@10"],
+                  "train_s": round(train_s, 2), "steps": len(losses)}
         state["history"].append(record)
         if valid["ndcg@10"] > state["best"]:
             state.update(best=valid["ndcg@10"], best_epoch=state["epoch"], stale=0,
@@ -259,6 +318,7 @@ def train_seq_retriever(
         "split": "leave-one-out by time; trained on training parts only (no validation/test items)",
         "seq_config": seq_config.to_dict(),
         "train_config": asdict(config),
+        "precision": precision,
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "valid_metrics": result.best_valid,
