@@ -199,12 +199,13 @@ def tune_fusion(
         histories, targets = [histories[k] for k in keep], [targets[k] for k in keep]
     index = split.dataset.item_index
     target_idx = np.array([index[t] for t in targets], dtype=np.int64)
+    train = split.train  # built once: the property copies every history
     if fit_base:
-        base.fit(split.train)
+        base.fit(train)
     others: dict[str, Scorer] = {}
     for name, make in variants.items():
         others[name] = make()
-        others[name].fit(split.train)
+        others[name].fit(train)
     if not others:
         raise ValueError("tune_fusion needs at least one variant")
     sums = {(name, float(w)): MetricSums() for name in others for w in weights}

@@ -9,13 +9,13 @@ validation figures, and the cold items' ``cold_offset`` with how it was tuned.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from recagent.catalog.model import Dataset
-from recagent.protocol.scorer import Scorer
+from recagent.protocol.scorer import History, Scorer
 from recagent.protocol.split import (
     ColdStartSplit,
     LeaveOneOutSplit,
@@ -79,7 +79,8 @@ def tuned_fusion(
     split = split or leave_one_out(dataset)
     choice = _stored_choice(directory)
     if not choice:
-        tuned = tune_fusion(split, seq, {n: partial(ItemKNN, dataset, **kw)
+        fits: dict[int, Any] = {}
+        tuned = tune_fusion(split, seq, {n: partial(_SharedFitKNN, fits, dataset, **kw)
                                          for n, kw in KNN_VARIANTS.items()},
                             max_cases=max_cases)
         choice = {"model_sha": checkpoint_hash(directory), "components": ["seqrec", tuned.variant],
@@ -102,6 +103,21 @@ def tuned_fusion(
         (directory / CHOICE_FILE).write_text(json.dumps(choice, indent=2) + "\n")
     fusion.cold_offset = choice["cold_offset"]
     return fusion
+
+
+class _SharedFitKNN(ItemKNN):
+    """Item-kNN for one tuning run: the variants of one neighbour count share one fit (the
+    recency decay changes only the scoring), so 16 variants cost 2 fits, not 16."""
+
+    def __init__(self, fits: dict[int, Any], dataset: Dataset, **kwargs: Any) -> None:
+        super().__init__(dataset, **kwargs)
+        self._fits = fits
+
+    def fit(self, train: Sequence[History]) -> None:
+        if self.neighbours not in self._fits:
+            super().fit(train)
+            self._fits[self.neighbours] = self.similarity
+        self.similarity = self._fits[self.neighbours]
 
 
 def fusion_retriever(ctx: RetrieverContext) -> FusionRetriever:
