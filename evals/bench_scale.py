@@ -90,15 +90,16 @@ def _index(home: Path, **_: Any) -> dict[str, Any]:
 def _train(home: Path, epochs: int, train_minutes: float, max_cases: int,
            **_: Any) -> dict[str, Any]:
     from recagent.protocol.split import leave_one_out
-    from recagent.retrieval.seq_train import TrainConfig, train_seq_retriever
+    from recagent.retrieval.seq_train import TrainConfig, default_negatives, train_seq_retriever
 
     rt = _runtime(home)
-    config = TrainConfig(epochs=epochs, max_minutes=train_minutes, valid_cases=max_cases)
+    config = TrainConfig(epochs=epochs, max_minutes=train_minutes, valid_cases=max_cases,
+                         negatives=default_negatives(len(rt.dataset.items)))
     result = train_seq_retriever(leave_one_out(rt.dataset), rt.index.embeddings(),
                                  rt.model_dir("seqrec"), config=config)
     last = result.history[-1] if result.history else {}
     return {"epochs": result.epochs_run, "valid_ndcg@10": result.best_valid.get("ndcg@10"),
-            "steps": last.get("steps"), "epoch_train_s": last.get("train_s"),
+            "negatives": config.negatives, "steps": last.get("steps"), "epoch_train_s": last.get("train_s"),
             "train_s": result.seconds}
 
 
