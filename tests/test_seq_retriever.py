@@ -206,3 +206,10 @@ def test_precision_auto_follows_the_cpu_and_bad_names_are_refused(monkeypatch):
     assert seq_train.resolve_precision("bf16", "cpu") == "bf16"
     with pytest.raises(ValueError, match="precision"):
         seq_train.resolve_precision("fp16", "cpu")
+
+
+def test_the_product_samples_negatives_only_for_large_catalogs():
+    from recagent.retrieval.seq_train import FULL_SOFTMAX_MAX_ITEMS, default_negatives
+
+    assert default_negatives(3000) == default_negatives(FULL_SOFTMAX_MAX_ITEMS) == 0
+    assert default_negatives(FULL_SOFTMAX_MAX_ITEMS + 1) > 0
