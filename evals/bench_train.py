@@ -6,8 +6,9 @@ other in one process (so the machine's load is alike for all).
         [--epochs 2] [--max-minutes 4] [--home DIR] [--out evals/reports/bench_train.json]
 
 ``--data`` is a dataset folder (or ``demo:USERSxITEMS``, a generated demo shop). A variant is
-NEGATIVES-PRECISION: ``full`` (softmax over the whole catalog) or ``sampled`` (the batch's
-items plus ``--negatives`` drawn ones), ``fp32`` or ``bf16`` (autocast). Each trains from
+NEGATIVES-PRECISION[-clWEIGHT]: ``full`` (softmax over the whole catalog) or ``sampled`` (the
+batch's items plus ``--negatives`` drawn ones), ``fp32`` or ``bf16`` (autocast), and
+optionally the CL4SRec contrastive term at that weight (``full-fp32-cl0.1``). Each trains from
 scratch with the same seed for ``--epochs`` or ``--max-minutes``, whichever ends first, and
 validates after every epoch (at most ``--valid-cases`` users, a seeded sample). The item
 texts are encoded into the index under ``--home`` (kept there for the next run).
@@ -44,10 +45,21 @@ def _dataset(spec: str) -> Any:
 
 
 def _variant(name: str, negatives: int) -> dict[str, Any]:
-    kind, _, precision = name.partition("-")
-    if kind not in ("full", "sampled") or precision not in ("fp32", "bf16"):
-        raise SystemExit(f"--variants: {name!r} is not full|sampled-fp32|bf16")
-    return {"negatives": negatives if kind == "sampled" else 0, "precision": precision}
+    kind, _, rest = name.partition("-")
+    precision, _, cl = rest.partition("-")
+    if (kind not in ("full", "sampled") or precision not in ("fp32", "bf16")
+            or (cl and not (cl.startswith("cl") and _is_number(cl[2:])))):
+        raise SystemExit(f"--variants: {name!r} is not full|sampled-fp32|bf16[-clWEIGHT]")
+    return {"negatives": negatives if kind == "sampled" else 0, "precision": precision,
+            "cl_weight": float(cl[2:]) if cl else 0.0}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -72,7 +84,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for name in args.variants.split(","):
         config = TrainConfig(epochs=args.epochs, max_minutes=args.max_minutes,
-                             valid_cases=args.valid_cases, patience=args.epochs,
+                             valid_cases=args.valid_cases, patience=args.patience,
                              **_variant(name.strip(), args.negatives))
         load = os.getloadavg()[0]
         with tempfile.TemporaryDirectory(prefix="recagent-bench-train-") as out:
@@ -80,6 +92,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                          resume=False)
         report["runs"][name] = {
             "history": result.history, "best_valid_ndcg@10": result.best_valid.get("ndcg@10"),
+            "best_epoch": result.best_epoch,
             "seconds": result.seconds, "loadavg": [load, os.getloadavg()[0]],
         }
         print(f"{name}: " + "; ".join(
@@ -116,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--max-minutes", type=float, default=4.0)
     p.add_argument("--valid-cases", type=int, default=20_000)
+    p.add_argument("--patience", type=int, default=1000, help="early stopping (default: none)")
     p.add_argument("--home", type=Path, default=Path(tempfile.gettempdir()) / "recagent-bench-train")
     p.add_argument("--out", type=Path, default=Path("evals/reports/bench_train.json"))
     args = p.parse_args(argv)

@@ -64,6 +64,10 @@ class TrainConfig:
     # fp32); "auto" takes bf16 where the device computes it natively (a CPU with AVX-512 bf16
     # or AMX, a CUDA GPU with bf16) and fp32 elsewhere.
     precision: str = "fp32"
+    # Sequence-level contrastive loss (CL4SRec): two augmented views (crop, mask) of each
+    # sequence are positives, the batch's other views negatives; weight 0 leaves it out.
+    cl_weight: float = 0.0
+    cl_temperature: float = 0.2
     # Validation cases scored after each epoch (a seeded sample when there are more).
     valid_cases: int | None = 20_000
 
@@ -175,24 +179,74 @@ def _batches(seqs: list[np.ndarray], cfg: TrainConfig, max_len: int, rng: random
         yield inputs, targets
 
 
+def _views(inputs: Sequence[np.ndarray], gen: np.random.Generator, crop: float = 0.6,
+           mask: float = 0.3) -> list[np.ndarray]:
+    """Two augmented views of every input sequence (CL4SRec's crop, then mask): a random
+    window of ``crop`` of the items, each of them then masked (-1) with chance ``mask`` (the
+    newest kept). Views 0..B-1 are the first view of each sequence, B..2B-1 the second."""
+    views = []
+    for _ in range(2):
+        for x in inputs:
+            x = x[x >= 0]
+            if len(x) == 0:
+                views.append(np.full(1, -1, dtype=np.int64))
+                continue
+            k = max(1, int(crop * len(x)))
+            lo = int(gen.integers(0, len(x) - k + 1))
+            view = x[lo : lo + k].copy()
+            drop = gen.random(k) < mask
+            drop[-1] = False
+            view[drop] = -1
+            views.append(view)
+    return views
+
+
+def _contrastive(model: SequenceRetriever, items: torch.Tensor, table: torch.Tensor,
+                 temperature: float) -> torch.Tensor:
+    """NT-Xent over the 2B views (left-padded with -2, masked -1): each view's positive is
+    the other view of its sequence, the other 2B - 2 views are its negatives."""
+    items = items.masked_fill(items == -1, -2)
+    hidden = model.encode(items, items == -2, table)[:, -1]
+    z = torch.nn.functional.normalize(hidden.float(), dim=-1)
+    sim = z @ z.T / temperature
+    sim = sim.masked_fill(torch.eye(len(z), dtype=torch.bool, device=z.device), float("-inf"))
+    half = len(z) // 2
+    labels = torch.cat([torch.arange(half, 2 * half), torch.arange(0, half)]).to(z.device)
+    return torch.nn.functional.cross_entropy(sim, labels)
+
+
 def _loss(model: SequenceRetriever, inputs, targets, device: str,
           id_dropout: float = 0.0, negatives: int = 0,
-          generator: torch.Generator | None = None) -> torch.Tensor:
+          generator: torch.Generator | None = None, views: Sequence[np.ndarray] = (),
+          cl_weight: float = 0.0, cl_temperature: float = 0.2) -> torch.Tensor:
+    """Next-item InfoNCE, plus ``cl_weight`` x the sequence-level contrastive loss of
+    ``views`` (:func:`_views`) when given."""
     items, _ = _left_pad(inputs, fill=-2)  # -2: length padding; -1: a masked item
     tgt, tpad = _left_pad(targets, fill=-2)
     items = items.masked_fill(items == -1, -2)  # a masked item is read as padding
     labels = tgt[~tpad]
+    seen_views = _left_pad(views, fill=-2)[0] if len(views) else None
     if negatives > 0:  # only the batch's items and the drawn negatives get vectors
         drawn = torch.randint(model.n_items, (negatives,), generator=generator)
-        rows = torch.cat([items[items >= 0], labels, drawn]).unique()  # sorted
-        items = torch.where(items >= 0, torch.searchsorted(rows, items.clamp(min=0)), items)
-        labels = torch.searchsorted(rows, labels)
+        parts = [items[items >= 0], labels, drawn]
+        if seen_views is not None:
+            parts.append(seen_views[seen_views >= 0])
+        rows = torch.cat(parts).unique()  # sorted
+
+        def local(x: torch.Tensor) -> torch.Tensor:
+            return torch.where(x >= 0, torch.searchsorted(rows, x.clamp(min=0)), x)
+
+        items, labels = local(items), torch.searchsorted(rows, labels)
+        seen_views = None if seen_views is None else local(seen_views)
         table = model.item_vectors(id_dropout, rows.to(device))
     else:
         table = model.item_vectors(id_dropout)
     hidden = model.encode(items.to(device), (items == -2).to(device), table)
     logits = model.logits(hidden[~tpad.to(device)], table)
-    return torch.nn.functional.cross_entropy(logits.float(), labels.to(device))
+    loss = torch.nn.functional.cross_entropy(logits.float(), labels.to(device))
+    if seen_views is not None and cl_weight > 0:
+        loss = loss + cl_weight * _contrastive(model, seen_views.to(device), table, cl_temperature)
+    return loss
 
 
 FULL_SOFTMAX_MAX_ITEMS = 20_000  # above it, the product trains with sampled negatives
@@ -276,15 +330,18 @@ def train_seq_retriever(
     autocast = torch.autocast(device_type=torch.device(config.device).type,
                               dtype=torch.bfloat16, enabled=precision == "bf16")
     gen = torch.Generator().manual_seed(config.seed)
+    view_rng = np.random.default_rng(config.seed)  # its own stream: the batches stay the same
     out_of_time = False
     while state["epoch"] < config.epochs and state["stale"] < config.patience and not out_of_time:
         model.train()
         losses = []
         epoch_start = time.perf_counter()
         for inputs, targets in _batches(seqs, config, seq_config.max_len, rng):
+            views = _views(targets, view_rng) if config.cl_weight > 0 else ()
             with autocast:
                 loss = _loss(model, inputs, targets, config.device, config.id_dropout,
-                             config.negatives, gen)
+                             config.negatives, gen, views, config.cl_weight,
+                             config.cl_temperature)
             optim.zero_grad()
             loss.backward()
             optim.step()

@@ -213,3 +213,36 @@ def test_the_product_samples_negatives_only_for_large_catalogs():
 
     assert default_negatives(3000) == default_negatives(FULL_SOFTMAX_MAX_ITEMS) == 0
     assert default_negatives(FULL_SOFTMAX_MAX_ITEMS + 1) > 0
+
+
+def test_views_are_crops_of_the_sequence_with_masks_and_the_newest_item_kept():
+    from recagent.retrieval.seq_train import _views
+
+    seqs = [np.arange(10), np.array([7]), np.array([-1, 3, 4])]
+    views = _views(seqs, np.random.default_rng(0))
+    assert len(views) == 6
+    for k, view in enumerate(views):
+        source = seqs[k % 3][seqs[k % 3] >= 0]
+        assert 1 <= len(view) <= len(source) and view[-1] >= 0
+        kept = view[view >= 0]
+        start = int(np.flatnonzero(source == view[-1])[0]) - len(view) + 1
+        assert list(kept) == [x for x in source[start : start + len(view)] if x in kept]
+
+
+def test_the_contrastive_term_adds_to_the_loss_and_still_learns_the_chain(tmp_path):
+    from recagent.retrieval.seq_train import _views
+
+    torch.manual_seed(0)
+    model = SequenceRetriever(SMALL, torch.from_numpy(_text(30)), torch.ones(30, dtype=torch.bool)).eval()
+    inputs, targets = [np.array([0, 1, 2]), np.array([4, 5])], [np.array([1, 2, 3]), np.array([5, 6])]
+    views = _views(targets, np.random.default_rng(0))
+    plain = float(_loss(model, inputs, targets, "cpu").detach())
+    both = float(_loss(model, inputs, targets, "cpu", views=views, cl_weight=0.5).detach())
+    assert both > plain  # the NT-Xent term is positive
+    ds = _chain_dataset(n_users=60, n_items=40)
+    result = train_seq_retriever(
+        leave_one_out(ds), _text(len(ds.items)), tmp_path, seq_config=SMALL,
+        config=TrainConfig(epochs=40, batch_size=16, lr=5e-3, patience=40, mask_prob=0.0,
+                           cl_weight=0.1, negatives=8),
+    )
+    assert result.best_valid["ndcg@10"] > 0.6
