@@ -48,6 +48,7 @@ _TIER_AFFINITY = np.array([[3.0, 1.0, 0.25], [1.0, 3.0, 1.0], [0.25, 1.0, 3.0]])
 _ZIPF_EXPONENT = 0.9  # popularity of the item ranked r in its category: 1 / r**0.9 + floor
 _POP_FLOOR = 0.02  # keeps the long tail reachable
 _MODEL_NUMBERS = ((100, 400), (400, 700), (700, 1000))  # model numbers by tier
+_ROWS = 1 << 20  # interactions turned into objects at a time
 
 
 @dataclass(frozen=True)
@@ -290,9 +291,13 @@ def generate_demo_shop(config: DemoShopConfig | None = None) -> Dataset:
     item_ids = [it.item_id for it in items]
     user_ids = [str(u) for u in range(1, config.n_users + 1)]
     ratings = (None, 1.0, 2.0, 3.0, 4.0, 5.0)  # shared: one float object per value
-    interactions = [
-        Interaction(user_ids[u], item_ids[i], float(t), ratings[r], "purchase")
-        for u, i, t, r in zip(drawn.user.tolist(), drawn.item.tolist(),
-                              drawn.timestamp.tolist(), drawn.rating.tolist(), strict=True)
-    ]
+    interactions: list[Interaction] = []
+    for lo in range(0, len(drawn.item), _ROWS):  # a slice at a time: .tolist() copies are big
+        part = slice(lo, lo + _ROWS)
+        interactions.extend(
+            Interaction(user_ids[u], item_ids[i], float(t), ratings[r], "purchase")
+            for u, i, t, r in zip(drawn.user[part].tolist(), drawn.item[part].tolist(),
+                                  drawn.timestamp[part].tolist(), drawn.rating[part].tolist(),
+                                  strict=True)
+        )
     return Dataset(_dataset_name(config), items, interactions, has_timestamps=True)

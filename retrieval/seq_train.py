@@ -4,8 +4,12 @@ Every position of a user's training sequence is a (history prefix -> next item) 
 forward pass of the causal query tower scores all of a sequence's prefixes at once. The loss
 is InfoNCE with the whole catalog as negatives (softmax cross-entropy over every item's
 cosine / temperature): for catalogs of a few thousand items that is cheaper than mining, and
-strictly harder than in-batch negatives. Augmentation: a random window (crop) of long
-sequences and random item masking.
+strictly harder than in-batch negatives. For large catalogs ``negatives`` > 0 replaces the
+catalog by the batch's own items plus that many drawn uniformly (sampled softmax; only those
+items' vectors are computed). Augmentation: a random window (crop) of long sequences and
+random item masking. Optional: bf16 autocast (``precision``) and CL4SRec's sequence-level
+contrastive term (``cl_weight``: two crop+mask views of each sequence are positives, the
+batch's other views negatives).
 
 Validation NDCG@10 (the harness, stage "valid") picks the best epoch and stops training
 after ``patience`` evaluations without improvement. ``last.pt`` holds everything needed to
