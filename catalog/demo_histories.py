@@ -1,8 +1,8 @@
 """The demo shop's purchase histories, drawn for many users at once (numpy, no per-user loop).
 
 Users are drawn in chunks of ``CHUNK``; within a chunk every user takes purchase ``s`` at the
-same time, so the cost is a few array operations per (chunk, step) whatever the number of
-users: a million users take about a minute, not a quarter of an hour.
+same time, so the cost is a few array operations per (chunk, step): 100,000 users took 10 s
+on one shared core, where the per-user loop before it took about 80 s.
 
 What a history looks like (see :mod:`recagent.catalog.demo_shop`):
 
