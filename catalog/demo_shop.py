@@ -5,8 +5,8 @@ It is the embedded default dataset of the demo, the chat and the tests. The voca
 the complement chains between categories) lives in ``demo_shop_vocab.json`` next to this
 module; this module only draws from it with ``numpy.random.default_rng(config.seed)``.
 
-How histories are drawn, so that the ORDER of a history carries signal that plain text
-similarity cannot see:
+How histories are drawn (by :mod:`recagent.catalog.demo_histories`, for many users at
+once), so that the ORDER of a history carries signal that plain text similarity cannot see:
 
 * Every user has latent tastes: 2-4 favourite top-level categories (Dirichlet weights), a
   preferred price tier (budget / mid / premium) and 1-3 favourite brands.
@@ -15,10 +15,11 @@ similarity cannot see:
   tripod -> camera bag, coffee maker -> beans -> grinder, ...), preferring the previous
   item's brand and price tier; otherwise it is another taste-driven item: a favourite
   category, weighted by tier match, brand affinity and a Zipf-like popularity prior.
-* A user never buys the same item twice, and rarely a second camera or tent (each category's
-  ``repeat`` in the vocabulary; consumables such as coffee beans repeat freely). Complement purchases follow sooner (hours to
-  days) than unrelated ones (days to weeks). About 60% of purchases are rated, mostly
-  highly, and lower when the item's tier is far from the user's preferred tier.
+* A user never buys the same item twice, and rarely a second camera or tent (each
+  category's ``repeat`` in the vocabulary; consumables such as coffee beans repeat freely).
+  Complement purchases follow sooner (hours to days) than unrelated ones (days to weeks).
+  About 60% of purchases are rated, mostly highly, and lower when the item's tier is far
+  from the user's preferred tier.
 
 Same config -> the identical dataset (items and interactions in the same order) in every
 process: nothing here iterates over a set or depends on hash order.
@@ -34,27 +35,20 @@ from typing import Any
 
 import numpy as np
 
+from recagent.catalog.demo_histories import ShopTables, draw_histories
 from recagent.catalog.model import Dataset, Interaction, Item
 
 DEMO_SHOP_NAME = "demo-shop"
 VOCAB_PATH = Path(__file__).with_name("demo_shop_vocab.json")
 
 TIERS = ("budget", "mid", "premium")
-P_COMPLEMENT = 0.55  # chance that the next purchase is a complement of the previous one
-RATED_SHARE = 0.6  # share of purchases that carry a 1-5 rating
-_TIER_SHARE = (0.35, 0.45, 0.20)  # users' preferred tiers
 # Affinity of an item's tier to a reference tier (the user's preference, or the tier of the
 # item just bought): same tier 3, adjacent 1, opposite 0.25.
 _TIER_AFFINITY = np.array([[3.0, 1.0, 0.25], [1.0, 3.0, 1.0], [0.25, 1.0, 3.0]])
-_SAME_BRAND_BOOST = 5.0  # complement of the same brand as the item just bought
-_FAV_BRAND_BOOST = 3.0  # one of the user's favourite brands
 _ZIPF_EXPONENT = 0.9  # popularity of the item ranked r in its category: 1 / r**0.9 + floor
 _POP_FLOOR = 0.02  # keeps the long tail reachable
-_RATING_P = (0.04, 0.06, 0.13, 0.32, 0.45)  # P(rating = 1..5) before the tier penalty
 _MODEL_NUMBERS = ((100, 400), (400, 700), (700, 1000))  # model numbers by tier
-_START_EPOCH = 1_672_531_200  # 2023-01-01T00:00:00Z; first purchases spread over 2 years
-_START_SPAN_S = 2 * 365 * 86_400
-_DAY = 86_400.0
+_ROWS = 1 << 20  # interactions turned into objects at a time
 
 
 @dataclass(frozen=True)
@@ -247,155 +241,63 @@ def _make_catalog(
     return items, leaves, item_leaf, item_tier, item_brand
 
 
-def _pick(
-    leaf: _Leaf,
-    ref_tier: int,
-    same_brand: int | None,
-    fav_brands: list[int],
-    owned: dict[int, list[int]],
-    leaf_index: int,
-    u: float,
-) -> int:
-    """A local index in ``leaf`` drawn by weight, or -1 when every item there is owned."""
-    w = leaf.tier_w[ref_tier].copy()
-    if same_brand is not None:
-        pos = leaf.brand_pos.get(same_brand)
-        if pos is not None:
-            w[pos] *= _SAME_BRAND_BOOST
-    for b in fav_brands:
-        pos = leaf.brand_pos.get(b)
-        if pos is not None:
-            w[pos] *= _FAV_BRAND_BOOST
-    mine = owned.get(leaf_index)
-    if mine:
-        w[mine] = 0.0
-    cum = np.cumsum(w)
-    total = cum[-1]
-    if total <= 0.0:
-        return -1
-    j = min(int(np.searchsorted(cum, u * total, side="right")), len(w) - 1)
-    if w[j] == 0.0:  # u * total rounded onto the very top
-        j = int(np.flatnonzero(w)[-1])
-    return j
-
-
-def _user_tastes(
-    rng: np.random.Generator,
-    leaves: list[_Leaf],
-    top_w: np.ndarray,
-    tops_of_leaf: np.ndarray,
-    leaf_w: np.ndarray,
-    brand_ids: dict[str, int],
-) -> tuple[np.ndarray, int, list[int]]:
-    """Cumulative leaf distribution, preferred tier and favourite brand ids of one user."""
-    n_tops = len(top_w)
-    k = int(rng.integers(2, 5))
-    tops = rng.choice(n_tops, size=k, replace=False, p=top_w)
-    share = rng.dirichlet(np.ones(k))
-    leaf_p = np.zeros(len(leaves))
-    for t, s in zip(tops, share, strict=True):
+def _tables(leaves: list[_Leaf], item_leaf: list[int], item_tier: list[int],
+            item_brand: list[int]) -> ShopTables:
+    vocab = load_vocab()
+    brand_ids = {name: i for i, name in enumerate(vocab["brands"])}
+    top_names = list(vocab["top_level_weights"])
+    top_w = np.array([float(vocab["top_level_weights"][t]) for t in top_names])
+    leaf_w = np.array([float(leaf.spec["weight"]) for leaf in leaves])
+    tops_of_leaf = np.array([top_names.index(leaf.path[0]) for leaf in leaves])
+    leaf_of_top = np.zeros((len(top_names), len(leaves)))
+    for t in range(len(top_names)):
         in_top = tops_of_leaf == t
-        leaf_p[in_top] += s * leaf_w[in_top] / leaf_w[in_top].sum()
-    leaf_cum = np.cumsum(leaf_p)
-    leaf_cum /= leaf_cum[-1]
-    pref = int(rng.choice(3, p=_TIER_SHARE))
-    favs: list[int] = []
-    for _ in range(int(rng.integers(1, 4))):
-        li = min(int(np.searchsorted(leaf_cum, rng.random(), side="right")), len(leaves) - 1)
-        names = leaves[li].spec["brands"]
-        b = brand_ids[names[int(rng.integers(len(names)))]]
-        if b not in favs:
-            favs.append(b)
-    return leaf_cum, pref, favs
+        leaf_of_top[t, in_top] = leaf_w[in_top] / leaf_w[in_top].sum()
+    width = max(len(leaf.next_leaves) for leaf in leaves)
+    next_leaf = np.zeros((len(leaves), width), dtype=np.int64)
+    next_cum = np.ones((len(leaves), width))
+    n_brands = max(len(leaf.spec["brands"]) for leaf in leaves)
+    leaf_brands = np.zeros((len(leaves), n_brands), dtype=np.int64)
+    for i, leaf in enumerate(leaves):
+        k = len(leaf.next_leaves)
+        next_leaf[i, :k], next_leaf[i, k:] = leaf.next_leaves, leaf.next_leaves[-1]
+        next_cum[i, :k] = leaf.next_cum
+        names = leaf.spec["brands"]
+        leaf_brands[i, : len(names)] = [brand_ids[b] for b in names]
+    flat = np.concatenate([np.asarray(leaf.items, dtype=np.int64) for leaf in leaves])
+    prior = np.concatenate([leaf.tier_w for leaf in leaves], axis=1)  # (3, items) by leaf
+    return ShopTables(
+        flat=flat,
+        start=np.concatenate([[0], np.cumsum([len(leaf.items) for leaf in leaves])]),
+        cum=np.cumsum(prior, axis=1),
+        item_leaf=np.asarray(item_leaf), item_tier=np.asarray(item_tier),
+        item_brand=np.asarray(item_brand),
+        repeat=np.array([leaf.repeat for leaf in leaves]),
+        next_leaf=next_leaf, next_cum=next_cum,
+        leaf_of_top=leaf_of_top, top_w=top_w / top_w.sum(),
+        leaf_brands=leaf_brands,
+        n_leaf_brands=np.array([len(leaf.spec["brands"]) for leaf in leaves]),
+        pop_order=flat[np.argsort(-prior[1], kind="stable")],
+    )
 
 
 def generate_demo_shop(config: DemoShopConfig | None = None) -> Dataset:
     """Generate the demo shop for ``config`` (default: the built-in ``demo-shop``)."""
     config = config or DemoShopConfig()
     rng = np.random.default_rng(config.seed)
-    vocab = load_vocab()
     items, leaves, item_leaf, item_tier, item_brand = _make_catalog(config, rng)
+    drawn = draw_histories(rng, _tables(leaves, item_leaf, item_tier, item_brand),
+                           config.n_users, config.min_history, config.max_history)
     item_ids = [it.item_id for it in items]
-    item_local = [0] * len(items)
-    for leaf in leaves:
-        for j, pos in enumerate(leaf.items):
-            item_local[pos] = j
-    brand_ids = {name: i for i, name in enumerate(vocab["brands"])}
-    top_names = list(vocab["top_level_weights"])
-    top_w = np.array([float(vocab["top_level_weights"][t]) for t in top_names])
-    top_w /= top_w.sum()
-    tops_of_leaf = np.array([top_names.index(leaf.path[0]) for leaf in leaves])
-    leaf_w = np.array([float(leaf.spec["weight"]) for leaf in leaves])
-    pop_order = np.argsort(-np.concatenate([lf.tier_w[1] for lf in leaves]), kind="stable")
-    pop_order = np.concatenate([np.asarray(lf.items) for lf in leaves])[pop_order]
-    n_leaves = len(leaves)
-    extra_mean = max(1.0, 0.25 * (config.max_history - config.min_history))
-
+    user_ids = [str(u) for u in range(1, config.n_users + 1)]
+    ratings = (None, 1.0, 2.0, 3.0, 4.0, 5.0)  # shared: one float object per value
     interactions: list[Interaction] = []
-    for user in range(1, config.n_users + 1):
-        uid = str(user)
-        leaf_cum, pref, favs = _user_tastes(rng, leaves, top_w, tops_of_leaf, leaf_w, brand_ids)
-        length = config.min_history + int(rng.geometric(1.0 / (extra_mean + 1.0))) - 1
-        length = min(length, config.max_history)
-        draws = rng.random((length, 4))
-        gap_z = rng.standard_normal(length)
-        rated = rng.random(length) < RATED_SHARE
-        base_rating = rng.choice(5, size=length, p=_RATING_P) + 1
-        t = float(_START_EPOCH + int(rng.integers(_START_SPAN_S)))
-        owned: dict[int, list[int]] = {}
-        owned_items: set[int] = set()
-
-        def wants_more(li: int, owned: dict[int, list[int]] = owned) -> bool:
-            """Whether the user buys (again) in leaf ``li``: durable goods rarely twice."""
-            n = len(owned.get(li, ()))
-            return n == 0 or float(rng.random()) < leaves[li].repeat ** n
-
-        prev = -1
-        for s in range(length):
-            u_kind, u_leaf, u_item, u_rate = draws[s]
-            item, complement = -1, False
-            if prev >= 0 and u_kind < P_COMPLEMENT:
-                pl = leaves[item_leaf[prev]]
-                u = u_leaf
-                for _attempt in range(3):
-                    c = min(
-                        int(np.searchsorted(pl.next_cum, u, side="right")), len(pl.next_leaves) - 1
-                    )
-                    li = int(pl.next_leaves[c])
-                    if wants_more(li):
-                        j = _pick(
-                            leaves[li], item_tier[prev], item_brand[prev], favs, owned, li, u_item
-                        )
-                        if j >= 0:
-                            item, complement = leaves[li].items[j], True
-                            break
-                    u = float(rng.random())
-            u = u_leaf
-            for attempt in range(8):  # taste-driven purchase
-                if item >= 0:
-                    break
-                li = min(int(np.searchsorted(leaf_cum, u, side="right")), n_leaves - 1)
-                if attempt == 7 or wants_more(li):
-                    j = _pick(leaves[li], pref, None, favs, owned, li, u_item)
-                    if j >= 0:
-                        item = leaves[li].items[j]
-                        break
-                u = float(rng.random())
-            if item < 0:  # every item of the user's favourite categories is owned
-                item = next(int(i) for i in pop_order if int(i) not in owned_items)
-            owned.setdefault(item_leaf[item], []).append(item_local[item])
-            owned_items.add(item)
-            if s > 0:
-                median_gap = 2.0 * _DAY if complement else 8.0 * _DAY
-                sigma = 0.9 if complement else 1.0
-                gap = median_gap * float(np.exp(sigma * gap_z[s]))
-                t += float(int(min(max(gap, 3600.0), 60 * _DAY)))
-            rating = None
-            if rated[s]:
-                dist = abs(item_tier[item] - pref)
-                penalty = int(u_rate < 0.3) + int(dist == 2 and u_rate < 0.7) if dist else 0
-                rating = float(max(1, int(base_rating[s]) - penalty))
-            interactions.append(Interaction(uid, item_ids[item], t, rating, "purchase"))
-            prev = item
-
+    for lo in range(0, len(drawn.item), _ROWS):  # a slice at a time: .tolist() copies are big
+        part = slice(lo, lo + _ROWS)
+        interactions.extend(
+            Interaction(user_ids[u], item_ids[i], float(t), ratings[r], "purchase")
+            for u, i, t, r in zip(drawn.user[part].tolist(), drawn.item[part].tolist(),
+                                  drawn.timestamp[part].tolist(), drawn.rating[part].tolist(),
+                                  strict=True)
+        )
     return Dataset(_dataset_name(config), items, interactions, has_timestamps=True)

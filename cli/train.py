@@ -33,6 +33,11 @@ def train_retriever(
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 1e-3,
     schedule: Annotated[str, typer.Option(help="constant, or cosine: warm-up then cosine decay "
                         "to 0 at --epochs (set --epochs to what fits in --max-minutes).")] = "constant",
+    negatives: Annotated[int | None, typer.Option(min=0, help="Negatives per batch: 0 = the "
+                         "whole catalog (full softmax), N = the batch's items plus N drawn ones "
+                         "(default: full up to 20,000 items, else 1,024).")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 (autocast) or auto (bf16 where the "
+                         "CPU has AVX-512 bf16 / AMX, or on a bf16 GPU).")] = "fp32",
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore a checkpoint to resume from.")] = False,
     encoder: EncoderOpt = None,
     chroma_url: ChromaOpt = None,
@@ -40,7 +45,7 @@ def train_retriever(
     """Train the sequence retriever on the training split (validation picks the epoch)."""
     from recagent.protocol.split import leave_one_out
     from recagent.retrieval.registry import RETRIEVERS
-    from recagent.retrieval.seq_train import TrainConfig, train_seq_retriever
+    from recagent.retrieval.seq_train import TrainConfig, default_negatives, train_seq_retriever
 
     with user_errors():
         rt = make_runtime(data, encoder, chroma_url)
@@ -51,6 +56,8 @@ def train_retriever(
             raise RecAgentError(f"dataset {rt.dataset.name!r} has no user with 3+ interactions")
         if schedule not in ("constant", "cosine"):
             raise RecAgentError(f"--schedule must be constant or cosine, not {schedule!r}")
+        if precision not in ("fp32", "bf16", "auto"):
+            raise RecAgentError(f"--precision must be fp32, bf16 or auto, not {precision!r}")
         rt.ensure_index(show_progress=True)
         target = out_dir or rt.model_dir("seqrec")
         result = train_seq_retriever(
@@ -58,7 +65,9 @@ def train_retriever(
             rt.index.embeddings(),
             target,
             config=TrainConfig(epochs=epochs, max_minutes=max_minutes, device=device, seed=seed,
-                               lr=lr, schedule=schedule),
+                               lr=lr, schedule=schedule, precision=precision,
+                               negatives=(default_negatives(len(rt.dataset.items))
+                                          if negatives is None else negatives)),
             resume=not fresh,
             show_progress=True,
             extra_metadata={"encoder": rt.encoder.name, "encoder_version": rt.encoder.version},

@@ -1,24 +1,27 @@
 """Scale benchmark: generate -> index -> train -> tune -> evaluate -> serve on demo shops of
 growing size, with the wall time and peak RSS of every stage.
 
-    python -m recagent.evals.bench_scale [--sizes 3000x3000,3000x10000,30000x3000]
-        [--datasets amazon-scientific] [--data-dir ../shared/data]
-        [--epochs 1] [--text-cases 500] [--out evals/reports/bench_scale.json]
+    python -m recagent.evals.bench_scale [--sizes 3000x3000,30000x3000,1000000x3000]
+        [--datasets amazon-scientific] [--data-dir ../shared/data] [--epochs 1]
+        [--train-minutes 5] [--max-cases 20000] [--text-cases 500]
+        [--out evals/reports/bench_scale.json]
 
 A size is USERSxITEMS of :class:`~recagent.catalog.demo_shop.DemoShopConfig`; a dataset is a
 folder under ``--data-dir`` (its ``generate`` stage loads it instead). Each stage
 runs in a child process of its own (``--stage``), so its peak RSS (``ru_maxrss`` of that
 process) is the stage's alone; the stages of one size share a temporary RECAGENT_HOME (the
-pickled dataset, the Chroma index, the checkpoint). Children run single-threaded
+saved dataset, the Chroma index, the checkpoint). Children run single-threaded
 (OMP_NUM_THREADS=1, torch one thread).
 
-Stages: ``generate`` the shop (and pickle it for the others); ``index`` the item texts with
-MiniLM; ``train`` seqrec for ``--epochs``; ``tune`` the product's fusion (kNN variant and
-weight on every validation case; the cold offset on ``--text-cases`` of them, a cap from
-when each case ran MiniLM over its history's text: cold items are now scored by the
-history's text profile, from cached item vectors); ``evaluate`` popularity, item-kNN and
-seqrec on every test case, fusion on ``--text-cases``; ``serve``:
-fit the product's fusion on every history and time ``recommend`` for 50 users.
+Stages: ``generate`` the shop (and save it in columns for the others); ``index`` the item texts with
+MiniLM; ``train`` seqrec for ``--epochs`` or ``--train-minutes``, whichever ends first
+(validation on at most ``--max-cases`` users); ``tune`` the product's fusion (kNN variant and
+weight on at most ``--max-cases`` validation cases; the cold offset on ``--text-cases`` of
+them, since each encodes its history's text); ``evaluate`` popularity, item-kNN and seqrec
+on at most ``--max-cases`` test cases, fusion on ``--text-cases`` (its cold items are scored
+by the history's text profile, from cached item vectors); ``serve``: fit the product's fusion on every history and time
+``recommend`` for 50 users. Every cap is a seeded sample of users, the same in every stage
+and model; below the cap every case counts.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import platform
 import resource
 import shlex
@@ -41,8 +43,9 @@ from pathlib import Path
 from typing import Any
 
 STAGES = ("generate", "index", "train", "tune", "evaluate", "serve")
-DEFAULT_SIZES = "3000x3000,3000x10000,3000x30000,10000x3000,30000x3000"
-_DATASET = "dataset.pkl"
+DEFAULT_SIZES = ("3000x3000,30000x3000,100000x3000,1000000x3000,"
+                 "3000x10000,3000x30000,3000x100000")
+_DATASET = "dataset"  # the shop in columns (catalog.columnar), read by every stage
 
 
 def maxrss_mb() -> float:
@@ -54,22 +57,27 @@ def maxrss_mb() -> float:
 def _runtime(home: Path) -> Any:
     from recagent.app.runtime import Runtime
     from recagent.app.settings import Settings
+    from recagent.catalog.columnar import load_columns
 
     rt = Runtime(Settings(home=home))
-    with (home / _DATASET).open("rb") as fh:
-        rt.dataset = pickle.load(fh)  # a cached property: preset, not loaded from settings
+    start = time.perf_counter()
+    rt.dataset = load_columns(home / _DATASET)  # a cached property: preset, not loaded
+    _LOAD_S.append(time.perf_counter() - start)
     return rt
+
+
+_LOAD_S: list[float] = []  # seconds spent loading the saved dataset in this process
 
 
 def _generate(home: Path, users: int, items: int, data: Path | None = None,
               **_: Any) -> dict[str, Any]:
+    from recagent.catalog.columnar import save_columns
     from recagent.catalog.demo_shop import DemoShopConfig, generate_demo_shop
     from recagent.catalog.load import load_dataset
 
     dataset = (load_dataset(data) if data is not None
                else generate_demo_shop(DemoShopConfig(n_users=users, n_items=items)))
-    with (home / _DATASET).open("wb") as fh:
-        pickle.dump(dataset, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    save_columns(dataset, home / _DATASET)
     return {"items": len(dataset.items), "users": len(dataset.histories),
             "interactions": len(dataset.interactions)}
 
@@ -79,44 +87,51 @@ def _index(home: Path, **_: Any) -> dict[str, Any]:
     return {"encoded": stats.encoded}
 
 
-def _train(home: Path, epochs: int, **_: Any) -> dict[str, Any]:
+def _train(home: Path, epochs: int, train_minutes: float, max_cases: int,
+           **_: Any) -> dict[str, Any]:
     from recagent.protocol.split import leave_one_out
-    from recagent.retrieval.seq_train import TrainConfig, train_seq_retriever
+    from recagent.retrieval.seq_train import TrainConfig, default_negatives, train_seq_retriever
 
     rt = _runtime(home)
+    config = TrainConfig(epochs=epochs, max_minutes=train_minutes, valid_cases=max_cases,
+                         negatives=default_negatives(len(rt.dataset.items)))
     result = train_seq_retriever(leave_one_out(rt.dataset), rt.index.embeddings(),
-                                 rt.model_dir("seqrec"), config=TrainConfig(epochs=epochs))
-    return {"epochs": result.epochs_run, "valid_ndcg@10": result.best_valid.get("ndcg@10")}
+                                 rt.model_dir("seqrec"), config=config)
+    last = result.history[-1] if result.history else {}
+    return {"epochs": result.epochs_run, "valid_ndcg@10": result.best_valid.get("ndcg@10"),
+            "negatives": config.negatives, "steps": last.get("steps"), "epoch_train_s": last.get("train_s"),
+            "train_s": result.seconds}
 
 
-def _tune(home: Path, text_cases: int, **_: Any) -> dict[str, Any]:
+def _tune(home: Path, text_cases: int, max_cases: int, **_: Any) -> dict[str, Any]:
     from recagent.retrieval.fusion_choice import CHOICE_FILE, cold_text_scorer, tuned_fusion
 
     rt = _runtime(home)
     directory = rt.model_dir("seqrec")
-    tuned_fusion(rt.dataset, directory, lambda: cold_text_scorer(rt.context()), cold_cases=text_cases)
+    tuned_fusion(rt.dataset, directory, lambda: cold_text_scorer(rt.context()), cold_cases=text_cases,
+                 max_cases=max_cases)
     choice = json.loads((directory / CHOICE_FILE).read_text())
     return {"variant": choice["variant"], "weight": choice["weight"],
             "cold_offset": choice["cold_offset"], "valid_ndcg@10": choice["valid"]["ndcg@10"],
             "cold_cases": choice["cold_n_cases"]}
 
 
-def _evaluate(home: Path, text_cases: int, **_: Any) -> dict[str, Any]:
+def _evaluate(home: Path, text_cases: int, max_cases: int, **_: Any) -> dict[str, Any]:
     from recagent.evals.models import harness_model
     from recagent.protocol.ranking import evaluate_scorer
     from recagent.protocol.split import leave_one_out
 
     rt = _runtime(home)
     split = leave_one_out(rt.dataset)
-    out: dict[str, Any] = {"test_cases": len(split.users)}
+    out: dict[str, Any] = {"test_cases": min(max_cases, len(split.users)),
+                           "fusion_cases": min(text_cases, max_cases, len(split.users))}
     for name in ("popularity", "itemknn", "seqrec", "fusion"):
         model = harness_model(rt, name, show_progress=False)
-        cap = text_cases if name == "fusion" else None
+        cap = min(text_cases, max_cases) if name == "fusion" else max_cases
         start = time.perf_counter()
-        result = evaluate_scorer(model, split, max_users=cap)
+        result = evaluate_scorer(model, split, max_users=cap, sample_seed=0)
         out[f"{name}_s"] = time.perf_counter() - start
         out[f"{name}_ndcg@10"] = result.metrics["ndcg@10"]
-    out["fusion_cases"] = min(text_cases, len(split.users))
     return out
 
 
@@ -146,9 +161,11 @@ def run_stage(stage: str, home: Path, **kwargs: Any) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     result = _RUN[stage](home, **kwargs)
-    return {**result, "seconds": time.perf_counter() - start, "maxrss_mb": maxrss_mb()}
+    return {**result, "seconds": time.perf_counter() - start, "maxrss_mb": maxrss_mb(),
+            "load_s": sum(_LOAD_S), "loadavg": [load_before, os.getloadavg()[0]]}
 
 
 def _child(stage: str, home: Path, args: argparse.Namespace, users: int, items: int,
@@ -157,6 +174,7 @@ def _child(stage: str, home: Path, args: argparse.Namespace, users: int, items: 
     cmd = [sys.executable, "-m", "recagent.evals.bench_scale", "--stage", stage,
            "--home", str(home), "--users", str(users), "--items", str(items),
            "--epochs", str(args.epochs), "--text-cases", str(args.text_cases),
+           "--train-minutes", str(args.train_minutes), "--max-cases", str(args.max_cases),
            "--stage-out", str(out), *(["--data", str(data)] if data else [])]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "TOKENIZERS_PARALLELISM": "false"}
@@ -179,6 +197,10 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, default=Path(default_dir))
     p.add_argument("--stages", default=",".join(STAGES), help="comma-separated, in order")
     p.add_argument("--epochs", type=int, default=1, help="seqrec training epochs")
+    p.add_argument("--train-minutes", type=float, default=5.0,
+                   help="seqrec training budget (stops inside an epoch)")
+    p.add_argument("--max-cases", type=int, default=20_000,
+                   help="cases tuned and evaluated on (a seeded sample of users beyond it)")
     p.add_argument("--text-cases", type=int, default=500,
                    help="cases that encode history text (cold-offset tuning, fusion eval)")
     p.add_argument("--out", type=Path, default=Path("evals/reports/bench_scale.json"))
@@ -204,7 +226,12 @@ def _sizes(text: str) -> list[tuple[int, int]]:
 def to_markdown(report: dict[str, Any]) -> str:
     lines = [f"Scale benchmark, {report['timestamp']}: {report['machine']}.",
              f"Command: `{report['command']}`", "",
-             ("Per stage: wall seconds of the stage (loading the pickled dataset included) / "
+             (f"Training: {report.get('epochs')} epoch(s) or {report.get('train_minutes')} "
+              f"min, whichever ends first. Tuning and evaluation: at most "
+              f"{report.get('max_cases', 0):,} cases (a seeded sample of users beyond that); "
+              f"fusion's evaluation and cold offset: {report.get('text_cases', 0):,} cases."),
+             "",
+             ("Per stage: wall seconds of the stage (reading the saved dataset included) / "
               "peak RSS of its process (MB)."), "",
              "| dataset | users | items | interactions | " + " | ".join(report["stages"]) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(report["stages"])]
@@ -220,7 +247,24 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {label} | "
                      + " | ".join("—" if n is None else f"{n:,}" for n in counts) + " | "
                      + " | ".join(cells) + " |")
+    lines += ["", ("What each stage did (`load_s` = seconds reading the saved dataset; "
+                   "`loadavg` = the machine's 1-minute load average at its start and end):"),
+              ""]
+    for run in report["runs"]:
+        label = run.get("name") or f"{run['users']}x{run['items']}"
+        for stage, r in run["stages"].items():
+            shown = {k: v for k, v in r.items() if k not in ("seconds", "maxrss_mb")}
+            lines.append(f"- {label} {stage}: " + ", ".join(
+                f"{k} {_figure(v)}" for k, v in shown.items()))
     return "\n".join(lines) + "\n"
+
+
+def _figure(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1 else f"{value:,.1f}"
+    if isinstance(value, list):
+        return "/".join(_figure(v) for v in value)
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     if args.stage:  # a child: one stage
         result = run_stage(args.stage, args.home, users=args.users, items=args.items,
-                           epochs=args.epochs, text_cases=args.text_cases, data=args.data)
+                           epochs=args.epochs, text_cases=args.text_cases, data=args.data,
+                           train_minutes=args.train_minutes, max_cases=args.max_cases)
         args.stage_out.write_text(json.dumps(result) + "\n")
         return 0
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
@@ -239,7 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
                    f"Python {platform.python_version()}, children single-threaded",
-        "epochs": args.epochs, "text_cases": args.text_cases, "stages": stages, "runs": [],
+        "epochs": args.epochs, "train_minutes": args.train_minutes,
+        "max_cases": args.max_cases, "text_cases": args.text_cases, "stages": stages,
+        "runs": [],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     todo: list[tuple[str, int, int, Path | None]] = [

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from recagent.protocol.metrics import MetricSums
 from recagent.protocol.scorer import History, Scorer
-from recagent.protocol.split import LeaveOneOutSplit
+from recagent.protocol.split import LeaveOneOutSplit, sample_cases
 
 __all__ = ["ModelResult", "evaluate_scorer", "history_masks", "rank_targets", "target_ranks"]
 
@@ -81,8 +81,12 @@ def evaluate_scorer(
     show_progress: bool = False,
     fit: bool = True,
     targets_in: Collection[str] | None = None,
+    sample_seed: int | None = None,
 ) -> ModelResult:
     """Evaluate one scorer on ``split``; see the module docstring for the protocol.
+
+    ``max_users`` keeps the first N cases, or with ``sample_seed`` a seeded sample of N
+    (in their order): what a large dataset's evaluation can afford.
 
     ``targets_in`` keeps only the cases whose target item is in it (the cold-start report).
     """
@@ -91,7 +95,12 @@ def evaluate_scorer(
         scorer.fit(split.train)
     fit_seconds = time.perf_counter() - start
     users, histories, targets = split.cases(stage)
-    if max_users is not None:
+    if sample_seed is not None:
+        if (keep := sample_cases(len(users), max_users, sample_seed)) is not None:
+            users = [users[k] for k in keep]
+            histories = [histories[k] for k in keep]
+            targets = [targets[k] for k in keep]
+    elif max_users is not None:
         users, histories, targets = users[:max_users], histories[:max_users], targets[:max_users]
     if targets_in is not None:
         keep = [k for k, t in enumerate(targets) if t in targets_in]

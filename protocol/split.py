@@ -17,7 +17,7 @@ from recagent.catalog.model import Dataset, Interaction
 
 __all__ = [
     "MIN_HISTORY", "ColdStartSplit", "LeaveOneOutSplit", "cold_start_split", "hold_out_items",
-    "leave_one_out",
+    "leave_one_out", "sample_cases",
 ]
 
 # The shortest history that gives a training, a validation and a test item.
@@ -62,6 +62,16 @@ def leave_one_out(dataset: Dataset) -> LeaveOneOutSplit:
         sequences=sequences,
         n_train_only_users=len(sequences) - len(users),
     )
+
+
+def sample_cases(n_cases: int, max_cases: int | None, seed: int = 0) -> np.ndarray | None:
+    """Positions of a seeded sample of ``max_cases`` of ``n_cases`` cases, in their order;
+    None when every case is kept (``max_cases`` None or at least ``n_cases``)."""
+    if max_cases is None or n_cases <= max_cases:
+        return None
+    if max_cases < 1:
+        raise ValueError(f"max_cases must be >= 1, not {max_cases}")
+    return np.sort(np.random.default_rng(seed).choice(n_cases, max_cases, replace=False))
 
 
 def hold_out_items(dataset: Dataset, fraction: float = 0.1, seed: int = 0) -> frozenset[str]:

@@ -26,7 +26,7 @@ from recagent.catalog.model import Dataset
 from recagent.protocol.metrics import MetricSums
 from recagent.protocol.ranking import history_masks, target_ranks
 from recagent.protocol.scorer import History, Scorer
-from recagent.protocol.split import LeaveOneOutSplit
+from recagent.protocol.split import LeaveOneOutSplit, sample_cases
 from recagent.retrieval.base import Retriever, unit_rows
 
 __all__ = [
@@ -183,23 +183,29 @@ def tune_fusion(
     metric: str = "ndcg@10",
     fit_base: bool = False,
     chunk_size: int = TUNING_CHUNK,
+    max_cases: int | None = None,
+    seed: int = 0,
 ) -> FusionChoice:
     """Pick (variant, weight) maximising validation ``metric`` for w·base + (1-w)·variant.
 
     ``base`` is scored as it is (a trained model) unless ``fit_base``; every variant is built
     by its factory and fitted on ``split.train``. Only the validation cases are scored, in
     chunks of ``chunk_size``: per chunk each component is scored and standardised once, every
-    candidate is fused and ranked, and only its metric sums are kept.
+    candidate is fused and ranked, and only its metric sums are kept. ``max_cases`` caps the
+    validation cases (a seeded sample); None scores them all.
     """
     _, histories, targets = split.cases("valid")
+    if (keep := sample_cases(len(histories), max_cases, seed)) is not None:
+        histories, targets = [histories[k] for k in keep], [targets[k] for k in keep]
     index = split.dataset.item_index
     target_idx = np.array([index[t] for t in targets], dtype=np.int64)
+    train = split.train  # built once: the property copies every history
     if fit_base:
-        base.fit(split.train)
+        base.fit(train)
     others: dict[str, Scorer] = {}
     for name, make in variants.items():
         others[name] = make()
-        others[name].fit(split.train)
+        others[name].fit(train)
     if not others:
         raise ValueError("tune_fusion needs at least one variant")
     sums = {(name, float(w)): MetricSums() for name in others for w in weights}
@@ -270,8 +276,7 @@ def tune_cold_offset(
     """
     fusion.fit(split.train)
     _, histories, targets = split.cases("valid")
-    if max_cases is not None and len(histories) > max_cases:
-        keep = np.sort(np.random.default_rng(seed).choice(len(histories), max_cases, replace=False))
+    if (keep := sample_cases(len(histories), max_cases, seed)) is not None:
         histories, targets = [histories[k] for k in keep], [targets[k] for k in keep]
     index = split.dataset.item_index
     target_idx = np.array([index[t] for t in targets], dtype=np.int64)

@@ -10,13 +10,13 @@ scorer it was tuned for (``cold_text``; an offset tuned for another is tuned aga
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from recagent.catalog.model import Dataset
-from recagent.protocol.scorer import Scorer
+from recagent.protocol.scorer import History, Scorer
 from recagent.protocol.split import (
     ColdStartSplit,
     LeaveOneOutSplit,
@@ -70,6 +70,7 @@ def tuned_fusion(
     split: LeaveOneOutSplit | None = None,
     *,
     cold_cases: int | None = None,
+    max_cases: int | None = None,
 ) -> FusionScorer:
     """seqrec fused with item-kNN, and ``text`` (a factory of the text scorer,
     :func:`cold_text_scorer`) for cold items;
@@ -82,14 +83,17 @@ def tuned_fusion(
     out of the kNN fit and scored by seqrec without their ID embeddings). A ``fusion.json``
     written before cold items had an offset keeps its variant and weight and gets one.
     ``cold_cases`` caps the validation cases the cold offset is tuned on (a seeded sample:
-    each encodes its history's text); None tunes it on all of them.
+    each encodes its history's text); None tunes it on all of them. ``max_cases`` caps the
+    cases the variant and weight are tuned on (a seeded sample; None: all).
     """
     seq = load_seq_scorer(directory, dataset)
     split = split or leave_one_out(dataset)
     choice = _stored_choice(directory)
     if not choice:
-        tuned = tune_fusion(split, seq, {n: partial(ItemKNN, dataset, **kw)
-                                         for n, kw in KNN_VARIANTS.items()})
+        fits: dict[int, Any] = {}
+        tuned = tune_fusion(split, seq, {n: partial(_SharedFitKNN, fits, dataset, **kw)
+                                         for n, kw in KNN_VARIANTS.items()},
+                            max_cases=max_cases)
         choice = {"model_sha": checkpoint_hash(directory), "components": ["seqrec", tuned.variant],
                   "tuned_on": "validation stage", **tuned.to_dict()}
     knn = ItemKNN(dataset, **KNN_VARIANTS[choice["variant"]])
@@ -110,6 +114,21 @@ def tuned_fusion(
         (directory / CHOICE_FILE).write_text(json.dumps(choice, indent=2) + "\n")
     fusion.cold_offset = choice["cold_offset"]
     return fusion
+
+
+class _SharedFitKNN(ItemKNN):
+    """Item-kNN for one tuning run: the variants of one neighbour count share one fit (the
+    recency decay changes only the scoring), so 16 variants cost 2 fits, not 16."""
+
+    def __init__(self, fits: dict[int, Any], dataset: Dataset, **kwargs: Any) -> None:
+        super().__init__(dataset, **kwargs)
+        self._fits = fits
+
+    def fit(self, train: Sequence[History]) -> None:
+        if self.neighbours not in self._fits:
+            super().fit(train)
+            self._fits[self.neighbours] = self.similarity
+        self.similarity = self._fits[self.neighbours]
 
 
 def fusion_retriever(ctx: RetrieverContext) -> FusionRetriever:

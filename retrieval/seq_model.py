@@ -64,18 +64,22 @@ class SequenceRetriever(nn.Module):
         self.norm = nn.LayerNorm(config.dim)
         self.dropout = nn.Dropout(config.dropout)
 
-    def item_vectors(self, id_dropout: float = 0.0) -> torch.Tensor:
+    def item_vectors(self, id_dropout: float = 0.0, rows: torch.Tensor | None = None
+                     ) -> torch.Tensor:
         """(n_items, dim) representations of every item; cold items use text only.
 
         ``id_dropout`` (training only) drops the ID embedding of that share of the seen items
         for one step, so the text path alone must place them: what a cold item relies on.
+        ``rows`` (item indices) computes only those items' vectors, in that order.
         """
-        vectors = self.adapter(self.text)
+        text = self.text if rows is None else self.text[rows]
+        vectors = self.adapter(text)
         if self.item_ids is not None:
-            use = self.seen
+            use = self.seen if rows is None else self.seen[rows]
             if id_dropout > 0:
-                use = use & (torch.rand(self.n_items, device=use.device) >= id_dropout)
-            vectors = vectors + self.item_ids.weight * use.unsqueeze(1)
+                use = use & (torch.rand(len(use), device=use.device) >= id_dropout)
+            weight = self.item_ids.weight if rows is None else self.item_ids(rows)
+            vectors = vectors + weight * use.unsqueeze(1)
         return vectors
 
     def encode(self, items: torch.Tensor, pad: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

@@ -1,16 +1,14 @@
 """The scale benchmark's own parts: a stage in-process, the sizes, the report table."""
 
-import pickle
-
 import pytest
 
+from recagent.catalog.columnar import load_columns
 from recagent.evals.bench_scale import _sizes, run_stage, to_markdown
 
 
-def test_generate_stage_pickles_the_shop_and_reports_its_size_and_memory(tmp_path):
+def test_generate_stage_saves_the_shop_and_reports_its_size_and_memory(tmp_path):
     result = run_stage("generate", tmp_path, users=120, items=150)
-    with (tmp_path / "dataset.pkl").open("rb") as fh:
-        dataset = pickle.load(fh)
+    dataset = load_columns(tmp_path / "dataset")
     assert (result["users"], result["items"]) == (len(dataset.histories), len(dataset.items))
     assert result["interactions"] == len(dataset.interactions) >= 120 * 5
     assert result["seconds"] > 0 and result["maxrss_mb"] > 10

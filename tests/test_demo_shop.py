@@ -293,3 +293,34 @@ def test_complements_follow_brand_or_tier(small: Dataset) -> None:
             chance += brands_in[b.category][a.brand] / sum(brands_in[b.category].values())
     assert kept / n > 0.6, kept / n
     assert same_brand > 2.5 * chance, (same_brand / n, chance / n)
+
+
+# --- many users at once ---------------------------------------------------------------------
+
+
+def test_users_drawn_in_several_chunks_keep_their_ids_and_rules(monkeypatch) -> None:
+    """Users are drawn CHUNK at a time: every chunk's users get their own ids, in order, and
+    the rules (bounds, no repeats, time order) hold across chunk borders."""
+    import recagent.catalog.demo_histories as drawing
+
+    monkeypatch.setattr(drawing, "CHUNK", 64)
+    ds = generate_demo_shop(DemoShopConfig(n_users=200, n_items=400, seed=11, max_history=15))
+    assert ds.users == [str(i) for i in range(1, 201)]
+    for uid, hist in ds.histories.items():
+        assert 5 <= len(hist) <= 15, uid
+        assert len({x.item_id for x in hist}) == len(hist), uid
+        assert all(a.timestamp < b.timestamp for a, b in pairwise(hist)), uid
+    # Chunks draw from one generator in turn: no two chunks repeat each other's histories.
+    first = [x.item_id for x in ds.history("1")]
+    assert first != [x.item_id for x in ds.history("65")]
+    assert first != [x.item_id for x in ds.history("129")]
+
+
+def test_a_large_catalog_keeps_every_category_and_the_complement_signal() -> None:
+    ds = generate_demo_shop(DemoShopConfig(n_users=400, n_items=20_000, seed=5))
+    assert 19_000 <= len(ds.items) <= 21_000
+    assert {it.category for it in ds.items.values()} == {
+        tuple(s["path"]) for s in load_vocab()["categories"]}
+    comp = _complements()
+    pairs = list(_transitions(ds))
+    assert sum(b.category in comp[a.category] for a, b in pairs) / len(pairs) > 0.45

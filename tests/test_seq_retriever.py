@@ -142,7 +142,7 @@ def test_resuming_a_cosine_run_restores_the_schedule(tmp_path):
     split = leave_one_out(ds)
     cfg = {"batch_size": 16, "lr": 5e-3, "patience": 40, "schedule": "cosine", "warmup_epochs": 1}
     train_seq_retriever(split, _text(len(ds.items)), tmp_path, seq_config=SMALL,
-                        config=TrainConfig(epochs=4, max_minutes=1e-9, **cfg))  # stops after 1
+                        config=TrainConfig(epochs=1, **cfg))  # then resumed for 4
     saved = torch.load(tmp_path / "last.pt", weights_only=False)
     assert saved["state"]["epoch"] == 1 and saved["sched"]["last_epoch"] == 3  # 40 users / 16
     train_seq_retriever(split, _text(len(ds.items)), tmp_path, seq_config=SMALL,
@@ -150,3 +150,99 @@ def test_resuming_a_cosine_run_restores_the_schedule(tmp_path):
     saved = torch.load(tmp_path / "last.pt", weights_only=False)
     assert saved["state"]["epoch"] == 4 and saved["sched"]["last_epoch"] == 12
     assert saved["optim"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_sampled_loss_is_the_softmax_over_the_batch_items_and_the_drawn_negatives():
+    torch.manual_seed(0)
+    model = SequenceRetriever(SMALL, torch.from_numpy(_text(30)), torch.ones(30, dtype=torch.bool)).eval()
+    inputs, targets = [np.array([0, 1]), np.array([4])], [np.array([1, 2]), np.array([5])]
+    loss = _loss(model, inputs, targets, "cpu", negatives=6,
+                 generator=torch.Generator().manual_seed(3)).detach()
+    drawn = torch.randint(30, (6,), generator=torch.Generator().manual_seed(3))
+    rows = torch.cat([torch.tensor([0, 1, 4, 1, 2, 5]), drawn]).unique()
+    assert 6 <= len(rows) < 30  # a subset of the catalog
+    table = model.item_vectors()
+    hidden = model.encode(torch.tensor([[0, 1], [-1, 4]]), torch.tensor([[False, False], [True, False]]),
+                          table)
+    queries = torch.stack([hidden[0, 0], hidden[0, 1], hidden[1, 1]])
+    logits = model.logits(queries, table[rows])
+    labels = torch.searchsorted(rows, torch.tensor([1, 2, 5]))
+    expected = torch.nn.functional.cross_entropy(logits, labels)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    # Subsets of the catalog only: the full softmax is a harder (larger) loss.
+    assert float(loss) < float(_loss(model, inputs, targets, "cpu").detach())
+
+
+@pytest.mark.parametrize("kwargs", [{"negatives": 8}, {"precision": "bf16"}])
+def test_sampled_negatives_and_bf16_still_learn_the_chain(tmp_path, kwargs):
+    ds = _chain_dataset(n_users=60, n_items=40)
+    result = train_seq_retriever(
+        leave_one_out(ds), _text(len(ds.items)), tmp_path, seq_config=SMALL,
+        config=TrainConfig(epochs=40, batch_size=16, lr=5e-3, patience=40, mask_prob=0.0,
+                           **kwargs),
+    )
+    assert result.best_valid["ndcg@10"] > 0.6, result.best_valid  # chance: about 0.1
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    assert meta["precision"] == kwargs.get("precision", "fp32")
+
+
+def test_the_time_budget_ends_training_inside_an_epoch(tmp_path):
+    ds = _chain_dataset(n_users=80)
+    result = train_seq_retriever(
+        leave_one_out(ds), _text(len(ds.items)), tmp_path, seq_config=SMALL,
+        config=TrainConfig(epochs=10, batch_size=8, max_minutes=1e-9),
+    )
+    assert result.epochs_run == 1
+    assert result.history[0]["steps"] == 1 < 80 // 8  # one step of a ten-step epoch
+
+
+def test_precision_auto_follows_the_cpu_and_bad_names_are_refused(monkeypatch):
+    from recagent.retrieval import seq_train
+
+    monkeypatch.setattr(seq_train, "_cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert seq_train.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(seq_train, "_cpu_flags", lambda: {"avx2"})
+    assert seq_train.resolve_precision("auto", "cpu") == "fp32"
+    assert seq_train.resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        seq_train.resolve_precision("fp16", "cpu")
+
+
+def test_the_product_samples_negatives_only_for_large_catalogs():
+    from recagent.retrieval.seq_train import FULL_SOFTMAX_MAX_ITEMS, default_negatives
+
+    assert default_negatives(3000) == default_negatives(FULL_SOFTMAX_MAX_ITEMS) == 0
+    assert default_negatives(FULL_SOFTMAX_MAX_ITEMS + 1) > 0
+
+
+def test_views_are_crops_of_the_sequence_with_masks_and_the_newest_item_kept():
+    from recagent.retrieval.seq_train import _views
+
+    seqs = [np.arange(10), np.array([7]), np.array([-1, 3, 4])]
+    views = _views(seqs, np.random.default_rng(0))
+    assert len(views) == 6
+    for k, view in enumerate(views):
+        source = seqs[k % 3][seqs[k % 3] >= 0]
+        assert 1 <= len(view) <= len(source) and view[-1] >= 0
+        kept = view[view >= 0]
+        start = int(np.flatnonzero(source == view[-1])[0]) - len(view) + 1
+        assert list(kept) == [x for x in source[start : start + len(view)] if x in kept]
+
+
+def test_the_contrastive_term_adds_to_the_loss_and_still_learns_the_chain(tmp_path):
+    from recagent.retrieval.seq_train import _views
+
+    torch.manual_seed(0)
+    model = SequenceRetriever(SMALL, torch.from_numpy(_text(30)), torch.ones(30, dtype=torch.bool)).eval()
+    inputs, targets = [np.array([0, 1, 2]), np.array([4, 5])], [np.array([1, 2, 3]), np.array([5, 6])]
+    views = _views(targets, np.random.default_rng(0))
+    plain = float(_loss(model, inputs, targets, "cpu").detach())
+    both = float(_loss(model, inputs, targets, "cpu", views=views, cl_weight=0.5).detach())
+    assert both > plain  # the NT-Xent term is positive
+    ds = _chain_dataset(n_users=60, n_items=40)
+    result = train_seq_retriever(
+        leave_one_out(ds), _text(len(ds.items)), tmp_path, seq_config=SMALL,
+        config=TrainConfig(epochs=40, batch_size=16, lr=5e-3, patience=40, mask_prob=0.0,
+                           cl_weight=0.1, negatives=8),
+    )
+    assert result.best_valid["ndcg@10"] > 0.6

@@ -66,3 +66,16 @@ def test_itemknn_uses_cooccurrence():
     scores = knn.score([[Interaction("q", "i0", 0)]])[0]
     assert scores.argmax() == 1 and scores[1] == pytest.approx(1.0)
     assert scores[2] == scores[3] == 0
+
+
+def test_sample_cases_is_seeded_sorted_and_only_below_the_total():
+    from recagent.protocol.split import sample_cases
+
+    assert sample_cases(10, None) is None and sample_cases(10, 10) is None
+    keep = sample_cases(1000, 50, seed=1)
+    assert len(keep) == 50 == len(set(keep.tolist())) and list(keep) == sorted(keep)
+    assert list(keep) == list(sample_cases(1000, 50, seed=1))
+    assert list(keep) != list(sample_cases(1000, 50, seed=2))
+    assert list(keep) != list(range(50))  # a sample of all cases, not the first ones
+    with pytest.raises(ValueError):
+        sample_cases(10, 0)
