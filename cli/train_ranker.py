@@ -43,7 +43,7 @@ def train_ranker_command(
     encoder: EncoderOpt = None,
 ) -> None:
     """Train the LLM ranker on the training split (validation picks the epoch and the blend)."""
-    from recagent.evals.models import harness_scorer
+    from recagent.evals.models import harness_model
     from recagent.llm.embedded import convert_gguf
     from recagent.llm.ranker import LetterRanker, RankerConfig
     from recagent.llm.ranker_train import RankerTrainConfig, train_ranker
@@ -62,7 +62,7 @@ def train_ranker_command(
             split = leave_one_out(rt.dataset)
             if not split.users:
                 raise RecAgentError(f"dataset {rt.dataset.name!r} has no user with 3+ interactions")
-            scorer = harness_scorer(rt, candidates)
+            scorer = harness_model(rt, candidates, split=split, show_progress=False)
             scorer.fit(split.train)
             checkpoint = base or convert_gguf(rt.settings.home / "models")
             config = RankerConfig(top_n=top_n, history_tokens=history_tokens, lora_r=lora_r,

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from recagent.catalog.model import Dataset, Interaction
 from recagent.llm.ranker import RANKER_FILE, LetterRanker, blend_orders
-from recagent.protocol.metrics import metrics_from_ranks
+from recagent.protocol.metrics import metrics_from_ranks, paired_ndcg_gain_ci95
 from recagent.protocol.ranking import rank_targets
 from recagent.protocol.scorer import Scorer
 from recagent.protocol.split import LeaveOneOutSplit
@@ -229,7 +229,7 @@ def train_ranker(
         epochs_run=state["epoch"], steps=state["step"], seconds=state["seconds"],
         n_examples=len(examples), history=state["history"],
     )
-    lift = _lift_ci95(valid[2], np.array(state.get("best_ranks", valid[2]), dtype=np.float64))
+    lift = paired_ndcg_gain_ci95(valid[2], np.array(state.get("best_ranks", valid[2]), dtype=np.float64))
     helps = state["blend"] > 0 and lift[0] > 0
     ranker.config = replace(ranker.config, blend=state["blend"])
     metadata = {
@@ -254,16 +254,6 @@ def train_ranker(
     if state["best_epoch"]:
         _write_meta(out_dir, metadata)
     return result
-
-
-def _lift_ci95(base_ranks: np.ndarray, ranks: np.ndarray) -> list[float]:
-    """95% interval (normal, paired over users) of the mean per-user NDCG@10 gain."""
-    def ndcg(r: np.ndarray) -> np.ndarray:
-        return np.where(r <= 10, 1.0 / np.log2(r + 1.0), 0.0)
-
-    gain = ndcg(ranks) - ndcg(base_ranks)
-    half = 1.96 * gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else 0.0
-    return [float(gain.mean() - half), float(gain.mean() + half)]
 
 
 def _write_meta(out_dir: Path, metadata: dict[str, Any]) -> None:
