@@ -183,3 +183,17 @@ def test_skipping_users_whose_target_is_outside_the_top_n_changes_no_metric(spli
     assert every[1].reranked_users == len(split.users)
     assert 0 < hits[1].reranked_users < len(split.users)
     assert hits[1].reranked_users == round(hits[0].metrics["recall@5"] * len(split.users))
+
+
+def test_a_seeded_user_sample_reports_the_interval_of_the_gain(split):
+    from recagent.evals.rerank_eval import evaluate_rerank
+    from recagent.tools import Rerank
+
+    rerank = Rerank(split.dataset, None, cooccurrence_histories=split.train)
+    runs = [evaluate_rerank(ItemKNN(split.dataset), split, rerank, ["cooccurrence"], top_n=5,
+                            sample_users=20, seed=seed) for seed in (1, 1, 2)]
+    assert runs[0][1].metrics == runs[1][1].metrics  # the same seed, the same users
+    assert runs[0][1].reranked_users == 20 and runs[0][0].ndcg10_gain_ci95 is None
+    low, high = runs[0][1].ndcg10_gain_ci95
+    assert low <= high
+    assert runs[0][0].metrics != runs[2][0].metrics  # another seed, other users
