@@ -70,6 +70,10 @@ def evaluate(
     skip_misses: Annotated[bool, typer.Option("--skip-misses", help="With --rerank: do not "
                            "re-rank users whose target is outside the top-N (their rank cannot "
                            "change: same metrics, far less LLM time).")] = False,
+    sample_users: Annotated[int | None, typer.Option(min=2, help="With --rerank: a seeded random "
+                            "sample of this many users (reported with the 95% interval of the "
+                            "NDCG@10 gain).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of --sample-users.")] = 0,
     llm: LlmOpt = None,
     llm_url: LlmUrlOpt = None,
     encoder: EncoderOpt = None,
@@ -93,7 +97,7 @@ def evaluate(
     if rerank:
         _evaluate_rerank(data, out_path, (models or "itemknn").split(",")[0].strip(), rerank,
                          rerank_top, max_users, explain_users, llm, llm_url, encoder, chroma_url,
-                         ranker, device, skip_misses)
+                         ranker, device, skip_misses, sample_users, seed)
         return
     names = [m.strip() for m in (models or "popularity,itemknn,text").split(",") if m.strip()]
     with user_errors():
@@ -120,7 +124,7 @@ def evaluate(
 
 def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain_users, llm,
                      llm_url, encoder, chroma_url, ranker_dir=None, device="cpu",
-                     skip_misses=False) -> None:
+                     skip_misses=False, sample_users=None, seed=0) -> None:
     from recagent.agent.explanations import ExplanationWriter
     from recagent.app.llm_backend import make_llm
     from recagent.evals.models import harness_model
@@ -159,10 +163,11 @@ def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain
         results = evaluate_rerank(
             harness_model(rt, base), split, reranker, names, top_n=top_n, max_users=max_users,
             explain=explain, writer=writer, explain_users=explain_users, show_progress=True,
-            skip_misses=skip_misses,
+            skip_misses=skip_misses, sample_users=sample_users, seed=seed,
         )
-    table = Table(title=f"{safe(rt.dataset.name)}: {base} top-{top_n} re-ranked "
-                  f"({min(len(split.users), max_users or len(split.users))} users)")
+    n_users = min(len(split.users), max_users or len(split.users), sample_users or len(split.users))
+    table = Table(title=f"{safe(rt.dataset.name)}: {base} top-{top_n} re-ranked ({n_users} users"
+                  f"{f', seeded sample (seed {seed})' if sample_users else ''})")
     for col in ("rerank", "recall@10", "ndcg@10", "recall@20", "mrr", "ms/user", "faithful"):
         table.add_column(col, justify="left" if col == "rerank" else "right")
     for r in results:
@@ -174,13 +179,14 @@ def _evaluate_rerank(data, out_path, base, strategies, top_n, max_users, explain
     if out_path is not None:
         payload = {
             "dataset": rt.dataset.name, "base": base, "top_n": top_n, "llm": model.name if model else None,
-            "users": min(len(split.users), max_users or len(split.users)),
+            "users": n_users, "sample_seed": seed if sample_users else None,
             "command": "recagent " + " ".join(sys.argv[1:]),
             "skip_misses": skip_misses,
             "results": {r.strategy: {"metrics": r.metrics, "ms_per_user": r.ms_per_user,
                                      "reranked_users": r.reranked_users,
                                      "faithful_share": r.faithful_share,
-                                     "explanations": r.explanations} for r in results},
+                                     "explanations": r.explanations,
+                                     "ndcg@10_gain_ci95": r.ndcg10_gain_ci95} for r in results},
             "ceiling": {f"recall@{top_n}": results[0].metrics.get(f"recall@{top_n}")},
         }
         if ranker_meta is not None:

@@ -58,6 +58,10 @@ def llm_serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to be ready.")] = 300,
+    lora: Annotated[list[str] | None, typer.Option(help="NAME=DIR: also serve this LoRA adapter "
+                    "(e.g. the tuned ranker's $RECAGENT_HOME/models/<dataset>-ranker/adapter) "
+                    "under the model name NAME; repeatable.")] = None,
+    kv_cache_gb: Annotated[int, typer.Option(min=1, help="GiB of CPU memory for vLLM's KV cache.")] = 2,
 ) -> None:
     """Start a real vLLM server for the embedded Gemma checkpoint; Ctrl-C stops it."""
     import signal
@@ -73,7 +77,14 @@ def llm_serve(
                                 "(or set RECAGENT_VLLM_PYTHON)")
         with err().status("Preparing the Gemma checkpoint..."):
             checkpoint = convert_gguf(settings.home / "models")
-        server = VLLMServer(checkpoint, python=python, host=host, port=port)
+        adapters = {}
+        for spec in lora or []:
+            name, sep, folder = spec.partition("=")
+            if not sep or not name.strip() or not Path(folder).is_dir():
+                raise RecAgentError(f"--lora wants NAME=DIR with an adapter folder, not {spec!r}")
+            adapters[name.strip()] = Path(folder).resolve()
+        server = VLLMServer(checkpoint, python=python, host=host, port=port, lora_modules=adapters,
+                            kv_cache_gb=kv_cache_gb)
         with err().status(f"Starting vLLM on {host}:{port} (about 35 s on a CPU)..."):
             url = server.start(timeout=timeout)
     out().print(f"[green]vLLM is serving[/] {server.served_name} at [bold]{url}[/]\n"

@@ -28,6 +28,9 @@ def train_ranker_command(
     examples_per_epoch: Annotated[int | None, typer.Option(help="Seeded sample of training "
                                   "examples per epoch (default: all).")] = None,
     positions: Annotated[int, typer.Option(min=1, help="Newest training positions per user.")] = 1,
+    train_users: Annotated[int, typer.Option(min=0, help="Take training positions from a seeded "
+                           "sample of this many users (0: all; building candidates costs a "
+                           "retriever call per position).")] = 0,
     batch_size: Annotated[int, typer.Option(min=1)] = 4,
     lr: Annotated[float, typer.Option(help="AdamW learning rate of the adapter.")] = 3e-4,
     lora_r: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 8,
@@ -43,7 +46,7 @@ def train_ranker_command(
     encoder: EncoderOpt = None,
 ) -> None:
     """Train the LLM ranker on the training split (validation picks the epoch and the blend)."""
-    from recagent.evals.models import harness_scorer
+    from recagent.evals.models import harness_model
     from recagent.llm.embedded import convert_gguf
     from recagent.llm.ranker import LetterRanker, RankerConfig
     from recagent.llm.ranker_train import RankerTrainConfig, train_ranker
@@ -62,7 +65,7 @@ def train_ranker_command(
             split = leave_one_out(rt.dataset)
             if not split.users:
                 raise RecAgentError(f"dataset {rt.dataset.name!r} has no user with 3+ interactions")
-            scorer = harness_scorer(rt, candidates)
+            scorer = harness_model(rt, candidates, split=split, show_progress=False)
             scorer.fit(split.train)
             checkpoint = base or convert_gguf(rt.settings.home / "models")
             config = RankerConfig(top_n=top_n, history_tokens=history_tokens, lora_r=lora_r,
@@ -74,7 +77,8 @@ def train_ranker_command(
         result = train_ranker(
             split, scorer, ranker, target,
             config=RankerTrainConfig(epochs=epochs, examples_per_epoch=examples_per_epoch,
-                                     positions_per_user=positions, batch_size=batch_size, lr=lr,
+                                     positions_per_user=positions, train_users=train_users,
+                                     batch_size=batch_size, lr=lr,
                                      valid_users=valid_users, seed=seed, device=device,
                                      max_minutes=max_minutes),
             resume=not fresh, show_progress=True,

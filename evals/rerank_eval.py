@@ -9,11 +9,14 @@ when explanations are requested, the share that passed the faithfulness check.
 A target outside the top-N keeps its base rank whatever the re-ranking does, so with
 ``skip_misses`` those users are not re-ranked at all (the metrics are exactly the same; an
 LLM ranker costs seconds per user on a CPU) and ms per user is averaged over the users that
-were re-ranked.
+were re-ranked. ``sample_users`` evaluates a seeded random sample of the users instead of
+all (``max_users`` takes the first N); every strategy then carries the 95% interval of its
+paired per-user NDCG@10 gain over no re-ranking, so a sample's lift comes with its error.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recagent.agent.explanations import ExplanationWriter
-from recagent.protocol.metrics import metrics_from_ranks
+from recagent.protocol.metrics import metrics_from_ranks, paired_ndcg_gain_ci95
 from recagent.protocol.ranking import rank_targets
 from recagent.protocol.scorer import Scorer
 from recagent.protocol.split import LeaveOneOutSplit
@@ -41,6 +44,7 @@ class RerankResult:
     reranked_users: int = 0
     faithful_share: float | None = None  # of the LLM-written explanations checked
     explanations: int = 0
+    ndcg10_gain_ci95: list[float] | None = None  # paired, per user, over "none"
 
 
 def evaluate_rerank(
@@ -58,12 +62,19 @@ def evaluate_rerank(
     explain_top: int = 3,
     show_progress: bool = False,
     skip_misses: bool = False,
+    sample_users: int | None = None,
+    seed: int = 0,
 ) -> list[RerankResult]:
     """Base retrieval (strategy "none") and each strategy's re-ranking of its top ``top_n``."""
     base.fit(split.train)
     users, histories, targets = split.cases(stage)
     if max_users is not None:
         users, histories, targets = users[:max_users], histories[:max_users], targets[:max_users]
+    if sample_users is not None and sample_users < len(users):
+        pick = sorted(random.Random(seed).sample(range(len(users)), sample_users))
+        users = [users[i] for i in pick]
+        histories = [histories[i] for i in pick]
+        targets = [targets[i] for i in pick]
     index = split.dataset.item_index
     ids = split.dataset.item_ids
     items = split.dataset.items
@@ -106,6 +117,7 @@ def evaluate_rerank(
             s, metrics_from_ranks(ranks[s], ks=sorted({10, 20, 50, top_n})),
             round(1000 * spent[s] / max(1, called[s]), 2), called[s],
             passed[s] / checked[s] if checked[s] else None, checked[s],
+            paired_ndcg_gain_ci95(ranks["none"], ranks[s]) if s != "none" and len(users) > 1 else None,
         )
         for s in names
     ]

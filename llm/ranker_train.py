@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from recagent.catalog.model import Dataset, Interaction
 from recagent.llm.ranker import RANKER_FILE, LetterRanker, blend_orders
-from recagent.protocol.metrics import metrics_from_ranks
+from recagent.protocol.metrics import metrics_from_ranks, paired_ndcg_gain_ci95
 from recagent.protocol.ranking import rank_targets
 from recagent.protocol.scorer import Scorer
 from recagent.protocol.split import LeaveOneOutSplit
@@ -45,6 +45,7 @@ class RankerTrainConfig:
     epochs: int = 2
     examples_per_epoch: int | None = None  # a seeded sample of the examples each epoch; None: all
     positions_per_user: int = 1  # the newest training positions of each user
+    train_users: int = 0  # a seeded sample of users to take positions from (0: all)
     batch_size: int = 4
     lr: float = 3e-4
     weight_decay: float = 0.0
@@ -92,11 +93,16 @@ def candidate_lists(scorer: Scorer, dataset: Dataset, histories: Sequence[Sequen
 
 
 def training_examples(split: LeaveOneOutSplit, scorer: Scorer, top_n: int,
-                      positions_per_user: int = 1) -> tuple[list[Example], int]:
+                      positions_per_user: int = 1, users: int = 0,
+                      seed: int = 42) -> tuple[list[Example], int]:
     """Examples from the training sequences (never a validation or test item), and how many
-    positions were skipped because their next item was not among the candidates."""
+    positions were skipped because their next item was not among the candidates; ``users``
+    takes them from a seeded sample of that many users (0: all)."""
+    sequences = list(split.train)
+    if 0 < users < len(sequences):
+        sequences = [sequences[i] for i in sorted(random.Random(seed).sample(range(len(sequences)), users))]
     histories, targets = [], []
-    for seq in split.train:
+    for seq in sequences:
         for cut in range(len(seq) - 1, max(0, len(seq) - 1 - positions_per_user), -1):
             if cut >= 1:
                 histories.append(seq[:cut])
@@ -161,7 +167,8 @@ def train_ranker(
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     top_n = ranker.config.top_n
-    examples, skipped = training_examples(split, scorer, top_n, config.positions_per_user)
+    examples, skipped = training_examples(split, scorer, top_n, config.positions_per_user,
+                                          config.train_users, config.seed)
     if not examples:
         raise ValueError("no training position has its next item among the candidates")
     valid = _valid_cases(split, scorer, top_n, config.valid_users, config.seed)
@@ -229,7 +236,7 @@ def train_ranker(
         epochs_run=state["epoch"], steps=state["step"], seconds=state["seconds"],
         n_examples=len(examples), history=state["history"],
     )
-    lift = _lift_ci95(valid[2], np.array(state.get("best_ranks", valid[2]), dtype=np.float64))
+    lift = paired_ndcg_gain_ci95(valid[2], np.array(state.get("best_ranks", valid[2]), dtype=np.float64))
     helps = state["blend"] > 0 and lift[0] > 0
     ranker.config = replace(ranker.config, blend=state["blend"])
     metadata = {
@@ -254,16 +261,6 @@ def train_ranker(
     if state["best_epoch"]:
         _write_meta(out_dir, metadata)
     return result
-
-
-def _lift_ci95(base_ranks: np.ndarray, ranks: np.ndarray) -> list[float]:
-    """95% interval (normal, paired over users) of the mean per-user NDCG@10 gain."""
-    def ndcg(r: np.ndarray) -> np.ndarray:
-        return np.where(r <= 10, 1.0 / np.log2(r + 1.0), 0.0)
-
-    gain = ndcg(ranks) - ndcg(base_ranks)
-    half = 1.96 * gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else 0.0
-    return [float(gain.mean() - half), float(gain.mean() + half)]
 
 
 def _write_meta(out_dir: Path, metadata: dict[str, Any]) -> None:

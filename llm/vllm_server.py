@@ -78,6 +78,10 @@ class VLLMServer:
     max_model_len: int = 8192  # tool descriptions and results fill a 2,048-token context
     kv_cache_gb: int = 2
     log_path: Path | None = None
+    # LoRA adapters served beside the base model, each under its own model name (the tuned
+    # ranker's adapter/ folder: `recagent train-ranker`); the rank is read by vLLM up to this.
+    lora_modules: dict[str, Path] = field(default_factory=dict)
+    max_lora_rank: int = 16
     process: subprocess.Popen | None = field(default=None, init=False)
 
     @property
@@ -90,6 +94,9 @@ class VLLMServer:
             "--max-model-len", str(self.max_model_len), "--chat-template", str(chat_template),
             "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
         ]
+        if self.lora_modules:
+            common += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank), "--lora-modules",
+                       *(f"{name}={path}" for name, path in self.lora_modules.items())]
         if self.python is None:
             vllm = shutil.which("vllm")
             if vllm is None:

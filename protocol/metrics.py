@@ -26,6 +26,7 @@ __all__ = [
     "coverage",
     "metrics_from_ranks",
     "ndcg_at_k",
+    "paired_ndcg_gain_ci95",
     "precision_at_k",
     "recall_at_k",
     "reciprocal_rank",
@@ -91,6 +92,20 @@ def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = (10, 20, 50)) -> d
         out[f"precision@{k}"] = float(hit.mean() / k)
     out["mrr"] = float(np.where(np.isfinite(ranks), 1.0 / ranks, 0.0).mean())
     return out
+
+
+def paired_ndcg_gain_ci95(base_ranks: np.ndarray, ranks: np.ndarray, k: int = 10) -> list[float]:
+    """95% interval (normal approximation, paired over users) of the mean per-user NDCG@k
+    gain of ``ranks`` over ``base_ranks`` (the same users in the same order)."""
+    def ndcg(r: np.ndarray) -> np.ndarray:
+        r = np.asarray(r, dtype=np.float64)
+        return np.where(r <= k, 1.0 / np.log2(r + 1.0), 0.0)
+
+    gain = ndcg(ranks) - ndcg(base_ranks)
+    if gain.size == 0:
+        raise ValueError("no ranks to compare")
+    half = 1.96 * gain.std(ddof=1) / np.sqrt(gain.size) if gain.size > 1 else 0.0
+    return [float(gain.mean() - half), float(gain.mean() + half)]
 
 
 class MetricSums:

@@ -130,3 +130,15 @@ def test_vllm_server_refuses_a_port_in_use(tmp_path):
         with pytest.raises(LLMUnavailable, match=f"port {port} on 127.0.0.1 is already in use"):
             server.start(timeout=1)
         assert server.process is None  # nothing was started
+
+
+def test_vllm_server_serves_lora_adapters_under_their_names(tmp_path):
+    from recagent.llm.vllm_server import VLLMServer
+
+    plain = VLLMServer(tmp_path, python=tmp_path / "python").command(tmp_path / "t.jinja")
+    assert "--enable-lora" not in plain
+    adapter = tmp_path / "ranker" / "adapter"
+    cmd = VLLMServer(tmp_path, python=tmp_path / "python", lora_modules={"ml100k-ranker": adapter},
+                     max_lora_rank=8).command(tmp_path / "t.jinja")
+    assert cmd[cmd.index("--lora-modules") + 1] == f"ml100k-ranker={adapter}"
+    assert "--enable-lora" in cmd and cmd[cmd.index("--max-lora-rank") + 1] == "8"
