@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from http_support import tiny_app, tiny_assistant
+from http_support import LOOPBACK, tiny_app, tiny_assistant
 
 from recagent.app.runtime import Runtime
 from recagent.app.settings import Settings
@@ -120,7 +120,7 @@ def test_the_recommend_route_batches_the_trained_fusion_exactly(tiny_shop, tiny_
     app = tiny_app(assistant, tmp_path / "sessions.db")
     users = tiny_shop.users[:8]  # the per-client limit of requests in flight
     answers: dict[str, dict] = {}
-    with TestClient(app) as client:
+    with TestClient(app, client=LOOPBACK) as client:
         conversations = app.state.conversations
 
         def ask(user: str) -> None:
