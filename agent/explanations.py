@@ -129,7 +129,8 @@ def names_a_fact(text: str, evidence: ItemEvidence) -> bool:
     rest = re.sub(re.escape(evidence.title), " ", text, flags=re.IGNORECASE)
     if _PRICE.search(rest):  # the check above allows only the item's price or the user's bounds
         return True
-    said = {_stem(w.casefold()) for w in _WORD.findall(rest) if len(w) >= 3}
+    said = {_stem(w.casefold()) for w in _WORD.findall(rest)
+            if len(w) >= 3 and w.casefold() not in _FUNCTION_WORDS}
     own = {_stem(w.casefold()) for w in _WORD.findall(evidence.title)}
     for related in evidence.related:  # by its title, or a word of it the item's title lacks
         if _names_item(text, related.title) or any(
@@ -137,7 +138,7 @@ def names_a_fact(text: str, evidence: ItemEvidence) -> bool:
             return True
     facts = [*evidence.shared.values(), *evidence.satisfies]
     return any(_stem(w.casefold()) in said for fact in facts for w in _WORD.findall(fact)
-               if len(w) >= 3 and w.casefold() not in _CONSTRAINT_WORDS)
+               if len(w) >= 3 and w.casefold() not in _CONSTRAINT_WORDS | _FUNCTION_WORDS)
 
 
 def _words(text: str) -> frozenset[str]:

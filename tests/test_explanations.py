@@ -71,6 +71,11 @@ def test_writer_replaces_unfaithful_prose_with_evidence(tiny_shop):
 def test_a_sentence_that_names_no_fact_fails():
     vague = "The Stridelite S-180 Trail Running Shoes are a great choice for you today."
     assert any("names no fact" in p for p in problems(vague))
+    # A word of the request that says nothing ("for", "who") is not a fact.
+    asked = ItemEvidence("P9", "Carryall C-250 10L Camera Shoulder Bag", 30.0,
+                         satisfies=('about "present for someone who loves to cook"',))
+    text = '"Carryall C-250 10L Camera Shoulder Bag" is another nice pick for you.'
+    assert any("names no fact" in p for p in faithfulness_problems(text, asked))
     # Each kind of fact makes it specific: a history item, a shared value, a met request.
     assert problems('The Stridelite S-180 Trail Running Shoes go well with your "Pacer P-500 Trail Running Shoes".') == []
     assert problems("The Stridelite S-180 Trail Running Shoes are from Stridelite, a brand you know.") == []
