@@ -77,8 +77,9 @@ def test_agent_turn_with_the_vllm_backend(client, tiny_shop, encoder, built_inde
 
     from recagent.agent.agents import plan_agent
 
+    # 40 candidates: the first user's history leans to dearer items, and 15 held only 2 under $50.
     agent = plan_agent(make_toolbox(tiny_shop, encoder, built_index, client), client, rerank="llm", k=3,
-                      n_candidates=15)
+                      n_candidates=40)
     answer = agent.turn(session_for(tiny_shop, tiny_shop.users[0]), "under $50")
     assert len(answer.recommendations) == 3 and not answer.degraded
     assert all("llm" in r.scores and r.item.price <= 50 for r in answer.recommendations)
