@@ -41,6 +41,7 @@ __all__ = [
     "Retriever",
     "closest_in_history",
     "interaction_counts",
+    "recency_weighted_rows",
     "top_indices",
     "unit_rows",
 ]
@@ -257,6 +258,23 @@ def closest_in_history(
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
     """``vectors`` with every row scaled to length 1 (a zero row stays zero)."""
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def recency_weighted_rows(dataset: Dataset, histories: Sequence[History], decay: float):
+    """A sparse histories x catalog matrix: row r weighs history r's items by ``decay`` **
+    (age in the history; 0 for the newest), so a history's score is its row times an item x
+    item (or item x feature) matrix."""
+    import scipy.sparse as sp
+
+    index = dataset.item_index
+    rows, cols, weights = [], [], []
+    for r, history in enumerate(histories):
+        for age, inter in enumerate(reversed(history)):
+            rows.append(r)
+            cols.append(index[inter.item_id])
+            weights.append(decay**age)
+    return sp.csr_matrix((np.asarray(weights, dtype=np.float32), (rows, cols)),
+                         shape=(len(histories), len(index)))
 
 
 def interaction_counts(dataset: Dataset, histories: Iterable[History]) -> np.ndarray:

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
-from recagent.retrieval.base import Evidence, Retriever
+from recagent.retrieval.base import Evidence, Retriever, recency_weighted_rows
 from recagent.retrieval.registry import RetrieverContext
 
 __all__ = ["ItemKNN"]
@@ -62,17 +62,7 @@ class ItemKNN(Retriever):
         self.similarity = _keep_top_per_row(sim, self.neighbours)
 
     def score(self, histories: Sequence[History]) -> np.ndarray:
-        index = self.dataset.item_index
-        rows, cols, weights = [], [], []
-        for r, history in enumerate(histories):
-            for age, inter in enumerate(reversed(history)):
-                rows.append(r)
-                cols.append(index[inter.item_id])
-                weights.append(self.recency_decay**age if self.recency_decay < 1 else 1.0)
-        query = sp.csr_matrix(
-            (np.asarray(weights, dtype=np.float32), (rows, cols)),
-            shape=(len(histories), len(index)),
-        )
+        query = recency_weighted_rows(self.dataset, histories, self.recency_decay)
         return np.asarray((query @ self.similarity).todense(), dtype=np.float32)
 
     def evidence(self, history: History, item_id: str) -> list[Evidence]:

@@ -13,11 +13,10 @@ from collections.abc import Callable, Sequence
 from functools import cached_property
 
 import numpy as np
-import scipy.sparse as sp
 
 from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
-from recagent.retrieval.base import Retriever, unit_rows
+from recagent.retrieval.base import Retriever, recency_weighted_rows, unit_rows
 from recagent.retrieval.registry import RetrieverContext
 
 __all__ = ["PROFILE_DECAY", "TextProfile"]
@@ -50,15 +49,7 @@ class TextProfile(Retriever):
 
     def profiles(self, histories: Sequence[History]) -> np.ndarray:
         """Each history's recency-weighted sum of its items' embeddings."""
-        index = self.dataset.item_index
-        rows, cols, weights = [], [], []
-        for r, history in enumerate(histories):
-            for age, inter in enumerate(reversed(history)):
-                rows.append(r)
-                cols.append(index[inter.item_id])
-                weights.append(self.recency_decay**age)
-        weighting = sp.csr_matrix((np.asarray(weights, dtype=np.float32), (rows, cols)),
-                                  shape=(len(histories), len(index)))
+        weighting = recency_weighted_rows(self.dataset, histories, self.recency_decay)
         return np.asarray(weighting @ self.item_embeddings, dtype=np.float32)
 
     def score(self, histories: Sequence[History]) -> np.ndarray:
