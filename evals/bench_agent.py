@@ -43,20 +43,10 @@ from recagent.app.assistant import Assistant
 from recagent.app.runtime import Runtime
 from recagent.app.settings import Settings
 from recagent.evals.bench_spine import machine_info, maxrss_mb
+from recagent.evals.report import percentile
 
 SCRIPT = ("", "a present for someone who loves to cook, about thirty dollars",
           "something under $40", "more like #1")
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) by linear interpolation between closest ranks."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    at = (len(ordered) - 1) * q / 100
-    low = int(at)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
 
 
 def time_turns(assistant: Assistant, n_turns: int) -> dict[str, Any]:

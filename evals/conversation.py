@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 from recagent.agent.session import Session
 from recagent.catalog.model import Dataset
+from recagent.evals.report import percentile
 from recagent.evals.simulator import LLMSimulator, RuleSimulator, TargetFacts, keyword_stats
 from recagent.protocol.split import leave_one_out
 from recagent.tools.explain import Explain
@@ -162,19 +163,13 @@ def summarize(conversations: Sequence[Conversation], *, max_turns: int) -> dict:
         "turns": len(turns),
         "tool_errors": sum(t.tool_errors for t in turns),
         "seconds_per_turn": round(sum(t.seconds for t in turns) / max(1, len(turns)), 3),
-        "turn_p50_s": _percentile([t.seconds for t in turns], 50),
-        "turn_p95_s": _percentile([t.seconds for t in turns], 95),
+        "turn_p50_s": _seconds_percentile(turns, 50),
+        "turn_p95_s": _seconds_percentile(turns, 95),
     }
 
 
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    at = (len(ordered) - 1) * q / 100
-    low = int(at)
-    high = min(low + 1, len(ordered) - 1)
-    return round(ordered[low] + (ordered[high] - ordered[low]) * (at - low), 3)
+def _seconds_percentile(turns: Sequence[Turn], q: float) -> float | None:
+    return round(percentile([t.seconds for t in turns], q), 3) if turns else None
 
 
 def _share(a: int, b: int) -> float | None:

@@ -10,7 +10,7 @@ from typing import Any
 from recagent.protocol.ranking import PROTOCOL, ModelResult
 from recagent.protocol.split import LeaveOneOutSplit
 
-__all__ = ["build_report", "write_report"]
+__all__ = ["build_report", "percentile", "write_report"]
 
 
 def build_report(
@@ -38,3 +38,14 @@ def write_report(report: dict[str, Any], path: str | Path) -> Path:
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)  # atomic: a crash never leaves a half-written report
     return path
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    at = (len(ordered) - 1) * q / 100
+    low = int(at)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)

@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from recagent.evals.bench_agent import percentile, time_turns, to_markdown
+from recagent.evals.bench_agent import time_turns, to_markdown
+from recagent.evals.report import percentile
 
 
 def test_percentile_interpolates_between_ranks():
