@@ -4,8 +4,8 @@ Every capability a caller may use is declared on :class:`LLM`, so no caller prob
 with ``hasattr``:
 
 - ``generate(prompt)``: a short greedy completion (explanation prose);
-- ``stream(prompt)``: the same completion, yielded piece by piece as it is decoded (the chat
-  and the HTTP backend show the words as they come);
+- ``stream(prompt)``: the same completion, yielded piece by piece as it is decoded (the turn
+  no longer streams its explanations: they are one batch, see ``generate_batch``);
 - ``generate_batch(prompts)``: several completions in one batched decode (a turn's
   explanations);
 - ``score(prompt, continuations)``: the log-likelihood of each continuation given one shared
