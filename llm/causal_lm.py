@@ -20,9 +20,10 @@ from recagent.llm.base import LLMUnavailable, ScoredContinuation, cut_at_stop, s
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DTYPES", "CausalLM"]
+__all__ = ["DTYPES", "CausalLM", "keep_prefix"]
 
 _LOGIT_CHUNK = 64  # positions per chunk of full-vocabulary logits (64 x vocabulary floats)
+_MIN_SHARED_PREFIX = 16  # tokens a batch's prompts must share to compute them once
 
 
 DTYPES = ("auto", "float32", "bfloat16", "int8")
@@ -119,8 +120,10 @@ class CausalLM:
         """``generate`` for several prompts in one batched greedy decode.
 
         Decoding on the CPU is bound by reading the weights, which a batch reads once per
-        step for all its rows, so five sentences cost little more than one. Prompts are
-        padded on the left (the attention mask hides the padding); a row stops at its end
+        step for all its rows, so five sentences cost little more than one. The prompts'
+        common beginning (a template's instructions and examples) is computed once, and kept
+        for the next call (:meth:`_shared_prefix`); the rest of each prompt is padded on the
+        left of its own part (the attention mask hides the padding). A row stops at its end
         token or at a stop string, and the batch when every row has.
         """
         if not prompts:
@@ -128,21 +131,31 @@ class CausalLM:
         import torch
 
         rows = [self._prompt_ids(p) for p in prompts]
-        width = max(len(r) for r in rows)
+        n = len(rows)
+        shared = _common_prefix_length(rows)
+        cache = self._shared_prefix(rows[0][:shared]) if shared else None
+        if cache is not None:
+            cache.batch_repeat_interleave(n)
+        else:
+            shared = 0
+        tails = [r[shared:] for r in rows]
+        width = max(len(t) for t in tails)
         pad = self.tokenizer.pad_token_id
         pad = pad if pad is not None else 0
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for b, r in enumerate(rows):
-            ids[b, width - len(r):] = torch.tensor(r)
-            mask[b, width - len(r):] = 1
+        ids = torch.full((n, width), pad, dtype=torch.long)
+        mask = torch.zeros((n, shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for b, t in enumerate(tails):
+            ids[b, width - len(t):] = torch.tensor(t)
+            mask[b, shared + width - len(t):] = 1
         eos = self._eos_ids
         generated: list[list[int]] = [[] for _ in rows]
-        done = [False] * len(rows)
+        done = [False] * n
         with torch.inference_mode():
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
             out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                             position_ids=positions.to(self.device), use_cache=True, logits_to_keep=1)
+                             position_ids=positions.to(self.device), cache=cache,
+                             use_cache=True, logits_to_keep=1)
             last = positions[:, -1]
             for _ in range(max_tokens):
                 tokens = out.logits[:, -1].argmax(-1).tolist()
@@ -159,13 +172,55 @@ class CausalLM:
                 if all(done):
                     break
                 step = torch.tensor([[pad if done[b] else t] for b, t in enumerate(tokens)])
-                mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
+                mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long)], dim=1)
                 last = last + 1
                 out = self.model(input_ids=step.to(self.device), attention_mask=mask.to(self.device),
                                  position_ids=last[:, None].to(self.device), cache=out.cache,
                                  use_cache=True, logits_to_keep=1)
         texts = [self.tokenizer.decode(g, skip_special_tokens=True) for g in generated]
         return [cut_at_stop(t, stop).strip() for t in texts]
+
+    def _shared_prefix(self, ids: list[int]):
+        """A fresh copy of the KV cache of ``ids`` (a batch's common beginning), or None when
+        it is too short to be worth a pass of its own.
+
+        The cache of the last prefix is kept, so the next batch (the next turn's explanations,
+        same template) computes only what differs: the longest beginning the two prefixes
+        share is reused, the rest is computed.
+        """
+        import torch
+
+        if len(ids) < _MIN_SHARED_PREFIX:
+            return None
+        kept = self._kept_prefix
+        reuse = 0
+        if kept is not None:
+            limit = min(len(kept[0]), len(ids))
+            while reuse < limit and kept[0][reuse] == ids[reuse]:
+                reuse += 1
+        with torch.inference_mode():
+            if reuse == len(ids) and len(kept[0]) == len(ids):
+                cache = kept[1]
+            elif reuse >= _MIN_SHARED_PREFIX and _can_crop(kept[1]):
+                cache = copy.deepcopy(kept[1])
+                keep_prefix(cache, reuse)
+                if reuse < len(ids):
+                    cache = self._extend(cache, ids[reuse:], reuse)
+            else:
+                cache = self._extend(None, ids, 0)
+        self._kept_prefix = (list(ids), cache)
+        return copy.deepcopy(cache)
+
+    def _extend(self, cache, ids: list[int], start: int):
+        """``cache`` (None: empty) after running ``ids`` at positions ``start``, ``start+1``..."""
+        import torch
+
+        positions = torch.arange(start, start + len(ids), device=self.device)[None]
+        out = self.model(input_ids=torch.tensor([ids], device=self.device), cache=cache,
+                         position_ids=positions, use_cache=True, logits_to_keep=1)
+        return out.cache
+
+    _kept_prefix: tuple[list[int], object] | None = None
 
     @property
     def _eos_ids(self) -> set[int]:
@@ -263,3 +318,27 @@ class CausalLM:
         if cap is not None:
             logits = torch.tanh(logits / cap) * cap
         return logits.gather(1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+
+
+def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens all ``rows`` share, leaving each at least one of its own (the
+    first pass must predict from each row's last token)."""
+    limit = min(len(r) for r in rows) - 1
+    n = 0
+    while n < limit and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return max(n, 0)
+
+
+def keep_prefix(cache, length: int) -> None:
+    """Cut ``cache`` back to its first ``length`` positions (transformers' ``crop`` takes the
+    number of positions to remove, as a negative count)."""
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        cache.crop(-extra)
+
+
+def _can_crop(cache) -> bool:
+    """Whether ``cache`` can be cut back to a shorter prefix (a sliding-window layer, as in
+    Gemma 3, cannot be once it has dropped positions; full-attention caches always can)."""
+    return all(not getattr(layer, "is_sliding", False) for layer in getattr(cache, "layers", ()))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from recagent.catalog.errors import ToolError
 from recagent.llm.base import LLMUnavailable
+from recagent.llm.causal_lm import keep_prefix
 
 __all__ = ["JsonDecoder", "tool_call_schema"]
 
@@ -114,7 +115,7 @@ class JsonDecoder:
                     step += forced
                     written += forced
                 out = self._forward(step, out.cache)
-        _keep(out.cache, len(prompt_ids))
+        keep_prefix(out.cache, len(prompt_ids))
         self._prefix = (list(prompt_ids), out.cache)
         if not matcher.is_stopped():
             raise ToolError(f"the model's JSON was not finished within {max_tokens} tokens")
@@ -138,7 +139,7 @@ class JsonDecoder:
         if shared == 0:
             self._prefix = None
             return self._forward(prompt_ids, None)
-        _keep(cache, shared)
+        keep_prefix(cache, shared)
         self._prefix = None  # the cache is being extended; kept again once decoding ends
         return self._forward(prompt_ids[shared:], cache)
 
@@ -148,11 +149,3 @@ class JsonDecoder:
         device = self.model.device
         return self.model(input_ids=torch.tensor([ids], device=device), cache=cache,
                           use_cache=True, logits_to_keep=1)
-
-
-def _keep(cache, length: int) -> None:
-    """Cut ``cache`` back to its first ``length`` positions (transformers' ``crop`` takes the
-    number of positions to remove, as a negative count)."""
-    extra = cache.get_seq_length() - length
-    if extra > 0:
-        cache.crop(-extra)

@@ -188,3 +188,18 @@ def test_the_chat_model_answers_with_a_bound_tool(instruct):
     reply = chat.invoke([HumanMessage("Find me a waterproof tent.")])
     assert reply.tool_calls and reply.tool_calls[0]["name"] in {t["function"]["name"] for t in TOOLS}
     assert _valid({"name": reply.tool_calls[0]["name"], "arguments": reply.tool_calls[0]["args"]})
+
+
+@pytest.mark.slow
+def test_a_batch_reuses_the_kept_beginning_after_cutting_it_back(instruct):
+    from recagent.llm.instruct import InstructLLM
+
+    fp32 = InstructLLM(instruct.models_dir, dtype="float32")  # bf16 rounds batch rows differently
+    head = "Say in five words why someone who bought a tent would like this product: "
+    first = [head + "a sleeping bag rated to -5 C.", head + "a sleeping pad, inflatable."]
+    second = [head + "a headlamp, 300 lumens.", "Say in five words what a compass is for."]
+    alone = [fp32.generate(p, max_tokens=12) for p in first + second]
+    assert fp32.generate_batch(first, max_tokens=12) == alone[:2]
+    long_prefix = len(fp32._kept_prefix[0])
+    assert fp32.generate_batch(second, max_tokens=12) == alone[2:]  # cut back to "Say in five words"
+    assert 16 <= len(fp32._kept_prefix[0]) < long_prefix

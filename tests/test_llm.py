@@ -53,6 +53,24 @@ def test_a_batch_generates_what_each_prompt_generates_alone(gemma):
     assert all("\n" not in t for t in gemma.generate_batch(prompts, max_tokens=10, stop=["\n"]))
 
 
+SHARED = ("Write one short sentence about why a shopper would like a product. Be specific, "
+          "name what it has in common with what they bought, and do not invent facts.\n")
+
+
+def test_a_shared_beginning_is_computed_once_and_kept_without_changing_the_text(gemma):
+    from recagent.llm.embedded import EmbeddedLLM
+
+    fp32 = EmbeddedLLM(gemma.models_dir, dtype="float32")
+    first = [SHARED + "Product: Trail Running Shoes.", SHARED + "Product: a cast iron skillet."]
+    second = [SHARED + "Product: Running Socks, wool.", SHARED + "Product: Heat (1995)."]
+    alone = [fp32.generate(p, max_tokens=10, stop=["\n"]) for p in first + second]
+    assert fp32.generate_batch(first, max_tokens=10, stop=["\n"]) == alone[:2]
+    kept_ids, _ = fp32._kept_prefix
+    assert len(kept_ids) >= len(fp32._prompt_ids(SHARED)) - 1  # the instructions, once
+    assert fp32.generate_batch(second, max_tokens=10, stop=["\n"]) == alone[2:]  # reused
+    assert fp32.generate_batch(first[:1], max_tokens=10, stop=["\n"]) == alone[:1]
+
+
 def test_int8_quantises_the_linear_layers_and_still_generates(gemma):
     import torch
 
