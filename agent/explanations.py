@@ -1,9 +1,10 @@
 """Explanations that are true: LLM prose checked against the evidence, or the evidence itself.
 
-The LLM writes one sentence from an item's evidence (``prompts/explain_prose.yaml``). The
-faithfulness check then accepts it only when everything it names is in that evidence:
+The LLM writes one sentence from an item's evidence (``prompts/explain_prose.yaml``), opening
+with the item's title, which is given to it. The faithfulness check then accepts it only when everything it names is in that evidence:
 
-- quoted text must be the item's title, a related history title, or a shared attribute value;
+- quoted text must be the item's title, a related history title, a shared attribute value, or
+  the words of the request it meets (``about "..."``);
 - a title of any other item the user has or was offered must not appear;
 - a catalog brand must appear in the evidence text; a price must be the item's price or a
   bound the user set; an item id must be the item's own;
@@ -89,7 +90,8 @@ def faithfulness_problems(
     for quoted in _QUOTED.findall(text):
         q = quoted.strip().casefold()
         if not any(q == t.casefold() or (len(q) >= _MIN_TITLE and q in t.casefold()) for t in allowed_titles) \
-                and q not in {v.casefold() for v in evidence.shared.values()}:
+                and q not in {v.casefold() for v in evidence.shared.values()} \
+                and not any(f'"{q.rstrip(".!?")}"' in line.casefold() for line in evidence.satisfies):
             problems.append(f'quotes "{quoted.strip()}", which is not in the evidence')
     lowered = text.casefold()
     allowed_lower = {t.casefold() for t in allowed_titles}
@@ -107,7 +109,7 @@ def faithfulness_problems(
     for amount in _PRICE.findall(text):
         if round(float(amount.replace(",", "")), 2) not in prices:
             problems.append(f"states a price ${amount} that is not the item's")
-    for token in set(re.findall(r"\b[A-Za-z0-9]{4,}\b", text)) & set(item_ids):
+    for token in set(re.findall(r"(?<![\w-])[A-Za-z0-9][\w-]{3,}(?<!-)", text)) & set(item_ids):
         if token != evidence.item_id:
             problems.append(f"names item id {token}")
     problems += _grounding_problems(text, evidence, allowed_titles, prices)
@@ -183,7 +185,11 @@ def _grounding_problems(text: str, evidence: ItemEvidence, allowed_titles: list[
         word = word.strip("'-").removesuffix("'s")
         if len(word) < 4 or word in _FUNCTION_WORDS or word in _EXPLANATION_WORDS:
             continue
-        if _stem(word) not in fact_words and word not in ungrounded:
+        # A compound is grounded when its parts are: "mid-tier" says what "tier mid" does.
+        parts = [w for w in word.split("-") if w] if "-" in word else [word]
+        grounded = _stem(word) in fact_words or all(
+            _stem(w) in fact_words or w in _FUNCTION_WORDS or w in _EXPLANATION_WORDS for w in parts)
+        if not grounded and word not in ungrounded:
             ungrounded.append(word)
     if len(ungrounded) > 1:
         problems.append(f"says what the evidence does not: {', '.join(ungrounded[:6])}")
@@ -261,7 +267,11 @@ class ExplanationWriter:
             return out
         wanted = [n for n, e in enumerate(evidences) if e.related or e.satisfies]
         prompts = [self._prompt(evidences[n]) for n in wanted]
-        texts = self.llm.generate_batch(prompts, max_tokens=self.max_tokens, stop=["\n"]) if prompts else []
+        # Every sentence opens with the product's name, given to the model: it cannot write
+        # about another item instead, and spends no decode steps on the title.
+        starts = [evidences[n].title for n in wanted]
+        texts = self.llm.generate_batch(prompts, max_tokens=self.max_tokens, stop=["\n"],
+                                        starts=starts) if prompts else []
         for n, prose in zip(wanted, texts, strict=True):
             if on_prose is not None:
                 on_prose(n, prose)

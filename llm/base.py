@@ -6,8 +6,8 @@ with ``hasattr``:
 - ``generate(prompt)``: a short greedy completion (explanation prose);
 - ``stream(prompt)``: the same completion, yielded piece by piece as it is decoded (the turn
   no longer streams its explanations: they are one batch, see ``generate_batch``);
-- ``generate_batch(prompts)``: several completions in one batched decode (a turn's
-  explanations);
+- ``generate_batch(prompts, starts=...)``: several completions in one batched decode (a turn's
+  explanations), each optionally opening with given text the model continues;
 - ``score(prompt, continuations)``: the log-likelihood of each continuation given one shared
   prompt (re-ranking candidates by how likely the model finds them after the user's history);
 - ``generate_json(prompt, schema)``: a JSON value that matches ``schema``, decoded under the
@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 from recagent.catalog.errors import RecAgentError
 
 __all__ = ["BACKENDS", "LLM", "LLMUnavailable", "LLMUnsupported", "ScoredContinuation",
-           "cut_at_stop", "stream_until_stop"]
+           "cut_at_stop", "join_start", "stream_until_stop"]
 
 BACKENDS = ("embedded", "instruct", "vllm", "none")
 
@@ -72,9 +72,14 @@ class LLM(Protocol):
         ...
 
     def generate_batch(self, prompts: Sequence[str], *, max_tokens: int = 96,
-                       stop: Sequence[str] = ()) -> list[str]:
+                       stop: Sequence[str] = (), starts: Sequence[str] | None = None) -> list[str]:
         """``generate`` for each prompt, in one batched decode where the backend can (a turn's
-        explanations are written together: on the CPU a batch costs little more than one)."""
+        explanations are written together: on the CPU a batch costs little more than one).
+
+        ``starts[i]``, when given, is how answer ``i`` begins: it is written for the model,
+        which continues it, and it is part of the returned text (a sentence that must open
+        with the product's name need not spend decode steps on it, nor can it name another).
+        A raw-text backend appends it to the prompt with :func:`join_start`."""
         ...
 
     def score(self, prompt: str, continuations: Sequence[str]) -> list[ScoredContinuation]:
@@ -88,6 +93,14 @@ class LLM(Protocol):
     def chat_model(self, *, temperature: float = 0.0, max_tokens: int = 512) -> object:
         """A LangChain chat model that can be bound to tools; needs ``serves_chat``."""
         ...
+
+
+def join_start(prompt: str, start: str) -> str:
+    """``prompt`` followed by the beginning of its answer, one space between them unless the
+    prompt ends in whitespace ("Sentence:" + "Heat (1995)" -> "Sentence: Heat (1995)")."""
+    if not start:
+        return prompt
+    return prompt + ("" if not prompt or prompt[-1].isspace() else " ") + start
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -15,7 +15,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recagent.llm.base import LLMUnavailable, ScoredContinuation, cut_at_stop, stream_until_stop
+from recagent.llm.base import (
+    LLMUnavailable,
+    ScoredContinuation,
+    cut_at_stop,
+    join_start,
+    stream_until_stop,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -116,7 +122,7 @@ class CausalLM:
         return stream_until_stop(self._greedy(self._prompt_ids(prompt), max_tokens), stop)
 
     def generate_batch(self, prompts: Sequence[str], *, max_tokens: int = 96,
-                       stop: Sequence[str] = ()) -> list[str]:
+                       stop: Sequence[str] = (), starts: Sequence[str] | None = None) -> list[str]:
         """``generate`` for several prompts in one batched greedy decode.
 
         Decoding on the CPU is bound by reading the weights, which a batch reads once per
@@ -130,9 +136,14 @@ class CausalLM:
             return []
         import torch
 
-        rows = [self._prompt_ids(p) for p in prompts]
+        starts = list(starts) if starts is not None else [""] * len(prompts)
+        if len(starts) != len(prompts):
+            raise ValueError(f"{len(starts)} starts for {len(prompts)} prompts")
+        rows = [self._answer_ids(p, s) for p, s in zip(prompts, starts, strict=True)]
         n = len(rows)
-        shared = _common_prefix_length(rows)
+        # One prompt runs whole, as ``generate`` runs it (int8's activation scales depend on
+        # how the prompt is cut, so a split prompt would not decode exactly the same).
+        shared = _common_prefix_length(rows) if n > 1 else 0
         cache = self._shared_prefix(rows[0][:shared]) if shared else None
         if cache is not None:
             cache.batch_repeat_interleave(n)
@@ -178,7 +189,11 @@ class CausalLM:
                                  position_ids=last[:, None].to(self.device), cache=out.cache,
                                  use_cache=True, logits_to_keep=1)
         texts = [self.tokenizer.decode(g, skip_special_tokens=True) for g in generated]
-        return [cut_at_stop(t, stop).strip() for t in texts]
+        return [(s + cut_at_stop(t, stop)).strip() for s, t in zip(starts, texts, strict=True)]
+
+    def _answer_ids(self, prompt: str, start: str) -> list[int]:
+        """The token ids a completion of ``prompt`` that opens with ``start`` continues from."""
+        return self._prompt_ids(join_start(prompt, start))
 
     def _shared_prefix(self, ids: list[int]):
         """A fresh copy of the KV cache of ``ids`` (a batch's common beginning), or None when

@@ -59,6 +59,11 @@ class InstructLLM(CausalLM):
         return self.chat_ids([{"role": "system", "content": _SYSTEM},
                               {"role": "user", "content": prompt}])
 
+    def _answer_ids(self, prompt: str, start: str) -> list[int]:
+        """The chat turn of ``prompt``, and the assistant's reply already begun with ``start``."""
+        ids = self._prompt_ids(prompt)
+        return ids + self.tokenizer.encode(start, add_special_tokens=False) if start else ids
+
     def reply(self, messages: Sequence[dict], *, max_tokens: int = 256,
               stop: Sequence[str] = ()) -> str:
         """The assistant's next text turn after ``messages`` (greedy, unconstrained)."""

@@ -15,7 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 
-from recagent.llm.base import LLMUnavailable, ScoredContinuation, cut_at_stop, stream_until_stop
+from recagent.llm.base import (
+    LLMUnavailable,
+    ScoredContinuation,
+    cut_at_stop,
+    join_start,
+    stream_until_stop,
+)
 
 __all__ = ["VLLMClient"]
 
@@ -109,13 +115,17 @@ class VLLMClient:
         return cut_at_stop(response.choices[0].text, stop).strip()
 
     def generate_batch(self, prompts: Sequence[str], *, max_tokens: int = 96,
-                       stop: Sequence[str] = ()) -> list[str]:
+                       stop: Sequence[str] = (), starts: Sequence[str] | None = None) -> list[str]:
         """One completions request with every prompt: the server batches them."""
         if not prompts:
             return []
+        starts = list(starts) if starts is not None else [""] * len(prompts)
+        if len(starts) != len(prompts):
+            raise ValueError(f"{len(starts)} starts for {len(prompts)} prompts")
+        texts_in = [join_start(p, s) for p, s in zip(prompts, starts, strict=True)]
         response = self._call(
             lambda: self.client.completions.create(
-                model=self.model, prompt=list(prompts), max_tokens=max_tokens, temperature=0.0,
+                model=self.model, prompt=texts_in, max_tokens=max_tokens, temperature=0.0,
                 stop=list(stop) or None,
             )
         )
@@ -123,7 +133,7 @@ class VLLMClient:
         for choice in response.choices:
             if 0 <= choice.index < len(texts):
                 texts[choice.index] = choice.text
-        return [cut_at_stop(t, stop).strip() for t in texts]
+        return [(s + cut_at_stop(t, stop)).strip() for s, t in zip(starts, texts, strict=True)]
 
     def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> Iterator[str]:
         """Server-sent completion chunks as they arrive; a broken stream is LLMUnavailable."""

@@ -39,10 +39,14 @@ class ScriptedLLM:
         return self.reply(prompt)
 
     def generate_batch(self, prompts: Sequence[str], *, max_tokens: int = 96,
-                       stop: Sequence[str] = ()) -> list[str]:
+                       stop: Sequence[str] = (), starts: Sequence[str] | None = None) -> list[str]:
+        """``reply`` for each prompt; a reply that does not open with its start is continued
+        from it, as a real backend's would be."""
         self._check()
         self.batches.append(len(prompts))
-        return [self.generate(p, max_tokens=max_tokens, stop=stop) for p in prompts]
+        starts = list(starts) if starts is not None else [""] * len(prompts)
+        texts = [self.generate(p, max_tokens=max_tokens, stop=stop) for p in prompts]
+        return [t if t.startswith(s) else f"{s} {t}".strip() for s, t in zip(starts, texts, strict=True)]
 
     def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()):
         """``generate``'s reply in word-sized pieces, as a streaming backend yields them."""

@@ -168,11 +168,13 @@ def test_turn_reports_its_progress_as_events(tiny_shop, encoder, built_index):
     first_prose = kinds.index(ProseDelta)
     assert kinds.index(Picked) < first_prose
     deltas = [e.text for e in events if isinstance(e, ProseDelta) and e.rank == 1]
-    assert "".join(deltas).strip() == "You will like this one because it is great."
+    # The answer opens with the item's title, given to the LLM, and goes on with its reply.
+    title = answer.recommendations[0].item.title
+    assert "".join(deltas).strip() == f"{title} You will like this one because it is great."
     explained = [e for e in events if isinstance(e, Explained)]
     assert [(e.rank, e.explanation) for e in explained] == \
         [(r.rank, r.explanation) for r in answer.recommendations]
-    # The scripted sentence does not name the item, so the check replaced it by the evidence.
+    # The scripted sentence names no fact from the evidence, so the check replaced it.
     assert all(e.explanation.source == "evidence" for e in explained)
 
 

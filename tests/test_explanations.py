@@ -29,6 +29,8 @@ def test_invented_title_price_brand_and_id_fail():
     assert any("price" in p for p in problems(base + " for only $9.99 today."))
     assert any("brand Nikon" in p for p in problems(base + " from Nikon.", brands={"Nikon"}))
     assert any("item id" in p for p in problems(base + " and P0042 too.", item_ids={"P0042", "P1"}))
+    assert any("item id HEX-CATALOG" in p for p in problems(base + ", buy HEX-CATALOG now.",
+                                                            item_ids={"HEX-CATALOG", "P1"}))
     other = "Glidewrite G-540 Gel Pen, Fine Nib"
     assert any("names" in p for p in problems(base + f" and the {other}.", other_titles=[other]))
 
@@ -49,8 +51,9 @@ class _Reply:
         self.text = text
         self.batches: list[list[str]] = []
 
-    def generate_batch(self, prompts, *, max_tokens=96, stop=()):
+    def generate_batch(self, prompts, *, max_tokens=96, stop=(), starts=None):
         self.batches.append(list(prompts))
+        self.starts = list(starts or [])
         return [self.text for _ in prompts]
 
     def score(self, prompt, continuations):
@@ -92,6 +95,7 @@ def test_all_sentences_of_a_turn_are_one_batch_and_new_users_get_prose_too(tiny_
     out = ExplanationWriter(tiny_shop, llm).write_all(
         [new_user, EVIDENCE, nothing], price_bounds=[10.0], on_prose=lambda n, t: seen.append(n))
     assert len(llm.batches) == 1 and len(llm.batches[0]) == 2  # nothing to say about P3
+    assert llm.starts == [new_user.title, EVIDENCE.title]  # each answer opens with its item
     assert "They asked for: category Pens; price <= $10" in llm.batches[0][0]
     assert "They bought:" in llm.batches[0][1]
     assert seen == [0, 1]
@@ -128,13 +132,23 @@ def test_repetition_and_claiming_the_user_has_the_item_fail():
     assert faithfulness_problems(text, board) == []
 
 
-def test_the_prompt_example_passes():
-    """The one-shot example in prompts/explain_prose.yaml must itself be faithful."""
-    tent = _evidence("Trailhead 2-Person Dome Tent",
-                     ["Summit 30L Hiking Backpack", "Summit Trekking Poles, Pair"], {"category": "Camping"})
-    text = ('You bought the "Summit 30L Hiking Backpack", so the "Trailhead 2-Person Dome Tent" fits '
-            "your camping trips.")
-    assert faithfulness_problems(text, tent) == []
+def test_the_prompt_examples_pass():
+    """The examples in prompts/explain_prose.yaml must themselves be faithful."""
+    from recagent.prompts import load_template
+
+    template = load_template("explain_prose").source
+    sentences = [line.split("Sentence: ", 1)[1] for line in template.splitlines() if "Sentence: " in line]
+    examples = [
+        _evidence("Trailhead 2-Person Dome Tent", ["Summit 30L Hiking Backpack", "Summit Trekking Poles, Pair"],
+                  {"category": "Camping"}),
+        _evidence("Penmark P-280 Gel Pen, Fine Nib, 3-Pack", ["Glidewrite G-540 Gel Pen, Fine Nib, 12-Pack"],
+                  {"category": "Pens"}),
+        _evidence("Heat (1995)", ["Ronin (1998)", "Collateral (2004)"], {"genres": "Action"}),
+    ]
+    assert len(sentences) == len(examples)
+    for sentence, evidence in zip(sentences, examples, strict=True):
+        assert sentence.startswith(evidence.title)  # as the writer starts every answer
+        assert faithfulness_problems(sentence, evidence) == [], sentence
 
 
 def test_saying_the_user_liked_the_item_itself_fails():
@@ -142,3 +156,21 @@ def test_saying_the_user_liked_the_item_itself_fails():
                        ["Highland Roasters House Blend Medium Roast Whole Bean Coffee"])
     text = "If you liked Morningstar Ethiopia Yirgacheffe Medium Roast Whole Bean Coffee, you will like this coffee."
     assert "says the user already has the item" in faithfulness_problems(text, coffee)
+
+
+def test_a_compound_of_evidence_words_is_grounded():
+    games = _evidence("Meeple Works Harbor Lights: Party Board Game", ["Dicehaven Ember Realms: Deck-Building Game"],
+                      {"tier": "mid"})
+    text = "The Meeple Works Harbor Lights is another mid-tier board game, like your Dicehaven Ember Realms."
+    assert faithfulness_problems(text, games) == []
+    text = "The Meeple Works Harbor Lights is another award-winning, top-rated board game for you."
+    assert faithfulness_problems(text, games)[0].startswith("says what the evidence does not: award-winning")
+
+
+def test_quoting_the_request_back_is_allowed_but_not_other_words():
+    pens = _evidence("Penmark P-280 Gel Pen, Fine Nib", ["Glidewrite G-540 Gel Pen"],
+                     satisfies=('about "smooth pens for note taking"',))
+    ok = 'Penmark P-280 Gel Pen, Fine Nib is one of the "smooth pens for note taking" you asked for.'
+    assert faithfulness_problems(ok, pens) == []
+    bad = 'Penmark P-280 Gel Pen, Fine Nib is one of the "best pens of 2024" you asked for.'
+    assert any("quotes" in p for p in faithfulness_problems(bad, pens))
