@@ -117,6 +117,8 @@ ROWS = {
     "gemma-fusion": ("embedded Gemma (plan, fusion re-rank)", "embedded", "plan", "auto", "fusion"),
     "instruct": ("embedded instruct bf16 (plan, LLM parse + explanations)", "instruct", "plan",
                  "bfloat16", "retriever"),
+    "instruct-plan-first": ("embedded instruct bf16 (plan-first)", "instruct", "plan-first",
+                            "bfloat16", "retriever"),
     "instruct-int8": ("embedded instruct int8 (plan, LLM parse + explanations)", "instruct", "plan",
                       "int8", "retriever"),
     "instruct-int8-plan-first": ("embedded instruct int8 (plan-first)", "instruct", "plan-first",
