@@ -28,6 +28,7 @@ _MAX_AFTER = re.compile(_MARKED + r"\s*(?:or less|or under|or cheaper|max(?:imum
                         re.IGNORECASE)
 _AROUND = re.compile(r"\b(?:around|about|roughly|approximately|approx\.?|~)\s*" + _MARKED, re.IGNORECASE)
 _MIN = re.compile(r"\b(?:over|above|more than|at least|min(?:imum)?|from|>=?)\s*" + _MONEY, re.IGNORECASE)
+_NEGATED_MIN = re.compile(r"\b(?:nothing|not|never|no|none|anything but)\s*$", re.IGNORECASE)
 _BETWEEN = re.compile(r"\bbetween\s*" + _MONEY + r"\s*(?:and|-|to)\s*" + _MONEY, re.IGNORECASE)
 _RANGE = re.compile(r"\$\s*(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*\$?\s*(\d+(?:[.,]\d+)?)", re.IGNORECASE)
 _NEGATE = re.compile(r"\b(?:no|not|without|except|avoid|exclude|excluding|nothing from|anything but|hate)\s+(?:any\s+|more\s+)?([\w&'.\- ]+)", re.IGNORECASE)
@@ -221,7 +222,11 @@ class ConstraintParser:
             # "from $50" is a price, "from 1995" is not: "from" needs the dollar sign.
             m = _MIN.search(text)
             if m and ("$" in m.group(0) or not m.group(0).casefold().startswith("from")):
-                found["min_price"] = _money(m.group(1))
+                # "nothing over $80", "not more than 50 dollars": a negated minimum is a maximum.
+                if _NEGATED_MIN.search(re.split(r"[,.;!?]", text[:m.start()])[-1]):
+                    found.setdefault("max_price", _money(m.group(1)))
+                else:
+                    found["min_price"] = _money(m.group(1))
                 take(m)
         exclude_brands, exclude_categories, brands, categories = [], [], [], []
         for m in _NEGATE.finditer(text):
@@ -357,7 +362,7 @@ def parse_with_llm(llm, rules: ConstraintParser, message: str) -> Constraints:
     schema (:func:`constraint_schema`) limits brands and excluded categories to those the
     message names; the reply is checked again here (a server may ignore the schema): a price
     amount must be a number written in the message, a brand or an excluded category must be
-    named in it, and a brand wanted must not follow a negation. Vague price words become
+    named in it, and a brand or category wanted must not follow a negation. Vague price words become
     bounds from the catalog's own prices (the cheapest third of the wanted categories for
     "cheap"). A reply that is not the
     JSON object asked for is a :class:`ToolError` (the rules' parse then stands alone).
@@ -381,6 +386,8 @@ def parse_with_llm(llm, rules: ConstraintParser, message: str) -> Constraints:
 
     product = data.get("product")
     categories = rules.parse(product).categories if isinstance(product, str) else ()
+    # "I don't want anything for pets": a category the message negates is not wanted.
+    categories = tuple(c for c in categories if not _negated(message, c))
     reference = categories or rules.parse(message).categories
     wanted = tuple(b for b in names("brands", rules.brands, named=True) if not _negated(message, b))
     low, high = rules.price_bounds(data.get("price"), message, reference)

@@ -23,7 +23,8 @@ class Settings:
     data:        RECAGENT_DATASET, the dataset folder; default: the built-in demo shop.
     encoder_dtype: RECAGENT_ENCODER_DTYPE, auto | float32 | bfloat16 (auto: bfloat16 where
                  the hardware computes it natively).
-    llm:         RECAGENT_LLM, embedded (default: Gemma-3 270M in-process) | vllm | none.
+    llm:         RECAGENT_LLM, instruct (default: Qwen2.5-Coder-0.5B-Instruct in-process) |
+                 embedded (Gemma-3 270M base, in-process) | vllm | none.
     llm_url:     RECAGENT_LLM_URL, the vLLM server's OpenAI-compatible base URL.
     llm_model:   RECAGENT_LLM_MODEL, the served model name (default: the server's first).
     llm_api_key: RECAGENT_LLM_API_KEY, when the server asks for one.
@@ -60,7 +61,7 @@ class Settings:
     encoder: Path | None = None
     data: Path | None = None
     encoder_dtype: str = "auto"
-    llm: str = "embedded"
+    llm: str = "instruct"
     llm_url: str | None = None
     llm_model: str | None = None
     llm_api_key: str | None = None
@@ -96,7 +97,7 @@ class Settings:
             encoder=Path(env["RECAGENT_ENCODER"]) if env.get("RECAGENT_ENCODER") else None,
             data=Path(env["RECAGENT_DATASET"]) if env.get("RECAGENT_DATASET") else None,
             encoder_dtype=env.get("RECAGENT_ENCODER_DTYPE") or "auto",
-            llm=env.get("RECAGENT_LLM") or "embedded",
+            llm=env.get("RECAGENT_LLM") or "instruct",
             llm_url=env.get("RECAGENT_LLM_URL") or None,
             llm_model=env.get("RECAGENT_LLM_MODEL") or None,
             llm_api_key=env.get("RECAGENT_LLM_API_KEY") or None,

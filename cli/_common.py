@@ -123,7 +123,7 @@ def user_errors() -> Iterator[None]:
 
 
 LlmOpt = Annotated[
-    str | None, typer.Option("--llm", help="embedded (default: Gemma-3 270M on the CPU), instruct (Qwen2.5-Coder-0.5B-Instruct on the CPU, constrained decoding), vllm or none.")
+    str | None, typer.Option("--llm", help="instruct (default: Qwen2.5-Coder-0.5B-Instruct on the CPU, constrained decoding), embedded (Gemma-3 270M base on the CPU), vllm or none.")
 ]
 LlmUrlOpt = Annotated[
     str | None, typer.Option("--llm-url", help="vLLM server base URL, e.g. http://127.0.0.1:8000/v1.")

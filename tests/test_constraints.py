@@ -35,6 +35,8 @@ def a_brand(tiny_shop):
         ("twenty-five dollars tops", None, 25.0),
         ("a tent for two people", None, None),  # number words that are not a price
         ("about 2 pairs of socks", None, None),  # "about" without money
+        ("a sturdy tripod, nothing over $80", None, 80.0),  # a negated minimum is a maximum
+        ("not more than 50 dollars", None, 50.0),
     ],
 )
 def test_prices(parser, message, low, high):
@@ -316,3 +318,14 @@ def test_a_category_only_the_llm_read_never_empties_the_answer(tiny_shop, encode
     assert all(r.item.price <= 60 for r in answer.recommendations)  # the stated bound holds
     assert absent not in answer.constraints.categories
     assert any("the LLM read into the request" in d for d in answer.degraded)
+
+
+def test_a_category_the_message_negates_is_not_wanted(parser):
+    from recagent.agent.constraints import parse_with_llm
+
+    category = _leaf(parser)
+    message = f"I don't want anything for {category.lower()}, just show me good deals"
+    got = parse_with_llm(JsonLLM(_reply(product=category.lower())), parser, message)
+    assert got.categories == ()
+    wanted = parse_with_llm(JsonLLM(_reply(product=category.lower())), parser, f"good {category.lower()} deals")
+    assert wanted.categories == (category,)
