@@ -29,6 +29,13 @@ _MAX_AFTER = re.compile(_MARKED + r"\s*(?:or less|or under|or cheaper|max(?:imum
 _AROUND = re.compile(r"\b(?:around|about|roughly|approximately|approx\.?|~)\s*" + _MARKED, re.IGNORECASE)
 _MIN = re.compile(r"\b(?:over|above|more than|at least|min(?:imum)?|from|>=?)\s*" + _MONEY, re.IGNORECASE)
 _NEGATED_MIN = re.compile(r"\b(?:nothing|not|never|no|none|anything but)\s*$", re.IGNORECASE)
+_PRICE_LEVEL_WORDS = {
+    "cheap": re.compile(r"\b(?:cheap(?:est)?|inexpensive|affordable|budget(?:-friendly)?|bargain|"
+                        r"low[- ]cost|won'?t break the bank|doesn'?t break the bank|"
+                        r"without breaking the bank)\b", re.IGNORECASE),
+    "premium": re.compile(r"\b(?:premium|high[- ]end|top[- ]of[- ]the[- ]line|top[- ]notch|luxury|"
+                          r"luxurious|money is no object|best money can buy|splurge)\b", re.IGNORECASE),
+}
 _BETWEEN = re.compile(r"\bbetween\s*" + _MONEY + r"\s*(?:and|-|to)\s*" + _MONEY, re.IGNORECASE)
 _RANGE = re.compile(r"\$\s*(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*\$?\s*(\d+(?:[.,]\d+)?)", re.IGNORECASE)
 _NEGATE = re.compile(r"\b(?:no|not|without|except|avoid|exclude|excluding|nothing from|anything but|hate)\s+(?:any\s+|more\s+)?([\w&'.\- ]+)", re.IGNORECASE)
@@ -275,6 +282,19 @@ class ConstraintParser:
         categories = [c for c, (s0, e0) in found_at.items()
                       if not any(o != c and s1 <= s0 and e0 <= e1 and (e1 - s1) > (e0 - s0)
                                  for o, (s1, e1) in found_at.items())]
+        # "cheap", "won't break the bank", "high-end": the cheapest or dearest third of the
+        # wanted categories' own prices, when no amount was given.
+        if "min_price" not in found and "max_price" not in found and self.has_prices:
+            for level, pattern in _PRICE_LEVEL_WORDS.items():
+                if (m := pattern.search(text)) and not _negation_before(text, m.start()):
+                    low, high = self.price_bounds({"kind": level}, text, tuple(categories))
+                    found.update(min_price=low, max_price=high)
+                    take(m)
+                    break
+        # "I don't want anything for pets": a category a negation reaches is excluded.
+        for c in [c for c in categories if _negation_before(text, found_at[c][0])]:
+            categories.remove(c)
+            exclude_categories.append(c)
         rest = "".join(ch for i, ch in enumerate(text) if not any(s <= i < e for s, e in spans))
         words = re.findall(r"[\w'&.-]+", rest)
         while words and words[0].casefold() in _FILLER:

@@ -327,5 +327,17 @@ def test_a_category_the_message_negates_is_not_wanted(parser):
     message = f"I don't want anything for {category.lower()}, just show me good deals"
     got = parse_with_llm(JsonLLM(_reply(product=category.lower())), parser, message)
     assert got.categories == ()
+    rules = parser.parse(message)  # the rules read it as an exclusion
+    assert rules.categories == () and rules.exclude_categories == (category,)
     wanted = parse_with_llm(JsonLLM(_reply(product=category.lower())), parser, f"good {category.lower()} deals")
     assert wanted.categories == (category,)
+
+
+def test_price_words_become_the_cheapest_or_dearest_third_of_the_category(parser):
+    category = _leaf(parser)
+    cheap = parser.parse(f"{category.lower()} that won't break the bank")
+    premium = parser.parse(f"a high-end {category.lower()}, money is no object")
+    assert cheap.min_price is None and cheap.max_price == parser.price_quantile(1 / 3, (category,))
+    assert premium.max_price is None and premium.min_price == parser.price_quantile(2 / 3, (category,))
+    assert "bank" not in cheap.query and parser.parse(f"cheap {category.lower()} under $5").max_price == 5.0
+    assert parser.parse(f"{category.lower()}, not the cheap ones").max_price is None
