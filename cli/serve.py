@@ -62,9 +62,10 @@ def serve(
     from recagent.app.assistant import Assistant
     from recagent.app.runtime import Runtime
     from recagent.llm.base import BACKENDS
-    from recagent.server.app import create_app
+    from recagent.server.app import create_app, one_blas_thread
     from recagent.server.logs import configure_logging
 
+    one_blas_thread()
     with user_errors():
         settings = Settings.from_env().override(
             data=data, encoder=encoder, chroma_url=chroma_url, llm=llm, llm_url=llm_url,

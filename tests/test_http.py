@@ -350,3 +350,14 @@ def test_the_http_api_can_do_what_the_chat_can(client, tiny_shop):
     bought = _say(client, new, f"I just bought a {pen.title}")["answer"]
     assert any(n["kind"] == "ok" and "Added to your history" in n["text"] for n in bought["notices"])
     assert client.get(f"/v1/sessions/{new}").json()["history_length"] == 1
+
+
+def test_the_server_keeps_numpy_blas_to_one_thread():
+    import subprocess
+    import sys
+
+    code = ("import numpy\nfrom threadpoolctl import threadpool_info\n"
+            "from recagent.server.app import one_blas_thread\none_blas_thread()\n"
+            "print(sorted({p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[1]"
