@@ -229,6 +229,24 @@ class RuleSimulator:
         return lines
 
 
+_OPENING = "I'm looking for"
+
+
+def states(reply: str, fact: str) -> bool:
+    """Whether ``reply`` says the fact line ``fact`` ("category: Board Games", "price: between
+    $15 and $35", "brand: Dicehaven", "keywords: wool, merino"): every number and every word
+    of the value, or, for keywords, at least one of them (plural "s" ignored)."""
+    kind, _, value = fact.partition(":")
+    said = {_stem(w) for w in _tokens(reply)}
+    if kind.strip() == "price":
+        numbers = re.findall(r"\d+(?:\.\d+)?", value)
+        return all(re.search(rf"(?<![\d.]){re.escape(n)}(?![\d])", reply) for n in numbers)
+    words = [_stem(w) for w in _tokens(value)]
+    if kind.strip() == "keywords":
+        return any(w in said for w in words)
+    return all(w in said for w in words)
+
+
 class LLMSimulator(RuleSimulator):
     """A shopper written by an LLM from the same facts (``prompts/simulated_user_llm.yaml``).
 
@@ -253,8 +271,14 @@ class LLMSimulator(RuleSimulator):
             return rule
         prompt = render("simulated_user_llm", facts=list(rule.facts),
                         shown=[i.title for i in shown], said=self.said)
-        reply = self.llm.generate(prompt, max_tokens=60, stop=["\n"]).strip().strip('"')
-        if not reply or len(reply) > 300 or self.guard.leaks(reply) is not None:
+        # The reply opens as a shopper's message: an instruct model, left to itself, answers
+        # as the assistant ("Sure, I can recommend something for you!").
+        reply = self.llm.generate_batch([prompt], max_tokens=60, stop=["\n"],
+                                        starts=[_OPENING])[0].strip().strip('"')
+        if not reply or len(reply) > 300 or self.guard.leaks(reply) is not None \
+                or not all(states(reply, fact) for fact in rule.facts):
+            # A reply that leaks, or leaves out a fact the evaluation counts as stated (the
+            # filter's truth), is replaced by the rule sentence.
             self.fallbacks += 1
             self.blocked += bool(reply and self.guard.leaks(reply))
             self.said.append(rule.text)

@@ -89,10 +89,15 @@ def test_the_llm_simulator_falls_back_when_its_reply_leaks(tiny_shop):
     leaky.next()
     said = leaky.next([other])
     assert said.text == "I need running shoes." and leaky.fallbacks == 1 and leaky.blocked == 1
-    polite = LLMSimulator(facts, ScriptedLLM(reply=lambda p: "Some running shoes for muddy trails?"))
+    polite = LLMSimulator(facts, ScriptedLLM(reply=lambda p: "running shoes for muddy trails?"))
     polite.next()
     said = polite.next([other])
-    assert said.text == "Some running shoes for muddy trails?" and polite.fallbacks == 0
+    # The reply opens as the shopper's message (given to the model), then the model's words.
+    assert said.text == "I'm looking for running shoes for muddy trails?" and polite.fallbacks == 0
+    vague = LLMSimulator(facts, ScriptedLLM(reply=lambda p: "something nice for the weekend."))
+    vague.next()
+    said = vague.next([other])  # the category it should state is missing: the rule sentence
+    assert said.text == "I need running shoes." and vague.fallbacks == 1 and vague.blocked == 0
     prompt = polite.llm.prompts[-1]
     assert "category: Running Shoes" in prompt and other.title in prompt
     assert SHOE.title not in prompt  # it never sees its target's title
@@ -198,3 +203,13 @@ def test_cli_eval_conversation_writes_json_and_markdown(tiny_shop_dir, tmp_path)
     assert "hit rate" in result.output
     bad = CliRunner().invoke(app, ["eval", "conversation", "--data", str(tiny_shop_dir), "-k", "x"])
     assert bad.exit_code == 1 and "-k must be comma-separated" in bad.output
+
+
+def test_a_fact_counts_as_stated_only_when_the_reply_says_it():
+    from recagent.evals.simulator import states
+
+    assert states("I'm looking for board games", "category: Board Games")
+    assert not states("I'm looking for games", "category: Board Games")
+    assert states("between $15 and $35 please", "price: between $15 and $35")
+    assert not states("under $35 please", "price: between $15 and $35")
+    assert states("something in merino", "keywords: wool, merino")
