@@ -91,7 +91,7 @@ def faithfulness_problems(
         q = quoted.strip().casefold()
         if not any(q == t.casefold() or (len(q) >= _MIN_TITLE and q in t.casefold()) for t in allowed_titles) \
                 and q not in {v.casefold() for v in evidence.shared.values()} \
-                and not any(f'"{q.rstrip(".!?")}"' in line.casefold() for line in evidence.satisfies):
+                and not any(f'"{q.rstrip(".!? ")}"' in line.casefold() for line in evidence.satisfies):
             problems.append(f'quotes "{quoted.strip()}", which is not in the evidence')
     lowered = text.casefold()
     allowed_lower = {t.casefold() for t in allowed_titles}

@@ -172,5 +172,7 @@ def test_quoting_the_request_back_is_allowed_but_not_other_words():
                      satisfies=('about "smooth pens for note taking"',))
     ok = 'Penmark P-280 Gel Pen, Fine Nib is one of the "smooth pens for note taking" you asked for.'
     assert faithfulness_problems(ok, pens) == []
+    spaced = 'Penmark P-280 Gel Pen, Fine Nib is one of the "smooth pens for note taking ." you asked for.'
+    assert faithfulness_problems(spaced, pens) == []
     bad = 'Penmark P-280 Gel Pen, Fine Nib is one of the "best pens of 2024" you asked for.'
     assert any("quotes" in p for p in faithfulness_problems(bad, pens))
