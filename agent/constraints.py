@@ -230,7 +230,7 @@ class ConstraintParser:
             m = _MIN.search(text)
             if m and ("$" in m.group(0) or not m.group(0).casefold().startswith("from")):
                 # "nothing over $80", "not more than 50 dollars": a negated minimum is a maximum.
-                if _NEGATED_MIN.search(re.split(r"[,.;!?]", text[:m.start()])[-1]):
+                if _NEGATED_MIN.search(_clause_before(text, m.start())):
                     found.setdefault("max_price", _money(m.group(1)))
                 else:
                     found["min_price"] = _money(m.group(1))
@@ -360,10 +360,15 @@ _NEGATION = re.compile(r"\b(?:no|not|never|without|except|avoid|hate|other than|
                        re.IGNORECASE)
 
 
+def _clause_before(text: str, at: int) -> str:
+    """The text of ``at``'s clause before position ``at`` ("no Pacer, only |Velocita" -> "only ")."""
+    return re.split(r"[,.;!?]", text[:at])[-1]
+
+
 def _negation_before(text: str, at: int) -> bool:
     """Whether a negation comes within three words before position ``at`` of ``text``, in the
     same clause ("no Pacer, only Velocita": the "no" is not Velocita's)."""
-    return _NEGATION.search(re.split(r"[,.;!?]", text[:at])[-1]) is not None
+    return _NEGATION.search(_clause_before(text, at)) is not None
 
 
 def _negated(message: str, name: str) -> bool:

@@ -181,15 +181,18 @@ def _grounding_problems(text: str, evidence: ItemEvidence, allowed_titles: list[
     for title in allowed_titles:
         own = re.sub(re.escape(title), " ", own, flags=re.IGNORECASE)
     ungrounded = []
+
+    def grounded(word: str) -> bool:
+        return word in _FUNCTION_WORDS or word in _EXPLANATION_WORDS or _stem(word) in fact_words
+
     for word in _WORD.findall(own.casefold()):
         word = word.strip("'-").removesuffix("'s")
-        if len(word) < 4 or word in _FUNCTION_WORDS or word in _EXPLANATION_WORDS:
+        if len(word) < 4 or grounded(word):
             continue
         # A compound is grounded when its parts are: "mid-tier" says what "tier mid" does.
-        parts = [w for w in word.split("-") if w] if "-" in word else [word]
-        grounded = _stem(word) in fact_words or all(
-            _stem(w) in fact_words or w in _FUNCTION_WORDS or w in _EXPLANATION_WORDS for w in parts)
-        if not grounded and word not in ungrounded:
+        if "-" in word and all(grounded(w) for w in word.split("-") if w):
+            continue
+        if word not in ungrounded:
             ungrounded.append(word)
     if len(ungrounded) > 1:
         problems.append(f"says what the evidence does not: {', '.join(ungrounded[:6])}")

@@ -30,7 +30,7 @@ from typing import Protocol, runtime_checkable
 from recagent.catalog.errors import RecAgentError
 
 __all__ = ["BACKENDS", "LLM", "LLMUnavailable", "LLMUnsupported", "ScoredContinuation",
-           "cut_at_stop", "join_start", "stream_until_stop"]
+           "answer_starts", "cut_at_stop", "join_start", "stream_until_stop"]
 
 BACKENDS = ("embedded", "instruct", "vllm", "none")
 
@@ -93,6 +93,15 @@ class LLM(Protocol):
     def chat_model(self, *, temperature: float = 0.0, max_tokens: int = 512) -> object:
         """A LangChain chat model that can be bound to tools; needs ``serves_chat``."""
         ...
+
+
+def answer_starts(prompts: Sequence[str], starts: Sequence[str] | None) -> list[str]:
+    """``generate_batch``'s ``starts`` as a list, one per prompt ("" where none is given)."""
+    if starts is None:
+        return [""] * len(prompts)
+    if len(starts) != len(prompts):
+        raise ValueError(f"{len(starts)} starts for {len(prompts)} prompts")
+    return list(starts)
 
 
 def join_start(prompt: str, start: str) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from recagent.llm.base import (
     LLMUnavailable,
     ScoredContinuation,
+    answer_starts,
     cut_at_stop,
     join_start,
     stream_until_stop,
@@ -136,9 +137,7 @@ class CausalLM:
             return []
         import torch
 
-        starts = list(starts) if starts is not None else [""] * len(prompts)
-        if len(starts) != len(prompts):
-            raise ValueError(f"{len(starts)} starts for {len(prompts)} prompts")
+        starts = answer_starts(prompts, starts)
         rows = [self._answer_ids(p, s) for p, s in zip(prompts, starts, strict=True)]
         n = len(rows)
         # One prompt runs whole, as ``generate`` runs it (int8's activation scales depend on
@@ -342,7 +341,7 @@ def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     n = 0
     while n < limit and all(r[n] == rows[0][n] for r in rows):
         n += 1
-    return max(n, 0)
+    return n
 
 
 def keep_prefix(cache, length: int) -> None:

@@ -18,6 +18,7 @@ from functools import cached_property
 from recagent.llm.base import (
     LLMUnavailable,
     ScoredContinuation,
+    answer_starts,
     cut_at_stop,
     join_start,
     stream_until_stop,
@@ -119,9 +120,7 @@ class VLLMClient:
         """One completions request with every prompt: the server batches them."""
         if not prompts:
             return []
-        starts = list(starts) if starts is not None else [""] * len(prompts)
-        if len(starts) != len(prompts):
-            raise ValueError(f"{len(starts)} starts for {len(prompts)} prompts")
+        starts = answer_starts(prompts, starts)
         texts_in = [join_start(p, s) for p, s in zip(prompts, starts, strict=True)]
         response = self._call(
             lambda: self.client.completions.create(
