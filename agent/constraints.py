@@ -282,6 +282,10 @@ class ConstraintParser:
         categories = [c for c, (s0, e0) in found_at.items()
                       if not any(o != c and s1 <= s0 and e0 <= e1 and (e1 - s1) > (e0 - s0)
                                  for o, (s1, e1) in found_at.items())]
+        # "I don't want anything for pets": a category a negation reaches is excluded.
+        for c in [c for c in categories if _negation_before(text, found_at[c][0])]:
+            categories.remove(c)
+            exclude_categories.append(c)
         # "cheap", "won't break the bank", "high-end": the cheapest or dearest third of the
         # wanted categories' own prices, when no amount was given.
         if "min_price" not in found and "max_price" not in found and self.has_prices:
@@ -291,10 +295,6 @@ class ConstraintParser:
                     found.update(min_price=low, max_price=high)
                     take(m)
                     break
-        # "I don't want anything for pets": a category a negation reaches is excluded.
-        for c in [c for c in categories if _negation_before(text, found_at[c][0])]:
-            categories.remove(c)
-            exclude_categories.append(c)
         rest = "".join(ch for i, ch in enumerate(text) if not any(s <= i < e for s, e in spans))
         words = re.findall(r"[\w'&.-]+", rest)
         while words and words[0].casefold() in _FILLER:

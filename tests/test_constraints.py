@@ -341,3 +341,7 @@ def test_price_words_become_the_cheapest_or_dearest_third_of_the_category(parser
     assert premium.max_price is None and premium.min_price == parser.price_quantile(2 / 3, (category,))
     assert "bank" not in cheap.query and parser.parse(f"cheap {category.lower()} under $5").max_price == 5.0
     assert parser.parse(f"{category.lower()}, not the cheap ones").max_price is None
+    # The third is of the wanted categories' prices, never of one the message excludes.
+    elsewhere = parser.parse(f"something cheap, but I don't want anything for {category.lower()}")
+    assert elsewhere.exclude_categories == (category,)
+    assert elsewhere.max_price == parser.price_quantile(1 / 3, ())
