@@ -119,6 +119,21 @@ class ConstraintParser:
         return {c.casefold(): c for c in names if len(c) >= 3}
 
     @cached_property
+    def ancestors(self) -> dict[str, frozenset[str]]:
+        """Lower-cased category name -> the lower-cased names above it in some catalog path
+        ("horror" -> {"movies"})."""
+        above: dict[str, set[str]] = {}
+        for item in self.dataset.items.values():
+            for n, name in enumerate(item.category):
+                above.setdefault(name.casefold(), set()).update(c.casefold() for c in item.category[:n])
+        return {name: frozenset(names) for name, names in above.items()}
+
+    def within(self, category: str, other: str) -> bool:
+        """Whether ``category`` is ``other`` or lies under it in the catalog's paths."""
+        c, o = category.casefold(), other.casefold()
+        return c == o or o in self.ancestors.get(c, ())
+
+    @cached_property
     def llm_categories(self) -> list[str]:
         """The category names shown to an LLM (so it names products the way the catalog does):
         the last level of every path, sorted; none when there are too many for a prompt."""
@@ -282,6 +297,9 @@ class ConstraintParser:
         categories = [c for c, (s0, e0) in found_at.items()
                       if not any(o != c and s1 <= s0 and e0 <= e1 and (e1 - s1) > (e0 - s0)
                                  for o, (s1, e1) in found_at.items())]
+        # "a war movie" names War and, above it, Movies: the narrower one is meant.
+        categories = [c for c in categories
+                      if not any(o != c and self.within(o, c) for o in categories)]
         # "I don't want anything for pets": a category a negation reaches is excluded.
         for c in [c for c in categories if _negation_before(text, found_at[c][0])]:
             categories.remove(c)
@@ -427,13 +445,15 @@ def parse_with_llm(llm, rules: ConstraintParser, message: str) -> Constraints:
     )
 
 
-def combine(rules: Constraints, llm: Constraints) -> Constraints:
+def combine(rules: Constraints, llm: Constraints, parser: ConstraintParser | None = None) -> Constraints:
     """The rules' parse of a message completed by the LLM's, the rules winning.
 
     The LLM only adds what the rules did not find: its price bounds count only when the rules
     found none (a weak model reads "under $50" as a minimum of 50 as readily as a maximum),
     and only when they are consistent (min <= max); its categories (read from intent too)
-    only when the rules found none, since adding one to the rules' would widen the request;
+    only when the rules found none, since adding one to the rules' would widen the request,
+    or (given the ``parser`` that knows the catalog's paths) when every one of them lies under
+    one the rules found, which narrows it ("a scary movie": Movies -> Horror);
     its brands and exclusions are added, except where they contradict the rules (a brand the
     rules exclude cannot be wanted, and the reverse). The free-text query and "more like #N"
     stay the rules'.
@@ -447,11 +467,15 @@ def combine(rules: Constraints, llm: Constraints) -> Constraints:
         blocked = {c.casefold() for c in contrary}
         return tuple(dict.fromkeys(ours + tuple(t for t in theirs if t.casefold() not in blocked)))
 
+    theirs = add((), llm.categories, rules.exclude_categories)
+    narrows = parser is not None and bool(theirs) and all(
+        any(parser.within(c, r) for r in rules.categories) for c in theirs)
+    categories = theirs if not rules.categories or narrows else rules.categories
     return replace(
         rules, min_price=low, max_price=high,
         brands=add(rules.brands, llm.brands, rules.exclude_brands),
         exclude_brands=add(rules.exclude_brands, llm.exclude_brands, rules.brands),
-        categories=rules.categories or add((), llm.categories, rules.exclude_categories),
+        categories=categories,
         exclude_categories=add(rules.exclude_categories, llm.exclude_categories, rules.categories),
         in_stock_only=rules.in_stock_only or llm.in_stock_only,
     )

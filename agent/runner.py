@@ -146,7 +146,7 @@ class TurnRunner:
                 llm_parsed = None
             if llm_parsed is not None:
                 rules_categories = set(parsed.categories)
-                parsed = combine(parsed, llm_parsed)
+                parsed = combine(parsed, llm_parsed, self.parser)
                 turn.inferred_categories = tuple(c for c in parsed.categories
                                                  if c not in rules_categories)
         if (parsed.min_price is not None or parsed.max_price is not None) and not self.parser.has_prices:

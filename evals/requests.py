@@ -330,7 +330,7 @@ def evaluate(*, llm_name: str, datasets: list[str] | None, limit: int | None, ou
         raise RecAgentError(f"{llm.name} has no structured output; use --llm instruct or vllm")
     readers: dict[str, Reader] = {"rules": lambda p, m: p.parse(m)}
     if llm is not None:
-        readers["rules+llm"] = lambda p, m: combine(p.parse(m), parse_with_llm(llm, p, m))
+        readers["rules+llm"] = lambda p, m: combine(p.parse(m), parse_with_llm(llm, p, m), p)
     root = Path(os.environ.get("RECAGENT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
     results: dict[str, Any] = {}
     for name, folder in folders.items():

@@ -254,6 +254,38 @@ def test_a_category_named_inside_a_longer_one_is_not_meant(tiny_shop):
     assert set(parser.parse("cameras and dog food").categories) == {"Cameras", "Dog Food"}
 
 
+def test_a_category_and_one_above_it_mean_the_narrower_one():
+    from recagent.catalog.model import Dataset, Item
+
+    items = [Item("M1", "Saving Private Ryan", category=("Movies", "War")),
+             Item("M2", "Scream", category=("Movies", "Horror")),
+             Item("M3", "Toy Story", category=("Movies", "Animation"))]
+    parser = ConstraintParser(Dataset("films", items, []))
+    assert parser.parse("a war movie").categories == ("War",)
+    assert parser.parse("a movie for tonight").categories == ("Movies",)
+    assert parser.within("Horror", "Movies") and not parser.within("Movies", "Horror")
+
+
+def test_the_llm_may_narrow_the_rules_categories_but_not_widen_them():
+    from recagent.agent.constraints import combine
+    from recagent.catalog.model import Dataset, Item
+
+    items = [Item("M1", "Scream", category=("Movies", "Horror")),
+             Item("B1", "Cookbook", category=("Books", "Cookbooks"))]
+    parser = ConstraintParser(Dataset("mixed", items, []))
+    rules = parser.parse("a scary movie for Halloween")
+    assert rules.categories == ("Movies",)
+    narrowed = combine(rules, Constraints(categories=("Horror",)), parser)
+    assert narrowed.categories == ("Horror",)
+    # A category outside the rules' one would widen the request: the rules' stands.
+    assert combine(rules, Constraints(categories=("Horror", "Cookbooks")), parser).categories == ("Movies",)
+    # Without the parser (no catalog paths) the rules' categories stand.
+    assert combine(rules, Constraints(categories=("Horror",))).categories == ("Movies",)
+    # A narrower category the message excludes is not taken.
+    excluding = Constraints(categories=("Movies",), exclude_categories=("Horror",))
+    assert combine(excluding, Constraints(categories=("Horror",)), parser).categories == ("Movies",)
+
+
 def test_a_brand_with_a_company_suffix_is_known_by_its_name():
     from recagent.catalog.model import Dataset, Item
 
