@@ -314,7 +314,9 @@ class ConstraintParser:
                     take(m)
                     break
         rest = "".join(ch for i, ch in enumerate(text) if not any(s <= i < e for s, e in spans))
-        words = re.findall(r"[\w'&.-]+", rest)
+        # "I need board games between $15 and $35." leaves "board games ." once the price is
+        # taken out: a word's trailing full stop is punctuation, not part of the query.
+        words = [w for w in (w.rstrip(".") for w in re.findall(r"[\w'&.-]+", rest)) if w.strip("-'")]
         while words and words[0].casefold() in _FILLER:
             words.pop(0)
         while words and words[-1].casefold() in _FILLER:

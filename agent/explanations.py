@@ -91,7 +91,7 @@ def faithfulness_problems(
         q = quoted.strip().casefold()
         if not any(q == t.casefold() or (len(q) >= _MIN_TITLE and q in t.casefold()) for t in allowed_titles) \
                 and q not in {v.casefold() for v in evidence.shared.values()} \
-                and not any(f'"{q.rstrip(".!? ")}"' in line.casefold() for line in evidence.satisfies):
+                and not any(f'"{_bare(q)}"' in _bare_quotes(line) for line in evidence.satisfies):
             problems.append(f'quotes "{quoted.strip()}", which is not in the evidence')
     lowered = text.casefold()
     allowed_lower = {t.casefold() for t in allowed_titles}
@@ -117,6 +117,16 @@ def faithfulness_problems(
         problems.append("names no fact from the evidence (a history item, a shared attribute "
                         "or what the request asked for)")
     return problems
+
+
+def _bare(text: str) -> str:
+    """Quoted text without case, closing punctuation or doubled spaces ("Dog food . " -> "dog food")."""
+    return " ".join(text.casefold().split()).rstrip(".!?, ")
+
+
+def _bare_quotes(line: str) -> str:
+    """A constraint line with each quoted part made :func:`_bare`."""
+    return re.sub(r'"([^"]*)"', lambda m: f'"{_bare(m.group(1))}"', line.casefold())
 
 
 # Words of a constraint line that say what kind of constraint it is, not what was asked for.
@@ -164,7 +174,11 @@ well better favorite favourite history recent recently earlier previous before s
 taste item items product products film films movie movies title same kind also complements
 complement addition collection pairs useful handy fans fan keep together along next want
 cost costs priced price within budget asked request requested wanted looking searched
+option options suitable anyone range
 """)
+# Second halves of a compound that say no more than its first half: "budget-friendly" is
+# grounded when "budget" is (a budget-tier item), not otherwise.
+_COMPOUND_TAILS = frozenset({"friendly", "level", "sized"})
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _NUMBERISH = re.compile(r"\b\w*\d[\w.-]*\b")
 _HAS_IT = re.compile(r"\byou(?:'ve| have)?\s+(?:already\s+)?(?:bought|own|owned|have|watched|"
@@ -190,7 +204,10 @@ def _grounding_problems(text: str, evidence: ItemEvidence, allowed_titles: list[
         if len(word) < 4 or grounded(word):
             continue
         # A compound is grounded when its parts are: "mid-tier" says what "tier mid" does.
-        if "-" in word and all(grounded(w) for w in word.split("-") if w):
+        parts = [w for w in word.split("-") if w]
+        if "-" in word and all(grounded(w) for w in parts):
+            continue
+        if len(parts) == 2 and parts[1] in _COMPOUND_TAILS and _stem(parts[0]) in fact_words:
             continue
         if word not in ungrounded:
             ungrounded.append(word)
@@ -204,11 +221,22 @@ def _grounding_problems(text: str, evidence: ItemEvidence, allowed_titles: list[
     for match in _HAS_IT.finditer(text):
         if head in text[match.end(): match.end() + 12 + len(head)].casefold():
             problems.append("says the user already has the item")
-    words = [w.casefold() for w in _WORD.findall(own)]  # titles may share words: not counted
+    # Titles may share words with each other and with the sentence: not counted, nor a title
+    # given without its first words ("Ember Realms: ..." for "Tabletop Foundry Ember Realms: ...").
+    for title in allowed_titles:
+        for cut in _title_tails(title):
+            own = re.sub(re.escape(cut), " ", own, flags=re.IGNORECASE)
+    words = [w.casefold() for w in _WORD.findall(own)]
     trigrams = list(zip(words, words[1:], words[2:], strict=False))
     if len(trigrams) != len(set(trigrams)):
         problems.append("repeats itself")
     return problems
+
+
+def _title_tails(title: str) -> list[str]:
+    """``title`` without its first one to three words, where at least four words are left."""
+    words = title.split()
+    return [" ".join(words[k:]) for k in range(1, 4) if len(words) - k >= 4]
 
 
 def _stem(word: str) -> str:

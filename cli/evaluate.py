@@ -492,6 +492,10 @@ def eval_requests(
     limit: Annotated[int | None, typer.Option(help="At most this many requests per dataset.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Folder of the reports "
                        "requests-<llm>.json/.md (default: evals/reports).")] = None,
+    requests: Annotated[str, typer.Option(help="labelled (evals/requests.yaml), heldout "
+                        "(evals/requests_heldout.yaml, never used to tune the rules) or a YAML file.")] = "labelled",
+    tag: Annotated[str | None, typer.Option(help="Report name: requests-<tag>.json/.md "
+                   "(default: the LLM).")] = None,
 ) -> None:
     """Request understanding on the labelled requests (evals/requests.yaml): per-field precision
     and recall, and the share of shown items that meet the request, rules vs rules+LLM."""
@@ -508,4 +512,5 @@ def eval_requests(
             llm_name=llm, datasets=[d.strip() for d in datasets.split(",") if d.strip()] or None,
             limit=limit, out_dir=out_dir or Path(request_eval.__file__).with_name("reports"),
             command="recagent " + " ".join(sys.argv[1:]), cpu=platform.processor() or platform.machine(),
+            tag=tag, request_set=requests,
             echo=lambda text: out().print(safe(text), highlight=False, soft_wrap=True))

@@ -1,7 +1,9 @@
 """How well shopping requests are understood: the rules alone vs the rules plus an LLM.
 
 The labelled requests are in ``evals/requests.yaml`` (written by hand over the demo shop,
-MovieLens 100K and Amazon Industrial & Scientific; see its header for the fields). For each
+MovieLens 100K and Amazon Industrial & Scientific; see its header for the fields), and a
+held-out set in ``evals/requests_heldout.yaml`` (``--requests heldout``: written after the
+rules were last changed, and never read to change them). For each
 request and each reader (``rules``: :class:`ConstraintParser`; ``rules+llm``: the rules
 completed by :func:`parse_with_llm` through :func:`combine`, as the agent does):
 
@@ -64,10 +66,17 @@ class Request:
     keywords: tuple[str, ...] = ()
 
 
-def load_requests(path: Path | None = None) -> tuple[dict[str, str | None], list[Request]]:
-    """(dataset name -> folder under the data dir, or None for the demo shop; requests)."""
-    text = (path.read_text(encoding="utf-8") if path else
-            resources.files("recagent.evals").joinpath("requests.yaml").read_text(encoding="utf-8"))
+REQUEST_SETS = {"labelled": "requests.yaml", "heldout": "requests_heldout.yaml"}
+
+
+def load_requests(path: Path | str | None = None) -> tuple[dict[str, str | None], list[Request]]:
+    """(dataset name -> folder under the data dir, or None for the demo shop; requests).
+
+    ``path``: a file, or the name of a set that ships with recagent (``labelled``, the
+    default; ``heldout``)."""
+    name = REQUEST_SETS.get(str(path or "labelled"))
+    text = (resources.files("recagent.evals").joinpath(name).read_text(encoding="utf-8") if name
+            else Path(path).read_text(encoding="utf-8"))
     data = yaml.safe_load(text)
     known = set(Request.__dataclass_fields__)
     requests = []
@@ -261,7 +270,8 @@ def _fmt(x: float | None) -> str:
 
 
 def to_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
-    lines = [f"# Request understanding: {meta['n_requests']} labelled requests", "",
+    title = f"{meta['n_requests']} labelled requests ({meta.get('request_set', 'labelled')} set)"
+    lines = [f"# Request understanding: {title}", "",
              f"LLM: {meta['llm'] or 'none'}; CPU: {meta['cpu']}; command: `{meta['command']}`", "",
              ("Precision / recall per field; `shown met`: share of the top-10 shown items "
               "(search_items under the parsed constraints) that meet the whole request."), ""]
@@ -305,15 +315,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="at most this many requests per dataset")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("reports"))
     ap.add_argument("--tag", default=None, help="report name: requests-<tag>.json/.md (default: the LLM)")
+    ap.add_argument("--requests", default="labelled",
+                    help="labelled (evals/requests.yaml), heldout (evals/requests_heldout.yaml) or a file")
     args = ap.parse_args(argv)
     return evaluate(llm_name=args.llm, datasets=args.datasets, limit=args.limit, out_dir=args.out,
-                    tag=args.tag,
+                    tag=args.tag, request_set=args.requests,
                     command="python -m recagent.evals.requests " + shlex.join(argv or sys.argv[1:]),
                     cpu=platform.processor() or platform.machine())
 
 
 def evaluate(*, llm_name: str, datasets: list[str] | None, limit: int | None, out_dir: Path,
-             command: str, cpu: str, tag: str | None = None,
+             command: str, cpu: str, tag: str | None = None, request_set: str = "labelled",
              echo: Callable[[str], None] = print) -> int:
     from dataclasses import replace as dc_replace
 
@@ -323,7 +335,7 @@ def evaluate(*, llm_name: str, datasets: list[str] | None, limit: int | None, ou
     from recagent.evals.bench_spine import machine_info
     from recagent.tools.search_items import SearchItems
 
-    folders, requests = load_requests()
+    folders, requests = load_requests(request_set)
     settings = Settings.from_env()
     llm = make_llm(dc_replace(settings, llm=llm_name)) if llm_name != "none" else None
     if llm is not None and not llm.structured_output:
@@ -354,6 +366,7 @@ def evaluate(*, llm_name: str, datasets: list[str] | None, limit: int | None, ou
         results[name] = run_requests(dataset, chosen, readers, search)
     summary = summarize(results)
     meta = {"n_requests": sum(len(by["rules"]["rows"]) for by in results.values()),
+            "request_set": request_set,
             "llm": llm.name if llm else None, "cpu": cpu, "command": command,
             "machine": machine_info()}
     tag = tag or ("rules" if llm is None else llm_name)

@@ -377,3 +377,8 @@ def test_price_words_become_the_cheapest_or_dearest_third_of_the_category(parser
     elsewhere = parser.parse(f"something cheap, but I don't want anything for {category.lower()}")
     assert elsewhere.exclude_categories == (category,)
     assert elsewhere.max_price == parser.price_quantile(1 / 3, ())
+
+
+def test_the_query_keeps_no_stray_full_stop(parser):
+    assert parser.parse("I need board games between $15 and $35.").query == "board games"
+    assert parser.parse("I need coffee beans.").query == "coffee beans"

@@ -176,3 +176,34 @@ def test_quoting_the_request_back_is_allowed_but_not_other_words():
     assert faithfulness_problems(spaced, pens) == []
     bad = 'Penmark P-280 Gel Pen, Fine Nib is one of the "best pens of 2024" you asked for.'
     assert any("quotes" in p for p in faithfulness_problems(bad, pens))
+
+
+# Sentences the instruct model wrote in the demo-shop conversation evaluation.
+def test_the_instruct_models_fair_sentences_pass():
+    game = _evidence("Tabletop Foundry Nightmarket: Family Board Game for 1-4 Players",
+                     ["Tabletop Foundry Ember Realms: Deck-Building Board Game for 3-6 Players"],
+                     {"category": "Board Games", "brand": "Tabletop Foundry"})
+    # The history title given without its brand shares "board game for" with the sentence.
+    text = ("Tabletop Foundry Nightmarket: Family Board Game for 1-4 Players is another board game "
+            "for you if you like Ember Realms: Deck-Building Board Game for 3-6 Players.")
+    assert faithfulness_problems(text, game) == []
+    food = _evidence("Kibblewell Chicken & Rice Small Breed Dry Dog Food, 30lb Bag",
+                     ["Happy Tails Chicken & Rice Adult Dry Dog Food, 15lb Bag"],
+                     {"category": "Dog Food", "tier": "budget"},
+                     ["category Dog Food", 'about "dog food"'])
+    # The request quoted back with its full stop; a budget-tier item called budget-friendly.
+    text = ('Kibblewell Chicken & Rice Small Breed Dry Dog Food, 30lb Bag is a budget-friendly '
+            'option that fits your budget and is about "dog food ."')
+    assert faithfulness_problems(text, food) == []
+
+
+def test_a_compound_tail_needs_its_head_in_the_evidence():
+    premium = _evidence("Vantara V-900 Carbon Tripod with Ball Head, 180cm",
+                        ["Stillpod S-300 Aluminum Tripod with 3-Way Pan Head, 180cm"],
+                        {"category": "Tripods", "tier": "premium"})
+    text = ("Vantara V-900 Carbon Tripod with Ball Head, 180cm is a budget-friendly, lightweight "
+            "tripod like your Stillpod S-300 Aluminum Tripod.")
+    assert faithfulness_problems(text, premium) == [
+        "says what the evidence does not: budget-friendly, lightweight"]
+    budget = _evidence(premium.title, [premium.related[0].title], {"category": "Tripods", "tier": "budget"})
+    assert faithfulness_problems(text, budget) == []  # "lightweight" alone is tolerated

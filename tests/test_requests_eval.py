@@ -46,3 +46,13 @@ def test_a_shown_item_must_meet_every_labelled_field():
     assert [shown_meets(ask, shop.items[i], prices) for i in ("P0", "P1", "P2")] == [False, False, False]
     ask = Request("demo", "a tent, no Pinecrest", exclude_brands=("Pinecrest",), categories=("Tents",))
     assert [shown_meets(ask, shop.items[i], prices) for i in ("P0", "P1", "P2")] == [True, False, True]
+
+
+def test_the_held_out_set_loads_and_its_demo_labels_are_the_catalogs_spelling():
+    from recagent.catalog.demo_shop import generate_demo_shop
+    from recagent.evals.requests import check_labels, load_requests
+
+    _, requests = load_requests("heldout")
+    labelled = {r.message for r in load_requests()[1]}
+    assert len(requests) >= 50 and not labelled & {r.message for r in requests}
+    check_labels([r for r in requests if r.dataset == "demo"], generate_demo_shop())
