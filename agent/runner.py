@@ -188,7 +188,7 @@ class TurnRunner:
             else:
                 item = dataset.items[c.item_id]
                 evidence = ItemEvidence(c.item_id, item.title, item.price,
-                                        satisfies=tuple(turn.wish.describe()))
+                                        satisfies=tuple(turn.wish.describe_for(item)))
             shown.append((rank, c, evidence))
         evidences = [e for _, _, e in shown]
 

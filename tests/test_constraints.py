@@ -100,6 +100,24 @@ def test_a_new_request_starts_a_new_topic_but_keeps_prices_and_brands():
     cheaper = shoes.merged(Constraints(max_price=40.0))
     assert cheaper.categories == ("Running Shoes",) and cheaper.like_item == "P1"
     assert cheaper.max_price == 40.0
+    assert cheaper.query == "running shoes"
+    # "more like #2" is a new topic: the old request's words no longer describe it.
+    like = shoes.merged(Constraints(like_item="P7"))
+    assert like.like_item == "P7" and like.query == "" and like.categories == ()
+
+
+def test_the_topic_line_is_said_of_an_item_only_when_it_shares_a_word_with_it():
+    from recagent.catalog.model import Item
+
+    asked = Constraints(max_price=30.0, query="a present for someone who loves cooking")
+    cookbook = Item("B1", "Weeknight Cooking: 75 Recipes", category=("Books", "Cookbooks"), price=20.0)
+    shampoo = Item("S1", "Moisturizing Shampoo, 16oz", category=("Beauty", "Shampoo"), price=9.0)
+    topic = 'about "a present for someone who loves cooking"'
+    assert asked.describe_for(cookbook) == ["price <= $30", topic]
+    assert asked.describe_for(shampoo) == ["price <= $30"]
+    cams = Constraints(query="cameras")
+    assert cams.describe_for(Item("C1", "Optivo D-500 DSLR", category=("Electronics", "Cameras"))) == \
+        ['about "cameras"']
 
 
 class JsonLLM:

@@ -3,7 +3,10 @@ topic of the request and "more like #N". Every tool and the agent read constrain
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields, replace
+
+from recagent.catalog.model import Item
 
 __all__ = ["Constraints", "normalise"]
 
@@ -30,14 +33,15 @@ class Constraints:
     def merged(self, newer: Constraints) -> Constraints:
         """These constraints updated by ``newer``: its set fields win and lists accumulate,
         except that a new request (a query, a category or "more like #N") starts a new topic:
-        the categories and the item to be like are then the new request's alone, while
+        the categories, the query and the item to be like are then the new request's alone
+        ("more like #1" after "a tent for two" is no longer about a tent for two), while
         prices, brands and exclusions stay ("running shoes" then "something for my camera"
         must not keep looking among running shoes)."""
         changes: dict[str, object] = {}
         new_topic = bool(newer.query or newer.categories or newer.like_item)
         for f in fields(self):
             new = getattr(newer, f.name)
-            if new_topic and f.name in ("categories", "like_item"):
+            if new_topic and f.name in ("categories", "like_item", "query"):
                 changes[f.name] = new
             elif isinstance(new, tuple):
                 old = getattr(self, f.name)
@@ -71,3 +75,33 @@ class Constraints:
         if self.like_item:
             out.append(f"like item {self.like_item}")
         return out
+
+    def describe_for(self, item: Item) -> list[str]:
+        """:meth:`describe`'s lines that are true of ``item``, which the filter let through: the
+        topic line (``about "..."``) only when the item's title or category shares a word
+        with the request (a shampoo found by "a present for someone who loves to cook" is
+        not about it)."""
+        lines = self.describe()
+        if self.query and not _topic_words(self.query) & _topic_words(" ".join((item.title, *item.category))):
+            lines.remove(f'about "{self.query}"')
+        return lines
+
+
+_NOT_TOPIC_WORDS = """a an and any are as at be but by can for from get has have her his i
+in is it its me my need of on or our some something that the their them this to want was
+we what who with you your please looking like would good nice new one"""
+_NOT_TOPIC = frozenset(_NOT_TOPIC_WORDS.split())
+
+
+def _topic_words(text: str) -> set[str]:
+    """Content words of ``text``, crudely stemmed ("cameras" -> "camera", "cooking" -> "cook")."""
+    words = set()
+    for w in re.findall(r"[a-z0-9]+", text.casefold()):
+        if len(w) < 3 or w in _NOT_TOPIC:
+            continue
+        for suffix in ("ing", "es", "s"):
+            if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+                w = w[: -len(suffix)]
+                break
+        words.add(w)
+    return words

@@ -94,7 +94,7 @@ class Explain(Tool):
         # The closest history item always counts; weaker ones only when they are close too.
         related = related[:1] + tuple(e for e in related[1:] if e.similarity >= self.min_similarity)
         shared = self._shared(item_id, [e.item_id for e in related])
-        satisfies = tuple((constraints or Constraints()).describe())
+        satisfies = tuple((constraints or Constraints()).describe_for(item))
         return ItemEvidence(item.item_id, item.title, item.price, related, shared, satisfies)
 
     def _closest(self, item_id: str, history: History) -> tuple[Evidence, ...]:
