@@ -141,13 +141,17 @@ def names_a_fact(text: str, evidence: ItemEvidence) -> bool:
     rest = re.sub(re.escape(evidence.title), " ", text, flags=re.IGNORECASE)
     if _PRICE.search(rest):  # the check above allows only the item's price or the user's bounds
         return True
-    said = {_stem(w.casefold()) for w in _WORD.findall(rest)
+    # "mid-tier" says "mid": compounds count by their parts too.
+    said = {_stem(w.casefold()) for w in _WORD.findall(rest) for w in (w, *w.split("-"))
             if len(w) >= 3 and w.casefold() not in _FUNCTION_WORDS}
     own = {_stem(w.casefold()) for w in _WORD.findall(evidence.title)}
     for related in evidence.related:  # by its title, or a word of it the item's title lacks
         if _names_item(text, related.title) or any(
                 len(w) >= 4 and _stem(w.casefold()) in said - own for w in _WORD.findall(related.title)):
             return True
+    # A shared number ("75" recipes, like the history's) is a fact too, said as a word.
+    if any(v.isdigit() and re.search(rf"(?<![\w.]){v}(?![\w.])", rest) for v in evidence.shared.values()):
+        return True
     facts = [*evidence.shared.values(), *evidence.satisfies]
     return any(_stem(w.casefold()) in said for fact in facts for w in _WORD.findall(fact)
                if len(w) >= 3 and w.casefold() not in _CONSTRAINT_WORDS | _FUNCTION_WORDS)
@@ -164,7 +168,8 @@ by can could did do does doing each either for from had has have having he her h
 his how i if in into is it its itself just me more most much my no nor not now of off on once
 one only or other our ours out over own same she should so some such than that the their them
 then there these they this those through to too under until up very was we were what when
-where which while who whom why will with would yet you your yours yourself
+where which while who whom why will with would yet you your yours yourself you're you've
+it's that's they're there's
 """)
 _EXPLANATION_WORDS = _words("""
 bought buying purchase purchased watched liked like likes enjoyed enjoy loved love rated owned

@@ -1,6 +1,6 @@
 """The faithfulness check: prose may name only what the evidence holds."""
 
-from recagent.agent.explanations import ExplanationWriter, faithfulness_problems
+from recagent.agent.explanations import ExplanationWriter, faithfulness_problems, names_a_fact
 from recagent.retrieval.base import Evidence
 from recagent.tools.explain import ItemEvidence
 
@@ -207,3 +207,14 @@ def test_a_compound_tail_needs_its_head_in_the_evidence():
         "says what the evidence does not: budget-friendly, lightweight"]
     budget = _evidence(premium.title, [premium.related[0].title], {"category": "Tripods", "tier": "budget"})
     assert faithfulness_problems(text, budget) == []  # "lightweight" alone is tolerated
+
+
+def test_a_compound_or_a_shared_number_names_a_fact():
+    machine = _evidence("Brewhaus B-630 Espresso Machine with Programmable Timer",
+                        ["Brewhaus B-200 Drip Coffee Maker"], {"tier": "mid"})
+    assert names_a_fact("Brewhaus B-630 Espresso Machine with Programmable Timer is a mid-tier pick.", machine)
+    book = _evidence("The Complete Thai Street Food Cookbook: 75 Recipes for Weekends",
+                     ["The French Pastry Kitchen: 75 Recipes for Beginners"], {"recipes": "75"})
+    text = "The Complete Thai Street Food Cookbook: 75 Recipes for Weekends has 75 recipes for you."
+    assert names_a_fact(text, book)
+    assert not names_a_fact("The Complete Thai Street Food Cookbook: 75 Recipes for Weekends is great.", book)

@@ -130,6 +130,26 @@ def test_explain_shared_attributes_and_unknown(tiny_shop, built_index):
         explain("NOPE", history)
 
 
+def test_explain_relates_no_weak_match_of_another_category(tiny_shop, built_index):
+    import numpy as np
+
+    from recagent.catalog.model import Interaction
+
+    explain = Explain(tiny_shop, built_index.embeddings)
+    vectors = built_index.embeddings()
+    ids = tiny_shop.item_ids
+    # The least similar pair of items of different categories: "you bought that" would be false.
+    sims = vectors @ vectors.T
+    a, b = np.unravel_index(np.argmin(sims), sims.shape)
+    assert tiny_shop.items[ids[a]].category != tiny_shop.items[ids[b]].category
+    assert sims[a, b] < explain.min_similarity
+    ev = explain(ids[a], [Interaction("u", ids[b], 1.0, 1)], Constraints(max_price=1e6))
+    assert ev.related == () and ev.shared == {}
+    # The same history item is evidence for an item of its own category, however far.
+    same = next(i for i in ids if i != ids[b] and tiny_shop.items[i].category == tiny_shop.items[ids[b]].category)
+    assert explain(same, [Interaction("u", ids[b], 1.0, 1)]).related
+
+
 def test_search_finds_a_rare_brand_that_the_over_fetch_misses(tiny_shop, encoder, built_index):
     from collections import Counter
 

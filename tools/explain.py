@@ -91,6 +91,11 @@ class Explain(Tool):
         related = tuple(candidate.evidence) if isinstance(candidate, Candidate) else ()
         if not related and history:
             related = self._closest(item_id, history)
+            # A tent is not "related" to a notebook because the notebook is the closest thing
+            # the user bought: a weak match counts only when it is of the item's own category.
+            if related and related[0].similarity < self.min_similarity and \
+                    self.dataset.items[related[0].item_id].category[-1:] != item.category[-1:]:
+                related = ()
         # The closest history item always counts; weaker ones only when they are close too.
         related = related[:1] + tuple(e for e in related[1:] if e.similarity >= self.min_similarity)
         shared = self._shared(item_id, [e.item_id for e in related])
