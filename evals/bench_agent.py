@@ -153,13 +153,14 @@ def run(home: Path, *, turns: int, tool_turns: int, vllm_python: Path | None,
         if key == "gemma":
             rows[label] |= time_scoring(assistant)
         log(f"timed: {label}")
-    embedded = loaded.get(("embedded", "auto"))
+    # The server serves what the embedded rows ran: the instruct model (the default) if it was timed.
+    served_model = next((m for m in ("instruct", "embedded") if (m, "auto") in loaded), None)
 
     with ExitStack() as stack:
-        if llm_url is None and vllm_python is not None and embedded is not None:
-            from recagent.llm.vllm_server import VLLMServer, free_port
+        if llm_url is None and vllm_python is not None and served_model is not None:
+            from recagent.llm.vllm_server import free_port, server_for
 
-            server = VLLMServer(embedded.checkpoint, python=vllm_python, port=free_port())
+            server = server_for(served_model, home / "models", python=vllm_python, port=free_port())
             started = time.perf_counter()
             llm_url = stack.enter_context(server).base_url
             skipped["vllm start"] = f"{time.perf_counter() - started:.0f}s to start (not a row)"

@@ -29,10 +29,12 @@ from typing import Protocol, runtime_checkable
 
 from recagent.catalog.errors import RecAgentError
 
-__all__ = ["BACKENDS", "LLM", "LLMUnavailable", "LLMUnsupported", "ScoredContinuation",
+__all__ = ["BACKENDS", "CHAT_SYSTEM", "LLM", "LLMUnavailable", "LLMUnsupported", "ScoredContinuation",
            "answer_starts", "cut_at_stop", "join_start", "stream_until_stop"]
 
 BACKENDS = ("embedded", "instruct", "vllm", "none")
+# The system turn before a prompt given to an instruct model as a chat (embedded or served).
+CHAT_SYSTEM = "You are a helpful shopping assistant. Answer briefly."
 
 
 class LLMUnavailable(RecAgentError):

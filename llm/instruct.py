@@ -17,14 +17,12 @@ from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
-from recagent.llm.base import stream_until_stop
+from recagent.llm.base import CHAT_SYSTEM, stream_until_stop
 from recagent.llm.causal_lm import CausalLM
 from recagent.llm.constrained import JsonDecoder, tool_call_schema
 from recagent.llm.instruct_model import INSTRUCT_CHECKPOINT, convert_instruct
 
 __all__ = ["InstructLLM"]
-
-_SYSTEM = "You are a helpful shopping assistant. Answer briefly."
 
 
 class InstructLLM(CausalLM):
@@ -56,7 +54,7 @@ class InstructLLM(CausalLM):
         return list(ids)
 
     def _prompt_ids(self, prompt: str) -> list[int]:
-        return self.chat_ids([{"role": "system", "content": _SYSTEM},
+        return self.chat_ids([{"role": "system", "content": CHAT_SYSTEM},
                               {"role": "user", "content": prompt}])
 
     def _answer_ids(self, prompt: str, start: str) -> list[int]:

@@ -5,6 +5,11 @@
   log-probability of every prompt token; the candidate's tokens are those whose text offset is
   past the shared prompt. vLLM's prefix cache computes the shared prompt once.
 - ``chat_model()`` is a LangChain ``ChatOpenAI`` on the same server, for the tool-calling agent.
+- An instruct model (any served model but the base Gemma this project converts) is prompted
+  as the embedded instruct backend prompts it: each prompt is a user turn of its chat
+  template, and a given start of the answer (``starts=``) is the assistant turn it
+  continues (``continue_final_message``); a batch is sent as concurrent requests, which the
+  server batches.
 
 Every call has a timeout and a bounded number of retries; a server that is down or answers
 with an error becomes :class:`LLMUnavailable` with the URL in the message.
@@ -16,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 
 from recagent.llm.base import (
+    CHAT_SYSTEM,
     LLMUnavailable,
     ScoredContinuation,
     answer_starts,
@@ -106,7 +112,30 @@ class VLLMClient:
                 f"the vLLM server at {self.base_url} did not answer within {self.timeout:g}s"
             ) from None
 
+    @property
+    def chat_prompts(self) -> bool:
+        """Whether prompts go through the served model's chat template (an instruct model)."""
+        try:
+            return BASE_MODEL not in self.model
+        except LLMUnavailable:
+            return False
+
+    def _chat_answer(self, prompt: str, start: str, max_tokens: int, stop: Sequence[str]) -> str:
+        messages = [{"role": "system", "content": CHAT_SYSTEM}, {"role": "user", "content": prompt}]
+        if start:
+            messages.append({"role": "assistant", "content": start})
+        response = self._call(
+            lambda: self.client.chat.completions.create(
+                model=self.model, messages=messages, max_tokens=max_tokens, temperature=0.0,
+                stop=list(stop) or None,
+                extra_body={"add_generation_prompt": not start, "continue_final_message": bool(start)},
+            )
+        )
+        return (start + cut_at_stop(response.choices[0].message.content or "", stop)).strip()
+
     def generate(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> str:
+        if self.chat_prompts:
+            return self._chat_answer(prompt, "", max_tokens, stop)
         response = self._call(
             lambda: self.client.completions.create(
                 model=self.model, prompt=prompt, max_tokens=max_tokens, temperature=0.0,
@@ -121,6 +150,12 @@ class VLLMClient:
         if not prompts:
             return []
         starts = answer_starts(prompts, starts)
+        if self.chat_prompts:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(8, len(prompts))) as pool:
+                return list(pool.map(lambda ps: self._chat_answer(*ps, max_tokens, stop),
+                                     zip(prompts, starts, strict=True)))
         texts_in = [join_start(p, s) for p, s in zip(prompts, starts, strict=True)]
         response = self._call(
             lambda: self.client.completions.create(
@@ -190,9 +225,12 @@ class VLLMClient:
 
         from recagent.catalog.errors import ToolError
 
+        messages = [{"role": "user", "content": prompt}]
+        if self.chat_prompts:
+            messages.insert(0, {"role": "system", "content": CHAT_SYSTEM})
         response = self._call(
             lambda: self.client.chat.completions.create(
-                model=self.model, messages=[{"role": "user", "content": prompt}],
+                model=self.model, messages=messages,
                 response_format={"type": "json_schema",
                                  "json_schema": {"name": "answer", "schema": schema}},
                 max_tokens=max_tokens, temperature=0.0,

