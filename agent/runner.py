@@ -89,7 +89,8 @@ class TurnRunner:
         self.llm = llm
         self.k = k
         self.explain_with_llm = explain_with_llm
-        self.parser = ConstraintParser(tools.dataset)
+        search = getattr(tools, "search_items", None)
+        self.parser = ConstraintParser(tools.dataset, encoder=getattr(search, "encoder", None))
 
     def turn(self, session: Session, message: str = "", *, exclude_shown: bool = False,
              again: bool = False, on_event: EventSink | None = None) -> AgentAnswer:

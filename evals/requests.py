@@ -199,9 +199,10 @@ Reader = Callable[[ConstraintParser, str], Constraints]
 
 
 def run_requests(dataset: Dataset, requests: list[Request], readers: dict[str, Reader],
-                 search: Callable[[str, Constraints], list[str]]) -> dict[str, Any]:
-    """Per reader: field counts, shown-item counts, per-request rows and timings."""
-    parser = ConstraintParser(dataset)
+                 search: Callable[[str, Constraints], list[str]], *, encoder=None) -> dict[str, Any]:
+    """Per reader: field counts, shown-item counts, per-request rows and timings. ``encoder``:
+    the search tool's, which the parser uses as the agent's does (categories by meaning)."""
+    parser = ConstraintParser(dataset, encoder=encoder)
     prices = _Prices(dataset)
     out: dict[str, Any] = {}
     for name, read in readers.items():
@@ -363,7 +364,7 @@ def evaluate(*, llm_name: str, datasets: list[str] | None, limit: int | None, ou
             return [x.item_id for x in tool(query, SHOWN, c)]
 
         echo(f"{name}: {len(chosen)} requests")
-        results[name] = run_requests(dataset, chosen, readers, search)
+        results[name] = run_requests(dataset, chosen, readers, search, encoder=runtime.encoder)
     summary = summarize(results)
     meta = {"n_requests": sum(len(by["rules"]["rows"]) for by in results.values()),
             "request_set": request_set,

@@ -400,3 +400,25 @@ def test_price_words_become_the_cheapest_or_dearest_third_of_the_category(parser
 def test_the_query_keeps_no_stray_full_stop(parser):
     assert parser.parse("I need board games between $15 and $35.").query == "board games"
     assert parser.parse("I need coffee beans.").query == "coffee beans"
+
+
+def test_the_llm_reading_may_name_a_category_by_meaning(encoder):
+    from recagent.agent.constraints import combine, parse_with_llm
+    from recagent.catalog.model import Dataset, Item
+
+    genres = ["Horror", "Comedy", "Western", "Animation", "Romance", "War"]
+    items = [Item(f"M{n}", f"Film {n}", category=("Movies", g)) for n, g in enumerate(genres)]
+    films = ConstraintParser(Dataset("films", items, []), encoder=encoder)
+    assert films.category_by_meaning("a scary movie for Halloween night") == "Horror"
+    assert films.category_by_meaning("a cowboy movie") == "Western"
+    message = "a scary movie for Halloween night"
+    rules = films.parse(message)
+    assert rules.categories == ("Movies",)
+    read = parse_with_llm(JsonLLM(_reply(product="scary movie")), films, message)
+    assert read.categories == ("Horror",)
+    assert combine(rules, read, films).categories == ("Horror",)
+    # No product wanted, no category guessed; nor without the encoder.
+    assert parse_with_llm(JsonLLM(_reply(product="")), films, message).categories == ()
+    plain = ConstraintParser(films.dataset)
+    assert plain.category_by_meaning(message) is None
+    assert parse_with_llm(JsonLLM(_reply(product="scary movie")), plain, message).categories == ("Movies",)
