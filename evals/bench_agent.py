@@ -154,7 +154,7 @@ def run(home: Path, *, turns: int, tool_turns: int, vllm_python: Path | None,
             rows[label] |= time_scoring(assistant)
         log(f"timed: {label}")
     # The server serves what the embedded rows ran: the instruct model (the default) if it was timed.
-    served_model = next((m for m in ("instruct", "embedded") if (m, "auto") in loaded), None)
+    served_model = next((m for m in ("instruct", "embedded") if any(b == m for b, _ in loaded)), None)
 
     with ExitStack() as stack:
         if llm_url is None and vllm_python is not None and served_model is not None:
