@@ -19,7 +19,7 @@ from recagent.agent.price_words import spell_prices
 from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
 from recagent.prompts import render
-from recagent.tools.filter_items import Constraints
+from recagent.tools.filter_items import Constraints, FilterItems
 
 if TYPE_CHECKING:
     from recagent.retrieval.encoder import TextEncoder
@@ -466,7 +466,10 @@ def parse_with_llm(llm, rules: ConstraintParser, message: str) -> Constraints:
     # rules see ("scary movie" -> Movies): the category nearest the message in meaning, if any.
     broad = all(any(rules.within(o, c) and o != c for o in rules.categories.values()) for c in categories)
     near = rules.category_by_meaning(message) if isinstance(product, str) and product.strip() and broad else None
-    if near is not None:
+    # ... and only where the catalog has an item that meets the rest of what the message says
+    # (not "Cookbooks" for "no books please", nor a category without the brands asked for).
+    said = replace(rules.parse(message), categories=(near,) if near else ())
+    if near is not None and any(FilterItems.violation(i, said) is None for i in rules.dataset.items.values()):
         categories = (near,)
     # "I don't want anything for pets": a category the message negates is not wanted.
     categories = tuple(c for c in categories if not _negated(message, c))

@@ -417,6 +417,9 @@ def test_the_llm_reading_may_name_a_category_by_meaning(encoder):
     read = parse_with_llm(JsonLLM(_reply(product="scary movie")), films, message)
     assert read.categories == ("Horror",)
     assert combine(rules, read, films).categories == ("Horror",)
+    # Not a category the message rules out: no item would be left.
+    no_horror = "a scary movie, but no horror please"
+    assert parse_with_llm(JsonLLM(_reply(product="scary movie")), films, no_horror).categories == ("Movies",)
     # No product wanted, no category guessed; nor without the encoder.
     assert parse_with_llm(JsonLLM(_reply(product="")), films, message).categories == ()
     plain = ConstraintParser(films.dataset)
