@@ -35,7 +35,7 @@ from recagent.llm.base import LLM
 from recagent.prompts import render
 from recagent.tools.explain import ItemEvidence
 
-__all__ = ["Explanation", "ExplanationWriter", "faithfulness_problems", "names_a_fact"]
+__all__ = ["Explanation", "ExplanationWriter", "cut_loop", "faithfulness_problems", "names_a_fact"]
 
 _QUOTED = re.compile(r"[\"“”]([^\"“”]{2,})[\"“”]")
 _PRICE = re.compile(r"\$\s*(\d+(?:,\d{3})*(?:\.\d+)?)")
@@ -239,9 +239,32 @@ def _grounding_problems(text: str, evidence: ItemEvidence, allowed_titles: list[
 
 
 def _title_tails(title: str) -> list[str]:
-    """``title`` without its first one to three words, where at least four words are left."""
-    words = title.split()
-    return [" ".join(words[k:]) for k in range(1, 4) if len(words) - k >= 4]
+    """``title`` shortened as people shorten it, where at least four words are left: without
+    its first one to three words (the brand), or cut at its first comma ("..., 30lb Bag")."""
+    out = []
+    for t in dict.fromkeys([title, title.split(",")[0].strip()]):
+        words = t.split()
+        out += [" ".join(words[k:]) for k in range(0 if t != title else 1, 4) if len(words) - k >= 4]
+    return out
+
+
+_LOOP_N = 4  # words: a run of this many said a second time is the start of a loop
+
+
+def cut_loop(text: str, start: str = "") -> str:
+    """``text`` up to where its words after ``start`` begin to repeat themselves (a small model
+    falls into loops: 'is about "dog food" and is about "dog food" and ...'), ended with a
+    full stop. The faithfulness check still reads what is left."""
+    head, rest = (text[: len(start)], text[len(start):]) if start and text.startswith(start) else ("", text)
+    words = list(re.finditer(r"\S+", rest))
+    seen: set[tuple[str, ...]] = set()
+    for i in range(len(words) - _LOOP_N + 1):
+        gram = tuple(w.group().casefold().strip(".,;:!?\"'") for w in words[i: i + _LOOP_N])
+        if gram in seen:
+            kept = re.sub(r"(?:[\s,;:]|\b(?:and|or|but|which|that|is)\b)+$", "", rest[: words[i].start()])
+            return head + kept.rstrip() + "."
+        seen.add(gram)
+    return text
 
 
 def _stem(word: str) -> str:
@@ -309,6 +332,7 @@ class ExplanationWriter:
         texts = self.llm.generate_batch(prompts, max_tokens=self.max_tokens, stop=["\n"],
                                         starts=starts) if prompts else []
         for n, prose in zip(wanted, texts, strict=True):
+            prose = cut_loop(prose, evidences[n].title)
             if on_prose is not None:
                 on_prose(n, prose)
             problems = faithfulness_problems(

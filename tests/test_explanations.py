@@ -218,3 +218,27 @@ def test_a_compound_or_a_shared_number_names_a_fact():
     text = "The Complete Thai Street Food Cookbook: 75 Recipes for Weekends has 75 recipes for you."
     assert names_a_fact(text, book)
     assert not names_a_fact("The Complete Thai Street Food Cookbook: 75 Recipes for Weekends is great.", book)
+
+
+def test_a_loop_is_cut_where_it_starts_and_the_rest_is_still_checked():
+    from recagent.agent.explanations import cut_loop
+
+    title = "Kibblewell Chicken & Rice Senior Dry Dog Food, 4lb Bag"
+    looped = title + ' is a dog food that is about "dog food" and is about "dog food" and is about "dog'
+    assert cut_loop(looped, title) == title + ' is a dog food that is about "dog food".'
+    shoes = "Trailhawk T-480 Men's Cushioned Running Shoes, red"
+    cut = cut_loop(shoes + " is a mid-tier mid-tier mid-tier mid-tier mid-tier mid-tier", shoes)
+    assert cut == shoes + " is a mid-tier."
+    evidence = _evidence(shoes, ["Pacer P-500 Trail Running Shoes"], {"tier": "mid"})
+    assert "not a sentence (only titles)" in faithfulness_problems(cut, evidence)
+    plain = shoes + " is a mid-tier pick like your Pacer P-500 Trail Running Shoes."
+    assert cut_loop(plain, shoes) == plain
+
+
+def test_a_history_title_without_its_size_is_not_a_repeat():
+    food = _evidence("Kibblewell Salmon & Sweet Potato Adult Dry Dog Food, 30lb Bag",
+                     ["Kibblewell Chicken & Rice Grain-Free Dry Dog Food, 30lb Bag"],
+                     {"category": "Dog Food", "brand": "Kibblewell", "tier": "budget"})
+    text = ("Kibblewell Salmon & Sweet Potato Adult Dry Dog Food, 30lb Bag is a budget-friendly adult "
+            "dry dog food for you if you like Kibblewell Chicken & Rice Grain-Free Dry Dog Food.")
+    assert faithfulness_problems(text, food) == []
