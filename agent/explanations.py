@@ -113,6 +113,8 @@ def faithfulness_problems(
         if token != evidence.item_id:
             problems.append(f"names item id {token}")
     problems += _grounding_problems(text, evidence, allowed_titles, prices)
+    if (called := _called(text, evidence)) is not None:
+        problems.append(f'calls the item a "{called}", which its title and category do not')
     if not names_a_fact(text, evidence):
         problems.append("names no fact from the evidence (a history item, a shared attribute "
                         "or what the request asked for)")
@@ -155,6 +157,31 @@ def names_a_fact(text: str, evidence: ItemEvidence) -> bool:
     facts = [*evidence.shared.values(), *evidence.satisfies]
     return any(_stem(w.casefold()) in said for fact in facts for w in _WORD.findall(fact)
                if len(w) >= 3 and w.casefold() not in _CONSTRAINT_WORDS | _FUNCTION_WORDS)
+
+
+_CALLED = re.compile(r"^\W*(?:is|was|makes)\s+(?:a|an|another|the|one)\s+(.+?)"
+                     r"(?=\s+(?:for|that|with|from|to|which|and|who|in|at|on|by|priced|like|if)\b|[,.;:!?]|$)",
+                     re.IGNORECASE)
+
+
+def _called(text: str, evidence: ItemEvidence) -> str | None:
+    """What the sentence calls the item ("<sleeping bag> is a premium backpacking tent") when
+    that noun is borrowed from a related history title and the item's own title, category
+    path and request lines do not bear it out."""
+    at = text.casefold().find(evidence.title.casefold())
+    m = _CALLED.match(text[at + len(evidence.title):]) if at >= 0 else None
+    words = _WORD.findall(m.group(1)) if m else []
+    if not words or "-" in words[-1]:  # "a budget-friendly, ..." ends on an adjective
+        return None
+    head = _stem(words[-1].casefold().strip("'"))
+
+    def has(text: str) -> bool:
+        return any(head == _stem(w) or w.startswith(head) or (len(head) >= 4 and head in w)
+                   for w in _WORD.findall(text.casefold()))
+
+    own = " ".join([evidence.title, *evidence.category, *evidence.satisfies])
+    borrowed = " ".join(e.title for e in evidence.related)
+    return words[-1] if has(borrowed) and not has(own) else None
 
 
 def _words(text: str) -> frozenset[str]:

@@ -189,7 +189,8 @@ class TurnRunner:
             else:
                 item = dataset.items[c.item_id]
                 evidence = ItemEvidence(c.item_id, item.title, item.price,
-                                        satisfies=tuple(turn.wish.describe_for(item)))
+                                        satisfies=tuple(turn.wish.describe_for(item)),
+                                        category=tuple(item.category))
             shown.append((rank, c, evidence))
         evidences = [e for _, _, e in shown]
 

@@ -242,3 +242,20 @@ def test_a_history_title_without_its_size_is_not_a_repeat():
     text = ("Kibblewell Salmon & Sweet Potato Adult Dry Dog Food, 30lb Bag is a budget-friendly adult "
             "dry dog food for you if you like Kibblewell Chicken & Rice Grain-Free Dry Dog Food.")
     assert faithfulness_problems(text, food) == []
+
+
+def test_calling_the_item_what_a_history_item_is_fails():
+    bag = ItemEvidence("S1", "Downwell D-940 Duck Down Mummy Sleeping Bag, Rated to -5C", 199.0,
+                       (Evidence("H1", "Summitline S-980 1-Person 3-Season Backpacking Tent", 0.5),),
+                       {"brand": "Summitline"}, (), ("Outdoors", "Camping", "Sleeping Bags"))
+    text = ("Downwell D-940 Duck Down Mummy Sleeping Bag, Rated to -5C is a premium backpacking tent "
+            "for you if you liked Summitline S-980 1-Person 3-Season Backpacking Tent.")
+    assert 'calls the item a "tent", which its title and category do not' in faithfulness_problems(text, bag)
+    fine = text.replace("a premium backpacking tent", "a warm sleeping bag to go with your tent,")
+    assert not any("calls the item" in p for p in faithfulness_problems(fine, bag))
+    # A word of its own category path counts ("camera bag" for a Camera Bags messenger).
+    messenger = ItemEvidence("B1", "Kestrel K-460 10L Camera Messenger", 80.0,
+                             (Evidence("H2", "Kestrel K-970 24L Camera Backpack, Bag", 0.8),),
+                             {"category": "Camera Bags"}, (), ("Electronics", "Camera Bags"))
+    text = "Kestrel K-460 10L Camera Messenger is another camera bag for you if you liked Kestrel K-970 24L Camera Backpack."
+    assert not any("calls the item" in p for p in faithfulness_problems(text, messenger))

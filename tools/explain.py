@@ -34,6 +34,7 @@ class ItemEvidence:
     related: tuple[Evidence, ...] = ()
     shared: dict[str, str] = field(default_factory=dict)  # attribute -> value shared with history
     satisfies: tuple[str, ...] = ()  # constraints it meets, as described by Constraints.describe
+    category: tuple[str, ...] = ()  # the item's own category path (what it may be called)
 
     def as_dict(self) -> dict:
         return {
@@ -100,7 +101,8 @@ class Explain(Tool):
         related = related[:1] + tuple(e for e in related[1:] if e.similarity >= self.min_similarity)
         shared = self._shared(item_id, [e.item_id for e in related])
         satisfies = tuple((constraints or Constraints()).describe_for(item))
-        return ItemEvidence(item.item_id, item.title, item.price, related, shared, satisfies)
+        return ItemEvidence(item.item_id, item.title, item.price, related, shared, satisfies,
+                            tuple(item.category))
 
     def _closest(self, item_id: str, history: History) -> tuple[Evidence, ...]:
         return tuple(closest_in_history(self.dataset, history, self._vectors, item_id, self.top))
