@@ -206,7 +206,7 @@ well better favorite favourite history recent recently earlier previous before s
 taste item items product products film films movie movies title same kind also complements
 complement addition collection pairs useful handy fans fan keep together along next want
 cost costs priced price within budget asked request requested wanted looking searched
-option options suitable anyone range
+option options suitable anyone range between
 """)
 # Second halves of a compound that say no more than its first half: "budget-friendly" is
 # grounded when "budget" is (a budget-tier item), not otherwise.
@@ -228,8 +228,13 @@ def _grounding_problems(text: str, evidence: ItemEvidence, allowed_titles: list[
         own = re.sub(re.escape(title), " ", own, flags=re.IGNORECASE)
     ungrounded = []
 
+    # "cooking book" for Cookbooks: a word may be the first or last part of a compound fact word.
+    compounds = [w.rstrip("s") for w in fact_words if len(w) >= 7]
+
     def grounded(word: str) -> bool:
-        return word in _FUNCTION_WORDS or word in _EXPLANATION_WORDS or _stem(word) in fact_words
+        stem = _stem(word)
+        return word in _FUNCTION_WORDS or word in _EXPLANATION_WORDS or stem in fact_words or (
+            len(stem) >= 4 and any(c != stem and (c.startswith(stem) or c.endswith(stem)) for c in compounds))
 
     for word in _WORD.findall(own.casefold()):
         word = word.strip("'-").removesuffix("'s")
