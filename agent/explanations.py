@@ -144,7 +144,7 @@ def names_a_fact(text: str, evidence: ItemEvidence) -> bool:
     if _PRICE.search(rest):  # the check above allows only the item's price or the user's bounds
         return True
     # "mid-tier" says "mid": compounds count by their parts too.
-    said = {_stem(w.casefold()) for w in _WORD.findall(rest) for w in (w, *w.split("-"))
+    said = {_stem(w.casefold().removesuffix("'s")) for w in _WORD.findall(rest) for w in (w, *w.split("-"))
             if len(w) >= 3 and w.casefold() not in _FUNCTION_WORDS}
     own = {_stem(w.casefold()) for w in _WORD.findall(evidence.title)}
     for related in evidence.related:  # by its title, or a word of it the item's title lacks

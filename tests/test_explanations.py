@@ -259,3 +259,8 @@ def test_calling_the_item_what_a_history_item_is_fails():
                              {"category": "Camera Bags"}, (), ("Electronics", "Camera Bags"))
     text = "Kestrel K-460 10L Camera Messenger is another camera bag for you if you liked Kestrel K-970 24L Camera Backpack."
     assert not any("calls the item" in p for p in faithfulness_problems(text, messenger))
+
+
+def test_a_possessive_names_the_fact_it_possesses():
+    pegs = ItemEvidence("N1", "50458A Pegboard Hooks, 50-Piece", None, (), {}, ("brand Neiko",))
+    assert names_a_fact("50458A Pegboard Hooks, 50-Piece is a set of Neiko's pegboard hooks.", pegs)
