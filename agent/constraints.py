@@ -137,6 +137,11 @@ class ConstraintParser:
                 above.setdefault(name.casefold(), set()).update(c.casefold() for c in item.category[:n])
         return {name: frozenset(names) for name, names in above.items()}
 
+    @cached_property
+    def parents(self) -> frozenset[str]:
+        """Lower-cased names of the categories that have another below them ("movies")."""
+        return frozenset().union(*self.ancestors.values())
+
     def within(self, category: str, other: str) -> bool:
         """Whether ``category`` is ``other`` or lies under it in the catalog's paths."""
         c, o = category.casefold(), other.casefold()
@@ -464,16 +469,18 @@ def parse_with_llm(llm, rules: ConstraintParser, message: str) -> Constraints:
     categories = rules.parse(product).categories if isinstance(product, str) else ()
     # The model says a product is wanted but names no category of the catalog below what the
     # rules see ("scary movie" -> Movies): the category nearest the message in meaning, if any.
-    broad = all(any(rules.within(o, c) and o != c for o in rules.categories.values()) for c in categories)
+    read = rules.parse(message)
+    broad = all(c.casefold() in rules.parents for c in categories)
     near = rules.category_by_meaning(message) if isinstance(product, str) and product.strip() and broad else None
     # ... and only where the catalog has an item that meets the rest of what the message says
     # (not "Cookbooks" for "no books please", nor a category without the brands asked for).
-    said = replace(rules.parse(message), categories=(near,) if near else ())
-    if near is not None and any(FilterItems.violation(i, said) is None for i in rules.dataset.items.values()):
-        categories = (near,)
+    if near is not None:
+        said = replace(read, categories=(near,))
+        if any(FilterItems.violation(i, said) is None for i in rules.dataset.items.values()):
+            categories = (near,)
     # "I don't want anything for pets": a category the message negates is not wanted.
     categories = tuple(c for c in categories if not _negated(message, c))
-    reference = categories or rules.parse(message).categories
+    reference = categories or read.categories
     wanted = tuple(b for b in names("brands", rules.brands, named=True) if not _negated(message, b))
     low, high = rules.price_bounds(data.get("price"), message, reference)
     return Constraints(

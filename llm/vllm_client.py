@@ -67,12 +67,7 @@ class VLLMClient:
         """Whether the served model drives tools by itself. Unless told, every model but the
         base Gemma this project converts (which never calls a tool unless forced) is assumed
         to, and a server that cannot be reached is assumed not to."""
-        if self._can_call_tools is not None:
-            return self._can_call_tools
-        try:
-            return BASE_MODEL not in self.model
-        except LLMUnavailable:
-            return False
+        return self._can_call_tools if self._can_call_tools is not None else self.chat_prompts
 
     @cached_property
     def client(self):
@@ -120,8 +115,13 @@ class VLLMClient:
         except LLMUnavailable:
             return False
 
+    def _messages(self, prompt: str) -> list[dict]:
+        """``prompt`` as a user turn, after the system turn the embedded instruct backend gives."""
+        system = [{"role": "system", "content": CHAT_SYSTEM}] if self.chat_prompts else []
+        return [*system, {"role": "user", "content": prompt}]
+
     def _chat_answer(self, prompt: str, start: str, max_tokens: int, stop: Sequence[str]) -> str:
-        messages = [{"role": "system", "content": CHAT_SYSTEM}, {"role": "user", "content": prompt}]
+        messages = self._messages(prompt)
         if start:
             messages.append({"role": "assistant", "content": start})
         response = self._call(
@@ -225,9 +225,7 @@ class VLLMClient:
 
         from recagent.catalog.errors import ToolError
 
-        messages = [{"role": "user", "content": prompt}]
-        if self.chat_prompts:
-            messages.insert(0, {"role": "system", "content": CHAT_SYSTEM})
+        messages = self._messages(prompt)
         response = self._call(
             lambda: self.client.chat.completions.create(
                 model=self.model, messages=messages,
