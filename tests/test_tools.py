@@ -164,6 +164,21 @@ def test_search_finds_a_rare_brand_that_the_over_fetch_misses(tiny_shop, encoder
     assert len(hits) == min(3, counts[rare])
 
 
+def test_search_excluding_what_the_query_names_still_fills_the_listing(tiny_shop, encoder,
+                                                                       built_index):
+    search = SearchItems(tiny_shop, encoder, built_index, overfetch=1)
+    item = next(i for i in tiny_shop.items.values() if i.brand)
+    top, brand = item.category[0], item.brand
+    # Its own title finds the item's category and brand first: the over-fetch alone, all
+    # excluded, would show almost nothing.
+    for constraints in (Constraints(exclude_categories=(top,)),
+                        Constraints(exclude_brands=(brand,))):
+        hits = search(item.title, 5, constraints)
+        assert len(hits) == 5
+        assert all(FilterItems.violation(tiny_shop.items[h.item_id], constraints) is None
+                   for h in hits)
+
+
 def test_explain_reads_the_item_embeddings_once(tiny_shop, built_index):
     calls = []
 

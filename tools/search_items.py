@@ -83,7 +83,9 @@ class SearchItems(Tool):
 
 def _where(constraints: Constraints) -> dict | None:
     """A Chroma pre-filter for the constraints the index metadata can express (brand, price,
-    a leaf or top category); the exact filter still runs on what it returns."""
+    a leaf or top category, wanted or excluded); the exact filter still runs on what it
+    returns. Exclusions matter as much as wishes: "nothing for pets" searched by its words
+    finds pet items first, so without them the over-fetched result can be all excluded."""
     clauses: list[dict] = []
     if constraints.brands:
         clauses.append({"brand": {"$in": list(constraints.brands)}})
@@ -94,6 +96,11 @@ def _where(constraints: Constraints) -> dict | None:
     if constraints.categories:
         names = list(constraints.categories)
         clauses.append({"$or": [{"category": {"$in": names}}, {"top_category": {"$in": names}}]})
+    if constraints.exclude_brands:
+        clauses.append({"brand": {"$nin": list(constraints.exclude_brands)}})
+    if constraints.exclude_categories:
+        names = list(constraints.exclude_categories)
+        clauses += [{"category": {"$nin": names}}, {"top_category": {"$nin": names}}]
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
