@@ -61,6 +61,9 @@ _FILLER = {
 }
 
 
+_NEAR_CHARS = 32  # "sleeve to protect my laptop": a category's two words this close name it
+
+
 def _money(text: str) -> float:
     return float(text.replace(",", "."))
 
@@ -253,6 +256,16 @@ class ConstraintParser:
             return self.known(phrase[:-1], names) if len(phrase) > 3 else None
         return best[1] if best else None
 
+    @staticmethod
+    def _word_at(text: str, word: str, spans: list[tuple[int, int]]) -> tuple[int, int] | None:
+        """Where ``word`` (or its plural) first occurs in ``text`` outside ``spans``."""
+        stem = re.sub(r"(ch|sh|ss|x)es$", r"\1", word) if len(word) > 4 else word  # watches
+        stem = stem[:-1] if stem == word and word.endswith("s") and len(word) > 3 else stem
+        for m in re.finditer(rf"\b{re.escape(stem)}(?:s|es)?\b", text, re.IGNORECASE):
+            if not any(s <= m.start() < e for s, e in spans):
+                return m.span()
+        return None
+
     def parse(self, message: str, *, last_shown: list[str] | None = None) -> Constraints:
         spans: list[tuple[int, int]] = []
         found: dict[str, object] = {}
@@ -327,6 +340,17 @@ class ConstraintParser:
             m = re.search(rf"\b{re.escape(stem)}(?:s|es)?\b", text, re.IGNORECASE)
             if m and not any(s <= m.start() < e for s, e in spans):
                 found_at[name] = m.span()
+        # "a sleeve for my laptop", "socks for running": a two-word name said the other way
+        # round (its noun first, then what it is for), the words close together, names it
+        # too; inside its span, "laptop" is not Laptops. "a camera, and a bag" does not.
+        for lower, name in self.categories.items():
+            words = lower.split()
+            if name in found_at or len(words) != 2:
+                continue
+            first, noun = (self._word_at(text, w, spans) for w in words)
+            if first and noun and noun[1] <= first[0] and first[1] - noun[0] <= _NEAR_CHARS \
+                    and not re.search(r",|\band\b|\bor\b", text[noun[1]:first[0]]):
+                found_at[name] = (noun[0], first[1])
         # "dog toys" names Dog Toys and, inside it, Dogs; "running shoes" names Running
         # Shoes and Running: a name found inside a longer one's words is not meant.
         categories = [c for c, (s0, e0) in found_at.items()

@@ -425,3 +425,21 @@ def test_the_llm_reading_may_name_a_category_by_meaning(encoder):
     plain = ConstraintParser(films.dataset)
     assert plain.category_by_meaning(message) is None
     assert parse_with_llm(JsonLLM(_reply(product="scary movie")), plain, message).categories == ("Movies",)
+
+
+@pytest.mark.parametrize(
+    ("message", "wanted"),
+    [
+        ("a sleeve to protect my laptop on the go", ("Laptop Sleeves",)),
+        ("toys for my dog", ("Dog Toys",)),
+        ("a watch for sports under 100", ("Sports Watches",)),
+        ("a laptop for my kid", ("Laptops",)),
+        # the same order as the name is not the other way round; a list is two products
+        ("a camera for my trip, and a bag too", ("Cameras",)),
+    ],
+)
+def test_a_two_word_category_said_the_other_way_round_is_named(message, wanted):
+    from recagent.catalog.demo_shop import generate_demo_shop
+
+    parser = ConstraintParser(generate_demo_shop())
+    assert parser.parse(message).categories == wanted
