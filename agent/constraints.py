@@ -451,6 +451,18 @@ def _negation_before(text: str, at: int) -> bool:
     return _NEGATION.search(_clause_before(text, at)) is not None
 
 
+_NEGATING = re.compile(r"\b(?:no|not|nothing|none|never|without|except|avoid|hate|\w+n't)\b",
+                       re.IGNORECASE)
+
+
+def _unnegated(message: str) -> str:
+    """``message`` without its clauses that negate something: an embedding reads "nothing
+    violent" as violent, so the category nearest in meaning is looked for in the rest ("no
+    dramas please, something light and funny" -> "something light and funny")."""
+    clauses = re.split(r"[,.;!?]|\bbut\b", message)
+    return ", ".join(c.strip() for c in clauses if c.strip() and not _NEGATING.search(c))
+
+
 def _negated(message: str, name: str) -> bool:
     """Whether a negation comes within three words before ``name`` in ``message``."""
     return any(_negation_before(message, m.start())
@@ -495,7 +507,8 @@ def parse_with_llm(llm, rules: ConstraintParser, message: str) -> Constraints:
     # rules see ("scary movie" -> Movies): the category nearest the message in meaning, if any.
     read = rules.parse(message)
     broad = all(c.casefold() in rules.parents for c in categories)
-    near = rules.category_by_meaning(message) if isinstance(product, str) and product.strip() and broad else None
+    near = (rules.category_by_meaning(_unnegated(message))
+            if isinstance(product, str) and product.strip() and broad else None)
     # ... and only where the catalog has an item that meets the rest of what the message says
     # (not "Cookbooks" for "no books please", nor a category without the brands asked for).
     if near is not None:

@@ -443,3 +443,13 @@ def test_a_two_word_category_said_the_other_way_round_is_named(message, wanted):
 
     parser = ConstraintParser(generate_demo_shop())
     assert parser.parse(message).categories == wanted
+
+
+def test_the_category_by_meaning_reads_only_what_is_not_negated():
+    from recagent.agent.constraints import _unnegated
+
+    # An embedding reads "nothing violent" as violent: those clauses are left out.
+    assert _unnegated("nothing violent, my little cousins are here") == "my little cousins are here"
+    assert _unnegated("no dramas please, something light and funny") == "something light and funny"
+    assert _unnegated("I don't want anything gory") == ""
+    assert _unnegated("a scary movie") == "a scary movie"
