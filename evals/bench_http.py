@@ -1,7 +1,7 @@
 """Load benchmark of ``recagent serve``: a real server in a second process, driven on loopback.
 
     python -m recagent.evals.bench_http [--levels 1,8,32[,abuse]] [--recommend-seconds 10]
-        [--chat-seconds 45] [--llm embedded] [--data DIR] [--baseline-src DIR]
+        [--chat-seconds 45] [--llm embedded] [--data DIR] [--baseline-src DIR] [--client wrk]
         [--out evals/reports/bench_http]
 
 The server starts as ``recagent serve`` on a free loopback port with the embedded default
@@ -13,6 +13,10 @@ recommendation. A level stops issuing requests at its deadline and waits for tho
 so its wall time is the window plus the drain. Requests/s counts completed requests over that
 wall time. After the run, the feedback rows in the database are counted against the feedback
 requests that got a 201 (none may be lost). Writes ``<out>.json`` and ``<out>.md``.
+
+``--client wrk`` drives the ``/v1/recommend`` levels with wrk (one thread, N connections,
+each answer checked for status 200 and ten recommendations in Lua) instead of httpx: the
+Python client takes a good part of the two cores it shares with the server, wrk very little.
 
 ``--baseline-src DIR`` compares with other code (e.g. ``git worktree add DIR <commit>``): a
 second server runs that tree's ``recagent`` (same Python, same home, same dataset), and each
@@ -35,6 +39,7 @@ import os
 import platform
 import random
 import shlex
+import shutil
 import socket
 import statistics
 import subprocess
@@ -82,11 +87,14 @@ class Level:
     feedback_ok: int = 0
     feedback_latencies: list[float] = field(default_factory=list)
     session_ids: list[str] = field(default_factory=list)
+    client: str = "httpx"
+    counted: dict[str, Any] | None = None  # wrk's own counts and percentiles (ms)
 
     def summary(self) -> dict[str, Any]:
         done = len(self.latencies)
         out = {
             "server": self.server, "kind": self.kind, "sessions": self.sessions,
+            "client": self.client,
             "window_s": self.window_s, "load_average_1min": self.load_after,
             "wall_s": round(self.wall_s, 1), "requests": done, "errors": len(self.errors),
             "requests_per_s": round(done / self.wall_s, 2) if self.wall_s else 0.0,
@@ -94,6 +102,8 @@ class Level:
             "max_ms": round(max(self.latencies) * 1000, 1) if self.latencies else None,
             "error_samples": self.errors[:5],
         }
+        if self.counted is not None:
+            out.update(self.counted)
         if self.kind == "chat":
             out.update(degraded=self.degraded, feedback_sent=self.feedback_ok,
                        feedback_p50_ms=_pct(self.feedback_latencies, 50),
@@ -189,6 +199,68 @@ async def run_level(base_url: str, kind: str, sessions: int, window_s: float,
     return level
 
 
+# wrk's Lua: random users, each answer checked (200 with ten recommendations), counts and
+# percentiles printed as one JSON line at the end.
+_WRK_SCRIPT = """
+local users = {%(users)s}
+math.randomseed(%(seed)d)
+bad = 0
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function request()
+  local user = users[math.random(#users)]
+  return wrk.format("POST", "/v1/recommend", {["Content-Type"] = "application/json"},
+                    '{"user_id": ' .. user .. ', "k": 10}')
+end
+function response(status, headers, body)
+  local _, items = string.gsub(body, '"item_id"', '')
+  if status ~= 200 or items < 10 then bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local failed = 0
+  for _, t in ipairs(threads) do failed = failed + t:get("bad") end
+  local e = summary.errors
+  io.write(string.format('WRK {"requests": %%d, "duration_us": %%d, "errors": %%d, '
+    .. '"p50_us": %%d, "p95_us": %%d, "max_us": %%d}\\n', summary.requests, summary.duration,
+    failed + e.connect + e.read + e.write + e.timeout, latency:percentile(50),
+    latency:percentile(95), latency.max))
+end
+"""
+
+
+def run_wrk_level(base_url: str, sessions: int, window_s: float, users: list[str],
+                  seed: int = 0, server: str = "this tree") -> Level:
+    """A /v1/recommend level driven by wrk (one thread, ``sessions`` connections): a client
+    in C takes far less of the two cores than Python's, so the server's own capacity shows."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("--client wrk: wrk is not installed (apt-get install wrk)")
+    level = Level("recommend", sessions, window_s, server, client="wrk")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(_WRK_SCRIPT % {"users": ", ".join(json.dumps(json.dumps(u)) for u in users),
+                               "seed": seed})
+    try:
+        done = subprocess.run(
+            ["wrk", "-t1", f"-c{sessions}", f"-d{window_s:g}s", "--timeout", "60s", "-s", f.name,
+             f"{base_url}/v1/recommend"], capture_output=True, text=True, check=False,
+            timeout=window_s + 120)
+    finally:
+        os.unlink(f.name)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK ")), None)
+    if done.returncode != 0 or line is None:
+        raise SystemExit(f"wrk failed ({done.returncode}): {done.stderr[-2000:] or done.stdout[-2000:]}")
+    got = json.loads(line[4:])
+    level.wall_s = got["duration_us"] / 1e6
+    ok = got["requests"] - got["errors"]
+    level.counted = {"requests": ok, "errors": got["errors"],
+                     "requests_per_s": round(ok / level.wall_s, 2) if level.wall_s else 0.0,
+                     "p50_ms": round(got["p50_us"] / 1000, 1), "p95_ms": round(got["p95_us"] / 1000, 1),
+                     "max_ms": round(got["max_us"] / 1000, 1)}
+    if got["errors"]:
+        level.errors.append(f"{got['errors']} requests failed or answered without ten items")
+    level.load_after = round(os.getloadavg()[0], 2)
+    return level
+
+
 def _start_server(port: int, db_url: str, args, log_path: Path,
                   env: dict[str, str] | None = None, source: Path | None = None) -> subprocess.Popen:
     """``recagent serve``; ``source``: a folder whose ``recagent`` package is imported first."""
@@ -245,6 +317,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--baseline-src", type=Path, default=None,
                         help="a checkout of other code to run side by side (e.g. a git worktree)")
     parser.add_argument("--ready-timeout", type=float, default=900.0)
+    parser.add_argument("--client", choices=("httpx", "wrk"), default="httpx",
+                        help="what drives the /v1/recommend levels: Python's httpx (each answer "
+                        "parsed), or wrk, a client in C that leaves the cores to the server")
     parser.add_argument("--out", type=Path, default=Path("evals/reports/bench_http"))
     args = parser.parse_args(argv)
     tokens = [x.strip() for x in args.levels.split(",") if x.strip()]
@@ -277,8 +352,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for kind, window in (("recommend", args.recommend_seconds), ("chat", args.chat_seconds)):
                 for n in levels:
                     for label, (_, base_url) in procs.items():
-                        level = asyncio.run(run_level(base_url, kind, n, window, users, seed=n,
-                                                      server=label))
+                        if kind == "recommend" and args.client == "wrk":
+                            level = run_wrk_level(base_url, n, window, users, seed=n, server=label)
+                        else:
+                            level = asyncio.run(run_level(base_url, kind, n, window, users,
+                                                          seed=n, server=label))
                         results.append(level)
                         print(json.dumps(level.summary()), file=sys.stderr)
             readyz = httpx.get(f"{procs['this tree'][1]}/readyz", timeout=10).json()
@@ -315,7 +393,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "prose_queue_limit": 2, "database": "SQLite (WAL), fresh"},
         "script": [m for m, _ in SCRIPT],
         "levels": [x.summary() for x in results],
-        "errors": sum(len(x.errors) for x in results),
+        "errors": sum(x.summary()["errors"] for x in results),
         "feedback": {"sent_ok": sent, "stored": stored, "lost": sent - stored},
         "abuse": abuse,
         "total_s": round(time.monotonic() - started, 1),
@@ -389,6 +467,8 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         for x in report["levels"]:
             route = "/v1/recommend" if x["kind"] == "recommend" else "chat turn (/v1/sessions/{id}/messages)"
+            if x.get("client", "httpx") != "httpx":
+                route += f" ({x['client']})"
             lines.append(f"| {route} | {x.get('server', 'this tree')} | {x['sessions']} | "
                          f"{x['window_s']:g} | {x['wall_s']} | {x['requests']} | "
                          f"{x['requests_per_s']} | {x['p50_ms']} | {x['p95_ms']} | {x['errors']} | "
