@@ -80,7 +80,8 @@ def faithfulness_problems(
         problems.append(f"longer than {max_chars} characters")
     own_words = _QUOTED.sub(" ", text)
     for title in (evidence.title, *(e.title for e in evidence.related)):
-        own_words = re.sub(re.escape(title), " ", own_words, flags=re.IGNORECASE)
+        for said in dict.fromkeys([title, spoken_title(title)]):  # the whole title or its name
+            own_words = re.sub(re.escape(said), " ", own_words, flags=re.IGNORECASE)
     if len(own_words.split()) < 4:
         problems.append("not a sentence (only titles)")
     if evidence.title.casefold() not in text.casefold() and not _names_item(text, evidence.title):
@@ -261,7 +262,7 @@ def _grounding_problems(text: str, evidence: ItemEvidence, allowed_titles: list[
     # Titles may share words with each other and with the sentence: not counted, nor a title
     # given without its first words ("Ember Realms: ..." for "Tabletop Foundry Ember Realms: ...").
     for title in allowed_titles:
-        for cut in _title_tails(title):
+        for cut in (*_title_tails(title), spoken_title(title)):
             own = re.sub(re.escape(cut), " ", own, flags=re.IGNORECASE)
     words = [w.casefold() for w in _WORD.findall(own)]
     trigrams = list(zip(words, words[1:], words[2:], strict=False))
@@ -278,6 +279,28 @@ def _title_tails(title: str) -> list[str]:
         words = t.split()
         out += [" ".join(words[k:]) for k in range(0 if t != title else 1, 4) if len(words) - k >= 4]
     return out
+
+
+_SPOKEN_MAX_WORDS = 10
+_SPOKEN_CUTS = re.compile(r"\s+[|\u2013\u2014-]\s+|,\s+|\s+\(|\s+\[|\s+/\s+|\s+with\s+|\s+for\s+")
+_WORK_TITLE = re.compile(r"\(\d{4}\)$")  # "Heat (1995)": a film's or a book's name, kept whole
+
+
+def spoken_title(title: str) -> str:
+    """``title`` as a person says it in a sentence. A listing title longer than ten words is
+    cut at its first separator (" | ", " - ", ", ", " (", " with ", " for ") that leaves at
+    least three words, then to ten words ("Neiko 11108A Aluminum Oxide Flap Disc, 80 Grit |
+    Flat Type #27 | 10-Pack" -> "Neiko 11108A Aluminum Oxide Flap Disc"). Shorter titles and
+    names of works ("... (1963)") stay whole."""
+    words = title.split()
+    if len(words) <= _SPOKEN_MAX_WORDS or _WORK_TITLE.search(title):
+        return title
+    for cut in _SPOKEN_CUTS.finditer(title):
+        head = title[: cut.start()].strip()
+        if len(head.split()) >= 3:
+            title = head
+            break
+    return " ".join(title.split()[:10]).rstrip(",;:-")
 
 
 _LOOP_N = 4  # words: a run of this many said a second time is the start of a loop
@@ -360,11 +383,11 @@ class ExplanationWriter:
         prompts = [self._prompt(evidences[n]) for n in wanted]
         # Every sentence opens with the product's name, given to the model: it cannot write
         # about another item instead, and spends no decode steps on the title.
-        starts = [evidences[n].title for n in wanted]
+        starts = [spoken_title(evidences[n].title) for n in wanted]
         texts = self.llm.generate_batch(prompts, max_tokens=self.max_tokens, stop=["\n"],
                                         starts=starts) if prompts else []
-        for n, prose in zip(wanted, texts, strict=True):
-            prose = cut_loop(prose, evidences[n].title)
+        for n, start, prose in zip(wanted, starts, texts, strict=True):
+            prose = cut_loop(prose, start)
             if on_prose is not None:
                 on_prose(n, prose)
             problems = faithfulness_problems(
@@ -380,9 +403,11 @@ class ExplanationWriter:
         """The prose prompt: from the history items it relates to, or, for a shopper with no
         related history (a new user), from the request it meets and the item's price."""
         if evidence.related:
-            return render("explain_prose", title=evidence.title,
-                          related=[e.title for e in evidence.related], shared=evidence.shared,
+            return render("explain_prose", title=evidence.title, spoken=spoken_title(evidence.title),
+                          related=[spoken_title(e.title) for e in evidence.related],
+                          shared=evidence.shared,
                           satisfies=list(evidence.satisfies))
         price = f"${evidence.price:,.2f}" if evidence.price is not None else ""
-        return render("explain_request", title=evidence.title, price=price,
+        return render("explain_request", title=evidence.title, spoken=spoken_title(evidence.title),
+                      price=price,
                       satisfies=list(evidence.satisfies))

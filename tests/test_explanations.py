@@ -1,6 +1,12 @@
 """The faithfulness check: prose may name only what the evidence holds."""
 
-from recagent.agent.explanations import ExplanationWriter, faithfulness_problems, names_a_fact
+from recagent.agent.explanations import (
+    ExplanationWriter,
+    faithfulness_problems,
+    names_a_fact,
+    spoken_title,
+)
+from recagent.catalog import Dataset, Item
 from recagent.retrieval.base import Evidence
 from recagent.tools.explain import ItemEvidence
 
@@ -95,7 +101,8 @@ def test_all_sentences_of_a_turn_are_one_batch_and_new_users_get_prose_too(tiny_
     out = ExplanationWriter(tiny_shop, llm).write_all(
         [new_user, EVIDENCE, nothing], price_bounds=[10.0], on_prose=lambda n, t: seen.append(n))
     assert len(llm.batches) == 1 and len(llm.batches[0]) == 2  # nothing to say about P3
-    assert llm.starts == [new_user.title, EVIDENCE.title]  # each answer opens with its item
+    # each answer opens with its item's name
+    assert llm.starts == [new_user.title, EVIDENCE.title]
     assert "They asked for: category Pens; price <= $10" in llm.batches[0][0]
     assert "They bought:" in llm.batches[0][1]
     assert seen == [0, 1]
@@ -147,7 +154,7 @@ def test_the_prompt_examples_pass():
     ]
     assert len(sentences) == len(examples)
     for sentence, evidence in zip(sentences, examples, strict=True):
-        assert sentence.startswith(evidence.title)  # as the writer starts every answer
+        assert sentence.startswith(spoken_title(evidence.title))  # as the writer starts it
         assert faithfulness_problems(sentence, evidence) == [], sentence
 
 
@@ -264,3 +271,30 @@ def test_calling_the_item_what_a_history_item_is_fails():
 def test_a_possessive_names_the_fact_it_possesses():
     pegs = ItemEvidence("N1", "50458A Pegboard Hooks, 50-Piece", None, (), {}, ("brand Neiko",))
     assert names_a_fact("50458A Pegboard Hooks, 50-Piece is a set of Neiko's pegboard hooks.", pegs)
+
+
+def test_long_listing_titles_are_spoken_by_their_name():
+    long = "Neiko 11108A Aluminum Oxide Flap Disc, 80 Grit | Flat Type #27 | 10-Pack"
+    assert spoken_title(long) == "Neiko 11108A Aluminum Oxide Flap Disc"
+    # A cut that would leave two words waits for the next separator.
+    assert spoken_title("VELCRO Brand - Sticky Back Hook and Loop Fasteners | Pack of 4") == \
+        "VELCRO Brand - Sticky Back Hook and Loop Fasteners"
+    # Short titles and names of works stay whole.
+    assert spoken_title("Penmark P-280 Gel Pen, 3-Pack") == "Penmark P-280 Gel Pen, 3-Pack"
+    movie = "Dr. Strangelove or: How I Learned to Stop Worrying and Love the Bomb (1963)"
+    assert spoken_title(movie) == movie
+    assert len(spoken_title(" ".join(f"word{k}" for k in range(30))).split()) == 10
+
+
+def test_a_long_title_is_started_and_prompted_by_its_spoken_name():
+    evidence = ItemEvidence(
+        item_id="A1", title="Ancor Heat Shrink Ring Terminals, Marine Grade | 25-Pack | Red | 12-10 AWG",
+        price=None, related=(Evidence("H1", "Ancor Tinned Copper Lugs 8 AWG - 4/0 AWG, 25 Pack", 0.7),),
+        shared={"brand": "Ancor"}, satisfies=())
+    llm = _Reply("Ancor Heat Shrink Ring Terminals are ring terminals from Ancor, like your Ancor Tinned Copper Lugs.")
+    [out] = ExplanationWriter(Dataset("d", [Item("A1", evidence.title)], []), llm).write_all([evidence])
+    assert llm.starts == ["Ancor Heat Shrink Ring Terminals"]
+    prompt = llm.batches[0][0]
+    assert "Its name in the sentence: Ancor Heat Shrink Ring Terminals" in prompt
+    assert '"Ancor Tinned Copper Lugs 8 AWG"' in prompt  # the history item by its name too
+    assert out.source == "llm", out.problems
