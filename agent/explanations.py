@@ -141,7 +141,9 @@ def names_a_fact(text: str, evidence: ItemEvidence) -> bool:
     """True when ``text`` names something specific from the evidence besides the item itself:
     a related history item, a shared attribute value, or what the request asked for (a word
     of its query or category, or a price). "The X is a great choice" names nothing."""
-    rest = re.sub(re.escape(evidence.title), " ", text, flags=re.IGNORECASE)
+    rest = text
+    for said in dict.fromkeys([evidence.title, spoken_title(evidence.title)]):  # its own name
+        rest = re.sub(re.escape(said), " ", rest, flags=re.IGNORECASE)
     if _PRICE.search(rest):  # the check above allows only the item's price or the user's bounds
         return True
     # "mid-tier" says "mid": compounds count by their parts too.

@@ -168,8 +168,11 @@ def test_turn_reports_its_progress_as_events(tiny_shop, encoder, built_index):
     first_prose = kinds.index(ProseDelta)
     assert kinds.index(Picked) < first_prose
     deltas = [e.text for e in events if isinstance(e, ProseDelta) and e.rank == 1]
-    # The answer opens with the item's title, given to the LLM, and goes on with its reply.
-    title = answer.recommendations[0].item.title
+    # The answer opens with the item's name (its title, or a long title's spoken name), given
+    # to the LLM, and goes on with its reply.
+    from recagent.agent.explanations import spoken_title
+
+    title = spoken_title(answer.recommendations[0].item.title)
     assert "".join(deltas).strip() == f"{title} You will like this one because it is great."
     explained = [e for e in events if isinstance(e, Explained)]
     assert [(e.rank, e.explanation) for e in explained] == \

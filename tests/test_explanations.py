@@ -298,3 +298,15 @@ def test_a_long_title_is_started_and_prompted_by_its_spoken_name():
     assert "Its name in the sentence: Ancor Heat Shrink Ring Terminals" in prompt
     assert '"Ancor Tinned Copper Lugs 8 AWG"' in prompt  # the history item by its name too
     assert out.source == "llm", out.problems
+
+
+def test_a_long_title_s_spoken_name_is_not_a_fact_about_it():
+    evidence = ItemEvidence(
+        item_id="A2", title="Trailbase T-310 Rechargeable LED Headlamp with Red Night Mode, 400 Lumens",
+        price=None, related=(Evidence("H1", "Summit 30L Hiking Backpack", 0.7),),
+        shared={"category": "Headlamps"}, satisfies=())
+    name = spoken_title(evidence.title)
+    assert name == "Trailbase T-310 Rechargeable LED Headlamp"
+    # "Headlamp" in its own name does not say the shared category.
+    assert not names_a_fact(f"{name} is a great choice.", evidence)
+    assert names_a_fact(f"{name} is a headlamp to go with your Summit 30L Hiking Backpack.", evidence)
