@@ -78,10 +78,8 @@ def faithfulness_problems(
         return ["empty"]
     if len(text) > max_chars:
         problems.append(f"longer than {max_chars} characters")
-    own_words = _QUOTED.sub(" ", text)
-    for title in (evidence.title, *(e.title for e in evidence.related)):
-        for said in dict.fromkeys([title, spoken_title(title)]):  # the whole title or its name
-            own_words = re.sub(re.escape(said), " ", own_words, flags=re.IGNORECASE)
+    own_words = _without_names(_QUOTED.sub(" ", text),
+                               [evidence.title, *(e.title for e in evidence.related)])
     if len(own_words.split()) < 4:
         problems.append("not a sentence (only titles)")
     if evidence.title.casefold() not in text.casefold() and not _names_item(text, evidence.title):
@@ -122,6 +120,14 @@ def faithfulness_problems(
     return problems
 
 
+def _without_names(text: str, titles: Iterable[str]) -> str:
+    """``text`` with each title blanked out, said whole or by its spoken name."""
+    for title in titles:
+        for said in dict.fromkeys([title, spoken_title(title)]):
+            text = re.sub(re.escape(said), " ", text, flags=re.IGNORECASE)
+    return text
+
+
 def _bare(text: str) -> str:
     """Quoted text without case, closing punctuation or doubled spaces ("Dog food . " -> "dog food")."""
     return " ".join(text.casefold().split()).rstrip(".!?, ")
@@ -141,9 +147,7 @@ def names_a_fact(text: str, evidence: ItemEvidence) -> bool:
     """True when ``text`` names something specific from the evidence besides the item itself:
     a related history item, a shared attribute value, or what the request asked for (a word
     of its query or category, or a price). "The X is a great choice" names nothing."""
-    rest = text
-    for said in dict.fromkeys([evidence.title, spoken_title(evidence.title)]):  # its own name
-        rest = re.sub(re.escape(said), " ", rest, flags=re.IGNORECASE)
+    rest = _without_names(text, [evidence.title])
     if _PRICE.search(rest):  # the check above allows only the item's price or the user's bounds
         return True
     # "mid-tier" says "mid": compounds count by their parts too.
@@ -302,7 +306,7 @@ def spoken_title(title: str) -> str:
         if len(head.split()) >= 3:
             title = head
             break
-    return " ".join(title.split()[:10]).rstrip(",;:-")
+    return " ".join(title.split()[:_SPOKEN_MAX_WORDS]).rstrip(",;:-")
 
 
 _LOOP_N = 4  # words: a run of this many said a second time is the start of a loop

@@ -378,6 +378,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "feedback", [s for x in chat if x.server == label for s in x.session_ids])
         for label, _, db_url in servers)
     sent = sum(x.feedback_ok for x in chat)
+    summaries = [x.summary() for x in results]
     report = {
         "benchmark": "bench_http",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -392,8 +393,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "recommend_batch": os.environ.get("RECAGENT_RECOMMEND_BATCH", "64 (default)"),
                    "prose_queue_limit": 2, "database": "SQLite (WAL), fresh"},
         "script": [m for m, _ in SCRIPT],
-        "levels": [x.summary() for x in results],
-        "errors": sum(x.summary()["errors"] for x in results),
+        "levels": summaries,
+        "errors": sum(x["errors"] for x in summaries),
         "feedback": {"sent_ok": sent, "stored": stored, "lost": sent - stored},
         "abuse": abuse,
         "total_s": round(time.monotonic() - started, 1),
