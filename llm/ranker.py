@@ -9,8 +9,8 @@ embedding are multiplied, so the 262,144-way vocabulary logits are never compute
 A LoRA adapter (peft) on the last ``lora_layers`` decoder layers is what
 :mod:`recagent.llm.ranker_train` trains; :meth:`LetterRanker.load` puts it back on its base
 checkpoint. :class:`ServedRanker` asks a vLLM server that serves the adapter
-(``--enable-lora --lora-modules NAME=DIR``) for the same letter log-probabilities, all N in
-one completions request (:meth:`recagent.llm.base.LLM.score`).
+(``--enable-lora --lora-modules NAME=DIR``) for the same letter log-probabilities: one
+prompt, one decode step, the N letter ids' log-probabilities in one completions request.
 
 Re-ranking only reorders the candidates it is given. :func:`blend_orders` fuses the ranker's
 order with the incoming (retriever's) order by weighted reciprocal rank; the weight is
@@ -32,6 +32,7 @@ import numpy as np
 from recagent.catalog.errors import RecAgentError
 from recagent.catalog.model import Dataset, Interaction
 from recagent.llm.base import LLM, LLMUnavailable
+from recagent.llm.vllm_client import VLLMClient
 from recagent.prompts import render
 from recagent.retrieval.text import history_text
 
@@ -245,29 +246,39 @@ class LetterRanker(CandidateRanker):
 
 
 class ServedRanker(CandidateRanker):
-    """The same ranker through an LLM backend's ``score`` (a vLLM server serving the adapter
-    under its own model name): the N letters are N continuations of one prompt, sent in one
-    request; the prompt's KV cache is computed once by vLLM's prefix cache."""
+    """The same ranker through a vLLM server that serves the adapter under its own model name
+    (``--lora-modules NAME=DIR``): the prompt's token ids, exactly as :class:`LetterRanker`
+    encodes them, in one completions request asking for the next-token log-probabilities of
+    the N letter ids only (:meth:`VLLMClient.next_token_logprobs`); renormalised over the
+    letters, they are the embedded ranker's log-softmax."""
 
-    def __init__(self, llm: LLM, tokenizer, config: RankerConfig) -> None:
-        self.llm = llm
+    def __init__(self, client: VLLMClient, tokenizer, config: RankerConfig) -> None:
+        self.client = client
         self.tokenizer = tokenizer
+        tokenizer.add_bos_token = True
         self.config = config
-        self.name = llm.name
+        self.letter_ids = _letter_token_ids(tokenizer, config.top_n)
+        self.name = client.name
 
     @classmethod
     def from_saved(cls, llm: LLM, directory: Path) -> ServedRanker:
         from transformers import AutoTokenizer
 
+        if not isinstance(llm, VLLMClient):
+            raise RecAgentError("the served ranker needs the vllm backend (--llm vllm)")
         meta = read_ranker_meta(directory)
         return cls(llm, AutoTokenizer.from_pretrained(meta["base"]),
                    RankerConfig.from_dict(meta["config"]))
 
+    def encode(self, prompt: str) -> list[int]:
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return [self.tokenizer.bos_token_id, *ids]
+
     def log_probs(self, dataset: Dataset, history: Sequence[Interaction],
                   titles: Sequence[str]) -> np.ndarray:
-        prompt = self.prompt(dataset, history, titles)
-        scored = self.llm.score(prompt, [f" {LETTERS[i]}" for i in range(len(titles))])
-        raw = np.array([s.logprob for s in scored], dtype=np.float64)
+        ids = self.encode(self.prompt(dataset, history, titles))
+        raw = np.array(self.client.next_token_logprobs(ids, self.letter_ids[: len(titles)]),
+                       dtype=np.float64)
         return raw - np.logaddexp.reduce(raw)  # renormalised over the letters
 
 

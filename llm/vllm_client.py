@@ -218,6 +218,35 @@ class VLLMClient:
             out.append(ScoredContinuation(total, count))
         return out
 
+    def next_token_logprobs(self, prompt: str | Sequence[int],
+                            token_ids: Sequence[int]) -> list[float]:
+        """The full-vocabulary log-probability of each of ``token_ids`` as the next token after
+        ``prompt`` (text, or token ids sent as they are), in one request: one prompt, one
+        decode step, vLLM's ``logprob_token_ids`` (vLLM 0.32+; an older server ignores the
+        field, which this reports as unsupported rather than guessing)."""
+        wanted = [int(t) for t in token_ids]
+        if not wanted:
+            return []
+        response = self._call(
+            lambda: self.client.completions.create(
+                model=self.model, prompt=list(prompt) if not isinstance(prompt, str) else prompt,
+                max_tokens=1, temperature=0.0, logprobs=1,
+                extra_body={"logprob_token_ids": wanted, "return_tokens_as_token_ids": True},
+            )
+        )
+        top = (response.choices[0].logprobs.top_logprobs or [None])[0] or {}
+        found = {}
+        for key, value in top.items():
+            if key.startswith("token_id:"):
+                found[int(key.removeprefix("token_id:"))] = float(value)
+        missing = [t for t in wanted if t not in found]
+        if missing:
+            raise LLMUnavailable(
+                f"the vLLM server at {self.base_url} returned no log-probability for "
+                f"{len(missing)} of the {len(wanted)} requested tokens; it needs "
+                "`logprob_token_ids` support (vLLM 0.32 or later)")
+        return [found[t] for t in wanted]
+
     def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256) -> object:
         """A JSON value that follows ``schema`` (vLLM's guided decoding), from a chat turn
         with ``prompt``; a reply that still does not parse is a ToolError."""

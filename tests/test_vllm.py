@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recagent.llm.base import LLMUnavailable
@@ -170,3 +171,23 @@ def test_the_served_instruct_model_writes_from_the_given_start_and_follows_a_sch
     schema = {"type": "object", "properties": {"max_price": {"type": "number", "minimum": 0}},
               "required": ["max_price"], "additionalProperties": False}
     assert set(client.generate_json("A tent under $80: give max_price as JSON.", schema)) == {"max_price"}
+
+
+def test_the_served_ranker_reads_the_letters_log_probs_in_one_request(client, gemma, tiny_shop):
+    """ServedRanker asks for the N letter ids' next-token log-probabilities only; renormalised,
+    they are the embedded ranker's log-softmax over the letters (same base, no adapter)."""
+    from recagent.llm.ranker import LetterRanker, RankerConfig, ServedRanker
+
+    config = RankerConfig(top_n=5, history_tokens=48, title_chars=40)
+    embedded = LetterRanker.from_base(gemma.checkpoint, config, dtype="float32")
+    served = ServedRanker(client, embedded.tokenizer, config)
+    history = next(iter(tiny_shop.histories.values()))[:5]
+    titles = [tiny_shop.items[i].title for i in tiny_shop.item_ids[:5]]
+    served_logp = served.log_probs(tiny_shop, history, titles)
+    embedded_logp = embedded.log_probs(tiny_shop, history, titles)
+    assert np.isclose(np.exp(served_logp).sum(), 1.0)
+    np.testing.assert_allclose(served_logp, embedded_logp, atol=0.1)  # vLLM computes in bf16
+    raw = client.next_token_logprobs(served.encode(served.prompt(tiny_shop, history, titles)),
+                                     served.letter_ids)
+    assert all(value < 0 for value in raw)  # full-vocabulary log-probabilities, not renormalised
+    assert np.logaddexp.reduce(raw) < -1e-3
