@@ -32,7 +32,14 @@ _MAX = re.compile(r"\b(?:under|below|less than|cheaper than|at most|max(?:imum)?
 _MARKED = r"(?:\$\s*(\d+(?:[.,]\d+)?)|(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks))"
 _MAX_AFTER = re.compile(_MARKED + r"\s*(?:or less|or under|or cheaper|max(?:imum)?|tops|at most)\b",
                         re.IGNORECASE)
-_AROUND = re.compile(r"\b(?:around|about|roughly|approximately|approx\.?|~)\s*" + _MARKED, re.IGNORECASE)
+# "spending 15 tops": these words make a bare number a ceiling ("2 max" may be a count).
+_MAX_AFTER_BARE = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:or less|or under|or cheaper|tops)\b", re.IGNORECASE)
+_AROUND_CUE = r"\b(?:around|about|roughly|approximately|approx\.?|~|in the region of|give or take)\s*"
+_AROUND = re.compile(_AROUND_CUE + _MARKED, re.IGNORECASE)
+# "my budget is about 200": an amount without a currency word is a price when nothing else
+# follows it in its clause ("about 2 pairs of socks" is a count).
+_CLAUSE_END = r"\s*(?:or so\b)?\s*(?=$|[,.;!?]|\band\b|\bbut\b)"
+_AROUND_BARE = re.compile(_AROUND_CUE + r"(\d+(?:[.,]\d+)?)" + _CLAUSE_END, re.IGNORECASE)
 _MIN = re.compile(r"\b(?:over|above|more than|at least|min(?:imum)?|from|>=?)\s*" + _MONEY, re.IGNORECASE)
 _NEGATED_MIN = re.compile(r"\b(?:nothing|not|never|no|none|anything but)\s*$", re.IGNORECASE)
 _PRICE_LEVEL_WORDS = {
@@ -40,10 +47,15 @@ _PRICE_LEVEL_WORDS = {
                         r"low[- ]cost|won'?t break the bank|doesn'?t break the bank|"
                         r"without breaking the bank)\b", re.IGNORECASE),
     "premium": re.compile(r"\b(?:premium|high[- ]end|top[- ]of[- ]the[- ]line|top[- ]notch|luxury|"
-                          r"luxurious|money is no object|best money can buy|splurge)\b", re.IGNORECASE),
+                          r"luxurious|money is no object|money can buy|splurge)\b", re.IGNORECASE),
 }
 _BETWEEN = re.compile(r"\bbetween\s*" + _MONEY + r"\s*(?:and|-|to)\s*" + _MONEY, re.IGNORECASE)
 _RANGE = re.compile(r"\$\s*(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*\$?\s*(\d+(?:[.,]\d+)?)", re.IGNORECASE)
+# "anything from 100 to 200" (only where items have prices: "from 1990 to 1995" are years),
+# "30 to 60 dollars".
+_FROM_TO = re.compile(r"\bfrom\s*" + _MONEY + r"\s*(?:-|to)\s*" + _MONEY, re.IGNORECASE)
+_RANGE_MARKED = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*(\d+(?:[.,]\d+)?)\s*(?:dollars?|usd|bucks)\b",
+                           re.IGNORECASE)
 _NEGATE = re.compile(r"\b(?:no|not|without|except|avoid|exclude|excluding|nothing from|anything but|hate)\s+(?:any\s+|more\s+)?([\w&'.\- ]+)", re.IGNORECASE)
 _ONLY = re.compile(r"\b(?:only|just|from|by|made by)\s+([\w&'.\- ]+)", re.IGNORECASE)
 _LIKE = re.compile(r"\b(?:more like|similar to|like|same as)\s*(?:#|number|no\.?|item)\s*(\d+)", re.IGNORECASE)
@@ -62,6 +74,14 @@ _FILLER = {
 
 
 _NEAR_CHARS = 32  # "sleeve to protect my laptop": a category's two words this close name it
+
+
+def _singular(name: str) -> str:
+    """``name`` without its plural ending ("watches" -> "watch", "dog leashes" -> "dog leash",
+    "tents" -> "tent"); a name's singular or plural then matches ``stem(?:s|es)?``."""
+    if len(name) > 4 and (cut := re.sub(r"(ch|sh|ss|x)es$", r"\1", name)) != name:
+        return cut
+    return name[:-1] if name.endswith("s") and len(name) > 3 else name
 
 
 def _money(text: str) -> float:
@@ -237,8 +257,7 @@ class ConstraintParser:
         text = message.casefold()
         found = []
         for key, name in names.items():
-            stem = key[:-1] if key.endswith("s") and len(key) > 3 else key
-            if re.search(rf"(?<!\w){re.escape(stem)}(?:s|es)?(?!\w)", text):
+            if re.search(rf"(?<!\w){re.escape(_singular(key))}(?:s|es)?(?!\w)", text):
                 found.append(name)
         return sorted(dict.fromkeys(found), key=lambda n: (-len(n), n))
 
@@ -259,8 +278,7 @@ class ConstraintParser:
     @staticmethod
     def _word_at(text: str, word: str, spans: list[tuple[int, int]]) -> tuple[int, int] | None:
         """Where ``word`` (or its plural) first occurs in ``text`` outside ``spans``."""
-        stem = re.sub(r"(ch|sh|ss|x)es$", r"\1", word) if len(word) > 4 else word  # watches
-        stem = stem[:-1] if stem == word and word.endswith("s") and len(word) > 3 else stem
+        stem = _singular(word)
         for m in re.finditer(rf"\b{re.escape(stem)}(?:s|es)?\b", text, re.IGNORECASE):
             if not any(s <= m.start() < e for s, e in spans):
                 return m.span()
@@ -274,12 +292,13 @@ class ConstraintParser:
             spans.append(match.span())
 
         text = spell_prices(message)  # "under a hundred" -> "under 100"
-        if m := _BETWEEN.search(text) or _RANGE.search(text):
+        if m := (_BETWEEN.search(text) or _RANGE.search(text) or _RANGE_MARKED.search(text)
+                 or (self.has_prices and _FROM_TO.search(text))):
             low, high = sorted((_money(m.group(1)), _money(m.group(2))))
             found.update(min_price=low, max_price=high)
             take(m)
-        elif m := _AROUND.search(text):
-            amount = _money(m.group(1) or m.group(2))
+        elif m := _AROUND.search(text) or _AROUND_BARE.search(text):
+            amount = _money(next(g for g in m.groups() if g))
             found.update(min_price=round(amount * (1 - AROUND), 2), max_price=round(amount * (1 + AROUND), 2))
             take(m)
         else:
@@ -289,11 +308,18 @@ class ConstraintParser:
             elif m := _MAX_AFTER.search(text):
                 found["max_price"] = _money(m.group(1) or m.group(2))
                 take(m)
+            elif m := _MAX_AFTER_BARE.search(text):
+                found["max_price"] = _money(m.group(1))
+                take(m)
             # "from $50" is a price, "from 1995" is not: "from" needs the dollar sign.
             m = _MIN.search(text)
             if m and ("$" in m.group(0) or not m.group(0).casefold().startswith("from")):
-                # "nothing over $80", "not more than 50 dollars": a negated minimum is a maximum.
-                if _NEGATED_MIN.search(_clause_before(text, m.start())):
+                # "nothing over $80", "I don't want to go over 100", "shouldn't cost more
+                # than 20": a negated minimum is a maximum ("I don't mind paying over 100"
+                # is not negated).
+                clause = _clause_before(text, m.start())
+                if _NEGATED_MIN.search(clause) or (
+                        _negation_before(text, m.start()) and not re.search(r"\bmind\b", clause, re.IGNORECASE)):
                     found.setdefault("max_price", _money(m.group(1)))
                 else:
                     found["min_price"] = _money(m.group(1))
@@ -336,8 +362,7 @@ class ConstraintParser:
             take(m)
         found_at: dict[str, tuple[int, int]] = {}
         for lower, name in self.categories.items():
-            stem = lower[:-1] if lower.endswith("s") and len(lower) > 3 else lower
-            m = re.search(rf"\b{re.escape(stem)}(?:s|es)?\b", text, re.IGNORECASE)
+            m = re.search(rf"\b{re.escape(_singular(lower))}(?:s|es)?\b", text, re.IGNORECASE)
             if m and not any(s <= m.start() < e for s, e in spans):
                 found_at[name] = m.span()
         # "a sleeve for my laptop", "socks for running": a two-word name said the other way
@@ -359,6 +384,26 @@ class ConstraintParser:
         # "a war movie" names War and, above it, Movies: the narrower one is meant.
         categories = [c for c in categories
                       if not any(o != c and self.within(o, c) for o in categories)]
+        # "a running watch", "a GPS watch for running": "Running" names a group that holds
+        # no watches; the head noun names the leaf (Sports Watches) when exactly one leaf
+        # ends with it and it lies outside the group ("a bag for camping" keeps Camping,
+        # which holds Sleeping Bags).
+        # The two words must be close, with no "and", "or" or comma between ("cameras and
+        # dog food" names both).
+        for c in [c for c in categories if c.casefold() in self.parents]:
+            heads = {name: at for lower, name in self.categories.items()
+                     if lower not in self.parents and " " in lower
+                     and (at := self._word_at(text, lower.rsplit(" ", 1)[1], spans))}
+            if len(heads) != 1:
+                continue
+            leaf, (h0, h1) = next(iter(heads.items()))
+            g0, g1 = found_at[c]
+            between = text[min(g1, h1):max(g0, h0)]
+            if leaf not in categories and not self.within(leaf, c) \
+                    and max(g1, h1) - min(g0, h0) <= _NEAR_CHARS \
+                    and not re.search(r",|\band\b|\bor\b", between):
+                categories[categories.index(c)] = leaf
+                found_at[leaf] = found_at[c]
         # "I don't want anything for pets": a category a negation reaches is excluded.
         for c in [c for c in categories if _negation_before(text, found_at[c][0])]:
             categories.remove(c)
@@ -436,7 +481,8 @@ def constraint_schema(parser: ConstraintParser, message: str) -> dict:
 
 _NEGATION = re.compile(r"\b(?:no|not|never|without|except|avoid|hate|other than|anything but|"
                        r"instead of|rather than|\w+n't|isn't|aren't|done with|sick of|tired of|"
-                       r"fed up with|stay away from|steer clear of|dislike)\b(?:\W+\w+){0,3}\W+$",
+                       r"fed up with|stay away from|steer clear of|dislike|skip|leave out|"
+                       r"enough of)\b(?:\W+\w+){0,3}\W+$",
                        re.IGNORECASE)
 
 
@@ -451,7 +497,8 @@ def _negation_before(text: str, at: int) -> bool:
     return _NEGATION.search(_clause_before(text, at)) is not None
 
 
-_NEGATING = re.compile(r"\b(?:no|not|nothing|none|never|without|except|avoid|hate|\w+n't)\b",
+_NEGATING = re.compile(r"\b(?:no|not|nothing|none|never|without|except|avoid|hate|skip|"
+                       r"leave out|enough of|\w+n't)\b",
                        re.IGNORECASE)
 
 

@@ -453,3 +453,56 @@ def test_the_category_by_meaning_reads_only_what_is_not_negated():
     assert _unnegated("no dramas please, something light and funny") == "something light and funny"
     assert _unnegated("I don't want anything gory") == ""
     assert _unnegated("a scary movie") == "a scary movie"
+
+
+@pytest.mark.parametrize(
+    ("message", "low", "high"),
+    [
+        ("my budget is about 200", 160.0, 240.0),  # a bare amount ending its clause
+        ("a tent for about 4 people", None, None),  # a count: a noun follows it
+        ("something in the region of 40 dollars", 32.0, 48.0),
+        ("give or take 1200", 960.0, 1440.0),
+        ("I don't want to go over 100", None, 100.0),  # a negation three words back
+        ("it shouldn't cost more than twenty", None, 20.0),
+        ("I don't mind paying over 100", 100.0, None),  # "don't mind" is not a negation
+        ("spending 15 tops", None, 15.0),
+        ("I'd pay anything from 100 to 200", 100.0, 200.0),
+        ("30 to 60 dollars", 30.0, 60.0),
+    ],
+)
+def test_more_ways_of_saying_a_price(demo, message, low, high):
+    c = demo.parse(message)
+    assert (c.min_price, c.max_price) == (low, high)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    from recagent.catalog.demo_shop import generate_demo_shop
+
+    return ConstraintParser(generate_demo_shop())
+
+
+def test_from_to_is_a_price_only_where_items_have_prices():
+    from recagent.catalog.model import Dataset, Item
+
+    films = ConstraintParser(Dataset("films", [Item("M1", "Heat (1995)", category=("Crime",))], []))
+    c = films.parse("movies from 1990 to 1995")
+    assert (c.min_price, c.max_price) == (None, None)
+
+
+@pytest.mark.parametrize("message", ["a sleeve, skip {b}", "leave out {b}, they fall apart",
+                                     "we've had enough of {b}"])
+def test_skip_and_leave_out_exclude_a_brand(parser, a_brand, message):
+    got = parser.parse(message.format(b=a_brand))
+    assert got.exclude_brands == (a_brand,) and got.brands == ()
+
+
+def test_a_head_noun_outside_a_named_group_names_its_leaf(demo):
+    # "Running" holds shoes and socks, not watches: the watch is what is wanted.
+    assert demo.parse("a running watch").categories == ("Sports Watches",)
+    assert demo.parse("GPS watch for running").categories == ("Sports Watches",)
+    assert demo.parse("something for running").categories == ("Running",)
+    # Camping holds Sleeping Bags, so "bag" does not move it to Camera Bags.
+    assert demo.parse("a bag for camping").categories == ("Camping",)
+    assert demo.parse("a dog leash").categories == ("Dog Leashes",)  # "leashes" -> "leash"
+    assert set(demo.parse("running stuff, and a watch").categories) == {"Running"}
