@@ -34,7 +34,6 @@ from importlib import resources
 from pathlib import Path
 
 import jinja2
-import jinja2.meta
 import jinja2.sandbox
 import yaml
 
@@ -66,8 +65,9 @@ class Template:
 
     @property
     def variables(self) -> set[str]:
-        ast = jinja2.Environment().parse(self.source)
-        return set(jinja2.meta.find_undeclared_variables(ast))
+        from recagent.prompts import template_variables
+
+        return template_variables(self.source)
 
     def render(self, variables: dict[str, object]) -> str:
         if self.kind == "yaml":

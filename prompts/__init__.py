@@ -12,9 +12,11 @@ from functools import cache
 from importlib import resources
 
 import jinja2
+import jinja2.meta
 import yaml
 
-__all__ = ["PromptTemplate", "load_template", "render", "template_names"]
+__all__ = ["PromptTemplate", "load_template", "one_line", "quoted", "render", "template_names",
+           "template_variables"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,27 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
     keep_trailing_newline=False,
 )
+
+
+def one_line(value: object) -> str:
+    """``value`` on one line: text from data or users cannot start a line of its own in a
+    prompt (a title ending in "\nSentence: ..." would pose as the prompt's own line)."""
+    return " ".join(str(value).split())
+
+
+def quoted(value: object) -> str:
+    """``value`` for use inside a prompt's double quotes: on one line, and with its own
+    double quotes made single, so it cannot close the quote and go on as instructions."""
+    return one_line(value).replace('"', "'")
+
+
+_ENV.filters["one_line"] = one_line
+_ENV.filters["quoted"] = quoted
+
+
+def template_variables(source: str) -> set[str]:
+    """The variables a template's ``source`` uses (with this package's filters known)."""
+    return set(jinja2.meta.find_undeclared_variables(_ENV.parse(source)))
 
 
 @cache
