@@ -22,6 +22,7 @@ from recagent.server.errors import public_note
 from recagent.server.logs import request_id
 from recagent.server.schemas import (
     AnswerOut,
+    ErrorOut,
     FeedbackIn,
     FeedbackOut,
     ItemOut,
@@ -37,7 +38,14 @@ from recagent.tools.get_item import GetItem
 
 __all__ = ["get_conversations", "get_principal", "router"]
 
-router = APIRouter(prefix="/v1")
+# What each route may answer besides its success, in the shape the server really sends
+# (declaring 422 replaces FastAPI's default HTTPValidationError, which the server never sends).
+_ERRORS = {status: {"model": ErrorOut, "description": text} for status, text in (
+    (400, "Malformed JSON or a bad request"), (401, "Missing or unknown API key"),
+    (403, "The key may not do this"), (404, "Unknown user, item or session"),
+    (413, "Request body too large"), (422, "A field failed validation"),
+    (429, "Rate limit or queue full; see Retry-After"))}
+router = APIRouter(prefix="/v1", responses=_ERRORS)
 
 
 def get_conversations() -> Conversations:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
-    "MAX_MESSAGE", "AnswerOut", "FeedbackIn", "FeedbackOut", "HealthOut", "ItemOut", "MessageIn",
+    "MAX_MESSAGE", "AnswerOut", "ErrorDetail", "ErrorOut", "FeedbackIn", "FeedbackOut", "HealthOut", "ItemOut", "MessageIn",
     "ReadyOut", "RecommendIn", "RecommendOut", "SessionIn", "SessionOut",
 ]
 
@@ -121,3 +121,16 @@ class HealthOut(BaseModel):
 class ReadyOut(BaseModel):
     ready: bool
     checks: dict[str, str]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    request_id: str | None = None
+    details: list[dict[str, Any]] | None = None  # per field, for validation errors
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx answer: ``{"error": {"code", "message", "request_id"}}``."""
+
+    error: ErrorDetail

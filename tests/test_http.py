@@ -298,8 +298,15 @@ def test_items_recommend_health_docs_and_the_page(client, tiny_shop):
     assert rec["recommendations"][0]["item_id"] not in [r["item_id"] for r in by_session["recommendations"]]
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 503, "not prepared: not ready"
-    paths = client.get("/openapi.json").json()["paths"]
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
     assert {"/v1/sessions", "/v1/sessions/{session_id}/messages/stream", "/v1/recommend"} <= set(paths)
+    # The documented 422 is the body the server sends, not FastAPI's HTTPValidationError.
+    invalid = paths["/v1/recommend"]["post"]["responses"]["422"]["content"]["application/json"]
+    assert invalid["schema"]["$ref"].endswith("/ErrorOut")
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    sent = client.post("/v1/recommend", json={"k": "many"}).json()
+    assert set(sent) == {"error"} and {"code", "message", "request_id"} <= set(sent["error"])
     docs = client.get("/docs").text
     assert "swagger-ui-bundle.js" in docs and "cdn." not in docs, "the docs page works offline"
     page = client.get("/")
