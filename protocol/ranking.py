@@ -19,7 +19,8 @@ from recagent.protocol.metrics import MetricSums
 from recagent.protocol.scorer import History, Scorer
 from recagent.protocol.split import LeaveOneOutSplit, sample_cases
 
-__all__ = ["ModelResult", "evaluate_scorer", "history_masks", "rank_targets", "target_ranks"]
+__all__ = ["ModelResult", "evaluate_scorer", "history_masks", "rank_targets", "target_ranks",
+           "top_columns"]
 
 PROTOCOL = (
     "leave-one-out by time (test = last interaction, validation = second last); "
@@ -62,12 +63,36 @@ def target_ranks(
     return np.where(np.isfinite(target_scores[:, 0]), ranks, np.inf).astype(np.float64)
 
 
+def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ``np.argsort(-row, kind="stable")[:k]`` without sorting whole rows.
+
+    The ``k`` best columns are found by a partition and sorted by (score, column); a row with
+    more columns tied at its ``k``-th score than fit (many zero scores, or masked -inf) is
+    sorted in full, so ties always go in catalog order. A full stable sort of a 256 x 4,385
+    batch took 20 times as long as the ranks themselves, and was most of a validation pass."""
+    rows, n = scores.shape
+    k = max(0, min(k, n))
+    if k == 0:
+        return np.zeros((rows, 0), dtype=np.int64)
+    if k == n:
+        return np.argsort(-scores, axis=1, kind="stable")
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -values), axis=-1)
+    top = np.take_along_axis(part, order, axis=1)
+    kth = values.min(axis=1)
+    crowded = np.flatnonzero((scores >= kth[:, None]).sum(axis=1) > k)
+    for r in crowded:
+        top[r] = np.argsort(-scores[r], kind="stable")[:k]
+    return top
+
+
 def rank_targets(
     scores: np.ndarray, masks: Sequence[Sequence[int]], targets: Sequence[int], top_k: int = 10
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`target_ranks`, and each row's top-``top_k`` columns (ties in catalog order)."""
     ranks = target_ranks(scores, masks, targets)
-    return ranks, np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+    return ranks, top_columns(scores, top_k)
 
 
 def evaluate_scorer(

@@ -13,7 +13,7 @@ from recagent.protocol.metrics import (
     recall_at_k,
     reciprocal_rank,
 )
-from recagent.protocol.ranking import rank_targets
+from recagent.protocol.ranking import rank_targets, top_columns
 
 
 def test_hand_computed_single_relevant():
@@ -106,3 +106,18 @@ def test_metric_sums_over_chunks_equal_the_metrics_of_all_ranks():
     assert sums.means() == pytest.approx(metrics_from_ranks(ranks), abs=1e-12)
     with pytest.raises(ValueError, match="no ranks"):
         MetricSums().means()
+
+
+def test_top_columns_is_the_stable_full_sort_cut_at_k():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        rows, n = int(rng.integers(1, 30)), int(rng.integers(1, 200))
+        k = int(rng.integers(0, n + 3))
+        if trial % 3 == 0:  # many ties (item-kNN's zeros, popularity counts)
+            scores = rng.integers(0, 4, (rows, n)).astype(np.float32)
+        else:
+            scores = rng.standard_normal((rows, n)).astype(np.float32)
+        if trial % 3 == 2:  # mostly masked rows: fewer finite scores than k
+            scores[rng.random((rows, n)) < 0.9] = -np.inf
+        expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(top_columns(scores, k), expected)
