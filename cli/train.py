@@ -30,6 +30,8 @@ def train_retriever(
     max_minutes: Annotated[float, typer.Option(help="Stop after this much training time.")] = 15.0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without a "
+                        "better validation NDCG@10.")] = 30,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 1e-3,
     schedule: Annotated[str, typer.Option(help="constant, or cosine: warm-up then cosine decay "
                         "to 0 at --epochs (set --epochs to what fits in --max-minutes).")] = "constant",
@@ -65,7 +67,7 @@ def train_retriever(
             rt.index.embeddings(),
             target,
             config=TrainConfig(epochs=epochs, max_minutes=max_minutes, device=device, seed=seed,
-                               lr=lr, schedule=schedule, precision=precision,
+                               patience=patience, lr=lr, schedule=schedule, precision=precision,
                                negatives=(default_negatives(len(rt.dataset.items))
                                           if negatives is None else negatives)),
             resume=not fresh,

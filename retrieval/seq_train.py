@@ -53,7 +53,10 @@ class TrainConfig:
     schedule: str = "constant"
     warmup_epochs: int = 3
     weight_decay: float = 0.05
-    patience: int = 15
+    # ML-100K's validation curve has a plateau between epochs ~25 and ~45 with stale streaks
+    # of up to 15 epochs: patience 15 stopped there on 2 of 4 runs (valid N@10 0.063 instead
+    # of 0.085; docs/scale.md, "On a GPU"), so 30.
+    patience: int = 30
     crop_prob: float = 0.5  # probability of a random window instead of the newest one
     mask_prob: float = 0.1  # probability of replacing an input item by padding
     id_dropout: float = 0.0  # share of items trained on text alone at each step (cold start)

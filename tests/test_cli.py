@@ -120,9 +120,13 @@ def test_export_round_trips_through_the_generic_loader(tiny_shop_dir, tiny_shop,
 
 
 def test_train_retriever_then_eval_seqrec(tiny_shop_dir, tmp_path):
-    result = _run("train-retriever", "--data", str(tiny_shop_dir), "--epochs", "2")
+    result = _run("train-retriever", "--data", str(tiny_shop_dir), "--epochs", "2", "--patience", "7",
+                  "--out", str(tmp_path / "ck"))
     assert result.exit_code == 0, result.output
     assert "trained seqrec" in result.output and "best epoch" in result.output
+    assert json.loads((tmp_path / "ck" / "metadata.json").read_text())["train_config"]["patience"] == 7
+    result = _run("train-retriever", "--data", str(tiny_shop_dir), "--epochs", "2")
+    assert result.exit_code == 0, result.output
     out = tmp_path / "seq.json"
     result = _run("eval", "--data", str(tiny_shop_dir), "--models", "seqrec", "--out", str(out))
     assert result.exit_code == 0, result.output
