@@ -12,6 +12,7 @@ template, so the one in ``prompts/chat_template.jinja`` is passed.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -112,6 +113,21 @@ class VLLMServer:
         return [str(self.python), "-m", "vllm.entrypoints.openai.api_server",
                 "--model", str(self.checkpoint), "--dtype", "bfloat16", "--enforce-eager", *common]
 
+    def check_adapters(self) -> None:
+        """Each LoRA adapter was trained on this checkpoint (its ``adapter_config.json``
+        names the base): vLLM would otherwise fail deep in its start-up with a tensor-shape
+        error (the tuned ranker's adapter is Gemma's, the default served model is Qwen)."""
+        for name, folder in self.lora_modules.items():
+            config = Path(folder) / "adapter_config.json"
+            if not config.is_file():
+                raise LLMUnavailable(f"LoRA adapter {name!r}: no adapter_config.json in {folder}")
+            base = json.loads(config.read_text()).get("base_model_name_or_path") or ""
+            if base and Path(base).name != self.checkpoint.name:
+                raise LLMUnavailable(
+                    f"LoRA adapter {name!r} was trained on {Path(base).name}, but this server "
+                    f"serves {self.checkpoint.name}; serve its base model (for the tuned ranker: "
+                    "`recagent llm serve --model embedded`)")
+
     def start(self, *, timeout: float = 300.0) -> str:
         """Start the server and wait until it serves the model; returns the base URL.
 
@@ -121,6 +137,7 @@ class VLLMServer:
         if not port_is_free(self.host, self.port):
             raise LLMUnavailable(f"port {self.port} on {self.host} is already in use; "
                                  "choose another with --port")
+        self.check_adapters()
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
                "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gb)}
         log_path = self.log_path or self.checkpoint.parent / f"vllm-{self.port}.log"

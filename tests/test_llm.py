@@ -162,6 +162,24 @@ def test_vllm_server_serves_lora_adapters_under_their_names(tmp_path):
     assert "--enable-lora" in cmd and cmd[cmd.index("--max-lora-rank") + 1] == "8"
 
 
+def test_a_lora_adapter_for_another_base_is_refused_before_vllm_starts(tmp_path):
+    import json
+
+    from recagent.llm.base import LLMUnavailable
+    from recagent.llm.vllm_server import VLLMServer, free_port
+
+    adapter = tmp_path / "ranker" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": "/home/x/models/gemma-3-270m"}))
+    qwen = VLLMServer(tmp_path / "qwen2.5-coder-0.5b-instruct", python=tmp_path / "python",
+                      port=free_port(), lora_modules={"ranker": adapter})
+    with pytest.raises(LLMUnavailable, match="trained on gemma-3-270m.*--model embedded"):
+        qwen.start(timeout=1)
+    assert qwen.process is None
+    VLLMServer(tmp_path / "gemma-3-270m", lora_modules={"ranker": adapter}).check_adapters()
+
+
 def test_the_instruct_model_is_served_with_its_own_chat_template(tmp_path):
     from recagent.llm.vllm_server import VLLMServer
 
