@@ -381,6 +381,12 @@ class ConstraintParser:
         categories = [c for c, (s0, e0) in found_at.items()
                       if not any(o != c and s1 <= s0 and e0 <= e1 and (e1 - s1) > (e0 - s0)
                                  for o, (s1, e1) in found_at.items())]
+        # "beans for my coffee maker" names Coffee Beans (beans ... coffee, said the other way
+        # round) and Coffee Makers (coffee maker), sharing "coffee": the one said first is what
+        # is wanted, the other what it is for ("a grinder for coffee beans": Coffee Grinders).
+        categories = [c for c in categories
+                      if not any(o != c and found_at[o][0] < found_at[c][0] < found_at[o][1]
+                                 for o in categories)]
         # "a war movie" names War and, above it, Movies: the narrower one is meant.
         categories = [c for c in categories
                       if not any(o != c and self.within(o, c) for o in categories)]

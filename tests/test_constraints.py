@@ -506,3 +506,11 @@ def test_a_head_noun_outside_a_named_group_names_its_leaf(demo):
     assert demo.parse("a bag for camping").categories == ("Camping",)
     assert demo.parse("a dog leash").categories == ("Dog Leashes",)  # "leashes" -> "leash"
     assert set(demo.parse("running stuff, and a watch").categories) == {"Running"}
+
+
+def test_two_names_sharing_a_word_mean_the_one_said_first(demo):
+    # "coffee" belongs to both names; what comes first is wanted, the other is what it is for.
+    assert demo.parse("beans for my coffee maker").categories == ("Coffee Beans",)
+    assert demo.parse("a grinder for coffee beans").categories == ("Coffee Grinders",)
+    assert set(demo.parse("a coffee maker and some coffee beans").categories) == {
+        "Coffee Makers", "Coffee Beans"}
