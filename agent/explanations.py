@@ -62,6 +62,29 @@ def evidence_text(evidence: ItemEvidence) -> str:
     )
 
 
+_CEILING_BEFORE = r"(?:within|under|below|up to|less than|no more than|at most|inside)\s+(?:your\s+|a\s+|the\s+)?"
+_CEILING_AFTER = r"\s*(?:budget|limit|cap|max(?:imum)?|or less)\b"
+_FLOOR_BEFORE = r"(?:over|above|more than|at least|from)\s+(?:your\s+|a\s+|the\s+)?"
+_FLOOR_AFTER = r"\s*(?:or more|and up|and above|minimum|or above)\b"
+_AMOUNT = r"\$\s*(\d+(?:,\d{3})*(?:\.\d+)?)"
+
+
+def _bound_problems(text: str, floor: float | None, ceiling: float | None) -> list[str]:
+    """A request's bound named as the other kind: "within your $50 budget" when $50 is the
+    lowest price asked for, or "over $80" when $80 is the highest."""
+    def amounts(before: str, after: str) -> set[float]:
+        found = re.findall(before + _AMOUNT, text, re.IGNORECASE)
+        found += re.findall(_AMOUNT + after, text, re.IGNORECASE)
+        return {round(float(a.replace(",", "")), 2) for a in found}
+
+    problems = []
+    if floor is not None and floor != ceiling and round(floor, 2) in amounts(_CEILING_BEFORE, _CEILING_AFTER):
+        problems.append(f"calls ${floor:g} a ceiling, but the request asked for at least ${floor:g}")
+    if ceiling is not None and ceiling != floor and round(ceiling, 2) in amounts(_FLOOR_BEFORE, _FLOOR_AFTER):
+        problems.append(f"calls ${ceiling:g} a minimum, but the request asked for at most ${ceiling:g}")
+    return problems
+
+
 def faithfulness_problems(
     text: str,
     evidence: ItemEvidence,
@@ -70,6 +93,8 @@ def faithfulness_problems(
     brands: Iterable[str] = (),
     item_ids: Iterable[str] = (),
     price_bounds: Iterable[float] = (),
+    price_floor: float | None = None,
+    price_ceiling: float | None = None,
     max_chars: int = 300,
 ) -> list[str]:
     """Everything in ``text`` that the evidence does not support (empty list: faithful)."""
@@ -108,6 +133,7 @@ def faithfulness_problems(
     for amount in _PRICE.findall(text):
         if round(float(amount.replace(",", "")), 2) not in prices:
             problems.append(f"states a price ${amount} that is not the item's")
+    problems += _bound_problems(text, price_floor, price_ceiling)
     for token in set(re.findall(r"(?<![\w-])[A-Za-z0-9][\w-]{3,}(?<!-)", text)) & set(item_ids):
         if token != evidence.item_id:
             problems.append(f"names item id {token}")
@@ -360,9 +386,11 @@ class ExplanationWriter:
         return {i for i in self.dataset.items if any(c.isalpha() for c in i)}
 
     def write(self, evidence: ItemEvidence, *, other_titles: Iterable[str] = (),
-              price_bounds: Iterable[float] = ()) -> Explanation:
+              price_bounds: Iterable[float] = (), price_floor: float | None = None,
+              price_ceiling: float | None = None) -> Explanation:
         """The checked LLM sentence for one item, or the evidence rendering."""
-        return self.write_all([evidence], other_titles=other_titles, price_bounds=price_bounds)[0]
+        return self.write_all([evidence], other_titles=other_titles, price_bounds=price_bounds,
+                              price_floor=price_floor, price_ceiling=price_ceiling)[0]
 
     def write_all(
         self,
@@ -370,6 +398,8 @@ class ExplanationWriter:
         *,
         other_titles: Iterable[str] = (),
         price_bounds: Iterable[float] = (),
+        price_floor: float | None = None,
+        price_ceiling: float | None = None,
         on_prose: Callable[[int, str], None] | None = None,
     ) -> list[Explanation]:
         """Each item's checked LLM sentence, or its evidence rendering; the sentences of all the
@@ -399,6 +429,7 @@ class ExplanationWriter:
             problems = faithfulness_problems(
                 prose, evidences[n], other_titles=other_titles, brands=self.brands,
                 item_ids=self.letter_ids, price_bounds=price_bounds,
+                price_floor=price_floor, price_ceiling=price_ceiling,
             )
             out[n] = Explanation(out[n].text, "evidence", tuple(problems)) if problems \
                 else Explanation(prose, "llm")

@@ -201,6 +201,8 @@ class TurnRunner:
         writer = ExplanationWriter(dataset, turn.llm if self.explain_with_llm else None)
         try:
             explanations = writer.write_all(evidences, other_titles=titles, price_bounds=bounds,
+                                            price_floor=turn.wish.min_price,
+                                            price_ceiling=turn.wish.max_price,
                                             on_prose=prose if trace.on_event else None)
         except LLMUnavailable as exc:
             turn.lose_llm(f"LLM unavailable ({exc}); explanations from evidence")

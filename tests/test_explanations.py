@@ -310,3 +310,19 @@ def test_a_long_title_s_spoken_name_is_not_a_fact_about_it():
     # "Headlamp" in its own name does not say the shared category.
     assert not names_a_fact(f"{name} is a great choice.", evidence)
     assert names_a_fact(f"{name} is a headlamp to go with your Summit 30L Hiking Backpack.", evidence)
+
+
+def test_a_bound_named_as_the_other_kind_fails():
+    # The request asked for at least $50: "within your $50 budget" says the opposite.
+    floor = problems("Stridelite S-180 Trail Running Shoes fit within your $50 budget.",
+                     price_bounds=[50.0], price_floor=50.0)
+    assert floor and "ceiling" in floor[0]
+    right = problems("Stridelite S-180 Trail Running Shoes cost over $50.",
+                     price_bounds=[50.0], price_floor=50.0)
+    assert not any("ceiling" in p or "minimum" in p for p in right)
+    ceiling = problems("Stridelite S-180 Trail Running Shoes, at over $60, are premium.",
+                       price_bounds=[60.0], price_ceiling=60.0)
+    assert ceiling and "minimum" in ceiling[0]
+    right = problems("Stridelite S-180 Trail Running Shoes fit your $60 budget.",
+                     price_bounds=[60.0], price_ceiling=60.0)
+    assert not any("ceiling" in p or "minimum" in p for p in right)
