@@ -66,15 +66,14 @@ _CEILING_BEFORE = r"(?:within|under|below|up to|less than|no more than|at most|i
 _CEILING_AFTER = r"\s*(?:budget|limit|cap|max(?:imum)?|or less)\b"
 _FLOOR_BEFORE = r"(?:over|above|more than|at least|from)\s+(?:your\s+|a\s+|the\s+)?"
 _FLOOR_AFTER = r"\s*(?:or more|and up|and above|minimum|or above)\b"
-_AMOUNT = r"\$\s*(\d+(?:,\d{3})*(?:\.\d+)?)"
 
 
 def _bound_problems(text: str, floor: float | None, ceiling: float | None) -> list[str]:
     """A request's bound named as the other kind: "within your $50 budget" when $50 is the
     lowest price asked for, or "over $80" when $80 is the highest."""
     def amounts(before: str, after: str) -> set[float]:
-        found = re.findall(before + _AMOUNT, text, re.IGNORECASE)
-        found += re.findall(_AMOUNT + after, text, re.IGNORECASE)
+        found = re.findall(before + _PRICE.pattern, text, re.IGNORECASE)
+        found += re.findall(_PRICE.pattern + after, text, re.IGNORECASE)
         return {round(float(a.replace(",", "")), 2) for a in found}
 
     problems = []

@@ -27,9 +27,8 @@ import numpy as np
 
 from recagent.app.runtime import Runtime
 from recagent.app.settings import Settings
-from recagent.protocol.ranking import history_masks
+from recagent.protocol.ranking import history_masks, top_indices
 from recagent.protocol.split import leave_one_out
-from recagent.retrieval.base import top_indices
 from recagent.retrieval.cooccurrence import ItemKNN
 from recagent.retrieval.diversity import spread_categories
 from recagent.retrieval.fusion import standardise

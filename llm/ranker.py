@@ -119,6 +119,11 @@ class CandidateRanker:
     def prompt(self, dataset: Dataset, history: Sequence[Interaction], titles: Sequence[str]) -> str:
         return rank_prompt(dataset, history, titles, count_tokens=self.count_tokens, config=self.config)
 
+    def encode(self, prompt: str) -> list[int]:
+        """The prompt's token ids as the model reads them: BOS, then the text."""
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return [self.tokenizer.bos_token_id, *ids]
+
     def log_probs(self, dataset: Dataset, history: Sequence[Interaction],
                   titles: Sequence[str]) -> np.ndarray:
         raise NotImplementedError
@@ -202,10 +207,6 @@ class LetterRanker(CandidateRanker):
         meta = {"base": str(self.base), "config": asdict(self.config), **(metadata or {})}
         (directory / RANKER_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
-    def encode(self, prompt: str) -> list[int]:
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        return [self.tokenizer.bos_token_id, *ids]
-
     def letter_logits(self, batch: Sequence[Sequence[int]], counts: Sequence[int]) -> torch.Tensor:
         """[len(batch), top_n] next-token logits of the letters after each prompt (token ids);
         letters past a prompt's candidate count are -inf. Differentiable when training."""
@@ -255,7 +256,6 @@ class ServedRanker(CandidateRanker):
     def __init__(self, client: VLLMClient, tokenizer, config: RankerConfig) -> None:
         self.client = client
         self.tokenizer = tokenizer
-        tokenizer.add_bos_token = True
         self.config = config
         self.letter_ids = _letter_token_ids(tokenizer, config.top_n)
         self.name = client.name
@@ -269,10 +269,6 @@ class ServedRanker(CandidateRanker):
         meta = read_ranker_meta(directory)
         return cls(llm, AutoTokenizer.from_pretrained(meta["base"]),
                    RankerConfig.from_dict(meta["config"]))
-
-    def encode(self, prompt: str) -> list[int]:
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        return [self.tokenizer.bos_token_id, *ids]
 
     def log_probs(self, dataset: Dataset, history: Sequence[Interaction],
                   titles: Sequence[str]) -> np.ndarray:

@@ -28,6 +28,7 @@ import numpy as np
 
 from recagent.catalog.model import Dataset
 from recagent.prompts import render
+from recagent.protocol.ranking import top_indices
 from recagent.protocol.scorer import History
 from recagent.retrieval.diversity import CATEGORY_SHARE, max_per_category, spread_categories
 from recagent.retrieval.index import BuildStats, SearchHit
@@ -42,7 +43,6 @@ __all__ = [
     "closest_in_history",
     "interaction_counts",
     "recency_weighted_rows",
-    "top_indices",
     "unit_rows",
 ]
 
@@ -228,19 +228,6 @@ class Retriever(ABC):
     @cached_property
     def _popular(self) -> PopularItems:
         return PopularItems(self.dataset)
-
-
-def top_indices(scores: np.ndarray, n: int) -> np.ndarray:
-    """``np.argsort(-scores, kind="stable")[:n]`` without sorting the whole row: the items
-    at or above the ``n``-th best score (ties included), sorted stably."""
-    if n >= len(scores):
-        return np.argsort(-scores, kind="stable")
-    if n <= 0:
-        return np.zeros(0, dtype=np.int64)
-    negated = -scores
-    bound = np.partition(negated, n - 1)[n - 1]
-    keep = np.flatnonzero(negated <= bound)  # catalog order, ties and all
-    return keep[np.argsort(negated[keep], kind="stable")][:n]
 
 
 def closest_in_history(

@@ -9,7 +9,7 @@ import pytest
 
 from recagent.app.runtime import Runtime
 from recagent.app.settings import Settings
-from recagent.retrieval.base import top_indices
+from recagent.protocol.ranking import top_indices
 from recagent.retrieval.diversity import max_per_category, spread_categories
 
 
