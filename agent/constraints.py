@@ -27,15 +27,25 @@ if TYPE_CHECKING:
 __all__ = ["AROUND", "PRICE_KINDS", "ConstraintParser", "combine", "constraint_schema", "parse_with_llm"]
 
 _MONEY = r"\$?\s*(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks)?"
-_MAX = re.compile(r"\b(?:under|below|less than|cheaper than|at most|max(?:imum)?|up to|no more than|<=?)\s*" + _MONEY, re.IGNORECASE)
+# "my budget's $300", "a budget of 300": a budget with an amount is a ceiling ("my budget is
+# about 200" is read as "about" first).
+_MAX = re.compile(r"\b(?:under|below|less than|cheaper than|at most|max(?:imum)?|up to|no more than|"
+                  r"budget(?:'s|\s+is|\s+of)?|<=?)\s*" + _MONEY, re.IGNORECASE)
 # An amount marked as money ("$20", "20 bucks") followed by "max", "or less", "tops".
 _MARKED = r"(?:\$\s*(\d+(?:[.,]\d+)?)|(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks))"
-_MAX_AFTER = re.compile(_MARKED + r"\s*(?:or less|or under|or cheaper|max(?:imum)?|tops|at most)\b",
+_MAX_AFTER = re.compile(_MARKED + r"\s*(?:or less|or under|or cheaper|max(?:imum)?|tops|at most|budget)\b",
                         re.IGNORECASE)
 # "spending 15 tops": these words make a bare number a ceiling ("2 max" may be a count).
 _MAX_AFTER_BARE = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:or less|or under|or cheaper|tops)\b", re.IGNORECASE)
-_AROUND_CUE = r"\b(?:around|about|roughly|approximately|approx\.?|~|in the region of|give or take)\s*"
+_AROUND_CUE = (r"\b(?:somewhere\s+)?(?:around|about|roughly|approximately|approx\.?|~|in the region of|give or take|"
+               r"(?:in the )?ballpark(?: of| figure(?: of| is)?)?|something like)\s*")
 _AROUND = re.compile(_AROUND_CUE + _MARKED, re.IGNORECASE)
+# "five bucks or so", "$50-ish", "40ish dollars": the amount first, then the vagueness.
+_AROUND_AFTER = re.compile(r"(?:" + _MARKED + r"\s*(?:or so|-?ish)\b|"
+                           r"\b(\d+(?:[.,]\d+)?)-?ish\s*(?:dollars?|usd|bucks)?)", re.IGNORECASE)
+# "in the $40 range", "in the 40 dollar range": a price band around the amount.
+_AROUND_RANGE = re.compile(r"(?:\bin the\s*\$?\s*(\d+(?:[.,]\d+)?)|" + _MARKED +
+                           r")\s*(?:dollars?|usd|bucks)?\s*(?:price\s+)?range\b", re.IGNORECASE)
 # "my budget is about 200": an amount without a currency word is a price when nothing else
 # follows it in its clause ("about 2 pairs of socks" is a count).
 _CLAUSE_END = r"\s*(?:or so\b)?\s*(?=$|[,.;!?]|\band\b|\bbut\b)"
@@ -43,19 +53,27 @@ _AROUND_BARE = re.compile(_AROUND_CUE + r"(\d+(?:[.,]\d+)?)" + _CLAUSE_END, re.I
 _MIN = re.compile(r"\b(?:over|above|more than|at least|min(?:imum)?|from|>=?)\s*" + _MONEY, re.IGNORECASE)
 _NEGATED_MIN = re.compile(r"\b(?:nothing|not|never|no|none|anything but)\s*$", re.IGNORECASE)
 _PRICE_LEVEL_WORDS = {
-    "cheap": re.compile(r"\b(?:cheap(?:est)?|inexpensive|affordable|budget(?:-friendly)?|bargain|"
-                        r"low[- ]cost|won'?t break the bank|doesn'?t break the bank|"
-                        r"without breaking the bank)\b", re.IGNORECASE),
-    "premium": re.compile(r"\b(?:premium|high[- ]end|top[- ]of[- ]the[- ]line|top[- ]notch|luxury|"
-                          r"luxurious|money is no object|money can buy|splurge)\b", re.IGNORECASE),
+    "cheap": re.compile(r"\b(?:cheap(?:er|est)?|inexpensive|affordable|budget(?:-friendly)?|bargain|"
+                        r"low[- ](?:cost|priced)|reasonably priced|economical|(?:wallet|pocket)[- ]friendly|"
+                        r"won'?t break the bank|doesn'?t break the bank|without breaking the bank|"
+                        r"(?:good|great|best) deals?|"
+                        # "nothing pricey", "not too expensive", "doesn't have to be costly"
+                        r"(?:nothing|not|never|\w*n't(?:\s+\w+){0,2})\s+(?:too\s+|very\s+|that\s+|so\s+|overly\s+)?"
+                        r"(?:pricey|pricy|expensive|costly|overpriced|fancy))\b", re.IGNORECASE),
+    "premium": re.compile(r"\b(?:premium|high[- ]end|top[- ]of[- ]the[- ](?:line|range)|top[- ]notch|"
+                          r"top[- ]shelf|top[- ]tier|luxury|luxurious|deluxe|upscale|high[- ]priced|"
+                          r"fancy|priciest|most expensive|money is no object|money can buy|splurge|splurging|"
+                          r"money(?:'s| is) (?:not|no) (?:an )?(?:issue|object|problem)|"
+                          r"money isn'?t an (?:issue|object|problem))\b", re.IGNORECASE),
 }
 _BETWEEN = re.compile(r"\bbetween\s*" + _MONEY + r"\s*(?:and|-|to)\s*" + _MONEY, re.IGNORECASE)
 _RANGE = re.compile(r"\$\s*(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*\$?\s*(\d+(?:[.,]\d+)?)", re.IGNORECASE)
 # "anything from 100 to 200" (only where items have prices: "from 1990 to 1995" are years),
 # "30 to 60 dollars".
 _FROM_TO = re.compile(r"\bfrom\s*" + _MONEY + r"\s*(?:-|to)\s*" + _MONEY, re.IGNORECASE)
-_RANGE_MARKED = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*(\d+(?:[.,]\d+)?)\s*(?:dollars?|usd|bucks)\b",
-                           re.IGNORECASE)
+# "30 to 60 dollars", "in the 1200 to 1500 range".
+_RANGE_MARKED = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*(\d+(?:[.,]\d+)?)\s*"
+                           r"(?:dollars?|usd|bucks|(?:price\s+)?range)\b", re.IGNORECASE)
 _NEGATE = re.compile(r"\b(?:no|not|without|except|avoid|exclude|excluding|nothing from|anything but|hate)\s+(?:any\s+|more\s+)?([\w&'.\- ]+)", re.IGNORECASE)
 _ONLY = re.compile(r"\b(?:only|just|from|by|made by)\s+([\w&'.\- ]+)", re.IGNORECASE)
 _LIKE = re.compile(r"\b(?:more like|similar to|like|same as)\s*(?:#|number|no\.?|item)\s*(\d+)", re.IGNORECASE)
@@ -69,7 +87,7 @@ _FILLER = {
     "price", "priced", "cost", "costs", "costing", "brand", "thanks", "hi", "hello", "ok",
     "no", "yes", "now", "instead", "too", "very", "really", "good", "great", "nice", "new",
     "do", "does", "did", "we", "us", "our", "have", "has", "had", "got", "there", "here",
-    "how", "which", "maybe", "perhaps", "just", "about", "around",
+    "how", "which", "maybe", "perhaps", "just", "about", "around", "i'm", "i'd", "i'll", "i've",
 }
 
 
@@ -297,7 +315,8 @@ class ConstraintParser:
             low, high = sorted((_money(m.group(1)), _money(m.group(2))))
             found.update(min_price=low, max_price=high)
             take(m)
-        elif m := _AROUND.search(text) or _AROUND_BARE.search(text):
+        elif m := (_AROUND.search(text) or _AROUND_BARE.search(text) or _AROUND_AFTER.search(text)
+                   or _AROUND_RANGE.search(text)):
             amount = _money(next(g for g in m.groups() if g))
             found.update(min_price=round(amount * (1 - AROUND), 2), max_price=round(amount * (1 + AROUND), 2))
             take(m)
@@ -410,6 +429,21 @@ class ConstraintParser:
                     and not re.search(r",|\band\b|\bor\b", between):
                 categories[categories.index(c)] = leaf
                 found_at[leaf] = found_at[c]
+        # "a burr grinder", "a watch for my runs": when no category is named, a head noun that
+        # ends exactly one leaf's name of two or more words (Coffee Grinders, Sports Watches)
+        # names that leaf; only in a catalog with few enough categories to name (not Amazon's
+        # long paths), and not when two such nouns are said ("a card game").
+        if not categories and self.llm_categories:
+            heads: dict[str, list[str]] = {}
+            for lower, name in self.categories.items():
+                if lower not in self.parents and " " in lower:
+                    heads.setdefault(lower.rsplit(" ", 1)[1], []).append(name)
+            said = {names[0]: at for head, names in heads.items()
+                    if len(names) == 1 and (at := self._word_at(text, head, spans))}
+            if len(said) == 1:
+                leaf, at = next(iter(said.items()))
+                categories.append(leaf)
+                found_at[leaf] = at
         # "I don't want anything for pets": a category a negation reaches is excluded.
         for c in [c for c in categories if _negation_before(text, found_at[c][0])]:
             categories.remove(c)
@@ -418,10 +452,12 @@ class ConstraintParser:
         # wanted categories' own prices, when no amount was given.
         if "min_price" not in found and "max_price" not in found and self.has_prices:
             for level, pattern in _PRICE_LEVEL_WORDS.items():
-                if (m := pattern.search(text)) and not _negation_before(text, m.start()):
+                said = [m for m in pattern.finditer(text) if not _negation_before(text, m.start())]
+                if said:
                     low, high = self.price_bounds({"kind": level}, text, tuple(categories))
                     found.update(min_price=low, max_price=high)
-                    take(m)
+                    for m in said:  # "luxury ..., money is no object": none is a query word
+                        take(m)
                     break
         rest = "".join(ch for i, ch in enumerate(text) if not any(s <= i < e for s, e in spans))
         # "I need board games between $15 and $35." leaves "board games ." once the price is
@@ -431,6 +467,14 @@ class ConstraintParser:
             words.pop(0)
         while words and words[-1].casefold() in _FILLER:
             words.pop()
+        # "lubricant for squeaky hinges", "microscope slides for looking at pond water": in a
+        # catalog of many long category paths (Amazon's), searched by its product titles, the
+        # product said before "for" is what a title names; what it is for only blurs the search.
+        cut = next((n for n, w in enumerate(words) if w.casefold() == "for"), None)
+        if not self.llm_categories and cut and any(w.casefold() not in _FILLER for w in words[:cut]):
+            words = words[:cut]
+            while words and words[-1].casefold() in _FILLER:
+                words.pop()
         query = " ".join(words)
         return Constraints(
             min_price=found.get("min_price"),  # type: ignore[arg-type]

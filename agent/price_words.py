@@ -1,9 +1,9 @@
 """Amounts written in words, as digits, where they are prices: "about thirty dollars",
 "under a hundred", "twenty-five bucks max".
 
-Only a run of number words that follows a price cue ("under", "around", "between", ...) or
-comes before a currency word ("dollars", "bucks") is rewritten, so "the one with a zoom" or
-"two pairs of socks" keep their words.
+Only a run of number words that follows a price cue ("under", "around", "in the ballpark of",
+...) or comes before a currency word ("dollars", "bucks") or a price's tail ("tops", "or so")
+is rewritten, so "the one with a zoom" or "two pairs of socks" keep their words.
 """
 
 from __future__ import annotations
@@ -29,9 +29,13 @@ _RUN = re.compile(
     re.IGNORECASE)
 _CUE_BEFORE = re.compile(
     r"(?:under|below|less than|cheaper than|at most|max(?:imum)?|up to|no more than|over|above|"
-    r"more than|at least|around|about|roughly|approximately|between|budget(?: of| is)?|spend|"
+    r"more than|at least|around|about|roughly|approximately|between|budget(?:'s| of| is)?|spend|"
+    r"ballpark(?: of)?|something like|in the region of|give or take|"
     r"costs?|\$|between\s+\d+\s+(?:and|to))\s*$", re.IGNORECASE)
-_CURRENCY_AFTER = re.compile(r"^\s*(?:dollars?|bucks|usd|quid)\b", re.IGNORECASE)
+# "fifty tops", "twenty or less", "forty-ish": words after the amount that
+# only a price takes ("two or three" is not one of them).
+_CURRENCY_AFTER = re.compile(r"^\s*(?:dollars?|bucks|usd|quid)\b|^(?:\s*(?:tops|or less|or under)|-?ish)\b",
+                             re.IGNORECASE)
 
 
 def _value(words: str) -> int | None:

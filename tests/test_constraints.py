@@ -514,3 +514,86 @@ def test_two_names_sharing_a_word_mean_the_one_said_first(demo):
     assert demo.parse("a grinder for coffee beans").categories == ("Coffee Grinders",)
     assert set(demo.parse("a coffee maker and some coffee beans").categories) == {
         "Coffee Makers", "Coffee Beans"}
+
+
+@pytest.mark.parametrize(
+    ("message", "low", "high"),
+    [
+        ("running socks, ballpark fifteen dollars", 12.0, 18.0),
+        ("somewhere in the ballpark of $250", 200.0, 300.0),
+        ("coffee beans, something like $20 a bag", 16.0, 24.0),
+        ("a chew toy, five bucks or so", 4.0, 6.0),  # the vagueness after the amount
+        ("a $50-ish mouse", 40.0, 60.0),
+        ("a fountain pen in the $40 range", 32.0, 48.0),  # a band around one amount
+        ("a laptop in the 1200 to 1500 range", 1200.0, 1500.0),  # a band between two
+        ("a tent for car camping, my budget's $300", None, 300.0),  # a budget with an amount
+        ("on a 300 dollar budget", None, 300.0),
+        ("a headlamp, fifty tops", None, 50.0),
+        ("a tent for two or three people", None, None),
+    ],
+)
+def test_ballpark_range_and_budget_amounts(demo, message, low, high):
+    c = demo.parse(message)
+    assert (c.min_price, c.max_price) == (low, high)
+    assert not any(w in c.query.split() for w in ("ballpark", "range", "budget", "budget's", "so"))
+
+
+def test_price_tails_and_ballpark_spell_amounts_in_words():
+    from recagent.agent.price_words import spell_prices
+
+    assert spell_prices("in the ballpark of seventy") == "in the ballpark of 70"
+    assert spell_prices("fifty tops") == "50 tops"
+    assert spell_prices("forty-ish") == "40-ish"
+    assert spell_prices("two or three tents") == "two or three tents"
+
+
+@pytest.mark.parametrize(
+    ("message", "level"),
+    [
+        ("a notebook for journaling, nothing pricey", "cheap"),  # a negated dear word is cheap
+        ("a tent, I don't want anything too expensive", "cheap"),
+        ("a tent, nothing fancy", "cheap"),
+        ("show me good deals on tents", "cheap"),
+        ("top-shelf tents", "premium"),
+        ("a fancy tent", "premium"),
+        ("the priciest tent you've got", "premium"),
+        ("a tent, money's not an issue", "premium"),
+    ],
+)
+def test_more_price_level_words(demo, message, level):
+    c = demo.parse(message)
+    cheap, premium = demo.price_quantile(1 / 3, ("Tents",)), demo.price_quantile(2 / 3, ("Tents",))
+    if "tent" in message:
+        assert c.categories == ("Tents",)
+        assert (c.min_price, c.max_price) == ((None, cheap) if level == "cheap" else (premium, None))
+    else:
+        assert (c.min_price is None) == (level == "cheap") and (c.max_price is None) == (level == "premium")
+    assert not {"pricey", "expensive", "fancy", "top-shelf", "priciest"} & set(c.query.split())
+
+
+def test_every_price_level_phrase_leaves_the_query(demo):
+    c = demo.parse("a luxury sleeping bag for winter camping, money is no object")
+    assert c.query == "sleeping bag for winter camping"
+
+
+def test_a_head_noun_of_one_leaf_names_it_when_no_category_is_named(demo):
+    # "grinder" ends only Coffee Grinders' name; "watch" only Sports Watches'.
+    assert demo.parse("I'm looking for a cheap but decent burr grinder").categories == ("Coffee Grinders",)
+    assert demo.parse("a waterproof watch").categories == ("Sports Watches",)
+    assert demo.parse("I'm looking for a cheap but decent burr grinder").query == "decent burr grinder"
+    # A named category wins; a noun that ends two leaves' names ("bags") names neither.
+    assert demo.parse("a grinder and some pens").categories == ("Pens",)
+    assert demo.parse("a bag").categories == ()
+
+
+def test_a_title_searched_catalog_searches_for_the_product_not_its_use(demo):
+    from recagent.catalog.model import Dataset, Item
+
+    # Amazon-like: too many category paths to name, searched by product titles.
+    items = [Item(f"P{n}", f"Part {n}", category=(f"Industrial Path {n}",)) for n in range(90)]
+    parts = ConstraintParser(Dataset("parts", items, []))
+    assert parts.parse("lubricant for squeaky hinges").query == "lubricant"
+    assert parts.parse("microscope slides for looking at pond water").query == "microscope slides"
+    assert parts.parse("something for squeaky hinges").query == "squeaky hinges"
+    # A catalog whose categories are named keeps what the product is for.
+    assert demo.parse("a sleeping bag for winter camping").query == "sleeping bag for winter camping"
