@@ -35,7 +35,11 @@ from recagent.llm.base import LLM
 from recagent.prompts import render
 from recagent.tools.explain import ItemEvidence
 
-__all__ = ["Explanation", "ExplanationWriter", "cut_loop", "faithfulness_problems", "names_a_fact"]
+__all__ = ["EXPLAINER", "Explanation", "ExplanationWriter", "cut_loop", "faithfulness_problems",
+           "names_a_fact"]
+
+# The LoRA adapter that writes explanations, where the LLM has one (`recagent train-explainer`).
+EXPLAINER = "explainer"
 
 _QUOTED = re.compile(r"[\"“”]([^\"“”]{2,})[\"“”]")
 _PRICE = re.compile(r"\$\s*(\d+(?:,\d{3})*(?:\.\d+)?)")
@@ -123,8 +127,9 @@ def faithfulness_problems(
         if len(t) >= _MIN_TITLE and t not in allowed_lower and t in lowered \
                 and not any(t in a for a in allowed_lower):
             problems.append(f'names "{title}", which is not in the evidence')
-    for brand in set(brands):
-        if re.search(rf"(?<!\w){re.escape(brand)}(?!\w)", text) and brand.casefold() not in allowed_text:
+    for brand in set(brands):  # the substring test first: Amazon has thousands of brands
+        if brand in text and re.search(rf"(?<!\w){re.escape(brand)}(?!\w)", text) \
+                and brand.casefold() not in allowed_text:
             problems.append(f"names brand {brand}, which is not in the evidence")
     prices = {round(p, 2) for p in price_bounds}
     if evidence.price is not None:
@@ -368,12 +373,15 @@ def _names_item(text: str, title: str) -> bool:
 
 
 class ExplanationWriter:
-    """Writes each recommendation's explanation; with no LLM, renders the evidence."""
+    """Writes each recommendation's explanation; with no LLM, renders the evidence. The
+    sentences are written with the LLM's explanation adapter (:data:`EXPLAINER`) when it has
+    one, which it has only where validation chose it (``recagent train-explainer``)."""
 
     def __init__(self, dataset: Dataset, llm: LLM | None, *, max_tokens: int = 48) -> None:
         self.dataset = dataset
         self.llm = llm
         self.max_tokens = max_tokens
+        self.adapter = EXPLAINER if llm is not None and EXPLAINER in llm.adapters else None
 
     @cached_property
     def brands(self) -> set[str]:
@@ -414,28 +422,42 @@ class ExplanationWriter:
         out = [Explanation(evidence_text(e), "evidence") for e in evidences]
         if self.llm is None:
             return out
-        wanted = [n for n, e in enumerate(evidences) if e.related or e.satisfies]
-        prompts = [self._prompt(evidences[n]) for n in wanted]
+        wanted = [n for n, e in enumerate(evidences) if self.wants_prose(e)]
+        prompts = [self.prompt_for(evidences[n]) for n in wanted]
         # Every sentence opens with the product's name, given to the model: it cannot write
         # about another item instead, and spends no decode steps on the title.
         starts = [spoken_title(evidences[n].title) for n in wanted]
         texts = self.llm.generate_batch(prompts, max_tokens=self.max_tokens, stop=["\n"],
-                                        starts=starts) if prompts else []
+                                        starts=starts, adapter=self.adapter) if prompts else []
         for n, start, prose in zip(wanted, starts, texts, strict=True):
             prose = cut_loop(prose, start)
             if on_prose is not None:
                 on_prose(n, prose)
-            problems = faithfulness_problems(
-                prose, evidences[n], other_titles=other_titles, brands=self.brands,
-                item_ids=self.letter_ids, price_bounds=price_bounds,
-                price_floor=price_floor, price_ceiling=price_ceiling,
-            )
+            problems = self.check(prose, evidences[n], other_titles=other_titles,
+                                  price_bounds=price_bounds, price_floor=price_floor,
+                                  price_ceiling=price_ceiling)
             out[n] = Explanation(out[n].text, "evidence", tuple(problems)) if problems \
                 else Explanation(prose, "llm")
         return out
 
+    def check(self, prose: str, evidence: ItemEvidence, *, other_titles: Iterable[str] = (),
+              price_bounds: Iterable[float] = (), price_floor: float | None = None,
+              price_ceiling: float | None = None) -> list[str]:
+        """:func:`faithfulness_problems` with this catalog's brands and item ids."""
+        return faithfulness_problems(
+            prose, evidence, other_titles=other_titles, brands=self.brands,
+            item_ids=self.letter_ids, price_bounds=price_bounds,
+            price_floor=price_floor, price_ceiling=price_ceiling,
+        )
+
     @staticmethod
-    def _prompt(evidence: ItemEvidence) -> str:
+    def wants_prose(evidence: ItemEvidence) -> bool:
+        """Whether the LLM writes this item's sentence: it relates to the history or meets
+        something the request asked for (else there is nothing true to say but the evidence)."""
+        return bool(evidence.related or evidence.satisfies)
+
+    @staticmethod
+    def prompt_for(evidence: ItemEvidence) -> str:
         """The prose prompt: from the history items it relates to, or, for a shopper with no
         related history (a new user), from the request it meets and the item's price."""
         if evidence.related:

@@ -7,7 +7,7 @@ from functools import cached_property
 from recagent.agent.agents import index_free_agent, llm_agent, plan_agent, plan_first_agent
 from recagent.agent.runner import TurnRunner
 from recagent.agent.session import Session
-from recagent.app.llm_backend import make_llm
+from recagent.app.llm_backend import explainer_adapters, make_llm
 from recagent.app.runtime import Runtime
 from recagent.catalog.errors import RecAgentError
 from recagent.llm.base import LLM
@@ -30,7 +30,9 @@ class Assistant:
 
     @cached_property
     def llm(self) -> LLM | None:
-        return make_llm(self.runtime.settings)
+        """The settings' LLM, with this dataset's explanation adapter where it has one."""
+        settings = self.runtime.settings
+        return make_llm(settings, adapters=explainer_adapters(settings, self.runtime.model_dir("explainer")))
 
     @cached_property
     def recommender(self) -> Retriever:

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
+from recagent.agent.explanations import EXPLAINER
 from recagent.app.settings import Settings
 from recagent.catalog.errors import RecAgentError
+from recagent.llm.answer_adapter import ADAPTER_DIR, read_adapter_meta
 from recagent.llm.base import BACKENDS, LLM, LLMUnavailable
+from recagent.llm.instruct_model import INSTRUCT_CHECKPOINT
 
-__all__ = ["make_llm"]
+__all__ = ["explainer_adapters", "make_llm"]
 
 
-def make_llm(settings: Settings) -> LLM | None:
-    """The LLM backend the settings name, or None for ``llm="none"`` (no LLM at all)."""
+def explainer_adapters(settings: Settings, folder: Path) -> dict[str, Path]:
+    """The explanation adapter saved in ``folder`` by ``recagent train-explainer``, where
+    validation chose it (``"use": true`` in its ``adapter.json``) and the LLM is the instruct
+    model it was trained on, in bf16 or fp32; else none."""
+    meta = read_adapter_meta(folder)
+    if settings.llm not in ("instruct", "vllm") or settings.llm_dtype == "int8" \
+            or not meta.get("use") or meta.get("base") != INSTRUCT_CHECKPOINT:
+        return {}
+    return {EXPLAINER: folder / ADAPTER_DIR}
+
+
+def make_llm(settings: Settings, *, adapters: Mapping[str, Path] | None = None) -> LLM | None:
+    """The LLM backend the settings name, or None for ``llm="none"`` (no LLM at all), with
+    the LoRA ``adapters`` (name -> folder; a vLLM server must serve them under those names)."""
     if settings.llm == "embedded":
         from recagent.llm.embedded import EmbeddedLLM
 
@@ -18,7 +36,7 @@ def make_llm(settings: Settings) -> LLM | None:
     if settings.llm == "instruct":
         from recagent.llm.instruct import InstructLLM
 
-        return InstructLLM(settings.home / "models", dtype=settings.llm_dtype)
+        return InstructLLM(settings.home / "models", dtype=settings.llm_dtype, adapters=adapters)
     if settings.llm == "vllm":
         from recagent.llm.vllm_client import VLLMClient
 
@@ -32,6 +50,7 @@ def make_llm(settings: Settings) -> LLM | None:
             model=settings.llm_model,
             api_key=settings.llm_api_key,
             timeout=settings.llm_timeout,
+            adapters=tuple(adapters or ()),
         )
     if settings.llm == "none":
         return None

@@ -91,8 +91,10 @@ def without_held_out(dataset: Dataset) -> Dataset:
 
 
 def converse(agent, dataset: Dataset, user: str, history, target: str, simulator, *,
-             max_turns: int = 5, react: bool = True) -> Conversation:
-    """One conversation of ``agent`` (``.turn(session, message)``) with ``simulator``."""
+             max_turns: int = 5, react: bool = True,
+             on_answer: Callable[[Session, object], None] | None = None) -> Conversation:
+    """One conversation of ``agent`` (``.turn(session, message)``) with ``simulator``;
+    ``on_answer(session, answer)`` sees each turn's session before it and its answer."""
     session = Session(user_id=user, history=list(history))
     conv = Conversation(user, target)
     shown_items = []
@@ -101,6 +103,8 @@ def converse(agent, dataset: Dataset, user: str, history, target: str, simulator
         started = time.perf_counter()
         answer = agent.turn(session, utterance.text)
         seconds = time.perf_counter() - started
+        if on_answer is not None:
+            on_answer(session, answer)
         session = answer.session
         shown = [r.item.item_id for r in answer.recommendations]
         stated = utterance.stated

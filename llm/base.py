@@ -6,8 +6,10 @@ with ``hasattr``:
 - ``generate(prompt)``: a short greedy completion (explanation prose);
 - ``stream(prompt)``: the same completion, yielded piece by piece as it is decoded (the turn
   no longer streams its explanations: they are one batch, see ``generate_batch``);
-- ``generate_batch(prompts, starts=...)``: several completions in one batched decode (a turn's
-  explanations), each optionally opening with given text the model continues;
+- ``generate_batch(prompts, starts=..., adapter=...)``: several completions in one batched
+  decode (a turn's explanations), each optionally opening with given text the model
+  continues, optionally with a LoRA adapter switched on (``adapters`` names those there are:
+  the explanation adapter of ``recagent train-explainer``);
 - ``score(prompt, continuations)``: the log-likelihood of each continuation given one shared
   prompt (re-ranking candidates by how likely the model finds them after the user's history);
 - ``generate_json(prompt, schema)``: a JSON value that matches ``schema``, decoded under the
@@ -63,6 +65,7 @@ class LLM(Protocol):
     serves_chat: bool  # chat_model() works
     can_call_tools: bool  # the model calls tools by itself (implies serves_chat)
     structured_output: bool  # generate_json() works
+    adapters: frozenset[str]  # LoRA adapters a generate_batch call may name (may be empty)
 
     def generate(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> str:
         """Greedy completion of ``prompt`` (without the prompt), cut at the first stop string."""
@@ -74,9 +77,11 @@ class LLM(Protocol):
         ...
 
     def generate_batch(self, prompts: Sequence[str], *, max_tokens: int = 96,
-                       stop: Sequence[str] = (), starts: Sequence[str] | None = None) -> list[str]:
+                       stop: Sequence[str] = (), starts: Sequence[str] | None = None,
+                       adapter: str | None = None) -> list[str]:
         """``generate`` for each prompt, in one batched decode where the backend can (a turn's
-        explanations are written together: on the CPU a batch costs little more than one).
+        explanations are written together: on the CPU a batch costs little more than one);
+        with the LoRA ``adapter`` of that name (one of ``adapters``), or the model alone.
 
         ``starts[i]``, when given, is how answer ``i`` begins: it is written for the model,
         which continues it, and it is part of the returned text (a sentence that must open

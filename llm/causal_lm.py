@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,14 +47,23 @@ class CausalLM:
 
     name: str
 
-    def __init__(self, models_dir: Path, *, dtype: str = "auto", device: str = "cpu") -> None:
+    def __init__(self, models_dir: Path, *, dtype: str = "auto", device: str = "cpu",
+                 adapters: Mapping[str, Path] | None = None) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"unknown LLM dtype {dtype!r}; choose from {', '.join(DTYPES)}")
         if dtype == "int8" and device != "cpu":
             raise ValueError("int8 (dynamic quantisation) runs on the CPU only")
+        if dtype == "int8" and adapters:
+            raise ValueError("LoRA adapters need the bf16 or fp32 model, not int8")
         self.models_dir = Path(models_dir)
         self.device = device
         self._dtype_name = dtype
+        self._adapter_dirs = {name: Path(path) for name, path in (adapters or {}).items()}
+
+    @property
+    def adapters(self) -> frozenset[str]:
+        """The names of the LoRA adapters loaded beside the model (off unless a call names one)."""
+        return frozenset(self._adapter_dirs)
 
     @property
     def checkpoint(self) -> Path:
@@ -88,10 +98,16 @@ class CausalLM:
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(self.checkpoint), dtype=self.dtype)
+            with _outside_inference_mode():
+                model = AutoModelForCausalLM.from_pretrained(str(self.checkpoint), dtype=self.dtype)
         except OSError as exc:
             raise LLMUnavailable(f"cannot load {self.name} from {self.checkpoint}: {exc}") from None
         model = model.to(self.device).eval()
+        if self._adapter_dirs:
+            # Switching an adapter sets requires_grad, which tensors made under inference
+            # mode (a first call from inside a decode) refuse.
+            with _outside_inference_mode():
+                self._peft = _load_adapters(model, self._adapter_dirs)
         if self.quantized:
             import warnings
 
@@ -123,8 +139,10 @@ class CausalLM:
         return stream_until_stop(self._greedy(self._prompt_ids(prompt), max_tokens), stop)
 
     def generate_batch(self, prompts: Sequence[str], *, max_tokens: int = 96,
-                       stop: Sequence[str] = (), starts: Sequence[str] | None = None) -> list[str]:
-        """``generate`` for several prompts in one batched greedy decode.
+                       stop: Sequence[str] = (), starts: Sequence[str] | None = None,
+                       adapter: str | None = None) -> list[str]:
+        """``generate`` for several prompts in one batched greedy decode, with the LoRA
+        ``adapter`` of that name switched on (one of :attr:`adapters`) or the model alone.
 
         Decoding on the CPU is bound by reading the weights, which a batch reads once per
         step for all its rows, so five sentences cost little more than one. The prompts'
@@ -135,15 +153,40 @@ class CausalLM:
         """
         if not prompts:
             return []
+        with self._adapter(adapter):
+            return self._generate_batch(prompts, max_tokens=max_tokens, stop=stop,
+                                        starts=answer_starts(prompts, starts), adapter=adapter)
+
+    @contextmanager
+    def _adapter(self, name: str | None) -> Iterator[None]:
+        """The LoRA adapter ``name`` switched on for the duration (None: the model alone)."""
+        if name is None:
+            yield
+            return
+        if name not in self._adapter_dirs:
+            raise ValueError(f"no LoRA adapter {name!r} is loaded (loaded: {sorted(self._adapter_dirs) or 'none'})")
+        self.model  # noqa: B018 (loads the model and its adapters)
+        self._peft.set_adapter(name, inference_mode=True)
+        self._peft.base_model.enable_adapter_layers()
+        try:
+            yield
+        finally:
+            self._peft.base_model.disable_adapter_layers()
+
+    def _generate_batch(self, prompts: Sequence[str], *, max_tokens: int, stop: Sequence[str],
+                        starts: list[str], adapter: str | None, temperature: float = 0.0,
+                        top_p: float = 1.0, seed: int = 0) -> list[str]:
+        """The batched decode: greedy, or sampled when ``temperature`` > 0."""
         import torch
 
-        starts = answer_starts(prompts, starts)
+        generator = torch.Generator().manual_seed(seed) if temperature > 0 else None
+
         rows = [self._answer_ids(p, s) for p, s in zip(prompts, starts, strict=True)]
         n = len(rows)
         # One prompt runs whole, as ``generate`` runs it (int8's activation scales depend on
         # how the prompt is cut, so a split prompt would not decode exactly the same).
         shared = _common_prefix_length(rows) if n > 1 else 0
-        cache = self._shared_prefix(rows[0][:shared]) if shared else None
+        cache = self._shared_prefix(rows[0][:shared], adapter) if shared else None
         if cache is not None:
             cache.batch_repeat_interleave(n)
         else:
@@ -168,7 +211,8 @@ class CausalLM:
                              use_cache=True, logits_to_keep=1)
             last = positions[:, -1]
             for _ in range(max_tokens):
-                tokens = out.logits[:, -1].argmax(-1).tolist()
+                tokens = (_sample(out.logits[:, -1], temperature, top_p, generator) if generator
+                          else out.logits[:, -1].argmax(-1).tolist())
                 for b, token in enumerate(tokens):
                     if done[b]:
                         continue
@@ -190,11 +234,26 @@ class CausalLM:
         texts = [self.tokenizer.decode(g, skip_special_tokens=True) for g in generated]
         return [(s + cut_at_stop(t, stop)).strip() for s, t in zip(starts, texts, strict=True)]
 
+    def sample_answers(self, prompt: str, n: int, *, start: str = "", max_tokens: int = 48,
+                       stop: Sequence[str] = (), temperature: float = 0.8, top_p: float = 0.95,
+                       seed: int = 0, adapter: str | None = None) -> list[str]:
+        """``n`` answers to ``prompt`` drawn by sampling (temperature, nucleus ``top_p``), each
+        opening with ``start`` as ``generate_batch``'s do, in one batch (the prompt is
+        computed once). Not used by a turn (which decodes greedily): it writes the
+        alternatives that distillation keeps when they pass a check
+        (:mod:`recagent.evals.explain_distill`)."""
+        if temperature <= 0:
+            raise ValueError("sampling needs a temperature above 0")
+        with self._adapter(adapter):
+            return self._generate_batch([prompt] * n, max_tokens=max_tokens, stop=stop,
+                                        starts=[start] * n, adapter=adapter,
+                                        temperature=temperature, top_p=top_p, seed=seed)
+
     def _answer_ids(self, prompt: str, start: str) -> list[int]:
         """The token ids a completion of ``prompt`` that opens with ``start`` continues from."""
         return self._prompt_ids(join_start(prompt, start))
 
-    def _shared_prefix(self, ids: list[int]):
+    def _shared_prefix(self, ids: list[int], adapter: str | None = None):
         """A fresh copy of the KV cache of ``ids`` (a batch's common beginning), or None when
         it is too short to be worth a pass of its own.
 
@@ -206,7 +265,8 @@ class CausalLM:
 
         if len(ids) < _MIN_SHARED_PREFIX:
             return None
-        kept = self._kept_prefix
+        # An adapter changes every layer's keys and values: a prefix is kept for one adapter.
+        kept = self._kept_prefix if self._kept_adapter == adapter else None
         reuse = 0
         if kept is not None:
             limit = min(len(kept[0]), len(ids))
@@ -223,6 +283,7 @@ class CausalLM:
             else:
                 cache = self._extend(None, ids, 0)
         self._kept_prefix = (list(ids), cache)
+        self._kept_adapter = adapter
         return copy.deepcopy(cache)
 
     def _extend(self, cache, ids: list[int], start: int):
@@ -235,6 +296,8 @@ class CausalLM:
         return out.cache
 
     _kept_prefix: tuple[list[int], object] | None = None
+    _kept_adapter: str | None = None
+    _peft = None  # the peft wrapper of the model, when adapters are loaded
 
     @property
     def _eos_ids(self) -> set[int]:
@@ -332,6 +395,46 @@ class CausalLM:
         if cap is not None:
             logits = torch.tanh(logits / cap) * cap
         return logits.gather(1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+
+
+def _sample(logits, temperature: float, top_p: float, generator) -> list[int]:
+    """A token per row from ``logits`` / ``temperature``, within the nucleus ``top_p``."""
+    import torch
+
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    ordered, order = probs.sort(dim=-1, descending=True)
+    outside = ordered.cumsum(-1) - ordered > top_p  # keep the smallest set reaching top_p
+    ordered[outside] = 0.0
+    picked = torch.multinomial(ordered, 1, generator=generator)
+    return order.gather(-1, picked)[:, 0].tolist()
+
+
+@contextmanager
+def _outside_inference_mode() -> Iterator[None]:
+    import torch
+
+    with torch.inference_mode(False):
+        yield
+
+
+def _load_adapters(model, adapters: Mapping[str, Path]):
+    """Load each LoRA adapter into ``model`` (its layers are changed in place) and switch
+    them all off; returns the peft wrapper that switches them."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise LLMUnavailable("LoRA adapters need peft (pip install peft)") from None
+    peft_model = None
+    for name, path in adapters.items():
+        if not (Path(path) / "adapter_config.json").is_file():
+            raise LLMUnavailable(f"LoRA adapter {name!r}: no adapter_config.json in {path}")
+        if peft_model is None:
+            peft_model = PeftModel.from_pretrained(model, str(path), adapter_name=name)
+        else:
+            peft_model.load_adapter(str(path), adapter_name=name)
+    peft_model.eval()
+    peft_model.base_model.disable_adapter_layers()
+    return peft_model
 
 
 def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:

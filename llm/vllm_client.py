@@ -45,6 +45,7 @@ class VLLMClient:
         timeout: float = 60.0,
         max_retries: int = 1,
         can_call_tools: bool | None = None,
+        adapters: Sequence[str] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/")
         if not self.base_url.endswith("/v1"):
@@ -54,6 +55,7 @@ class VLLMClient:
         self.timeout = timeout
         self.max_retries = max_retries
         self._can_call_tools = can_call_tools
+        self._wanted_adapters = tuple(adapters)
         self.structured_output = True  # JSON-schema guided decoding (generate_json)
         self.serves_chat = True  # chat_model(): an OpenAI-compatible chat endpoint
 
@@ -120,13 +122,14 @@ class VLLMClient:
         system = [{"role": "system", "content": CHAT_SYSTEM}] if self.chat_prompts else []
         return [*system, {"role": "user", "content": prompt}]
 
-    def _chat_answer(self, prompt: str, start: str, max_tokens: int, stop: Sequence[str]) -> str:
+    def _chat_answer(self, prompt: str, start: str, max_tokens: int, stop: Sequence[str],
+                     model: str | None = None) -> str:
         messages = self._messages(prompt)
         if start:
             messages.append({"role": "assistant", "content": start})
         response = self._call(
             lambda: self.client.chat.completions.create(
-                model=self.model, messages=messages, max_tokens=max_tokens, temperature=0.0,
+                model=model or self.model, messages=messages, max_tokens=max_tokens, temperature=0.0,
                 stop=list(stop) or None,
                 extra_body={"add_generation_prompt": not start, "continue_final_message": bool(start)},
             )
@@ -144,22 +147,39 @@ class VLLMClient:
         )
         return cut_at_stop(response.choices[0].text, stop).strip()
 
+    @cached_property
+    def adapters(self) -> frozenset[str]:
+        """The LoRA adapters asked for (``adapters=``) that the server lists as models
+        (``recagent llm serve --lora NAME=DIR`` serves one under NAME); asked once."""
+        if not self._wanted_adapters:
+            return frozenset()
+        try:
+            listed = {m.id for m in self._call(lambda: self.client.models.list()).data}
+        except LLMUnavailable:
+            return frozenset()
+        return frozenset(self._wanted_adapters) & listed
+
     def generate_batch(self, prompts: Sequence[str], *, max_tokens: int = 96,
-                       stop: Sequence[str] = (), starts: Sequence[str] | None = None) -> list[str]:
-        """One completions request with every prompt: the server batches them."""
+                       stop: Sequence[str] = (), starts: Sequence[str] | None = None,
+                       adapter: str | None = None) -> list[str]:
+        """One completions request with every prompt: the server batches them. A LoRA
+        ``adapter`` is asked for by its served name."""
         if not prompts:
             return []
+        if adapter is not None and adapter not in self.adapters:
+            raise ValueError(f"the server at {self.base_url} serves no LoRA adapter {adapter!r}")
+        model = adapter or self.model
         starts = answer_starts(prompts, starts)
         if self.chat_prompts:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=min(8, len(prompts))) as pool:
-                return list(pool.map(lambda ps: self._chat_answer(*ps, max_tokens, stop),
+                return list(pool.map(lambda ps: self._chat_answer(*ps, max_tokens, stop, model),
                                      zip(prompts, starts, strict=True)))
         texts_in = [join_start(p, s) for p, s in zip(prompts, starts, strict=True)]
         response = self._call(
             lambda: self.client.completions.create(
-                model=self.model, prompt=texts_in, max_tokens=max_tokens, temperature=0.0,
+                model=model, prompt=texts_in, max_tokens=max_tokens, temperature=0.0,
                 stop=list(stop) or None,
             )
         )

@@ -14,6 +14,7 @@ class ScriptedLLM:
     serves_chat = False
     can_call_tools = False
     structured_output = False
+    adapters: frozenset[str] = frozenset()
     name = "scripted"
 
     def __init__(
@@ -39,7 +40,8 @@ class ScriptedLLM:
         return self.reply(prompt)
 
     def generate_batch(self, prompts: Sequence[str], *, max_tokens: int = 96,
-                       stop: Sequence[str] = (), starts: Sequence[str] | None = None) -> list[str]:
+                       stop: Sequence[str] = (), starts: Sequence[str] | None = None,
+                       adapter: str | None = None) -> list[str]:
         """``reply`` for each prompt; a reply that does not open with its start is continued
         from it, as a real backend's would be."""
         self._check()

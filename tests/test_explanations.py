@@ -51,14 +51,16 @@ def test_empty_short_or_off_item_prose_fails():
 class _Reply:
     serves_chat = False
     can_call_tools = False
+    adapters: frozenset[str] = frozenset()
     name = "reply"
 
     def __init__(self, text):
         self.text = text
         self.batches: list[list[str]] = []
 
-    def generate_batch(self, prompts, *, max_tokens=96, stop=(), starts=None):
+    def generate_batch(self, prompts, *, max_tokens=96, stop=(), starts=None, adapter=None):
         self.batches.append(list(prompts))
+        self.adapter = adapter
         self.starts = list(starts or [])
         return [self.text for _ in prompts]
 

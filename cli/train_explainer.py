@@ -1,0 +1,131 @@
+"""``recagent train-explainer``: a LoRA adapter that writes explanations the check accepts."""
+
+from __future__ import annotations
+
+import random
+from typing import Annotated
+
+import typer
+
+from recagent.catalog.errors import RecAgentError
+from recagent.cli._common import DataOpt, EncoderOpt, app, err, make_runtime, out, safe, user_errors
+
+DISTILLED = "distilled.jsonl"
+
+
+@app.command("train-explainer")
+def train_explainer_command(
+    data: DataOpt = None,
+    users: Annotated[int, typer.Option(min=2, help="Simulated shoppers on the training split "
+                     "(a seeded sample; about 90 s each on 2 cores).")] = 40,
+    samples: Annotated[int, typer.Option(min=1, help="Sentences drawn for an item whose greedy "
+                       "sentence fails the check (the first that passes is kept).")] = 6,
+    valid_share: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share of the shoppers "
+                           "whose items validate the adapter instead of training it.")] = 0.25,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs (the lowest validation loss is kept).")] = 2,
+    batch_size: Annotated[int, typer.Option(min=1)] = 4,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate of the adapter.")] = 2e-4,
+    lora_r: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 16,
+    collect_minutes: Annotated[float | None, typer.Option(help="Stop distilling after this long "
+                               "(between shoppers) and train on what there is; the next run "
+                               "distils the rest.")] = None,
+    max_minutes: Annotated[float, typer.Option(help="Stop training after this long.")] = 40.0,
+    seed: Annotated[int, typer.Option(help="Seed of the shopper sample and the split.")] = 100,
+    collect_only: Annotated[bool, typer.Option("--collect-only", help="Only distil the "
+                            "sentences (resumable); train later.")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over: discard the distilled "
+                     "sentences and the adapter checkpoint.")] = False,
+    encoder: EncoderOpt = None,
+) -> None:
+    """Distil explanation sentences that pass the faithfulness check from simulated shoppers
+    on the training split, LoRA-tune the instruct model on them, and keep the adapter (used
+    by every turn on this dataset) only if more of the validation shoppers' sentences pass."""
+    import shutil
+
+    from recagent.app.assistant import Assistant
+    from recagent.evals.explain_distill import (
+        collect,
+        evaluation_users,
+        pass_rate,
+        read_records,
+        training_cases,
+        training_only,
+    )
+    from recagent.llm.answer_adapter import (
+        AdapterTrainConfig,
+        Answer,
+        train_answer_adapter,
+        update_adapter_meta,
+    )
+    from recagent.llm.instruct import InstructLLM
+    from recagent.tools.explain import Explain
+
+    with user_errors():
+        rt = make_runtime(data, encoder)
+        rt.settings = rt.settings.override(llm="instruct", agent="plan")
+        if rt.settings.llm_dtype == "int8":
+            raise RecAgentError("train-explainer needs the bf16 or fp32 model: unset --llm-dtype int8")
+        folder = rt.model_dir("explainer")
+        if fresh:
+            shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        data_file = folder / DISTILLED
+        full = rt.dataset
+        cases = training_cases(full, users, seed=seed, exclude=evaluation_users(full))
+        done = {r["user"] for r in read_records([data_file])} if data_file.exists() else set()
+        todo = [c for c in cases if c[0] not in done]
+        if todo:
+            rt.dataset = dataset = training_only(full)
+            assistant = Assistant(rt, k=5)
+            assistant.llm = InstructLLM(rt.settings.home / "models", dtype=rt.settings.llm_dtype)
+            with err().status("Building the index and the retriever..."):
+                assistant.prepare(show_progress=False)
+            matrix = rt.index.embeddings()
+            assistant.tools = assistant.tools.replaced(Explain(dataset, lambda: matrix))
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(cases), initial=len(cases) - len(todo), desc="Distilling", unit="shopper")
+
+            def progress(stats) -> None:
+                bar.update(1)
+                bar.set_postfix(written=stats.written, passed=stats.greedy_passed,
+                                rescued=stats.rescued, lost=stats.lost)
+
+            collect(assistant.agent, assistant.llm, dataset, todo, data_file, samples=samples,
+                    seed=seed, max_minutes=collect_minutes, progress=progress)
+            bar.close()
+            rt.dataset = full
+        records = read_records([data_file])
+        if collect_only:
+            out().print(f"distilled {len(records)} sentences from {len({r['user'] for r in records})} "
+                        f"shoppers -> {safe(str(data_file))}", soft_wrap=True, highlight=False)
+            return
+        shoppers = sorted({r["user"] for r in records})
+        valid_users = set(random.Random(seed).sample(shoppers, max(1, round(valid_share * len(shoppers)))))
+        train = [Answer(r["prompt"], r["start"], r["sentence"]) for r in records
+                 if r["user"] not in valid_users and r.get("sentence")]
+        valid_records = [r for r in records if r["user"] in valid_users]
+        valid = [Answer(r["prompt"], r["start"], r["sentence"]) for r in valid_records if r.get("sentence")]
+        llm = InstructLLM(rt.settings.home / "models", dtype=rt.settings.llm_dtype)
+        with err().status(f"Writing the {len(valid_records)} validation sentences with the base model..."):
+            base = pass_rate(llm, full, valid_records)
+        result = train_answer_adapter(
+            llm, train, valid, folder,
+            config=AdapterTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, rank=lora_r,
+                                      alpha=2 * lora_r, seed=seed, max_minutes=max_minutes),
+            resume=not fresh, show_progress=True,
+            metadata={"dataset": full.name, "distilled": str(data_file), "records": len(records),
+                      "shoppers": len(shoppers), "valid_shoppers": len(valid_users)})
+        tuned = InstructLLM(rt.settings.home / "models", dtype=rt.settings.llm_dtype,
+                            adapters={"explainer": folder / "adapter"})
+        with err().status("Writing them again with the adapter..."):
+            adapted = pass_rate(tuned, full, valid_records, adapter="explainer")
+        use = (adapted["pass_rate"] or 0) > (base["pass_rate"] or 0)
+        update_adapter_meta(folder, {"valid_pass_rate_base": base, "valid_pass_rate_adapter": adapted,
+                                     "use": use})
+    out().print(
+        f"[green]trained[/] the explanation adapter on {safe(full.name)} ({len(train)} sentences, "
+        f"{result.steps} steps, {result.seconds:.0f}s; best epoch {result.best_epoch}). Validation "
+        f"({len(valid_records)} items of {len(valid_users)} shoppers): {base['pass_rate']:.1%} of the "
+        f"base model's sentences pass, {adapted['pass_rate']:.1%} with the adapter -> "
+        f"{'used' if use else 'NOT used'} ({safe(str(folder))})", soft_wrap=True, highlight=False)

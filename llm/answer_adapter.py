@@ -1,0 +1,231 @@
+"""LoRA adapters that teach the instruct model to write given answers (supervised fine-tuning).
+
+An example is a prompt, the start its answer opens with (given to the model at inference,
+as :meth:`CausalLM.generate_batch` gives it), and the answer. Training sees exactly the token
+ids a turn decodes from: the prompt as a chat turn, the start, then the rest of the answer and
+the end-of-turn token; the loss is the cross-entropy of the answer's tokens only (the prompt
+and the start are context). The full-vocabulary logits are computed at those positions only.
+
+The epoch with the lowest loss on the validation examples (other users' items than the
+training examples') is saved: ``<out>/adapter/`` (peft) and ``<out>/adapter.json`` (the base
+checkpoint, the config, the loss history, and what the caller adds: the explanation adapter
+records its validation pass rates there, and whether it is used). ``last.pt`` resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from recagent.llm.causal_lm import CausalLM
+
+__all__ = ["ADAPTER_DIR", "ADAPTER_META", "AdapterTrainConfig", "AdapterTrainResult", "Answer",
+           "read_adapter_meta", "train_answer_adapter", "update_adapter_meta"]
+
+ADAPTER_DIR = "adapter"
+ADAPTER_META = "adapter.json"
+
+
+@dataclass(frozen=True)
+class Answer:
+    prompt: str
+    start: str
+    answer: str  # the whole answer, opening with ``start``
+
+
+@dataclass(frozen=True)
+class AdapterTrainConfig:
+    epochs: int = 2
+    batch_size: int = 4
+    lr: float = 2e-4
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    seed: int = 42
+    max_minutes: float = 40.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                       "up_proj", "down_proj")
+
+
+@dataclass
+class AdapterTrainResult:
+    best_epoch: int
+    best_valid_loss: float
+    epochs_run: int
+    steps: int
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _example_ids(llm: CausalLM, ex: Answer) -> tuple[list[int], int]:
+    """The token ids of one example and where its answer's own tokens begin."""
+    if not ex.answer.startswith(ex.start):
+        raise ValueError(f"the answer does not open with its start: {ex.answer[:60]!r}")
+    context = llm._answer_ids(ex.prompt, ex.start)
+    rest = llm.tokenizer.encode(ex.answer[len(ex.start):], add_special_tokens=False)
+    end = llm.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    end = end if isinstance(end, int) and end >= 0 else llm.tokenizer.eos_token_id
+    return context + rest + [end], len(context)
+
+
+def _batch_loss(llm: CausalLM, rows: Sequence[tuple[list[int], int]]):
+    """Mean cross-entropy of the answers' tokens (teacher forcing), logits at those positions only."""
+    import torch
+
+    model = llm.model
+    width = max(len(ids) for ids, _ in rows)
+    pad = llm.tokenizer.pad_token_id or 0
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, (r, _) in enumerate(rows):
+        ids[b, : len(r)] = torch.tensor(r)
+        mask[b, : len(r)] = 1
+    hidden = model.model(input_ids=ids.to(llm.device), attention_mask=mask.to(llm.device)).last_hidden_state
+    b_idx, t_idx, targets = [], [], []
+    for b, (r, begin) in enumerate(rows):
+        for t in range(begin, len(r)):  # token t is predicted at position t - 1
+            b_idx.append(b)
+            t_idx.append(t - 1)
+            targets.append(r[t])
+    logits = model.lm_head(hidden[torch.tensor(b_idx), torch.tensor(t_idx)]).float()
+    return torch.nn.functional.cross_entropy(logits, torch.tensor(targets, device=llm.device))
+
+
+def _valid_loss(llm: CausalLM, rows, batch_size: int) -> float:
+    import torch
+
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for lo in range(0, len(rows), batch_size):
+            chunk = rows[lo: lo + batch_size]
+            n = sum(len(r) - begin for r, begin in chunk)
+            total += float(_batch_loss(llm, chunk)) * n
+            count += n
+    return total / max(1, count)
+
+
+def train_answer_adapter(llm: CausalLM, train: Sequence[Answer], valid: Sequence[Answer],
+                         out_dir: Path, *, config: AdapterTrainConfig | None = None,
+                         resume: bool = True, show_progress: bool = False,
+                         metadata: dict[str, Any] | None = None) -> AdapterTrainResult:
+    """Train a LoRA adapter on ``llm``'s model (in place) and save the best epoch to ``out_dir``."""
+    import torch
+    from peft import (
+        LoraConfig,
+        get_peft_model,
+        get_peft_model_state_dict,
+        set_peft_model_state_dict,
+    )
+
+    config = config or AdapterTrainConfig()
+    if not train:
+        raise ValueError("no training examples")
+    if llm.quantized:
+        raise ValueError("an adapter trains on the bf16 or fp32 model, not int8")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    train_rows = [_example_ids(llm, ex) for ex in train]
+    valid_rows = [_example_ids(llm, ex) for ex in valid]
+    peft_model = get_peft_model(llm.model, LoraConfig(
+        r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+        target_modules=list(config.target_modules), task_type="CAUSAL_LM"))
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=config.lr)
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "best": float("inf"), "best_epoch": 0,
+                             "history": [], "seconds": 0.0}
+    last = out_dir / "last.pt"
+    if resume and last.exists():
+        saved = torch.load(last, map_location=llm.device, weights_only=False)
+        set_peft_model_state_dict(peft_model, saved["adapter"])
+        optim.load_state_dict(saved["optim"])
+        state = saved["state"]
+        rng.setstate(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+    base_loss = state.get("base_valid_loss")
+    if base_loss is None and valid_rows:
+        with peft_model.disable_adapter():
+            base_loss = state["base_valid_loss"] = _valid_loss(llm, valid_rows, config.batch_size)
+    steps_per_epoch = -(-len(train_rows) // config.batch_size)
+    start = time.perf_counter() - state["seconds"]
+    bar = tqdm(total=config.epochs * steps_per_epoch, initial=state["epoch"] * steps_per_epoch,
+               desc="Training adapter", unit="step", disable=not show_progress)
+    out_of_time = False
+    while state["epoch"] < config.epochs and not out_of_time:
+        peft_model.train()
+        order = rng.sample(range(len(train_rows)), len(train_rows))
+        losses = []
+        for lo in range(0, len(order), config.batch_size):
+            loss = _batch_loss(llm, [train_rows[i] for i in order[lo: lo + config.batch_size]])
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            state["step"] += 1
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            bar.update(1)
+            if time.perf_counter() - start > config.max_minutes * 60:
+                out_of_time = True
+                break
+        state["epoch"] += 1
+        peft_model.eval()
+        v = _valid_loss(llm, valid_rows, config.batch_size) if valid_rows else float(np.mean(losses))
+        state["history"].append({"epoch": state["epoch"], "train_loss": round(float(np.mean(losses)), 4),
+                                 "valid_loss": round(v, 4), "steps": len(losses)})
+        if v < state["best"]:
+            state.update(best=v, best_epoch=state["epoch"])
+            _save_adapter(peft_model, out_dir)
+        state["seconds"] = time.perf_counter() - start
+        torch.save({"adapter": get_peft_model_state_dict(peft_model), "optim": optim.state_dict(),
+                    "state": state, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, last)
+        bar.set_postfix(loss=f"{np.mean(losses):.3f}", valid=f"{v:.3f}")
+    bar.close()
+    result = AdapterTrainResult(state["best_epoch"], state["best"], state["epoch"], state["step"],
+                                state["seconds"], state["history"])
+    update_adapter_meta(out_dir, {
+        "base": llm.checkpoint.name,
+        "train_config": asdict(config),
+        "train_examples": len(train_rows),
+        "valid_examples": len(valid_rows),
+        "valid_loss_base": None if base_loss is None else round(base_loss, 4),
+        "best_epoch": result.best_epoch,
+        "best_valid_loss": round(result.best_valid_loss, 4),
+        "epochs_run": result.epochs_run,
+        "steps": result.steps,
+        "seconds": round(result.seconds, 1),
+        "history": result.history,
+        **(metadata or {}),
+    })
+    return result
+
+
+def _save_adapter(peft_model, out_dir: Path) -> None:
+    """The adapter, written to a temporary folder first so a crash never leaves half of one."""
+    tmp = out_dir / (ADAPTER_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    peft_model.save_pretrained(str(tmp))
+    final = out_dir / ADAPTER_DIR
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.replace(final)
+
+
+def read_adapter_meta(out_dir: Path) -> dict[str, Any]:
+    path = Path(out_dir) / ADAPTER_META
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def update_adapter_meta(out_dir: Path, fields: dict[str, Any]) -> None:
+    meta = read_adapter_meta(out_dir) | fields
+    tmp = Path(out_dir) / (ADAPTER_META + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(Path(out_dir) / ADAPTER_META)

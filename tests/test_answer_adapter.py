@@ -1,0 +1,176 @@
+"""LoRA answer adapters (the explanation adapter's machinery) on a tiny real causal LM.
+
+The model is a two-layer Qwen2 with random weights and a byte-level BPE tokenizer trained
+here in milliseconds, with a chat template: small enough to train in seconds, and the same
+classes, the same chat wrapping and the same peft code paths as the instruct model.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import pytest
+
+from recagent.llm.answer_adapter import (
+    ADAPTER_DIR,
+    ADAPTER_META,
+    AdapterTrainConfig,
+    Answer,
+    read_adapter_meta,
+    train_answer_adapter,
+)
+from recagent.llm.instruct import InstructLLM
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+CORPUS = [
+    "Write one short sentence telling a shopper why a product suits them.",
+    "Product: Trailhead Dome Tent. They bought: Summit Hiking Backpack. Shared: category Camping",
+    "Trailhead Dome Tent is a tent to go with your Summit Hiking Backpack.",
+    "Penmark Gel Pen is a fine gel pen like your Glidewrite pens.",
+    "You are a helpful shopping assistant. Answer briefly. Sentence:",
+]
+
+
+def _tiny_checkpoint(folder: Path) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>")
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(fast), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, eos_token_id=fast.eos_token_id, initializer_range=0.5,
+                         pad_token_id=fast.pad_token_id, tie_word_embeddings=True)
+    Qwen2ForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+class TinyChatLM(InstructLLM):
+    """The instruct backend's code on the tiny checkpoint."""
+
+    def __init__(self, checkpoint: Path, **kwargs) -> None:
+        super().__init__(checkpoint.parent, dtype="float32", **kwargs)
+        self._checkpoint = checkpoint
+
+    @cached_property
+    def checkpoint(self) -> Path:
+        return self._checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return _tiny_checkpoint(tmp_path_factory.mktemp("tiny-lm") / "tiny")
+
+
+PROMPT = "Product: Trailhead Dome Tent. They bought: Summit Hiking Backpack. Sentence:"
+START = "Trailhead Dome Tent"
+ANSWER = "Trailhead Dome Tent is a tent to go with your Summit Hiking Backpack."
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("adapter")
+    llm = TinyChatLM(tiny_checkpoint)
+    examples = [Answer(PROMPT, START, ANSWER)] * 4
+    result = train_answer_adapter(
+        llm, examples, examples[:1], out, show_progress=False, metadata={"dataset": "tiny"},
+        config=AdapterTrainConfig(epochs=40, batch_size=4, lr=3e-2, rank=8, alpha=16, dropout=0.0))
+    return llm, out, result
+
+
+def test_training_lowers_the_answer_loss_and_saves_the_best_epoch(trained):
+    _, out, result = trained
+    meta = read_adapter_meta(out)
+    losses = [h["valid_loss"] for h in result.history]
+    assert losses[-1] < 0.5 * meta["valid_loss_base"]
+    assert meta["best_valid_loss"] == round(min(losses), 4)
+    assert meta["best_epoch"] == 1 + losses.index(min(losses))
+    assert meta["dataset"] == "tiny" and meta["train_examples"] == 4
+    assert (out / ADAPTER_DIR / "adapter_config.json").is_file()
+    assert json.loads((out / ADAPTER_META).read_text())["base"] == "tiny"
+
+
+def test_the_reloaded_adapter_writes_what_it_learned_and_only_when_named(trained, tiny_checkpoint):
+    _, out, _ = trained
+    tuned = TinyChatLM(tiny_checkpoint, adapters={"explainer": out / ADAPTER_DIR})
+    base = TinyChatLM(tiny_checkpoint)
+    assert tuned.adapters == {"explainer"}
+    with_adapter = tuned.generate_batch([PROMPT], max_tokens=24, stop=["\n"], starts=[START],
+                                        adapter="explainer")
+    assert with_adapter == [ANSWER]
+    # Off unless named: the same model decodes as the base model does, before and after.
+    plain = base.generate_batch([PROMPT], max_tokens=24, stop=["\n"], starts=[START])
+    assert plain != [ANSWER]
+    assert tuned.generate_batch([PROMPT], max_tokens=24, stop=["\n"], starts=[START]) == plain
+    assert tuned.generate(PROMPT, max_tokens=24) == base.generate(PROMPT, max_tokens=24)
+
+
+def test_a_batch_with_the_adapter_does_not_reuse_the_base_models_kept_beginning(trained, tiny_checkpoint):
+    _, out, _ = trained
+    tuned = TinyChatLM(tiny_checkpoint, adapters={"explainer": out / ADAPTER_DIR})
+    prompts = [PROMPT, PROMPT.replace("Summit", "Ridge")]
+    base_first = tuned.generate_batch(prompts, max_tokens=24, stop=["\n"], starts=[START, START])
+    adapted = tuned.generate_batch(prompts, max_tokens=24, stop=["\n"], starts=[START, START],
+                                   adapter="explainer")
+    assert adapted[0] == ANSWER
+    fresh = TinyChatLM(tiny_checkpoint, adapters={"explainer": out / ADAPTER_DIR})
+    assert fresh.generate_batch(prompts, max_tokens=24, stop=["\n"], starts=[START, START],
+                                adapter="explainer") == adapted
+    assert tuned.generate_batch(prompts, max_tokens=24, stop=["\n"], starts=[START, START]) == base_first
+
+
+def test_an_unknown_adapter_or_an_int8_model_with_adapters_is_refused(trained, tiny_checkpoint):
+    _, out, _ = trained
+    with pytest.raises(ValueError, match="no LoRA adapter 'other'"):
+        TinyChatLM(tiny_checkpoint).generate_batch([PROMPT], starts=[START], adapter="other")
+    with pytest.raises(ValueError, match="int8"):
+        InstructLLM(tiny_checkpoint.parent, dtype="int8", adapters={"explainer": out / ADAPTER_DIR})
+
+
+def test_an_answer_that_does_not_open_with_its_start_is_refused(tiny_checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="does not open with its start"):
+        train_answer_adapter(TinyChatLM(tiny_checkpoint), [Answer(PROMPT, START, "A tent.")], [],
+                             tmp_path, config=AdapterTrainConfig(epochs=1))
+
+
+def test_sampled_answers_open_with_the_start_and_stop_at_the_line(tiny_checkpoint):
+    llm = TinyChatLM(tiny_checkpoint)
+    draws = llm.sample_answers(PROMPT, 3, start=START, max_tokens=12, stop=["\n"], seed=1)
+    assert len(draws) == 3 and all(d.startswith(START) and "\n" not in d for d in draws)
+    assert draws == llm.sample_answers(PROMPT, 3, start=START, max_tokens=12, stop=["\n"], seed=1)
+
+
+def test_the_explainer_is_loaded_only_where_validation_chose_it(tmp_path):
+    from recagent.app.llm_backend import explainer_adapters
+    from recagent.app.settings import Settings
+    from recagent.llm.answer_adapter import update_adapter_meta
+    from recagent.llm.instruct_model import INSTRUCT_CHECKPOINT
+
+    folder = tmp_path / "shop-explainer"
+    settings = Settings.from_env().override(home=tmp_path, llm="instruct")
+    assert explainer_adapters(settings, folder) == {}  # never trained
+    folder.mkdir()
+    update_adapter_meta(folder, {"base": INSTRUCT_CHECKPOINT, "use": False})
+    assert explainer_adapters(settings, folder) == {}  # validation said no
+    update_adapter_meta(folder, {"use": True})
+    assert explainer_adapters(settings, folder) == {"explainer": folder / ADAPTER_DIR}
+    assert explainer_adapters(settings.override(llm="vllm"), folder) == {"explainer": folder / ADAPTER_DIR}
+    assert explainer_adapters(settings.override(llm="none"), folder) == {}
+    assert explainer_adapters(settings.override(llm_dtype="int8"), folder) == {}
+    update_adapter_meta(folder, {"base": "gemma-3-270m"})  # trained on another model
+    assert explainer_adapters(settings, folder) == {}
