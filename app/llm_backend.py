@@ -17,10 +17,11 @@ __all__ = ["explainer_adapters", "make_llm"]
 
 def explainer_adapters(settings: Settings, folder: Path) -> dict[str, Path]:
     """The explanation adapter saved in ``folder`` by ``recagent train-explainer``, where
-    validation chose it (``"use": true`` in its ``adapter.json``) and the LLM is the instruct
-    model it was trained on, in bf16 or fp32; else none."""
+    validation chose it (``"use": true`` in its ``adapter.json``), the settings do not turn it
+    off (``RECAGENT_EXPLAINER=0``) and the LLM is the instruct model it was trained on, in bf16
+    or fp32; else none."""
     meta = read_adapter_meta(folder)
-    if settings.llm not in ("instruct", "vllm") or settings.llm_dtype == "int8" \
+    if not settings.explainer or settings.llm not in ("instruct", "vllm") or settings.llm_dtype == "int8" \
             or not meta.get("use") or meta.get("base") != INSTRUCT_CHECKPOINT:
         return {}
     return {EXPLAINER: folder / ADAPTER_DIR}

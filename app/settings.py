@@ -30,6 +30,8 @@ class Settings:
     llm_api_key: RECAGENT_LLM_API_KEY, when the server asks for one.
     llm_timeout: RECAGENT_LLM_TIMEOUT, seconds per LLM request (default 60).
     llm_dtype:   RECAGENT_LLM_DTYPE, auto | float32 | bfloat16 | int8 for the embedded LLMs.
+    explainer:   RECAGENT_EXPLAINER, 0 to write explanations without the dataset's explanation
+                 adapter (``recagent train-explainer``; used by default where validation chose it).
     db_url:      RECAGENT_DB_URL, the SQLAlchemy URL where ``recagent serve`` keeps sessions
                  and feedback (``postgresql+psycopg://...`` in production); default: the
                  SQLite file home/recagent.db.
@@ -67,6 +69,7 @@ class Settings:
     llm_api_key: str | None = None
     llm_timeout: float = 60.0
     llm_dtype: str = "auto"
+    explainer: bool = True
     agent: str = "auto"
     db_url: str | None = None
     api_keys_file: Path | None = None
@@ -103,6 +106,7 @@ class Settings:
             llm_api_key=env.get("RECAGENT_LLM_API_KEY") or None,
             llm_timeout=float(env.get("RECAGENT_LLM_TIMEOUT") or 60.0),
             llm_dtype=env.get("RECAGENT_LLM_DTYPE") or "auto",
+            explainer=(env.get("RECAGENT_EXPLAINER") or "1").lower() not in ("0", "false", "no", "off"),
             agent=env.get("RECAGENT_AGENT") or "auto",
             db_url=env.get("RECAGENT_DB_URL") or None,
             api_keys_file=(Path(env["RECAGENT_API_KEYS_FILE"]).expanduser()

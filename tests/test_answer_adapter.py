@@ -171,6 +171,7 @@ def test_the_explainer_is_loaded_only_where_validation_chose_it(tmp_path):
     assert explainer_adapters(settings, folder) == {"explainer": folder / ADAPTER_DIR}
     assert explainer_adapters(settings.override(llm="vllm"), folder) == {"explainer": folder / ADAPTER_DIR}
     assert explainer_adapters(settings.override(llm="none"), folder) == {}
+    assert explainer_adapters(settings.override(explainer=False), folder) == {}
     assert explainer_adapters(settings.override(llm_dtype="int8"), folder) == {}
     update_adapter_meta(folder, {"base": "gemma-3-270m"})  # trained on another model
     assert explainer_adapters(settings, folder) == {}

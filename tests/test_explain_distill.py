@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from recagent.agent.explanations import Explanation, ExplanationWriter, spoken_title
 from recagent.agent.session import Session
 from recagent.evals.explain_distill import (
@@ -153,3 +155,29 @@ def test_the_writer_asks_for_the_explainer_adapter_only_where_the_llm_has_it(tin
     without.related = with_adapter.related
     ExplanationWriter(tiny_shop, without).write_all([e])
     assert with_adapter.adapter_seen == ["explainer"] and without.adapter_seen == [None]
+
+
+@pytest.mark.slow
+def test_train_explainer_command_distils_trains_and_validates(tiny_shop_dir):
+    """The real instruct model on the tiny shop: a few shoppers, one epoch (minutes)."""
+    import os
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from recagent.cli import app
+    from recagent.llm.answer_adapter import read_adapter_meta
+
+    result = CliRunner().invoke(app, ["train-explainer", "--data", str(tiny_shop_dir), "--users", "4",
+                                      "--samples", "2", "--epochs", "1", "--max-minutes", "3"])
+    assert result.exit_code == 0, result.output
+    assert "trained the explanation adapter" in result.output
+    folder = next((Path(os.environ["RECAGENT_HOME"]) / "models").glob("*-explainer"))
+    meta = read_adapter_meta(folder)
+    assert meta["train_examples"] > 0 and meta["shoppers"] == 4 and meta["valid_shoppers"] == 1
+    assert isinstance(meta["use"], bool)
+    assert meta["use"] == (meta["valid_pass_rate_adapter"]["pass_rate"] > meta["valid_pass_rate_base"]["pass_rate"])
+    assert len(read_records([folder / "distilled.jsonl"])) == meta["records"]
+    again = CliRunner().invoke(app, ["train-explainer", "--data", str(tiny_shop_dir), "--users", "4",
+                                     "--collect-only"])
+    assert again.exit_code == 0 and f"distilled {meta['records']} sentences" in again.output
