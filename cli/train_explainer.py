@@ -42,6 +42,7 @@ def train_explainer_command(
     by every turn on this dataset) only if more of the validation shoppers' sentences pass."""
     import shutil
 
+    from recagent.agent.explanations import EXPLAINER
     from recagent.app.assistant import Assistant
     from recagent.evals.explain_distill import (
         collect,
@@ -52,6 +53,7 @@ def train_explainer_command(
         training_only,
     )
     from recagent.llm.answer_adapter import (
+        ADAPTER_DIR,
         AdapterTrainConfig,
         Answer,
         train_answer_adapter,
@@ -117,9 +119,9 @@ def train_explainer_command(
             metadata={"dataset": full.name, "distilled": str(data_file), "records": len(records),
                       "shoppers": len(shoppers), "valid_shoppers": len(valid_users)})
         tuned = InstructLLM(rt.settings.home / "models", dtype=rt.settings.llm_dtype,
-                            adapters={"explainer": folder / "adapter"})
+                            adapters={EXPLAINER: folder / ADAPTER_DIR})
         with err().status("Writing them again with the adapter..."):
-            adapted = pass_rate(tuned, full, valid_records, adapter="explainer")
+            adapted = pass_rate(tuned, full, valid_records, adapter=EXPLAINER)
         use = (adapted["pass_rate"] or 0) > (base["pass_rate"] or 0)
         update_adapter_meta(folder, {"valid_pass_rate_base": base, "valid_pass_rate_adapter": adapted,
                                      "use": use})
