@@ -76,10 +76,13 @@ def train_explainer_command(
         cases = training_cases(full, users, seed=seed, exclude=evaluation_users(full))
         done = {r["user"] for r in read_records([data_file])} if data_file.exists() else set()
         todo = [c for c in cases if c[0] not in done]
+        # The base model distils, validates and trains: loaded once (not through Assistant.llm,
+        # which would switch on an adapter an earlier run chose).
+        llm = InstructLLM(rt.settings.home / "models", dtype=rt.settings.llm_dtype)
         if todo:
             rt.dataset = dataset = training_only(full)
             assistant = Assistant(rt, k=5)
-            assistant.llm = InstructLLM(rt.settings.home / "models", dtype=rt.settings.llm_dtype)
+            assistant.llm = llm
             with err().status("Building the index and the retriever..."):
                 assistant.prepare(show_progress=False)
             matrix = rt.index.embeddings()
@@ -93,10 +96,11 @@ def train_explainer_command(
                 bar.set_postfix(written=stats.written, passed=stats.greedy_passed,
                                 rescued=stats.rescued, lost=stats.lost)
 
-            collect(assistant.agent, assistant.llm, dataset, todo, data_file, samples=samples,
+            collect(assistant.agent, llm, dataset, todo, data_file, samples=samples,
                     seed=seed, max_minutes=collect_minutes, progress=progress)
             bar.close()
             rt.dataset = full
+            del assistant  # it holds the base model too: let the ``del llm`` below free it
         records = read_records([data_file])
         if collect_only:
             out().print(f"distilled {len(records)} sentences from {len({r['user'] for r in records})} "
@@ -108,7 +112,6 @@ def train_explainer_command(
                  if r["user"] not in valid_users and r.get("sentence")]
         valid_records = [r for r in records if r["user"] in valid_users]
         valid = [Answer(r["prompt"], r["start"], r["sentence"]) for r in valid_records if r.get("sentence")]
-        llm = InstructLLM(rt.settings.home / "models", dtype=rt.settings.llm_dtype)
         with err().status(f"Writing the {len(valid_records)} validation sentences with the base model..."):
             base = pass_rate(llm, full, valid_records)
         result = train_answer_adapter(
@@ -118,6 +121,7 @@ def train_explainer_command(
             resume=not fresh, show_progress=True,
             metadata={"dataset": full.name, "distilled": str(data_file), "records": len(records),
                       "shoppers": len(shoppers), "valid_shoppers": len(valid_users)})
+        del llm  # the trained copy (peft layers in place): the adapter is validated as a turn loads it
         tuned = InstructLLM(rt.settings.home / "models", dtype=rt.settings.llm_dtype,
                             adapters={EXPLAINER: folder / ADAPTER_DIR})
         with err().status("Writing them again with the adapter..."):

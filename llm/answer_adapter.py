@@ -27,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recagent.llm.causal_lm import CausalLM
+from recagent.llm.lora_training import load_checkpoint, save_checkpoint, train_epoch
 
 __all__ = ["ADAPTER_DIR", "ADAPTER_META", "AdapterTrainConfig", "AdapterTrainResult", "Answer",
            "read_adapter_meta", "train_answer_adapter", "update_adapter_meta"]
@@ -119,12 +120,7 @@ def train_answer_adapter(llm: CausalLM, train: Sequence[Answer], valid: Sequence
                          metadata: dict[str, Any] | None = None) -> AdapterTrainResult:
     """Train a LoRA adapter on ``llm``'s model (in place) and save the best epoch to ``out_dir``."""
     import torch
-    from peft import (
-        LoraConfig,
-        get_peft_model,
-        get_peft_model_state_dict,
-        set_peft_model_state_dict,
-    )
+    from peft import LoraConfig, get_peft_model
 
     config = config or AdapterTrainConfig()
     if not train:
@@ -146,12 +142,7 @@ def train_answer_adapter(llm: CausalLM, train: Sequence[Answer], valid: Sequence
                              "history": [], "seconds": 0.0}
     last = out_dir / "last.pt"
     if resume and last.exists():
-        saved = torch.load(last, map_location=llm.device, weights_only=False)
-        set_peft_model_state_dict(peft_model, saved["adapter"])
-        optim.load_state_dict(saved["optim"])
-        state = saved["state"]
-        rng.setstate(saved["rng"])
-        torch.set_rng_state(saved["torch_rng"])
+        state = load_checkpoint(last, peft_model, optim, rng, llm.device)
     base_loss = state.get("base_valid_loss")
     if base_loss is None and valid_rows:
         with peft_model.disable_adapter():
@@ -164,19 +155,9 @@ def train_answer_adapter(llm: CausalLM, train: Sequence[Answer], valid: Sequence
     while state["epoch"] < config.epochs and not out_of_time:
         peft_model.train()
         order = rng.sample(range(len(train_rows)), len(train_rows))
-        losses = []
-        for lo in range(0, len(order), config.batch_size):
-            loss = _batch_loss(llm, [train_rows[i] for i in order[lo: lo + config.batch_size]])
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
-            state["step"] += 1
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-            bar.update(1)
-            if time.perf_counter() - start > config.max_minutes * 60:
-                out_of_time = True
-                break
+        losses, out_of_time = train_epoch(train_rows, order, config.batch_size,
+                                          lambda rows: _batch_loss(llm, rows), optim, state, bar,
+                                          start + config.max_minutes * 60)
         state["epoch"] += 1
         peft_model.eval()
         v = _valid_loss(llm, valid_rows, config.batch_size) if valid_rows else float(np.mean(losses))
@@ -186,8 +167,7 @@ def train_answer_adapter(llm: CausalLM, train: Sequence[Answer], valid: Sequence
             state.update(best=v, best_epoch=state["epoch"])
             _save_adapter(peft_model, out_dir)
         state["seconds"] = time.perf_counter() - start
-        torch.save({"adapter": get_peft_model_state_dict(peft_model), "optim": optim.state_dict(),
-                    "state": state, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, last)
+        save_checkpoint(last, peft_model, optim, state, rng)
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", valid=f"{v:.3f}")
     bar.close()
     result = AdapterTrainResult(state["best_epoch"], state["best"], state["epoch"], state["step"],

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recagent.catalog.model import Dataset, Interaction
+from recagent.llm.lora_training import load_checkpoint, save_checkpoint, train_epoch
 from recagent.llm.ranker import RANKER_FILE, LetterRanker, blend_orders
 from recagent.protocol.metrics import metrics_from_ranks, paired_ndcg_gain_ci95
 from recagent.protocol.ranking import rank_targets
@@ -160,7 +161,6 @@ def train_ranker(
 ) -> RankerTrainResult:
     """Train ``ranker``'s adapter (built with ``trainable=True``) on ``scorer``'s candidates."""
     import torch
-    from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
     config = config or RankerTrainConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -179,12 +179,7 @@ def train_ranker(
                              "history": [], "seconds": 0.0, "best_valid": {}}
     last = out_dir / "last.pt"
     if resume and last.exists():
-        saved = torch.load(last, map_location=config.device, weights_only=False)
-        set_peft_model_state_dict(ranker.model, saved["adapter"])
-        optim.load_state_dict(saved["optim"])
-        state = saved["state"]
-        rng.setstate(saved["rng"])
-        torch.set_rng_state(saved["torch_rng"])
+        state = load_checkpoint(last, ranker.model, optim, rng, config.device)
     per_epoch = min(len(examples), config.examples_per_epoch or len(examples))
     steps_per_epoch = -(-per_epoch // config.batch_size)
     start = time.perf_counter() - state["seconds"]
@@ -194,20 +189,9 @@ def train_ranker(
     while state["epoch"] < config.epochs and not out_of_time:
         ranker.model.train()
         order = rng.sample(range(len(examples)), per_epoch)
-        losses = []
-        for lo in range(0, per_epoch, config.batch_size):
-            batch = [examples[i] for i in order[lo : lo + config.batch_size]]
-            loss = _loss(ranker, split.dataset, batch)
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
-            state["step"] += 1
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-            bar.update(1)
-            if time.perf_counter() - start > config.max_minutes * 60:
-                out_of_time = True
-                break
+        losses, out_of_time = train_epoch(examples, order, config.batch_size,
+                                          lambda batch: _loss(ranker, split.dataset, batch), optim,
+                                          state, bar, start + config.max_minutes * 60)
         state["epoch"] += 1
         ranker.model.eval()
         ranks, seconds_per_user = rerank_ranks(ranker, split.dataset, valid[0], valid[2], valid[3],
@@ -226,8 +210,7 @@ def train_ranker(
             ranker.config = replace(ranker.config, blend=blend)
             ranker.save(out_dir, {"best_epoch": state["epoch"]})
         state["seconds"] = time.perf_counter() - start
-        torch.save({"adapter": get_peft_model_state_dict(ranker.model), "optim": optim.state_dict(),
-                    "state": state, "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, last)
+        save_checkpoint(last, ranker.model, optim, state, rng)
         bar.set_postfix(loss=f"{record['loss']:.3f}", val_ndcg10=f"{scores[blend]['ndcg@10']:.4f}",
                         blend=blend)
     bar.close()

@@ -85,10 +85,14 @@ class VLLMClient:
         """The configured model name, or the first (usually only) model the server serves."""
         if self._model:
             return self._model
-        models = self._call(lambda: self.client.models.list().data)
-        if not models:
+        if not self.served_models:
             raise LLMUnavailable(f"the vLLM server at {self.base_url} serves no model")
-        return models[0].id
+        return self.served_models[0]
+
+    @cached_property
+    def served_models(self) -> list[str]:
+        """The names the server serves: the model first, then its LoRA modules (asked once)."""
+        return [m.id for m in self._call(lambda: self.client.models.list().data)]
 
     def _call(self, request):
         import openai
@@ -154,10 +158,9 @@ class VLLMClient:
         if not self._wanted_adapters:
             return frozenset()
         try:
-            listed = {m.id for m in self._call(lambda: self.client.models.list()).data}
+            return frozenset(self._wanted_adapters) & set(self.served_models)
         except LLMUnavailable:
             return frozenset()
-        return frozenset(self._wanted_adapters) & listed
 
     def generate_batch(self, prompts: Sequence[str], *, max_tokens: int = 96,
                        stop: Sequence[str] = (), starts: Sequence[str] | None = None,
