@@ -1,6 +1,6 @@
 """The tuned LLM ranker (LoRA verbalizer) on the tiny shop, with the real Gemma-3 270M.
 
-A few training steps on item-kNN's candidates: the loss on fixed training examples falls, the
+A few training steps on item-kNN's candidates: the loss on the training examples falls, the
 saved adapter reloads and gives the same scores, re-ranking only reorders, and the blend
 weight chosen on validation is what the saved ranker applies.
 """
@@ -86,18 +86,22 @@ def test_training_lowers_the_loss_and_the_adapter_reloads_with_the_same_scores(
 
     ranker = LetterRanker.from_base(gemma.checkpoint, CONFIG, dtype="float32", trainable=True)
     assert 0 < sum(p.numel() for p in ranker.model.parameters() if p.requires_grad) < 1e6
-    examples, _ = training_examples(split, knn, CONFIG.top_n)
-    fixed = examples[:8]
+    # The positions of a seeded sample of 20 users, the very examples the trainer is given.
+    config = RankerTrainConfig(epochs=2, train_users=20, batch_size=4, lr=2e-3, valid_users=6,
+                               max_minutes=5)
+    examples, _ = training_examples(split, knn, CONFIG.top_n, users=config.train_users,
+                                    seed=config.seed)
+    assert 10 < len(examples) <= 20
     with torch.no_grad():
-        before = float(_loss(ranker, split.dataset, fixed))
-    result = train_ranker(split, knn, ranker, tmp_path,
-                          config=RankerTrainConfig(epochs=2, examples_per_epoch=8, batch_size=4,
-                                                   lr=2e-3, valid_users=6, max_minutes=5))
+        before = float(_loss(ranker, split.dataset, examples))
+    result = train_ranker(split, knn, ranker, tmp_path, config=config)
     with torch.no_grad():
-        after = float(_loss(ranker, split.dataset, fixed))
-    # A real margin, not noise: four steps take the loss on these examples below half of it.
-    assert after < 0.5 * before, (before, after)
-    assert result.epochs_run == 2 and result.steps == 4 and result.best_epoch in (1, 2)
+        after = float(_loss(ranker, split.dataset, examples))
+    # A real margin, not noise (the loss in eval mode is deterministic): two epochs take the
+    # loss on the training examples to well under two thirds of it (0.44 of it when written).
+    assert after < 0.6 * before, (before, after)
+    steps = 2 * -(-len(examples) // 4)
+    assert result.epochs_run == 2 and result.steps == steps and result.best_epoch in (1, 2)
     meta = json.loads((tmp_path / RANKER_FILE).read_text())
     assert meta["config"]["blend"] == result.blend and meta["n_examples"] == len(examples)
     assert meta["split"].startswith("leave-one-out") and (tmp_path / "last.pt").is_file()
@@ -105,10 +109,8 @@ def test_training_lowers_the_loss_and_the_adapter_reloads_with_the_same_scores(
     assert low <= high and meta["helps_on_validation"] == (meta["config"]["blend"] > 0 and low > 0)
 
     # Resuming a finished run trains nothing more.
-    again = train_ranker(split, knn, ranker, tmp_path,
-                         config=RankerTrainConfig(epochs=2, examples_per_epoch=8, batch_size=4,
-                                                  valid_users=6))
-    assert again.steps == 4
+    again = train_ranker(split, knn, ranker, tmp_path, config=config)
+    assert again.steps == steps
 
     # The saved adapter (the last epoch's when it was the best) gives the same scores.
     ranker.save(tmp_path / "copy")
