@@ -103,7 +103,7 @@ class CausalLM:
                 model = AutoModelForCausalLM.from_pretrained(str(self.checkpoint), dtype=self.dtype)
         except OSError as exc:
             raise LLMUnavailable(f"cannot load {self.name} from {self.checkpoint}: {exc}") from None
-        model = model.to(self.device).eval()
+        model = _contiguous_head_input(model.to(self.device).eval())
         if self._adapter_dirs:
             self._adapted = {name: self._merged_copy(path) for name, path in self._adapter_dirs.items()}
         if self.quantized:
@@ -179,7 +179,7 @@ class CausalLM:
         with _outside_inference_mode():
             base = AutoModelForCausalLM.from_pretrained(str(self.checkpoint), dtype=self.dtype)
             merged = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
-        return merged.to(self.device).eval()
+        return _contiguous_head_input(merged.to(self.device).eval())
 
     def _generate_batch(self, prompts: Sequence[str], *, max_tokens: int, stop: Sequence[str],
                         starts: list[str], adapter: str | None, temperature: float = 0.0,
@@ -414,6 +414,21 @@ def _sample(logits, temperature: float, top_p: float, generator) -> list[int]:
     ordered[outside] = 0.0
     picked = torch.multinomial(ordered, 1, generator=generator)
     return order.gather(-1, picked)[:, 0].tolist()
+
+
+def _contiguous_head_input(model):
+    """``model`` with the input of its output head (``lm_head``) made contiguous.
+
+    A prompt's forward with ``logits_to_keep=1`` hands the head a strided slice (the last
+    position of each row). When the head's weight does not require grad (a LoRA-merged copy,
+    a model frozen by peft), torch's matmul then multiplies a batch of the slice by the weight
+    expanded per row, copying the 151,936 x 896 weight once per row: 5.3 s of a 7.3 s prefill
+    of 5 x 160 tokens, against 2.0 s when the slice is copied first (a few kB). Measured on 2
+    cores; the decode steps' one-position input is contiguous already."""
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(lambda _module, args: (args[0].contiguous(), *args[1:]))
+    return model
 
 
 @contextmanager
