@@ -20,24 +20,26 @@ __all__ = ["index_free_agent", "llm_agent", "plan_agent", "plan_first_agent"]
 
 
 def plan_agent(tools: Toolbox, llm: LLM | None = None, *, k: int = 5, n_candidates: int = 50,
-               rerank: str = "retriever", explain_with_llm: bool = True) -> TurnRunner:
+               rerank: str = "retriever", explain_with_llm: bool = True, redraws: int = 0) -> TurnRunner:
     """The fixed plan; the LLM, if any, parses requests, re-ranks and writes prose."""
     return TurnRunner(tools, PlanPicker(n_candidates=n_candidates, rerank=rerank), llm, k=k,
-                      explain_with_llm=explain_with_llm)
+                      explain_with_llm=explain_with_llm, redraws=redraws)
 
 
 def llm_agent(tools: Toolbox, llm: LLM, *, k: int = 5, n_candidates: int = 50,
-              rerank: str = "retriever", chat_model: Any = None, max_steps: int = 8) -> TurnRunner:
+              rerank: str = "retriever", chat_model: Any = None, max_steps: int = 8,
+              redraws: int = 0) -> TurnRunner:
     """The LLM drives the tools; the fixed plan tops the answer up and stands in for it."""
     plan = PlanPicker(n_candidates=n_candidates, rerank=rerank)
-    return TurnRunner(tools, LLMPicker(plan, chat_model=chat_model, max_steps=max_steps), llm, k=k)
+    return TurnRunner(tools, LLMPicker(plan, chat_model=chat_model, max_steps=max_steps), llm, k=k,
+                      redraws=redraws)
 
 
 def plan_first_agent(tools: Toolbox, llm: LLM, *, k: int = 5, n_candidates: int = 50,
-                     rerank: str = "retriever", max_steps: int = 3) -> TurnRunner:
+                     rerank: str = "retriever", max_steps: int = 3, redraws: int = 0) -> TurnRunner:
     """One constrained LLM call plans the searches; the fixed plan filters and ranks."""
     plan = PlanPicker(n_candidates=n_candidates, rerank=rerank)
-    return TurnRunner(tools, PlanFirstPicker(plan, max_steps=max_steps), llm, k=k)
+    return TurnRunner(tools, PlanFirstPicker(plan, max_steps=max_steps), llm, k=k, redraws=redraws)
 
 
 def index_free_agent(dataset: Dataset, *, k: int = 5) -> TurnRunner:

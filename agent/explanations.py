@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from recagent.catalog.model import Dataset
-from recagent.llm.base import LLM
+from recagent.llm.base import LLM, LLMUnavailable
 from recagent.prompts import render
 from recagent.tools.explain import ItemEvidence
 
@@ -51,6 +51,7 @@ class Explanation:
     text: str
     source: str  # "llm" (checked prose) or "evidence" (rendered from the evidence)
     problems: tuple[str, ...] = ()  # why the LLM's sentence was rejected, if it was
+    draws: int = 1  # LLM sentences written for it: 1, or more where a redraw passed the check
 
     @property
     def faithful(self) -> bool:
@@ -377,10 +378,12 @@ class ExplanationWriter:
     sentences are written with the LLM's explanation adapter (:data:`EXPLAINER`) when it has
     one, which it has only where validation chose it (``recagent train-explainer``)."""
 
-    def __init__(self, dataset: Dataset, llm: LLM | None, *, max_tokens: int = 48) -> None:
+    def __init__(self, dataset: Dataset, llm: LLM | None, *, max_tokens: int = 48,
+                 redraws: int = 0) -> None:
         self.dataset = dataset
         self.llm = llm
         self.max_tokens = max_tokens
+        self.redraws = redraws
         self.adapter = EXPLAINER if llm is not None and EXPLAINER in llm.adapters else None
 
     @cached_property
@@ -410,7 +413,9 @@ class ExplanationWriter:
         on_prose: Callable[[int, str], None] | None = None,
     ) -> list[Explanation]:
         """Each item's checked LLM sentence, or its evidence rendering; the sentences of all the
-        items are written in one batched generation.
+        items are written in one batched generation. With ``redraws`` N, the items whose
+        sentence failed the check get N sampled sentences each, in one more batch, and the
+        first that passes is shown (``Explanation.draws`` counts the sentences it took).
 
         ``on_prose(index, text)`` gets each sentence as the LLM wrote it, before the check
         (the caller shows the returned explanation in its place when it differs). Raises
@@ -429,15 +434,36 @@ class ExplanationWriter:
         starts = [spoken_title(evidences[n].title) for n in wanted]
         texts = self.llm.generate_batch(prompts, max_tokens=self.max_tokens, stop=["\n"],
                                         starts=starts, adapter=self.adapter) if prompts else []
-        for n, start, prose in zip(wanted, starts, texts, strict=True):
+        check = {"other_titles": other_titles, "price_bounds": price_bounds,
+                 "price_floor": price_floor, "price_ceiling": price_ceiling}
+        failed: list[tuple[int, str, str]] = []  # (item, prompt, start) of each rejected sentence
+        for n, prompt, start, prose in zip(wanted, prompts, starts, texts, strict=True):
             prose = cut_loop(prose, start)
             if on_prose is not None:
                 on_prose(n, prose)
-            problems = self.check(prose, evidences[n], other_titles=other_titles,
-                                  price_bounds=price_bounds, price_floor=price_floor,
-                                  price_ceiling=price_ceiling)
-            out[n] = Explanation(out[n].text, "evidence", tuple(problems)) if problems \
-                else Explanation(prose, "llm")
+            problems = self.check(prose, evidences[n], **check)
+            if problems:
+                out[n] = Explanation(out[n].text, "evidence", tuple(problems))
+                failed.append((n, prompt, start))
+            else:
+                out[n] = Explanation(prose, "llm")
+        if failed and self.redraws > 0:
+            try:
+                draws = self.llm.sample_batch([p for _, p, _ in failed], self.redraws,
+                                              max_tokens=self.max_tokens, stop=["\n"],
+                                              starts=[s for _, _, s in failed], adapter=self.adapter)
+            except LLMUnavailable:
+                return out  # the sentences that passed stand; the others keep their evidence
+            for (n, _, start), drawn in zip(failed, draws, strict=True):
+                for k, prose in enumerate(drawn, 2):
+                    prose = cut_loop(prose, start)
+                    if not self.check(prose, evidences[n], **check):
+                        out[n] = Explanation(prose, "llm", draws=k)
+                        if on_prose is not None:
+                            on_prose(n, prose)
+                        break
+                else:
+                    out[n] = replace(out[n], draws=1 + len(drawn))
         return out
 
     def check(self, prose: str, evidence: ItemEvidence, *, other_titles: Iterable[str] = (),

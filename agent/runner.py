@@ -80,15 +80,17 @@ class Picker(Protocol):
 
 class TurnRunner:
     """Runs conversation turns with ``picker``; ``llm`` parses requests and writes prose
-    (``explain_with_llm=False`` keeps it to parsing and re-ranking)."""
+    (``explain_with_llm=False`` keeps it to parsing and re-ranking; ``redraws``: see
+    :meth:`ExplanationWriter.write_all`)."""
 
     def __init__(self, tools: Toolbox, picker: Picker, llm: LLM | None = None, *, k: int = 5,
-                 explain_with_llm: bool = True) -> None:
+                 explain_with_llm: bool = True, redraws: int = 0) -> None:
         self.tools = tools
         self.picker = picker
         self.llm = llm
         self.k = k
         self.explain_with_llm = explain_with_llm
+        self.redraws = redraws  # sampled sentences for an item whose sentence failed its check
         search = getattr(tools, "search_items", None)
         self.parser = ConstraintParser(tools.dataset, encoder=getattr(search, "encoder", None))
 
@@ -198,7 +200,8 @@ class TurnRunner:
             rank, c, _ = shown[n]
             trace.emit(ProseDelta(rank, c.item_id, text))
 
-        writer = ExplanationWriter(dataset, turn.llm if self.explain_with_llm else None)
+        writer = ExplanationWriter(dataset, turn.llm if self.explain_with_llm else None,
+                                   redraws=self.redraws)
         try:
             explanations = writer.write_all(evidences, other_titles=titles, price_bounds=bounds,
                                             price_floor=turn.wish.min_price,

@@ -58,8 +58,9 @@ class Assistant:
         if mode not in AGENTS:
             raise RecAgentError(f"agent must be one of {', '.join(AGENTS)}, not {mode!r}")
         llm = self.llm
+        redraws = self.runtime.settings.explain_redraws
         if mode == "plan" or llm is None:
-            return plan_agent(self.tools, llm, k=self.k, rerank=self.rerank)
+            return plan_agent(self.tools, llm, k=self.k, rerank=self.rerank, redraws=redraws)
         if mode == "tools" and not llm.serves_chat:
             raise RecAgentError(f"--agent tools needs an LLM that can call tools (vllm), "
                                 f"not {llm.name}")
@@ -67,10 +68,10 @@ class Assistant:
             raise RecAgentError(f"--agent plan-first needs an LLM with constrained JSON output, "
                                 f"not {llm.name}")
         if mode == "tools" or (mode == "auto" and llm.can_call_tools and llm.serves_chat):
-            return llm_agent(self.tools, llm, k=self.k, rerank=self.rerank)
+            return llm_agent(self.tools, llm, k=self.k, rerank=self.rerank, redraws=redraws)
         if mode == "plan-first" or (mode == "auto" and llm.can_call_tools and llm.structured_output):
-            return plan_first_agent(self.tools, llm, k=self.k, rerank=self.rerank)
-        return plan_agent(self.tools, llm, k=self.k, rerank=self.rerank)
+            return plan_first_agent(self.tools, llm, k=self.k, rerank=self.rerank, redraws=redraws)
+        return plan_agent(self.tools, llm, k=self.k, rerank=self.rerank, redraws=redraws)
 
     @cached_property
     def plain_agent(self) -> TurnRunner:

@@ -32,6 +32,9 @@ class Settings:
     llm_dtype:   RECAGENT_LLM_DTYPE, auto | float32 | bfloat16 | int8 for the embedded LLMs.
     explainer:   RECAGENT_EXPLAINER, 0 to write explanations without the dataset's explanation
                  adapter (``recagent train-explainer``; used by default where validation chose it).
+    explain_redraws: RECAGENT_EXPLAIN_REDRAWS, sampled sentences drawn for an item whose LLM
+                 sentence failed the faithfulness check (one more batch; the first that passes
+                 is shown); default 0.
     db_url:      RECAGENT_DB_URL, the SQLAlchemy URL where ``recagent serve`` keeps sessions
                  and feedback (``postgresql+psycopg://...`` in production); default: the
                  SQLite file home/recagent.db.
@@ -70,6 +73,7 @@ class Settings:
     llm_timeout: float = 60.0
     llm_dtype: str = "auto"
     explainer: bool = True
+    explain_redraws: int = 0
     agent: str = "auto"
     db_url: str | None = None
     api_keys_file: Path | None = None
@@ -107,6 +111,7 @@ class Settings:
             llm_timeout=float(env.get("RECAGENT_LLM_TIMEOUT") or 60.0),
             llm_dtype=env.get("RECAGENT_LLM_DTYPE") or "auto",
             explainer=(env.get("RECAGENT_EXPLAINER") or "1").lower() not in ("0", "false", "no", "off"),
+            explain_redraws=int(env.get("RECAGENT_EXPLAIN_REDRAWS") or 0),
             agent=env.get("RECAGENT_AGENT") or "auto",
             db_url=env.get("RECAGENT_DB_URL") or None,
             api_keys_file=(Path(env["RECAGENT_API_KEYS_FILE"]).expanduser()

@@ -17,6 +17,7 @@ Reported, for each k (a separate run of conversations, since k changes what the 
 - ``constraint_satisfaction``: share of shown items, in turns where the shopper had stated
   constraints, that satisfy all of them;
 - ``faithfulness``: share of LLM-written explanations that passed the check (None without LLM);
+  ``faithfulness_first_draw``: the same for the first sentence alone (before any redraw);
 - ``leaks_blocked``: sentences the leak guard refused (the simulator then said less).
 """
 
@@ -52,6 +53,7 @@ class Turn:
     llm_written: int
     seconds: float
     tool_errors: int = 0  # tool calls that failed (an invalid call from the LLM included)
+    faithful_first: int = 0  # of ``faithful``, those whose first sentence passed (no redraw)
 
 
 @dataclass
@@ -116,7 +118,8 @@ def converse(agent, dataset: Dataset, user: str, history, target: str, simulator
         conv.turns.append(Turn(
             utterance.text, shown, shown.index(target) + 1 if target in shown else None,
             satisfied, checked, sum(e.source == "llm" for e in llm_expl), len(llm_expl),
-            round(seconds, 3), sum(c.error is not None for c in answer.trace)))
+            round(seconds, 3), sum(c.error is not None for c in answer.trace),
+            sum(e.source == "llm" and e.draws == 1 for e in llm_expl)))
         if target in shown:
             break
         shown_items = [dataset.items[i] for i in shown]
@@ -161,6 +164,7 @@ def summarize(conversations: Sequence[Conversation], *, max_turns: int) -> dict:
         "constraint_satisfaction": _share(sum(t.satisfied for t in turns), constrained),
         "constrained_items": constrained,
         "faithfulness": _share(sum(t.faithful for t in turns), written),
+        "faithfulness_first_draw": _share(sum(t.faithful_first for t in turns), written),
         "llm_explanations": written,
         "leaks_blocked": sum(c.leaks_blocked for c in conversations),
         "empty_answers": sum(not t.shown for t in turns),
@@ -234,6 +238,17 @@ def evaluate(runtime, *, n_users: int | None = 200, ks: Sequence[int] = (5, 10),
     }
 
 
+def _faithful_cell(m: dict) -> str:
+    """"80.2% of 167", and the first sentences' share where redraws rescued some."""
+    if m["faithfulness"] is None:
+        return "n/a"
+    cell = f"{_pct(m['faithfulness'])} of {m['llm_explanations']}"
+    first = m.get("faithfulness_first_draw")
+    if first is not None and first != m["faithfulness"]:
+        cell += f" ({_pct(first)} first drawn)"
+    return cell
+
+
 def markdown(report: dict) -> str:
     """The report as a Markdown table (one row per k)."""
     t = report["max_turns"]
@@ -256,8 +271,7 @@ def markdown(report: dict) -> str:
         cells = [k, _pct(m["hit_rate"]), *(_pct(m["hit_by_turn"][str(i)]) for i in range(1, t + 1)),
                  "" if m["avg_turns_to_hit"] is None else f"{m['avg_turns_to_hit']:.2f}",
                  _pct(m["constraint_satisfaction"]),
-                 "n/a" if m["faithfulness"] is None else f"{_pct(m['faithfulness'])} of {m['llm_explanations']}",
-                 str(m["leaks_blocked"]), str(m.get("tool_errors", "")),
+                 _faithful_cell(m), str(m["leaks_blocked"]), str(m.get("tool_errors", "")),
                  f"{m['seconds_per_turn']:.2f}",
                  "" if m.get("turn_p95_s") is None else f"{m['turn_p95_s']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")

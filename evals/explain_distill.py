@@ -122,7 +122,7 @@ def collect(agent, llm, dataset: Dataset, cases: Sequence, out: Path, *, samples
                         record |= {"sentence": ex.text, "source": "greedy", "greedy_problems": []}
                     else:
                         record |= {"source": None, "greedy_problems": list(ex.problems)}
-                        draws = llm.sample_answers(prompt, samples, start=start, stop=["\n"],
+                        [draws] = llm.sample_batch([prompt], samples, starts=[start], stop=["\n"],
                                                    seed=seed + stats.written)
                         for draw in draws:
                             draw = cut_loop(draw, start)

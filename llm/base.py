@@ -10,6 +10,8 @@ with ``hasattr``:
   decode (a turn's explanations), each optionally opening with given text the model
   continues, optionally with a LoRA adapter switched on (``adapters`` names those there are:
   the explanation adapter of ``recagent train-explainer``);
+- ``sample_batch(prompts, n, ...)``: ``n`` sampled completions of each prompt, in one batch
+  (a sentence that failed its check is drawn again);
 - ``score(prompt, continuations)``: the log-likelihood of each continuation given one shared
   prompt (re-ranking candidates by how likely the model finds them after the user's history);
 - ``generate_json(prompt, schema)``: a JSON value that matches ``schema``, decoded under the
@@ -87,6 +89,15 @@ class LLM(Protocol):
         which continues it, and it is part of the returned text (a sentence that must open
         with the product's name need not spend decode steps on it, nor can it name another).
         A raw-text backend appends it to the prompt with :func:`join_start`."""
+        ...
+
+    def sample_batch(self, prompts: Sequence[str], n: int, *, max_tokens: int = 48,
+                     stop: Sequence[str] = (), starts: Sequence[str] | None = None,
+                     adapter: str | None = None, temperature: float = 0.8, top_p: float = 0.95,
+                     seed: int = 0) -> list[list[str]]:
+        """``n`` answers to each prompt drawn by sampling (``temperature``, nucleus ``top_p``),
+        opening with its start as ``generate_batch``'s do, in one batch where the backend can;
+        the same ``seed`` draws the same answers on the same backend."""
         ...
 
     def score(self, prompt: str, continuations: Sequence[str]) -> list[ScoredContinuation]:

@@ -243,19 +243,23 @@ class CausalLM:
         texts = [self.tokenizer.decode(g, skip_special_tokens=True) for g in generated]
         return [(s + cut_at_stop(t, stop)).strip() for s, t in zip(starts, texts, strict=True)]
 
-    def sample_answers(self, prompt: str, n: int, *, start: str = "", max_tokens: int = 48,
-                       stop: Sequence[str] = (), temperature: float = 0.8, top_p: float = 0.95,
-                       seed: int = 0, adapter: str | None = None) -> list[str]:
-        """``n`` answers to ``prompt`` drawn by sampling (temperature, nucleus ``top_p``), each
-        opening with ``start`` as ``generate_batch``'s do, in one batch (the prompt is
-        computed once). Not used by a turn (which decodes greedily): it writes the
-        alternatives that distillation keeps when they pass a check
-        (:mod:`recagent.evals.explain_distill`)."""
+    def sample_batch(self, prompts: Sequence[str], n: int, *, max_tokens: int = 48,
+                     stop: Sequence[str] = (), starts: Sequence[str] | None = None,
+                     adapter: str | None = None, temperature: float = 0.8, top_p: float = 0.95,
+                     seed: int = 0) -> list[list[str]]:
+        """``n`` answers to each prompt drawn by sampling (temperature, nucleus ``top_p``), each
+        opening with its start as ``generate_batch``'s do: one batch of ``n`` rows per prompt
+        (their common beginning computed once). A turn draws again the sentences that failed
+        their check; distillation keeps the draws that pass (:mod:`recagent.evals.explain_distill`)."""
         if temperature <= 0:
             raise ValueError("sampling needs a temperature above 0")
-        return self._generate_batch([prompt] * n, max_tokens=max_tokens, stop=stop,
-                                    starts=[start] * n, adapter=adapter,
-                                    temperature=temperature, top_p=top_p, seed=seed)
+        if n < 1 or not prompts:
+            return [[] for _ in prompts]
+        starts = answer_starts(prompts, starts)
+        texts = self._generate_batch([p for p in prompts for _ in range(n)], max_tokens=max_tokens,
+                                     stop=stop, starts=[s for s in starts for _ in range(n)],
+                                     adapter=adapter, temperature=temperature, top_p=top_p, seed=seed)
+        return [texts[i * n: (i + 1) * n] for i in range(len(prompts))]
 
     def _answer_ids(self, prompt: str, start: str) -> list[int]:
         """The token ids a completion of ``prompt`` that opens with ``start`` continues from."""

@@ -128,17 +128,24 @@ class VLLMClient:
 
     def _chat_answer(self, prompt: str, start: str, max_tokens: int, stop: Sequence[str],
                      model: str | None = None) -> str:
+        return self._chat_answers(prompt, start, max_tokens, stop, model)[0]
+
+    def _chat_answers(self, prompt: str, start: str, max_tokens: int, stop: Sequence[str],
+                      model: str | None = None, *, n: int = 1, temperature: float = 0.0,
+                      top_p: float = 1.0, seed: int | None = None) -> list[str]:
+        """``n`` answers to ``prompt`` as a chat turn, each continuing ``start``."""
         messages = self._messages(prompt)
         if start:
             messages.append({"role": "assistant", "content": start})
         response = self._call(
             lambda: self.client.chat.completions.create(
-                model=model or self.model, messages=messages, max_tokens=max_tokens, temperature=0.0,
-                stop=list(stop) or None,
+                model=model or self.model, messages=messages, max_tokens=max_tokens,
+                temperature=temperature, top_p=top_p, n=n, seed=seed, stop=list(stop) or None,
                 extra_body={"add_generation_prompt": not start, "continue_final_message": bool(start)},
             )
         )
-        return (start + cut_at_stop(response.choices[0].message.content or "", stop)).strip()
+        choices = sorted(response.choices, key=lambda c: c.index)
+        return [(start + cut_at_stop(c.message.content or "", stop)).strip() for c in choices]
 
     def generate(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> str:
         if self.chat_prompts:
@@ -191,6 +198,42 @@ class VLLMClient:
             if 0 <= choice.index < len(texts):
                 texts[choice.index] = choice.text
         return [(s + cut_at_stop(t, stop)).strip() for s, t in zip(starts, texts, strict=True)]
+
+    def sample_batch(self, prompts: Sequence[str], n: int, *, max_tokens: int = 48,
+                     stop: Sequence[str] = (), starts: Sequence[str] | None = None,
+                     adapter: str | None = None, temperature: float = 0.8, top_p: float = 0.95,
+                     seed: int = 0) -> list[list[str]]:
+        """``n`` sampled answers to each prompt (the request's ``n``, ``seed`` for vLLM's
+        per-request generator): one completions request, or one chat request per prompt."""
+        if temperature <= 0:
+            raise ValueError("sampling needs a temperature above 0")
+        if n < 1 or not prompts:
+            return [[] for _ in prompts]
+        if adapter is not None and adapter not in self.adapters:
+            raise ValueError(f"the server at {self.base_url} serves no LoRA adapter {adapter!r}")
+        model = adapter or self.model
+        starts = answer_starts(prompts, starts)
+        if self.chat_prompts:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(8, len(prompts))) as pool:
+                return list(pool.map(
+                    lambda ps: self._chat_answers(ps[0], ps[1], max_tokens, stop, model, n=n,
+                                                  temperature=temperature, top_p=top_p, seed=seed),
+                    zip(prompts, starts, strict=True)))
+        texts_in = [join_start(p, s) for p, s in zip(prompts, starts, strict=True)]
+        response = self._call(
+            lambda: self.client.completions.create(
+                model=model, prompt=texts_in, max_tokens=max_tokens, n=n, temperature=temperature,
+                top_p=top_p, seed=seed, stop=list(stop) or None,
+            )
+        )
+        out: list[list[str]] = [[] for _ in prompts]
+        for choice in sorted(response.choices, key=lambda c: c.index):
+            row = choice.index // n
+            if 0 <= row < len(out):
+                out[row].append((starts[row] + cut_at_stop(choice.text, stop)).strip())
+        return out
 
     def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> Iterator[str]:
         """Server-sent completion chunks as they arrive; a broken stream is LLMUnavailable."""

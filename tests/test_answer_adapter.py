@@ -167,9 +167,17 @@ def test_an_answer_that_does_not_open_with_its_start_is_refused(tiny_checkpoint,
 
 def test_sampled_answers_open_with_the_start_and_stop_at_the_line(tiny_checkpoint):
     llm = TinyChatLM(tiny_checkpoint)
-    draws = llm.sample_answers(PROMPT, 3, start=START, max_tokens=12, stop=["\n"], seed=1)
-    assert len(draws) == 3 and all(d.startswith(START) and "\n" not in d for d in draws)
-    assert draws == llm.sample_answers(PROMPT, 3, start=START, max_tokens=12, stop=["\n"], seed=1)
+    other, other_start = PROMPT.replace("Trailhead Dome Tent", "Ridge Lantern"), "Ridge Lantern"
+    kwargs = {"starts": [START, other_start], "max_tokens": 12, "stop": ["\n"], "seed": 1}
+    draws = llm.sample_batch([PROMPT, other], 3, **kwargs)
+    assert [len(d) for d in draws] == [3, 3]
+    assert all(d.startswith(START) and "\n" not in d for d in draws[0])
+    assert all(d.startswith(other_start) for d in draws[1])
+    assert len(set(draws[0])) > 1  # draws, not one greedy answer thrice
+    assert draws == llm.sample_batch([PROMPT, other], 3, **kwargs)
+    assert llm.sample_batch([PROMPT], 0, starts=[START]) == [[]]
+    with pytest.raises(ValueError, match="temperature"):
+        llm.sample_batch([PROMPT], 2, temperature=0.0)
 
 
 def test_the_explainer_is_loaded_only_where_validation_chose_it(tmp_path):

@@ -85,10 +85,11 @@ class _Sampler:
         self.second = spoken_title(evidences[1].title)
         self.calls = 0
 
-    def sample_answers(self, prompt, n, *, start, stop, seed):
+    def sample_batch(self, prompts, n, *, starts, stop, seed):
         self.calls += 1
+        [start] = starts
         e = self.by_start[start]
-        return [_bad(e), _good(e)] if start == self.second else [_bad(e)] * n
+        return [[_bad(e), _good(e)] if start == self.second else [_bad(e)] * n]
 
 
 def test_collect_keeps_passing_greedy_sentences_and_the_first_passing_draw(tiny_shop, tmp_path):

@@ -1,12 +1,14 @@
 """The faithfulness check: prose may name only what the evidence holds."""
 
 from recagent.agent.explanations import (
+    Explanation,
     ExplanationWriter,
     faithfulness_problems,
     names_a_fact,
     spoken_title,
 )
 from recagent.catalog import Dataset, Item
+from recagent.llm.base import LLMUnavailable
 from recagent.retrieval.base import Evidence
 from recagent.tools.explain import ItemEvidence
 
@@ -92,6 +94,57 @@ def test_a_sentence_that_names_no_fact_fails():
     assert problems("The Stridelite S-180 Trail Running Shoes are from Stridelite, a brand you know.") == []
     assert problems("The Stridelite S-180 Trail Running Shoes cost $45.99, within your budget.",
                     price_bounds=[60.0]) == []
+
+
+class _Redrawing(_Reply):
+    """A greedy sentence per prompt from ``first``; ``drawn`` answers a redraw, per start."""
+
+    def __init__(self, first, drawn):
+        super().__init__("")
+        self.first, self.drawn, self.sampled = first, drawn, []
+
+    def generate_batch(self, prompts, *, max_tokens=96, stop=(), starts=None, adapter=None):
+        super().generate_batch(prompts, starts=starts, adapter=adapter)
+        return [self.first[s] for s in starts]
+
+    def sample_batch(self, prompts, n, *, max_tokens=48, stop=(), starts=None, adapter=None, **kw):
+        self.sampled.append((list(starts), n, adapter))
+        return [self.drawn[s][:n] for s in starts]
+
+
+def test_a_rejected_sentence_is_drawn_again_and_the_first_passing_draw_shown(tiny_shop):
+    other = ItemEvidence("P2", "Penmark P-280 Gel Pen, Fine Nib, 3-Pack", 6.5,
+                         satisfies=("category Pens",))
+    third = ItemEvidence("P3", "Glidewrite G-540 Gel Pen, Fine Nib", 4.0, satisfies=("category Pens",))
+    fine = "Penmark P-280 Gel Pen, Fine Nib, 3-Pack is a fine-nib pen, in Pens as you asked."
+    shoes = EVIDENCE.title
+    passing = f"{shoes} fit your runs like your Pacer P-500 Trail Running Shoes."
+    llm = _Redrawing(
+        first={shoes: f"{shoes} for only $9.99 today.", other.title: fine,
+               third.title: f"{third.title} from P0042."},
+        drawn={shoes: [f"{shoes} like \"Moon Boots 3000\".", passing, "never reached"],
+               third.title: [f"{third.title} by Nikon.", f"{third.title} is item P0042."]})
+    kwargs = {"price_bounds": [60.0]}
+    writer = ExplanationWriter(tiny_shop, llm, redraws=2)
+    writer.brands.add("Nikon")
+    writer.letter_ids.add("P0042")
+    seen = []
+    out = writer.write_all([EVIDENCE, other, third], on_prose=lambda n, t: seen.append((n, t)), **kwargs)
+    # One more batch, for the two rejected sentences only, two draws each.
+    assert llm.sampled == [([shoes, third.title], 2, None)]
+    assert out[0] == Explanation(passing, "llm", draws=3)  # the greedy one, a rejected draw, this
+    assert out[1] == Explanation(fine, "llm")
+    assert out[2].source == "evidence" and out[2].draws == 3 and out[2].problems  # the first's
+    assert (0, passing) in seen
+    # Without redraws nothing is sampled.
+    plain = _Redrawing(llm.first, llm.drawn)
+    ExplanationWriter(tiny_shop, plain).write_all([EVIDENCE, other, third], **kwargs)
+    assert plain.sampled == []
+    # A server lost during the redraw keeps what passed and the evidence of the rest.
+    down = _Redrawing(llm.first, llm.drawn)
+    down.sample_batch = lambda *a, **k: (_ for _ in ()).throw(LLMUnavailable("down"))
+    kept = ExplanationWriter(tiny_shop, down, redraws=2).write_all([EVIDENCE, other, third], **kwargs)
+    assert [e.source for e in kept] == ["evidence", "llm", "evidence"] and kept[0].problems
 
 
 def test_all_sentences_of_a_turn_are_one_batch_and_new_users_get_prose_too(tiny_shop):

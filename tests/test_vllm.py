@@ -101,6 +101,17 @@ def test_streamed_completion_matches_the_whole(client):
     assert pieces and "".join(pieces).strip() == client.generate(prompt, max_tokens=16, stop=["\n"])
 
 
+def test_sampled_answers_per_prompt_from_one_request(client):
+    prompts = ["A shopper bought: Trail Running Shoes.\nNext they bought:",
+               "A shopper bought: Fountain Pen.\nNext they bought:"]
+    kwargs = {"starts": ["Running", "Bottled"], "max_tokens": 8, "stop": ["\n"], "seed": 3}
+    draws = client.sample_batch(prompts, 3, **kwargs)
+    assert [len(d) for d in draws] == [3, 3]
+    assert all(t.startswith("Running") for t in draws[0]) and all(t.startswith("Bottled") for t in draws[1])
+    assert len(set(draws[0]) | set(draws[1])) > 2  # sampled, not one greedy answer per prompt
+    assert client.sample_batch(prompts, 3, **kwargs) == draws  # the seed fixes them
+
+
 def test_json_schema_constraint_parse(client, tiny_shop):
     from recagent.agent.constraints import ConstraintParser, constraint_schema, parse_with_llm
 
