@@ -174,30 +174,10 @@ class VLLMClient:
                        adapter: str | None = None) -> list[str]:
         """One completions request with every prompt: the server batches them. A LoRA
         ``adapter`` is asked for by its served name."""
-        if not prompts:
-            return []
-        if adapter is not None and adapter not in self.adapters:
-            raise ValueError(f"the server at {self.base_url} serves no LoRA adapter {adapter!r}")
-        model = adapter or self.model
         starts = answer_starts(prompts, starts)
-        if self.chat_prompts:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=min(8, len(prompts))) as pool:
-                return list(pool.map(lambda ps: self._chat_answer(*ps, max_tokens, stop, model),
-                                     zip(prompts, starts, strict=True)))
-        texts_in = [join_start(p, s) for p, s in zip(prompts, starts, strict=True)]
-        response = self._call(
-            lambda: self.client.completions.create(
-                model=model, prompt=texts_in, max_tokens=max_tokens, temperature=0.0,
-                stop=list(stop) or None,
-            )
-        )
-        texts = [""] * len(prompts)
-        for choice in response.choices:
-            if 0 <= choice.index < len(texts):
-                texts[choice.index] = choice.text
-        return [(s + cut_at_stop(t, stop)).strip() for s, t in zip(starts, texts, strict=True)]
+        rows = self._answers(prompts, 1, max_tokens=max_tokens, stop=stop, starts=starts,
+                             adapter=adapter, temperature=0.0, top_p=1.0, seed=None)
+        return [row[0] if row else start.strip() for row, start in zip(rows, starts, strict=True)]
 
     def sample_batch(self, prompts: Sequence[str], n: int, *, max_tokens: int = 48,
                      stop: Sequence[str] = (), starts: Sequence[str] | None = None,
@@ -207,12 +187,22 @@ class VLLMClient:
         per-request generator): one completions request, or one chat request per prompt."""
         if temperature <= 0:
             raise ValueError("sampling needs a temperature above 0")
-        if n < 1 or not prompts:
+        if n < 1:
             return [[] for _ in prompts]
+        return self._answers(prompts, n, max_tokens=max_tokens, stop=stop,
+                             starts=answer_starts(prompts, starts), adapter=adapter,
+                             temperature=temperature, top_p=top_p, seed=seed)
+
+    def _answers(self, prompts: Sequence[str], n: int, *, max_tokens: int, stop: Sequence[str],
+                 starts: list[str], adapter: str | None, temperature: float, top_p: float,
+                 seed: int | None) -> list[list[str]]:
+        """``n`` answers to each prompt, each opening with its start (``generate_batch`` and
+        ``sample_batch``): one completions request, or one chat request per prompt."""
+        if not prompts:
+            return []
         if adapter is not None and adapter not in self.adapters:
             raise ValueError(f"the server at {self.base_url} serves no LoRA adapter {adapter!r}")
         model = adapter or self.model
-        starts = answer_starts(prompts, starts)
         if self.chat_prompts:
             from concurrent.futures import ThreadPoolExecutor
 
