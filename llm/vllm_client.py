@@ -126,10 +126,6 @@ class VLLMClient:
         system = [{"role": "system", "content": CHAT_SYSTEM}] if self.chat_prompts else []
         return [*system, {"role": "user", "content": prompt}]
 
-    def _chat_answer(self, prompt: str, start: str, max_tokens: int, stop: Sequence[str],
-                     model: str | None = None) -> str:
-        return self._chat_answers(prompt, start, max_tokens, stop, model)[0]
-
     def _chat_answers(self, prompt: str, start: str, max_tokens: int, stop: Sequence[str],
                       model: str | None = None, *, n: int = 1, temperature: float = 0.0,
                       top_p: float = 1.0, seed: int | None = None) -> list[str]:
@@ -149,7 +145,7 @@ class VLLMClient:
 
     def generate(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> str:
         if self.chat_prompts:
-            return self._chat_answer(prompt, "", max_tokens, stop)
+            return self._chat_answers(prompt, "", max_tokens, stop)[0]
         response = self._call(
             lambda: self.client.completions.create(
                 model=self.model, prompt=prompt, max_tokens=max_tokens, temperature=0.0,
