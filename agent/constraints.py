@@ -37,9 +37,13 @@ _MAX_AFTER = re.compile(_MARKED + r"\s*(?:or less|or under|or cheaper|max(?:imum
                         re.IGNORECASE)
 # "spending 15 tops": these words make a bare number a ceiling ("2 max" may be a count).
 _MAX_AFTER_BARE = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:or less|or under|or cheaper|tops)\b", re.IGNORECASE)
+# "somewhere near 1000 dollars", "close to $40": a vague amount.
 _AROUND_CUE = (r"\b(?:somewhere\s+)?(?:around|about|roughly|approximately|approx\.?|~|in the region of|give or take|"
+               r"near|close to|"
                r"(?:in the )?ballpark(?: of| figure(?: of| is)?)?|something like)\s*")
 _AROUND = re.compile(_AROUND_CUE + _MARKED, re.IGNORECASE)
+# "maybe ten bucks": vague only when no bound is stated ("under $30, well maybe 40" is under 30).
+_AROUND_WEAK = re.compile(r"\b(?:maybe|perhaps)\s*" + _MARKED, re.IGNORECASE)
 # "five bucks or so", "$50-ish", "40ish dollars": the amount first, then the vagueness.
 _AROUND_AFTER = re.compile(r"(?:" + _MARKED + r"\s*(?:or so|-?ish)\b|"
                            r"\b(\d+(?:[.,]\d+)?)-?ish\s*(?:dollars?|usd|bucks)?)", re.IGNORECASE)
@@ -56,6 +60,8 @@ _PRICE_LEVEL_WORDS = {
     "cheap": re.compile(r"\b(?:cheap(?:er|est)?|inexpensive|affordable|budget(?:-friendly)?|bargain|"
                         r"low[- ](?:cost|priced)|reasonably priced|economical|(?:wallet|pocket)[- ]friendly|"
                         r"won'?t break the bank|doesn'?t break the bank|without breaking the bank|"
+                        # "a nozzle that won't cost much", "shouldn't cost a lot"
+                        r"(?:\w*n't|not)\s+cost\s+(?:much|a lot|a fortune)|"
                         r"(?:good|great|best) deals?|"
                         # "nothing pricey", "not too expensive", "doesn't have to be costly"
                         r"(?:nothing|not|never|\w*n't(?:\s+\w+){0,2})\s+(?:too\s+|very\s+|that\s+|so\s+|overly\s+)?"
@@ -64,7 +70,11 @@ _PRICE_LEVEL_WORDS = {
                           r"top[- ]shelf|top[- ]tier|luxury|luxurious|deluxe|upscale|high[- ]priced|"
                           r"fancy|priciest|most expensive|money is no object|money can buy|splurge|splurging|"
                           r"money(?:'s| is) (?:not|no) (?:an )?(?:issue|object|problem)|"
-                          r"money isn'?t an (?:issue|object|problem))\b", re.IGNORECASE),
+                          r"money isn'?t an (?:issue|object|problem)|"
+                          # "I'll pay for quality", "happy to pay extra"
+                          r"pay(?:ing)?\s+(?:more\s+|extra\s+)?for\s+quality|quality over price|"
+                          r"(?:happy|willing|ready|prepared)\s+to\s+(?:pay|spend)\s+(?:more|extra))\b",
+                          re.IGNORECASE),
 }
 _BETWEEN = re.compile(r"\bbetween\s*" + _MONEY + r"\s*(?:and|-|to)\s*" + _MONEY, re.IGNORECASE)
 _RANGE = re.compile(r"\$\s*(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*\$?\s*(\d+(?:[.,]\d+)?)", re.IGNORECASE)
@@ -91,6 +101,7 @@ _FILLER = {
 }
 
 
+_FOR_BEFORE = re.compile(r"\bfor\s+(?:my\s+|the\s+|a\s+|an\s+|our\s+)?$", re.IGNORECASE)
 _NEAR_CHARS = 32  # "sleeve to protect my laptop": a category's two words this close name it
 
 
@@ -343,6 +354,10 @@ class ConstraintParser:
                 else:
                     found["min_price"] = _money(m.group(1))
                 take(m)
+            if "min_price" not in found and "max_price" not in found and (m := _AROUND_WEAK.search(text)):
+                amount = _money(m.group(1) or m.group(2))
+                found.update(min_price=round(amount * (1 - AROUND), 2), max_price=round(amount * (1 + AROUND), 2))
+                take(m)
         exclude_brands, exclude_categories, brands, categories = [], [], [], []
         for m in _NEGATE.finditer(text):
             if brand := self.known(m.group(1), self.brands):
@@ -353,8 +368,9 @@ class ConstraintParser:
                 spans.append((m.start(), m.start(1) + len(category)))
         for m in _ONLY.finditer(text):
             if brand := self.known(m.group(1), self.brands):
-                # "not from Optivo", "isn't from Herbale": a negated "from" excludes.
-                negated = _negation_before(text, m.start())
+                # "not from Optivo", "isn't from Herbale", "let down by Kestrel": a negated
+                # "from" or "by" excludes.
+                negated = _negation_before(text, m.start(1))
                 (exclude_brands if negated else brands).append(brand)
                 spans.append((m.start(), m.start(1) + len(brand)))
         # A brand named plainly ("Botanica shampoo", "a Kestrel or Nordlicht tripod") is
@@ -411,8 +427,8 @@ class ConstraintParser:
                       if not any(o != c and self.within(o, c) for o in categories)]
         # "a running watch", "a GPS watch for running": "Running" names a group that holds
         # no watches; the head noun names the leaf (Sports Watches) when exactly one leaf
-        # ends with it and it lies outside the group ("a bag for camping" keeps Camping,
-        # which holds Sleeping Bags).
+        # ends with it ("a nozzle for watering": Hose Nozzles, in the group; "a bag for
+        # camping" keeps Camping: two leaves end with "bags").
         # The two words must be close, with no "and", "or" or comma between ("cameras and
         # dog food" names both).
         for c in [c for c in categories if c.casefold() in self.parents]:
@@ -424,11 +440,18 @@ class ConstraintParser:
             leaf, (h0, h1) = next(iter(heads.items()))
             g0, g1 = found_at[c]
             between = text[min(g1, h1):max(g0, h0)]
-            if leaf not in categories and not self.within(leaf, c) \
+            if leaf not in categories \
                     and max(g1, h1) - min(g0, h0) <= _NEAR_CHARS \
                     and not re.search(r",|\band\b|\bor\b", between):
                 categories[categories.index(c)] = leaf
                 found_at[leaf] = found_at[c]
+        # "a lightweight tripod for travel": a group said after "for" is what the product is
+        # for when a leaf outside the group names the product (Tripods, not Travel Guides).
+        categories = [c for c in categories
+                      if not (c.casefold() in self.parents
+                              and _FOR_BEFORE.search(text[:found_at[c][0]])
+                              and any(o.casefold() not in self.parents and not self.within(o, c)
+                                      for o in categories))]
         # "a burr grinder", "a watch for my runs": when no category is named, a head noun that
         # ends exactly one leaf's name of two or more words (Coffee Grinders, Sports Watches)
         # names that leaf; only in a catalog with few enough categories to name (not Amazon's
@@ -532,7 +555,8 @@ def constraint_schema(parser: ConstraintParser, message: str) -> dict:
 _NEGATION = re.compile(r"\b(?:no|not|never|without|except|avoid|hate|other than|anything but|"
                        r"instead of|rather than|\w+n't|isn't|aren't|done with|sick of|tired of|"
                        r"fed up with|stay away from|steer clear of|dislike|skip|leave out|"
-                       r"enough of)\b(?:\W+\w+){0,3}\W+$",
+                       r"enough of|bad luck with|bad experiences? with|disappointed (?:with|by|in)|"
+                       r"let down by|burned by)\b(?:\W+\w+){0,3}\W+$",
                        re.IGNORECASE)
 
 

@@ -491,7 +491,8 @@ def test_from_to_is_a_price_only_where_items_have_prices():
 
 
 @pytest.mark.parametrize("message", ["a sleeve, skip {b}", "leave out {b}, they fall apart",
-                                     "we've had enough of {b}"])
+                                     "we've had enough of {b}", "a bag, I've had bad luck with {b}",
+                                     "something, we were let down by {b} last time"])
 def test_skip_and_leave_out_exclude_a_brand(parser, a_brand, message):
     got = parser.parse(message.format(b=a_brand))
     assert got.exclude_brands == (a_brand,) and got.brands == ()
@@ -505,6 +506,19 @@ def test_a_head_noun_outside_a_named_group_names_its_leaf(demo):
     # Camping holds Sleeping Bags, so "bag" does not move it to Camera Bags.
     assert demo.parse("a bag for camping").categories == ("Camping",)
     assert demo.parse("a dog leash").categories == ("Dog Leashes",)  # "leashes" -> "leash"
+    # Watering holds Hose Nozzles, the one leaf ending in "nozzles": the leaf is meant.
+    assert demo.parse("a nozzle for watering the plants").categories == ("Hose Nozzles",)
+
+
+def test_a_group_said_after_for_is_the_use_when_a_leaf_names_the_product(demo):
+    # Travel holds guides, not tripods: the tripod is wanted, travel is what it is for.
+    assert demo.parse("a lightweight tripod for travel").categories == ("Tripods",)
+    assert demo.parse("a camera bag for travel").categories == ("Camera Bags",)
+    assert demo.parse("a guide for travel").categories == ("Travel Guides",)
+    assert demo.parse("something for travel").categories == ("Travel",)
+    # The dearest third is then of tripods' prices alone.
+    premium = demo.parse("a lightweight tripod for travel, top of the range please")
+    assert premium.min_price == demo.price_quantile(2 / 3, ("Tripods",))
     assert set(demo.parse("running stuff, and a watch").categories) == {"Running"}
 
 
@@ -530,6 +544,11 @@ def test_two_names_sharing_a_word_mean_the_one_said_first(demo):
         ("on a 300 dollar budget", None, 300.0),
         ("a headlamp, fifty tops", None, 50.0),
         ("a tent for two or three people", None, None),
+        ("shampoo, nothing fancy, maybe ten bucks", 8.0, 12.0),  # "maybe" with an amount
+        ("a proper DSLR, somewhere near 1000 dollars", 800.0, 1200.0),
+        ("a mouse close to $40", 32.0, 48.0),
+        ("under $30, well maybe 40", None, 30.0),  # a stated bound beats a "maybe"
+        ("a tent that sleeps maybe 4 people", None, None),  # a count, not money
     ],
 )
 def test_ballpark_range_and_budget_amounts(demo, message, low, high):
@@ -558,6 +577,9 @@ def test_price_tails_and_ballpark_spell_amounts_in_words():
         ("a fancy tent", "premium"),
         ("the priciest tent you've got", "premium"),
         ("a tent, money's not an issue", "premium"),
+        ("a tent that won't cost much", "cheap"),
+        ("a tent, I'll pay for quality", "premium"),
+        ("a tent, happy to spend more", "premium"),
     ],
 )
 def test_more_price_level_words(demo, message, level):
