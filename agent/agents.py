@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from recagent.agent.explanations import NO_REDRAWS, Redraws
 from recagent.agent.plan import PlanPicker
 from recagent.agent.plan_first import PlanFirstPicker
 from recagent.agent.popular import PopularPicker
@@ -20,7 +21,8 @@ __all__ = ["index_free_agent", "llm_agent", "plan_agent", "plan_first_agent"]
 
 
 def plan_agent(tools: Toolbox, llm: LLM | None = None, *, k: int = 5, n_candidates: int = 50,
-               rerank: str = "retriever", explain_with_llm: bool = True, redraws: int = 0) -> TurnRunner:
+               rerank: str = "retriever", explain_with_llm: bool = True,
+               redraws: Redraws = NO_REDRAWS) -> TurnRunner:
     """The fixed plan; the LLM, if any, parses requests, re-ranks and writes prose."""
     return TurnRunner(tools, PlanPicker(n_candidates=n_candidates, rerank=rerank), llm, k=k,
                       explain_with_llm=explain_with_llm, redraws=redraws)
@@ -28,7 +30,7 @@ def plan_agent(tools: Toolbox, llm: LLM | None = None, *, k: int = 5, n_candidat
 
 def llm_agent(tools: Toolbox, llm: LLM, *, k: int = 5, n_candidates: int = 50,
               rerank: str = "retriever", chat_model: Any = None, max_steps: int = 8,
-              redraws: int = 0) -> TurnRunner:
+              redraws: Redraws = NO_REDRAWS) -> TurnRunner:
     """The LLM drives the tools; the fixed plan tops the answer up and stands in for it."""
     plan = PlanPicker(n_candidates=n_candidates, rerank=rerank)
     return TurnRunner(tools, LLMPicker(plan, chat_model=chat_model, max_steps=max_steps), llm, k=k,
@@ -36,7 +38,8 @@ def llm_agent(tools: Toolbox, llm: LLM, *, k: int = 5, n_candidates: int = 50,
 
 
 def plan_first_agent(tools: Toolbox, llm: LLM, *, k: int = 5, n_candidates: int = 50,
-                     rerank: str = "retriever", max_steps: int = 3, redraws: int = 0) -> TurnRunner:
+                     rerank: str = "retriever", max_steps: int = 3,
+                     redraws: Redraws = NO_REDRAWS) -> TurnRunner:
     """One constrained LLM call plans the searches; the fixed plan filters and ranks."""
     plan = PlanPicker(n_candidates=n_candidates, rerank=rerank)
     return TurnRunner(tools, PlanFirstPicker(plan, max_steps=max_steps), llm, k=k, redraws=redraws)

@@ -26,6 +26,7 @@ Prose that fails is replaced by a clean rendering of the evidence
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -35,7 +36,7 @@ from recagent.llm.base import LLM, LLMUnavailable
 from recagent.prompts import render
 from recagent.tools.explain import ItemEvidence
 
-__all__ = ["EXPLAINER", "Explanation", "ExplanationWriter", "cut_loop", "faithfulness_problems",
+__all__ = ["EXPLAINER", "NO_REDRAWS", "Explanation", "ExplanationWriter", "Redraws", "cut_loop", "faithfulness_problems",
            "names_a_fact"]
 
 # The LoRA adapter that writes explanations, where the LLM has one (`recagent train-explainer`).
@@ -56,6 +57,25 @@ class Explanation:
     @property
     def faithful(self) -> bool:
         return self.source == "llm"
+
+
+@dataclass(frozen=True)
+class Redraws:
+    """How a sentence that failed the check is drawn again: ``n`` sampled sentences for each
+    rejected item, all in one more batch, and the first that passes is shown. With
+    ``budget_s``, the batch runs only when it is expected to end within that many seconds of
+    the turn's start, the first batch's own duration being the estimate: a turn already
+    near the budget is not made slower (None: no bound)."""
+
+    n: int = 0
+    budget_s: float | None = None
+
+    def affordable(self, deadline: float | None, first_batch_s: float) -> bool:
+        """Whether a redraw batch as long as the first ends by ``deadline`` (monotonic)."""
+        return self.n > 0 and (deadline is None or time.monotonic() + first_batch_s <= deadline)
+
+
+NO_REDRAWS = Redraws()
 
 
 def evidence_text(evidence: ItemEvidence) -> str:
@@ -379,7 +399,7 @@ class ExplanationWriter:
     one, which it has only where validation chose it (``recagent train-explainer``)."""
 
     def __init__(self, dataset: Dataset, llm: LLM | None, *, max_tokens: int = 48,
-                 redraws: int = 0) -> None:
+                 redraws: Redraws = NO_REDRAWS) -> None:
         self.dataset = dataset
         self.llm = llm
         self.max_tokens = max_tokens
@@ -411,11 +431,14 @@ class ExplanationWriter:
         price_floor: float | None = None,
         price_ceiling: float | None = None,
         on_prose: Callable[[int, str], None] | None = None,
+        deadline: float | None = None,
     ) -> list[Explanation]:
         """Each item's checked LLM sentence, or its evidence rendering; the sentences of all the
-        items are written in one batched generation. With ``redraws`` N, the items whose
-        sentence failed the check get N sampled sentences each, in one more batch, and the
-        first that passes is shown (``Explanation.draws`` counts the sentences it took).
+        items are written in one batched generation. With ``redraws`` (:class:`Redraws`), the
+        items whose sentence failed the check get sampled sentences, in one more batch, when
+        it fits before ``deadline`` (``time.monotonic()``; the turn's start plus the redraw
+        budget), and the first that passes is shown (``Explanation.draws`` counts the
+        sentences it took).
 
         ``on_prose(index, text)`` gets each sentence as the LLM wrote it, before the check
         (the caller shows the returned explanation in its place when it differs). Raises
@@ -432,8 +455,10 @@ class ExplanationWriter:
         # Every sentence opens with the product's name, given to the model: it cannot write
         # about another item instead, and spends no decode steps on the title.
         starts = [spoken_title(evidences[n].title) for n in wanted]
+        started = time.monotonic()
         texts = self.llm.generate_batch(prompts, max_tokens=self.max_tokens, stop=["\n"],
                                         starts=starts, adapter=self.adapter) if prompts else []
+        first_batch_s = time.monotonic() - started
         check = {"other_titles": other_titles, "price_bounds": price_bounds,
                  "price_floor": price_floor, "price_ceiling": price_ceiling}
         failed: list[tuple[int, str, str]] = []  # (item, prompt, start) of each rejected sentence
@@ -447,9 +472,9 @@ class ExplanationWriter:
                 failed.append((n, prompt, start))
             else:
                 out[n] = Explanation(prose, "llm")
-        if failed and self.redraws > 0:
+        if failed and self.redraws.affordable(deadline, first_batch_s):
             try:
-                draws = self.llm.sample_batch([p for _, p, _ in failed], self.redraws,
+                draws = self.llm.sample_batch([p for _, p, _ in failed], self.redraws.n,
                                               max_tokens=self.max_tokens, stop=["\n"],
                                               starts=[s for _, _, s in failed], adapter=self.adapter)
             except LLMUnavailable:

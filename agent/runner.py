@@ -16,12 +16,13 @@ lives in one :class:`TurnContext`.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from recagent.agent.constraints import ConstraintParser, combine, parse_with_llm
 from recagent.agent.events import EventSink, Explained, Picked, ProseDelta
-from recagent.agent.explanations import ExplanationWriter
+from recagent.agent.explanations import NO_REDRAWS, ExplanationWriter, Redraws
 from recagent.agent.session import Session
 from recagent.agent.turn import AgentAnswer, AgentRecommendation, Trace
 from recagent.llm.base import LLM, LLMUnavailable
@@ -50,6 +51,7 @@ class TurnContext:
     again: bool = False  # answering the session's request as it stands, not a new message
     degraded: list[str] = field(default_factory=list)
     inferred_categories: tuple[str, ...] = ()  # read by the LLM from intent, not said outright
+    started: float = field(default_factory=time.monotonic)  # when the turn began (monotonic)
     tools: ToolContext = field(init=False)
 
     def __post_init__(self) -> None:
@@ -81,10 +83,10 @@ class Picker(Protocol):
 class TurnRunner:
     """Runs conversation turns with ``picker``; ``llm`` parses requests and writes prose
     (``explain_with_llm=False`` keeps it to parsing and re-ranking; ``redraws``: see
-    :meth:`ExplanationWriter.write_all`)."""
+    :class:`Redraws`)."""
 
     def __init__(self, tools: Toolbox, picker: Picker, llm: LLM | None = None, *, k: int = 5,
-                 explain_with_llm: bool = True, redraws: int = 0) -> None:
+                 explain_with_llm: bool = True, redraws: Redraws = NO_REDRAWS) -> None:
         self.tools = tools
         self.picker = picker
         self.llm = llm
@@ -202,11 +204,13 @@ class TurnRunner:
 
         writer = ExplanationWriter(dataset, turn.llm if self.explain_with_llm else None,
                                    redraws=self.redraws)
+        budget = self.redraws.budget_s
         try:
             explanations = writer.write_all(evidences, other_titles=titles, price_bounds=bounds,
                                             price_floor=turn.wish.min_price,
                                             price_ceiling=turn.wish.max_price,
-                                            on_prose=prose if trace.on_event else None)
+                                            on_prose=prose if trace.on_event else None,
+                                            deadline=None if budget is None else turn.started + budget)
         except LLMUnavailable as exc:
             turn.lose_llm(f"LLM unavailable ({exc}); explanations from evidence")
             explanations = ExplanationWriter(dataset, None).write_all(evidences)

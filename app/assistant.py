@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from recagent.agent.agents import index_free_agent, llm_agent, plan_agent, plan_first_agent
+from recagent.agent.explanations import Redraws
 from recagent.agent.runner import TurnRunner
 from recagent.agent.session import Session
 from recagent.app.llm_backend import explainer_adapters, make_llm
@@ -58,7 +59,8 @@ class Assistant:
         if mode not in AGENTS:
             raise RecAgentError(f"agent must be one of {', '.join(AGENTS)}, not {mode!r}")
         llm = self.llm
-        redraws = self.runtime.settings.explain_redraws
+        settings = self.runtime.settings
+        redraws = Redraws(settings.explain_redraws, settings.explain_redraw_budget or None)
         if mode == "plan" or llm is None:
             return plan_agent(self.tools, llm, k=self.k, rerank=self.rerank, redraws=redraws)
         if mode == "tools" and not llm.serves_chat:

@@ -35,6 +35,9 @@ class Settings:
     explain_redraws: RECAGENT_EXPLAIN_REDRAWS, sampled sentences drawn for an item whose LLM
                  sentence failed the faithfulness check (one more batch; the first that passes
                  is shown); default 0.
+    explain_redraw_budget: RECAGENT_EXPLAIN_REDRAW_BUDGET, seconds from a turn's start within
+                 which that batch must be expected to end (estimated as long as the first
+                 batch), else the turn is not redrawn; 0 for no bound; default 12.
     db_url:      RECAGENT_DB_URL, the SQLAlchemy URL where ``recagent serve`` keeps sessions
                  and feedback (``postgresql+psycopg://...`` in production); default: the
                  SQLite file home/recagent.db.
@@ -74,6 +77,7 @@ class Settings:
     llm_dtype: str = "auto"
     explainer: bool = True
     explain_redraws: int = 0
+    explain_redraw_budget: float = 12.0
     agent: str = "auto"
     db_url: str | None = None
     api_keys_file: Path | None = None
@@ -112,6 +116,7 @@ class Settings:
             llm_dtype=env.get("RECAGENT_LLM_DTYPE") or "auto",
             explainer=(env.get("RECAGENT_EXPLAINER") or "1").lower() not in ("0", "false", "no", "off"),
             explain_redraws=int(env.get("RECAGENT_EXPLAIN_REDRAWS") or 0),
+            explain_redraw_budget=float(env.get("RECAGENT_EXPLAIN_REDRAW_BUDGET") or 12.0),
             agent=env.get("RECAGENT_AGENT") or "auto",
             db_url=env.get("RECAGENT_DB_URL") or None,
             api_keys_file=(Path(env["RECAGENT_API_KEYS_FILE"]).expanduser()

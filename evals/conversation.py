@@ -24,7 +24,9 @@ Reported, for each k (a separate run of conversations, since k changes what the 
 from __future__ import annotations
 
 import random
+import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -37,7 +39,7 @@ from recagent.tools.explain import Explain
 from recagent.tools.filter_items import FilterItems
 
 __all__ = [
-    "Conversation", "Turn", "converse", "evaluate", "held_out_cases", "markdown",
+    "Conversation", "Turn", "converse", "evaluate", "held_out_cases", "markdown", "rejection_kind",
     "run_conversations", "summarize", "without_held_out",
 ]
 
@@ -54,6 +56,7 @@ class Turn:
     seconds: float
     tool_errors: int = 0  # tool calls that failed (an invalid call from the LLM included)
     faithful_first: int = 0  # of ``faithful``, those whose first sentence passed (no redraw)
+    rejected: tuple[str, ...] = ()  # why each rejected sentence was (its first problem, as a kind)
 
 
 @dataclass
@@ -119,7 +122,8 @@ def converse(agent, dataset: Dataset, user: str, history, target: str, simulator
             utterance.text, shown, shown.index(target) + 1 if target in shown else None,
             satisfied, checked, sum(e.source == "llm" for e in llm_expl), len(llm_expl),
             round(seconds, 3), sum(c.error is not None for c in answer.trace),
-            sum(e.source == "llm" and e.draws == 1 for e in llm_expl)))
+            sum(e.source == "llm" and e.draws == 1 for e in llm_expl),
+            tuple(rejection_kind(e.problems[0]) for e in llm_expl if e.source != "llm")))
         if target in shown:
             break
         shown_items = [dataset.items[i] for i in shown]
@@ -128,6 +132,17 @@ def converse(agent, dataset: Dataset, user: str, history, target: str, simulator
                 session.feedback(item_id, "dislike")
     conv.leaks_blocked = simulator.blocked
     return conv
+
+
+def rejection_kind(problem: str) -> str:
+    """A faithfulness problem without its particulars, to count rejections by kind:
+    'names brand Nikon, which ...' -> 'names brand …, which ...', '$15' -> '$X', a quoted
+    title -> '"…"', and what follows a colon dropped."""
+    kind = problem.split(": ", 1)[0]
+    kind = re.sub(r'"[^"]*"', '"…"', kind)
+    kind = re.sub(r"\$\s*[\d.,]*\d", "$X", kind)
+    kind = re.sub(r"\b(brand|item id|states) [^,]+", r"\1 …", kind)
+    return kind
 
 
 def run_conversations(agent, dataset: Dataset, cases: Sequence, *, max_turns: int = 5,
@@ -173,6 +188,7 @@ def summarize(conversations: Sequence[Conversation], *, max_turns: int) -> dict:
         "seconds_per_turn": round(sum(t.seconds for t in turns) / max(1, len(turns)), 3),
         "turn_p50_s": _seconds_percentile(turns, 50),
         "turn_p95_s": _seconds_percentile(turns, 95),
+        "rejected_by": dict(Counter(r for t in turns for r in t.rejected).most_common()),
     }
 
 
@@ -275,6 +291,10 @@ def markdown(report: dict) -> str:
                  f"{m['seconds_per_turn']:.2f}",
                  "" if m.get("turn_p95_s") is None else f"{m['turn_p95_s']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    for k, m in report["k"].items():
+        if m.get("rejected_by"):
+            reasons = "; ".join(f"{reason} ({n})" for reason, n in m["rejected_by"].items())
+            lines += ["", f"Sentences rejected by the check (k = {k}), by the first reason: {reasons}."]
     example = next(iter(report["examples"].values()), [])
     if example:
         lines += ["", f"An example conversation (k = {next(iter(report['examples']))}):", ""]

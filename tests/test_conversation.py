@@ -159,15 +159,17 @@ def test_a_conversation_finds_an_item_the_facts_pin_down(tiny_shop, encoder, bui
 
 
 def _turn(hit=None, satisfied=0, constrained=0, faithful=0, written=0, shown=("a",), seconds=0.1,
-          errors=0):
-    return Turn("x", list(shown), hit, satisfied, constrained, faithful, written, seconds, errors)
+          errors=0, rejected=()):
+    return Turn("x", list(shown), hit, satisfied, constrained, faithful, written, seconds, errors,
+                rejected=tuple(rejected))
 
 
 def test_summary_metrics_by_hand():
     convs = [
         Conversation("u1", "t", [_turn(hit=2)]),  # hit at turn 1
         Conversation("u2", "t", [_turn(seconds=2.0, errors=1),
-                                 _turn(satisfied=4, constrained=5, faithful=1, written=2),
+                                 _turn(satisfied=4, constrained=5, faithful=1, written=2,
+                                       rejected=["repeats itself"]),
                                  _turn(hit=1, satisfied=5, constrained=5)]),  # hit at turn 3
         Conversation("u3", "t", [_turn(), _turn(satisfied=3, constrained=5, shown=())], leaks_blocked=2),
     ]
@@ -179,7 +181,27 @@ def test_summary_metrics_by_hand():
     assert m["constraint_satisfaction"] == 0.8  # 12 of 15
     assert m["faithfulness"] == 0.5 and m["leaks_blocked"] == 2 and m["empty_answers"] == 1
     assert m["tool_errors"] == 1 and m["turn_p50_s"] == 0.1 and m["turn_p95_s"] == pytest.approx(1.525)
+    assert m["rejected_by"] == {"repeats itself": 1}
     assert summarize([], max_turns=3)["hit_rate"] is None
+
+
+def test_rejections_are_counted_by_kind_without_their_particulars():
+    from recagent.evals.conversation import markdown, rejection_kind
+
+    assert rejection_kind("calls $15 a ceiling, but the request asked for at least $15") == \
+        "calls $X a ceiling, but the request asked for at least $X"
+    assert rejection_kind("names brand Nikon, which is not in the evidence") == \
+        "names brand …, which is not in the evidence"
+    assert rejection_kind('calls the item a "tent", which its title and category do not') == \
+        'calls the item a "…", which its title and category do not'
+    assert rejection_kind("says what the evidence does not: 3D, printer") == "says what the evidence does not"
+    convs = [Conversation("u", "t", [_turn(written=3, rejected=[
+        rejection_kind(p) for p in ("names brand Nikon, which is not in the evidence",
+                                    "names brand Sony, which is not in the evidence", "repeats itself")])])]
+    report = {"dataset": "d", "users": 1, "seed": 0, "max_turns": 1, "simulator": "rule", "llm": "x",
+              "retriever": "r", "rerank": "retriever", "seconds": 1.0, "examples": {},
+              "k": {"5": summarize(convs, max_turns=1)}}
+    assert "names brand …, which is not in the evidence (2); repeats itself (1)" in markdown(report)
 
 
 def test_run_conversations_on_the_tiny_shop(tiny_shop, encoder, built_index):

@@ -3,6 +3,7 @@
 from recagent.agent.explanations import (
     Explanation,
     ExplanationWriter,
+    Redraws,
     faithfulness_problems,
     names_a_fact,
     spoken_title,
@@ -125,7 +126,7 @@ def test_a_rejected_sentence_is_drawn_again_and_the_first_passing_draw_shown(tin
         drawn={shoes: [f"{shoes} like \"Moon Boots 3000\".", passing, "never reached"],
                third.title: [f"{third.title} by Nikon.", f"{third.title} is item P0042."]})
     kwargs = {"price_bounds": [60.0]}
-    writer = ExplanationWriter(tiny_shop, llm, redraws=2)
+    writer = ExplanationWriter(tiny_shop, llm, redraws=Redraws(2))
     writer.brands.add("Nikon")
     writer.letter_ids.add("P0042")
     seen = []
@@ -143,8 +144,34 @@ def test_a_rejected_sentence_is_drawn_again_and_the_first_passing_draw_shown(tin
     # A server lost during the redraw keeps what passed and the evidence of the rest.
     down = _Redrawing(llm.first, llm.drawn)
     down.sample_batch = lambda *a, **k: (_ for _ in ()).throw(LLMUnavailable("down"))
-    kept = ExplanationWriter(tiny_shop, down, redraws=2).write_all([EVIDENCE, other, third], **kwargs)
+    kept = ExplanationWriter(tiny_shop, down, redraws=Redraws(2)).write_all(
+        [EVIDENCE, other, third], **kwargs)
     assert [e.source for e in kept] == ["evidence", "llm", "evidence"] and kept[0].problems
+
+
+def test_a_redraw_runs_only_when_it_fits_in_the_turn_budget(tiny_shop):
+    import time
+
+    shoes = EVIDENCE.title
+    passing = f"{shoes} fit your runs like your Pacer P-500 Trail Running Shoes."
+
+    class Slow(_Redrawing):
+        def generate_batch(self, prompts, **kw):
+            time.sleep(0.2)  # the first batch takes 0.2 s: a redraw is expected to take as long
+            return super().generate_batch(prompts, **kw)
+
+    def write(deadline_in: float | None):
+        llm = Slow({shoes: f"{shoes} for only $9.99 today."}, {shoes: [passing]})
+        writer = ExplanationWriter(tiny_shop, llm, redraws=Redraws(1, budget_s=1.0))
+        deadline = None if deadline_in is None else time.monotonic() + deadline_in
+        return llm, writer.write_all([EVIDENCE], price_bounds=[60.0], deadline=deadline)[0]
+
+    llm, late = write(0.3)  # 0.2 s spent, 0.1 s left: a 0.2 s redraw would overrun
+    assert llm.sampled == [] and late.source == "evidence" and late.draws == 1
+    llm, on_time = write(5.0)
+    assert len(llm.sampled) == 1 and on_time == Explanation(passing, "llm", draws=2)
+    llm, unbounded = write(None)
+    assert unbounded.source == "llm"
 
 
 def test_all_sentences_of_a_turn_are_one_batch_and_new_users_get_prose_too(tiny_shop):
