@@ -36,8 +36,8 @@ from recagent.llm.base import LLM, LLMUnavailable
 from recagent.prompts import render
 from recagent.tools.explain import ItemEvidence
 
-__all__ = ["EXPLAINER", "NO_REDRAWS", "Explanation", "ExplanationWriter", "Redraws", "cut_loop", "faithfulness_problems",
-           "names_a_fact"]
+__all__ = ["EXPLAINER", "NO_REDRAWS", "Explanation", "ExplanationWriter", "Redraws", "cut_loop",
+           "faithfulness_problems", "names_a_fact", "spoken_request"]
 
 # The LoRA adapter that writes explanations, where the LLM has one (`recagent train-explainer`).
 EXPLAINER = "explainer"
@@ -93,11 +93,15 @@ _FLOOR_BEFORE = r"(?:over|above|more than|at least|from)\s+(?:your\s+|a\s+|the\s
 _FLOOR_AFTER = r"\s*(?:or more|and up|and above|minimum|or above)\b"
 
 
+# "within your $15 to $35 budget": the first amount of a range is not a bound of its own.
+_RANGE_ON = r"(?!\s*(?:-|–|to|and)\s*\$?\s*\d)"
+
+
 def _bound_problems(text: str, floor: float | None, ceiling: float | None) -> list[str]:
     """A request's bound named as the other kind: "within your $50 budget" when $50 is the
     lowest price asked for, or "over $80" when $80 is the highest."""
     def amounts(before: str, after: str) -> set[float]:
-        found = re.findall(before + _PRICE.pattern, text, re.IGNORECASE)
+        found = re.findall(before + _PRICE.pattern + _RANGE_ON, text, re.IGNORECASE)
         found += re.findall(_PRICE.pattern + after, text, re.IGNORECASE)
         return {round(float(a.replace(",", "")), 2) for a in found}
 
@@ -343,6 +347,29 @@ _SPOKEN_CUTS = re.compile(r"\s+[|\u2013\u2014-]\s+|,\s+|\s+\(|\s+\[|\s+/\s+|\s+w
 _WORK_TITLE = re.compile(r"\(\d{4}\)$")  # "Heat (1995)": a film's or a book's name, kept whole
 
 
+_PRICE_LINE = re.compile(r"price (>=|<=) (\$\S+)")
+
+
+def spoken_request(lines: Sequence[str]) -> list[str]:
+    """A request's constraint lines as a prompt says them: "price >= $15" and "price <= $35"
+    become "price from $15 to $35", one alone "price $15 or more" or "price $35 or less" (the
+    0.5B model read "price >= $15" as "costs $15 or less"); the other lines as they are."""
+    bounds = {m.group(1): m.group(2) for line in lines if (m := _PRICE_LINE.fullmatch(line))}
+    if not bounds:
+        return list(lines)
+    low, high = bounds.get(">="), bounds.get("<=")
+    said = (f"price from {low} to {high}" if low and high else
+            f"price {low} or more" if low else f"price {high} or less")
+    out: list[str] = []
+    for line in lines:
+        if not _PRICE_LINE.fullmatch(line):
+            out.append(line)
+        elif said:
+            out.append(said)
+            said = ""
+    return out
+
+
 def spoken_title(title: str) -> str:
     """``title`` as a person says it in a sentence. A listing title longer than ten words is
     cut at its first separator (" | ", " - ", ", ", " (", " with ", " for ") that leaves at
@@ -515,8 +542,8 @@ class ExplanationWriter:
             return render("explain_prose", title=evidence.title, spoken=spoken_title(evidence.title),
                           related=[spoken_title(e.title) for e in evidence.related],
                           shared=evidence.shared,
-                          satisfies=list(evidence.satisfies))
+                          satisfies=spoken_request(evidence.satisfies))
         price = f"${evidence.price:,.2f}" if evidence.price is not None else ""
         return render("explain_request", title=evidence.title, spoken=spoken_title(evidence.title),
                       price=price,
-                      satisfies=list(evidence.satisfies))
+                      satisfies=spoken_request(evidence.satisfies))

@@ -6,6 +6,7 @@ from recagent.agent.explanations import (
     Redraws,
     faithfulness_problems,
     names_a_fact,
+    spoken_request,
     spoken_title,
 )
 from recagent.catalog import Dataset, Item
@@ -185,7 +186,7 @@ def test_all_sentences_of_a_turn_are_one_batch_and_new_users_get_prose_too(tiny_
     assert len(llm.batches) == 1 and len(llm.batches[0]) == 2  # nothing to say about P3
     # each answer opens with its item's name
     assert llm.starts == [new_user.title, EVIDENCE.title]
-    assert "They asked for: category Pens; price <= $10" in llm.batches[0][0]
+    assert "They asked for: category Pens; price $10 or less" in llm.batches[0][0]
     assert "They bought:" in llm.batches[0][1]
     assert seen == [0, 1]
     assert out[0].source == "llm"
@@ -408,3 +409,22 @@ def test_a_bound_named_as_the_other_kind_fails():
     right = problems("Stridelite S-180 Trail Running Shoes fit your $60 budget.",
                      price_bounds=[60.0], price_ceiling=60.0)
     assert not any("ceiling" in p or "minimum" in p for p in right)
+    # A range's first amount is not a ceiling: "within your $15 to $35 budget" is true.
+    for said in ("within your $15 to $35 budget", "within your $15-$35 budget", "under $15 and $35"):
+        both = problems(f"Stridelite S-180 Trail Running Shoes fit {said}.",
+                        price_bounds=[15.0, 35.0], price_floor=15.0, price_ceiling=35.0)
+        assert not any("ceiling" in p or "minimum" in p for p in both), said
+    wrong = problems("Stridelite S-180 Trail Running Shoes cost $15 or less.",
+                     price_bounds=[15.0, 35.0], price_floor=15.0, price_ceiling=35.0)
+    assert wrong and "ceiling" in wrong[0]
+
+
+def test_the_prompt_says_a_price_bound_in_words():
+    assert spoken_request(["price >= $15", "price <= $35", "category Board Games"]) == [
+        "price from $15 to $35", "category Board Games"]
+    assert spoken_request(["category Pens", "price >= $15"]) == ["category Pens", "price $15 or more"]
+    assert spoken_request(["price <= $9.5"]) == ["price $9.5 or less"]
+    assert spoken_request(["not brand Pacer"]) == ["not brand Pacer"]
+    prompt = ExplanationWriter.prompt_for(ItemEvidence("P2", "Penmark P-280 Gel Pen", 6.5,
+                                                       satisfies=("price <= $10",)))
+    assert "price $10 or less" in prompt and "<=" not in prompt
