@@ -27,6 +27,7 @@ anything is timed. Writes JSON and a markdown table next to it (same stem, ``.md
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import statistics
@@ -107,7 +108,9 @@ def time_scoring(assistant: Assistant, sizes: Sequence[int] = (20, 50)) -> dict[
 
 def _assistant(home: Path, llm: str, *, llm_url: str | None = None, rerank: str = "retriever",
                agent: str = "plan", dtype: str = "auto") -> Assistant:
-    settings = Settings(home=home, llm=llm, llm_url=llm_url, agent=agent, llm_dtype=dtype)
+    # The rest (redraws and their budget, the explanation adapter) as the environment says.
+    settings = dataclasses.replace(Settings.from_env(), home=home, llm=llm, llm_url=llm_url,
+                                   agent=agent, llm_dtype=dtype)
     return Assistant(Runtime(settings), rerank=rerank, k=5)
 
 
@@ -194,7 +197,9 @@ COLUMNS = [("turns", "turns", "{:d}"), ("items_p50_ms", "items on screen p50 (ms
 def to_markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [(f"Agent benchmark, {report['timestamp']}: {m['cpu_count']} CPUs, torch {m['torch']} "
-             f"({m['torch_threads']} threads), Python {m['python']}; demo shop, k=5."),
+             f"({m['torch_threads']} threads), Python {m['python']}; demo shop, k=5"
+             + (f"; {report['redraws']} redraws within {report.get('redraw_budget_s') or 'no'} s"
+                if report.get("redraws") else "") + "."),
              f"Command: `{report['command']}`", "",
              "| backend | " + " | ".join(label for _, label, _ in COLUMNS) + " |",
              "|---|" + "---:|" * len(COLUMNS)]
@@ -237,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {"command": shlex.join(["python", "-m", "recagent.evals.bench_agent", *argv]),
               "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": machine_info(), "script": list(SCRIPT), **result,
+              "redraws": settings.explain_redraws, "redraw_budget_s": settings.explain_redraw_budget,
               "maxrss_mb": maxrss_mb()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -158,7 +158,7 @@ def test_a_redraw_runs_only_when_it_fits_in_the_turn_budget(tiny_shop):
 
     class Slow(_Redrawing):
         def generate_batch(self, prompts, **kw):
-            time.sleep(0.2)  # the first batch takes 0.2 s: a redraw is expected to take as long
+            time.sleep(0.2)  # the first batch takes 0.2 s: a redraw is expected to take twice that
             return super().generate_batch(prompts, **kw)
 
     def write(deadline_in: float | None):
@@ -167,7 +167,7 @@ def test_a_redraw_runs_only_when_it_fits_in_the_turn_budget(tiny_shop):
         deadline = None if deadline_in is None else time.monotonic() + deadline_in
         return llm, writer.write_all([EVIDENCE], price_bounds=[60.0], deadline=deadline)[0]
 
-    llm, late = write(0.3)  # 0.2 s spent, 0.1 s left: a 0.2 s redraw would overrun
+    llm, late = write(0.5)  # 0.2 s spent, 0.3 s left: a redraw, estimated at 0.4 s, would overrun
     assert llm.sampled == [] and late.source == "evidence" and late.draws == 1
     llm, on_time = write(5.0)
     assert len(llm.sampled) == 1 and on_time == Explanation(passing, "llm", draws=2)
