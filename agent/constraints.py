@@ -639,7 +639,12 @@ def parse_with_llm(llm, rules: ConstraintParser, message: str) -> Constraints:
     # "I don't want anything for pets": a category the message negates is not wanted.
     categories = tuple(c for c in categories if not _negated(message, c))
     reference = categories or read.categories
-    wanted = tuple(b for b in names("brands", rules.brands, named=True) if not _negated(message, b))
+    # A brand wanted is one the message names as a brand: plainly only where the name mostly
+    # titles the brand's own items (not "Super Glue" in "super glue from Gorilla"), as the
+    # rules read it, else with "from" or "by" (which the rules found).
+    plain = set(rules.mentioned(message, rules.plain_brands)) | set(read.brands)
+    wanted = tuple(b for b in names("brands", rules.brands, named=True)
+                   if b in plain and not _negated(message, b))
     low, high = rules.price_bounds(data.get("price"), message, reference)
     return Constraints(
         min_price=low,

@@ -336,6 +336,13 @@ def test_a_brand_whose_name_describes_other_brands_products_needs_from():
     assert parser.parse("super glue that bonds plastic").brands == ()
     assert parser.parse("glue from Super Glue").brands == ("Super Glue",)
     assert parser.parse("Bondix glue").brands == ("Bondix",)
+    # The LLM may not want it either where the rules would not: its name said as a product.
+    from recagent.agent.constraints import parse_with_llm
+
+    both = JsonLLM(_reply(product="glue", brands=["Super Glue", "Bondix"]))
+    assert parse_with_llm(both, parser, "super glue from Bondix").brands == ("Bondix",)
+    assert parse_with_llm(JsonLLM(_reply(product="glue", brands=["Super Glue"])), parser,
+                          "glue from Super Glue").brands == ("Super Glue",)
 
 
 def test_a_negation_in_another_clause_does_not_reach_the_brand(parser, a_brand):
