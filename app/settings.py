@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from recagent.catalog.errors import RecAgentError
+
 __all__ = ["Settings"]
 
 
@@ -36,7 +38,7 @@ class Settings:
                  sentence failed the faithfulness check (one more batch; the first that passes
                  is shown); default 0.
     explain_redraw_budget: RECAGENT_EXPLAIN_REDRAW_BUDGET, seconds from a turn's start within
-                 which that batch must be expected to end (estimated as long as the first
+                 which that batch must be expected to end (estimated at twice the first
                  batch), else the turn is not redrawn; 0 for no bound; default 12.
     db_url:      RECAGENT_DB_URL, the SQLAlchemy URL where ``recagent serve`` keeps sessions
                  and feedback (``postgresql+psycopg://...`` in production); default: the
@@ -112,25 +114,24 @@ class Settings:
             llm_url=env.get("RECAGENT_LLM_URL") or None,
             llm_model=env.get("RECAGENT_LLM_MODEL") or None,
             llm_api_key=env.get("RECAGENT_LLM_API_KEY") or None,
-            llm_timeout=float(env.get("RECAGENT_LLM_TIMEOUT") or 60.0),
+            llm_timeout=_number(env, "RECAGENT_LLM_TIMEOUT", 60.0),
             llm_dtype=env.get("RECAGENT_LLM_DTYPE") or "auto",
             explainer=(env.get("RECAGENT_EXPLAINER") or "1").lower() not in ("0", "false", "no", "off"),
-            explain_redraws=int(env.get("RECAGENT_EXPLAIN_REDRAWS") or 0),
-            explain_redraw_budget=float(env.get("RECAGENT_EXPLAIN_REDRAW_BUDGET") or 12.0),
+            explain_redraws=_number(env, "RECAGENT_EXPLAIN_REDRAWS", 0),
+            explain_redraw_budget=_number(env, "RECAGENT_EXPLAIN_REDRAW_BUDGET", 12.0),
             agent=env.get("RECAGENT_AGENT") or "auto",
             db_url=env.get("RECAGENT_DB_URL") or None,
             api_keys_file=(Path(env["RECAGENT_API_KEYS_FILE"]).expanduser()
                            if env.get("RECAGENT_API_KEYS_FILE") else None),
             rate_limit=env.get("RECAGENT_RATE_LIMIT") or "120/minute",
-            max_inflight=int(env.get("RECAGENT_MAX_INFLIGHT") or 32),
-            max_inflight_per_key=(int(env["RECAGENT_MAX_INFLIGHT_PER_KEY"])
-                                  if env.get("RECAGENT_MAX_INFLIGHT_PER_KEY") else None),
+            max_inflight=_number(env, "RECAGENT_MAX_INFLIGHT", 32),
+            max_inflight_per_key=_number(env, "RECAGENT_MAX_INFLIGHT_PER_KEY", None, int),
             allowed_hosts=(tuple(h.strip() for h in env["RECAGENT_ALLOWED_HOSTS"].split(",") if h.strip())
                            if env.get("RECAGENT_ALLOWED_HOSTS") else cls.allowed_hosts),
             docs=(env.get("RECAGENT_DOCS") or "1").lower() not in ("0", "false", "no", "off"),
-            session_wait=float(env.get("RECAGENT_SESSION_WAIT") or 2.0),
-            lease_seconds=float(env.get("RECAGENT_LEASE_SECONDS") or 30.0),
-            recommend_batch=int(env.get("RECAGENT_RECOMMEND_BATCH") or 64),
+            session_wait=_number(env, "RECAGENT_SESSION_WAIT", 2.0),
+            lease_seconds=_number(env, "RECAGENT_LEASE_SECONDS", 30.0),
+            recommend_batch=_number(env, "RECAGENT_RECOMMEND_BATCH", 64),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -143,6 +144,23 @@ class Settings:
     def override(self, **changes: object) -> Settings:
         """A copy with the given fields replaced, skipping None (flags that were not given)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _number(env: Mapping[str, str], key: str, default, kind: type | None = None):
+    """``env[key]`` as a number of ``kind`` (the default's type), not below 0; ``default`` when
+    unset or empty. A malformed value is a clear error, not a traceback."""
+    kind = kind or type(default)
+    value = env.get(key)
+    if not value:
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        number = None
+    if number is None or not number >= 0:  # also NaN, which compares false
+        what = "a whole number" if kind is int else "a number"
+        raise RecAgentError(f"{key} must be {what} of 0 or more, not {value!r}")
+    return number
 
 
 def _env_value(value: object) -> str:

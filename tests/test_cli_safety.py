@@ -115,3 +115,28 @@ def test_the_console_backstop_makes_stray_controls_visible():
     text = buffer.getvalue()
     assert "\x1b[1m" in text, "Rich's own styles still render"
     assert "\x1b[2J" not in text and "\u202e" not in text and "␛[2J" in text and "<U+202E>" in text
+
+
+@pytest.mark.parametrize(("key", "value"), [("RECAGENT_EXPLAIN_REDRAWS", "abc"),
+                                            ("RECAGENT_EXPLAIN_REDRAW_BUDGET", "-3"),
+                                            ("RECAGENT_LLM_TIMEOUT", "nan"),
+                                            ("RECAGENT_MAX_INFLIGHT", "2.5")])
+def test_a_malformed_number_in_the_environment_is_a_clear_error(key, value):
+    from recagent.app.settings import Settings
+    from recagent.catalog.errors import RecAgentError
+
+    with pytest.raises(RecAgentError, match=f"{key} must be"):
+        Settings.from_env({key: value})
+    result = CliRunner(env={"COLUMNS": "200", key: value}).invoke(app, ["ask", "hi", "--llm", "none"])
+    assert result.exit_code != 0 and f"{key} must be" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_numbers_in_the_environment_round_trip():
+    from recagent.app.settings import Settings
+
+    settings = Settings.from_env({"RECAGENT_EXPLAIN_REDRAWS": "3", "RECAGENT_EXPLAIN_REDRAW_BUDGET": "0",
+                                  "RECAGENT_MAX_INFLIGHT_PER_KEY": "4"})
+    assert (settings.explain_redraws, settings.explain_redraw_budget, settings.max_inflight_per_key) == (3, 0.0, 4)
+    again = Settings.from_env(settings.to_env())
+    assert again == settings
