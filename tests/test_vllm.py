@@ -197,7 +197,14 @@ def test_the_served_ranker_reads_the_letters_log_probs_in_one_request(client, ge
     served_logp = served.log_probs(tiny_shop, history, titles)
     embedded_logp = embedded.log_probs(tiny_shop, history, titles)
     assert np.isclose(np.exp(served_logp).sum(), 1.0)
-    np.testing.assert_allclose(served_logp, embedded_logp, atol=0.1)  # vLLM computes in bf16
+    # vLLM runs the model in bf16 and returns log-probs of bf16 logits (steps of 0.125 at this
+    # scale): on average within 0.1 of the fp32 ranker, one letter of five off by 0.16 on an
+    # AMD EPYC (all within 0.1 on a Xeon).
+    diff = np.abs(served_logp - embedded_logp)
+    assert diff.mean() < 0.1 and diff.max() < 0.25, (served_logp, embedded_logp)
+    # Each letter is read at its own place: any other assignment of the values is further off.
+    for shift in range(1, len(titles)):
+        assert np.abs(np.roll(served_logp, shift) - embedded_logp).mean() > diff.mean()
     raw = client.next_token_logprobs(served.encode(served.prompt(tiny_shop, history, titles)),
                                      served.letter_ids)
     assert all(value < 0 for value in raw)  # full-vocabulary log-probabilities, not renormalised
