@@ -299,7 +299,9 @@ def _grounding_problems(text: str, evidence: ItemEvidence, allowed_titles: list[
 
     def grounded(word: str) -> bool:
         stem = _stem(word)
-        return word in _FUNCTION_WORDS or word in _EXPLANATION_WORDS or stem in fact_words or (
+        # "headphone" is grounded by "Headphones", whose crude stem is "headphon".
+        return word in _FUNCTION_WORDS or word in _EXPLANATION_WORDS or stem in fact_words or \
+            _stem(word + "s") in fact_words or (
             len(stem) >= 4 and any(c != stem and (c.startswith(stem) or c.endswith(stem)) for c in compounds))
 
     for word in _WORD.findall(own.casefold()):

@@ -428,3 +428,14 @@ def test_the_prompt_says_a_price_bound_in_words():
     prompt = ExplanationWriter.prompt_for(ItemEvidence("P2", "Penmark P-280 Gel Pen", 6.5,
                                                        satisfies=("price <= $10",)))
     assert "price $10 or less" in prompt and "<=" not in prompt
+
+
+def test_a_singular_is_grounded_by_its_plural_in_the_evidence():
+    # "Headphones" stems to "headphon": "headphone" and "headphones" must meet.
+    evidence = ItemEvidence("P1", "Beatline B-340 Wired Over-Ear Headphones, Hi-Res Audio", 80.0,
+                            satisfies=("category Headphones",),
+                            category=("Electronics", "Audio", "Headphones"))
+    said = "Beatline B-340 Wired Over-Ear Headphones, Hi-Res Audio is a wired headphone, lovely design."
+    assert not any("headphone" in p for p in faithfulness_problems(said, evidence))
+    made_up = "Beatline B-340 Wired Over-Ear Headphones, Hi-Res Audio is a wired headset, lovely design."
+    assert any("headset" in p for p in faithfulness_problems(made_up, evidence))
