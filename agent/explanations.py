@@ -73,10 +73,14 @@ class Redraws:
     budget_s: float | None = None
     cost_ratio: float = 2.0  # a redraw batch's time over the first batch's, as estimated
 
-    def affordable(self, deadline: float | None, first_batch_s: float) -> bool:
-        """Whether a redraw batch, estimated from the first, ends by ``deadline`` (monotonic)."""
-        return self.n > 0 and (
-            deadline is None or time.monotonic() + self.cost_ratio * first_batch_s <= deadline)
+    def affordable(self, turn_started: float | None, first_batch_s: float) -> bool:
+        """Whether a redraw batch, estimated from the first, ends within the budget of a turn
+        that began at ``turn_started`` (``time.monotonic()``; None: no turn to bound)."""
+        if self.n <= 0:
+            return False
+        if self.budget_s is None or turn_started is None:
+            return True
+        return time.monotonic() + self.cost_ratio * first_batch_s <= turn_started + self.budget_s
 
 
 NO_REDRAWS = Redraws()
@@ -464,14 +468,14 @@ class ExplanationWriter:
         price_floor: float | None = None,
         price_ceiling: float | None = None,
         on_prose: Callable[[int, str], None] | None = None,
-        deadline: float | None = None,
+        turn_started: float | None = None,
     ) -> list[Explanation]:
         """Each item's checked LLM sentence, or its evidence rendering; the sentences of all the
         items are written in one batched generation. With ``redraws`` (:class:`Redraws`), the
         items whose sentence failed the check get sampled sentences, in one more batch, when
-        it fits before ``deadline`` (``time.monotonic()``; the turn's start plus the redraw
-        budget), and the first that passes is shown (``Explanation.draws`` counts the
-        sentences it took).
+        it fits in the redraw budget of the turn that began at ``turn_started``
+        (``time.monotonic()``), and the first that passes is shown (``Explanation.draws``
+        counts the sentences it took).
 
         ``on_prose(index, text)`` gets each sentence as the LLM wrote it, before the check
         (the caller shows the returned explanation in its place when it differs). Raises
@@ -505,7 +509,7 @@ class ExplanationWriter:
                 failed.append((n, prompt, start))
             else:
                 out[n] = Explanation(prose, "llm")
-        if failed and self.redraws.affordable(deadline, first_batch_s):
+        if failed and self.redraws.affordable(turn_started, first_batch_s):
             try:
                 draws = self.llm.sample_batch([p for _, p, _ in failed], self.redraws.n,
                                               max_tokens=self.max_tokens, stop=["\n"],

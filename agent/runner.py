@@ -204,13 +204,12 @@ class TurnRunner:
 
         writer = ExplanationWriter(dataset, turn.llm if self.explain_with_llm else None,
                                    redraws=self.redraws)
-        budget = self.redraws.budget_s
         try:
             explanations = writer.write_all(evidences, other_titles=titles, price_bounds=bounds,
                                             price_floor=turn.wish.min_price,
                                             price_ceiling=turn.wish.max_price,
                                             on_prose=prose if trace.on_event else None,
-                                            deadline=None if budget is None else turn.started + budget)
+                                            turn_started=turn.started)
         except LLMUnavailable as exc:
             turn.lose_llm(f"LLM unavailable ({exc}); explanations from evidence")
             explanations = ExplanationWriter(dataset, None).write_all(evidences)

@@ -161,11 +161,10 @@ def test_a_redraw_runs_only_when_it_fits_in_the_turn_budget(tiny_shop):
             time.sleep(0.2)  # the first batch takes 0.2 s: a redraw is expected to take twice that
             return super().generate_batch(prompts, **kw)
 
-    def write(deadline_in: float | None):
+    def write(budget_s: float | None):
         llm = Slow({shoes: f"{shoes} for only $9.99 today."}, {shoes: [passing]})
-        writer = ExplanationWriter(tiny_shop, llm, redraws=Redraws(1, budget_s=1.0))
-        deadline = None if deadline_in is None else time.monotonic() + deadline_in
-        return llm, writer.write_all([EVIDENCE], price_bounds=[60.0], deadline=deadline)[0]
+        writer = ExplanationWriter(tiny_shop, llm, redraws=Redraws(1, budget_s=budget_s))
+        return llm, writer.write_all([EVIDENCE], price_bounds=[60.0], turn_started=time.monotonic())[0]
 
     llm, late = write(0.5)  # 0.2 s spent, 0.3 s left: a redraw, estimated at 0.4 s, would overrun
     assert llm.sampled == [] and late.source == "evidence" and late.draws == 1
