@@ -117,6 +117,11 @@ def _money(text: str) -> float:
     return float(text.replace(",", "."))
 
 
+def _around(amount: float) -> tuple[float, float]:
+    """The (min, max) price band of "about ``amount``"."""
+    return round(amount * (1 - AROUND), 2), round(amount * (1 + AROUND), 2)
+
+
 @dataclass
 class ConstraintParser:
     dataset: Dataset
@@ -275,7 +280,7 @@ class ConstraintParser:
         if kind == "over":
             return first, None
         if kind == "around":
-            return round(first * (1 - AROUND), 2), round(first * (1 + AROUND), 2)
+            return _around(first)
         if kind == "between" and second is not None:
             return min(first, second), max(first, second)
         return None, None
@@ -328,8 +333,7 @@ class ConstraintParser:
             take(m)
         elif m := (_AROUND.search(text) or _AROUND_BARE.search(text) or _AROUND_AFTER.search(text)
                    or _AROUND_RANGE.search(text)):
-            amount = _money(next(g for g in m.groups() if g))
-            found.update(min_price=round(amount * (1 - AROUND), 2), max_price=round(amount * (1 + AROUND), 2))
+            found["min_price"], found["max_price"] = _around(_money(next(g for g in m.groups() if g)))
             take(m)
         else:
             if m := _MAX.search(text):
@@ -355,8 +359,7 @@ class ConstraintParser:
                     found["min_price"] = _money(m.group(1))
                 take(m)
             if "min_price" not in found and "max_price" not in found and (m := _AROUND_WEAK.search(text)):
-                amount = _money(m.group(1) or m.group(2))
-                found.update(min_price=round(amount * (1 - AROUND), 2), max_price=round(amount * (1 + AROUND), 2))
+                found["min_price"], found["max_price"] = _around(_money(m.group(1) or m.group(2)))
                 take(m)
         exclude_brands, exclude_categories, brands, categories = [], [], [], []
         for m in _NEGATE.finditer(text):
