@@ -19,7 +19,9 @@ with the item's title, which is given to it. The faithfulness check then accepts
   (the same three words twice);
 - the sentence must be non-empty and short.
 
-Prose that fails is replaced by a clean rendering of the evidence
+Prose that fails is cut back to its longest leading part that passes, where one does (an
+invented tail such as "..., offering a unique experience" is dropped: :func:`clause_cuts`);
+else it is replaced by a clean rendering of the evidence
 (``prompts/explanation_evidence.yaml``), and the reasons are kept for the trace and the eval.
 """
 
@@ -36,8 +38,8 @@ from recagent.llm.base import LLM, LLMUnavailable
 from recagent.prompts import render
 from recagent.tools.explain import ItemEvidence
 
-__all__ = ["EXPLAINER", "NO_REDRAWS", "Explanation", "ExplanationWriter", "Redraws", "cut_loop",
-           "faithfulness_problems", "names_a_fact", "spoken_request"]
+__all__ = ["EXPLAINER", "NO_REDRAWS", "Explanation", "ExplanationWriter", "Redraws", "clause_cuts",
+           "cut_loop", "faithfulness_problems", "names_a_fact", "spoken_request"]
 
 # The LoRA adapter that writes explanations, where the LLM has one (`recagent train-explainer`).
 EXPLAINER = "explainer"
@@ -53,6 +55,7 @@ class Explanation:
     source: str  # "llm" (checked prose) or "evidence" (rendered from the evidence)
     problems: tuple[str, ...] = ()  # why the LLM's sentence was rejected, if it was
     draws: int = 1  # LLM sentences written for it: 1, or more where a redraw passed the check
+    trimmed: bool = False  # shown without the trailing clauses that failed the check
 
     @property
     def faithful(self) -> bool:
@@ -275,7 +278,7 @@ matches matching shares sharing similar similarly another next great good nice p
 well better favorite favourite history recent recently earlier previous before since style
 taste item items product products film films movie movies title same kind also complements
 complement addition collection pairs useful handy fans fan keep together along next want
-cost costs priced price within budget asked request requested wanted looking searched
+cost costs priced price within budget asked request requested wanted looking searched less least
 option options suitable anyone range between
 """)
 # Second halves of a compound that say no more than its first half: "budget-friendly" is
@@ -416,6 +419,44 @@ def cut_loop(text: str, start: str = "") -> str:
     return text
 
 
+# Where a sentence's trailing clause may be cut off: at a semicolon, colon or dash; before a
+# word that opens a clause ("that can be used for hiking", "offering a unique experience",
+# "specifically for ..."); at a comma before "and", "with", "priced", "it" and the like
+# (", and it's a sleeping bag"). Not at a comma between adjectives ("a lightweight, 3-season
+# tent"), nor before a bare "and", "for" or "to", which would leave "... used for both
+# morning." of "used for both morning and evening coffee".
+_CLAUSE_START = re.compile(
+    r"\s*[;:]\s+|\s+[\u2013\u2014-]\s+"
+    r"|,?\s+(?=(?:that|which|but|while|because|since|making|perfect|ideal|offering|featuring|"
+    r"providing|allowing|specifically)\b)"
+    r"|,\s+(?=(?:and|so|with|within|priced|it|it's|this|they|as|for|plus|not)\b)",
+    re.IGNORECASE)
+# A cut must not end on a word that leaves the phrase open ("... a lightweight and.").
+_OPEN_ENDS = frozenset("a an the and or but for to of with by from in on at as both your its "
+                       "their very more most is are was".split())
+_MIN_CUT_WORDS = 3  # words a cut sentence keeps after the item's name ("is a tent")
+
+
+def clause_cuts(text: str, start: str = "") -> list[str]:
+    """``text``'s leading parts, longest first, each ended with a full stop: the sentence cut
+    before one of its clauses, never inside ``start`` (the item's name), a quotation or a
+    price range, and never leaving fewer than three words after ``start``. A small model often
+    adds an invented tail to a true sentence ("... is a coffee maker that can be used for both
+    morning and evening coffee"); the writer shows the longest part that passes the check."""
+    head = len(start) if start and text.startswith(start) else 0
+    quoted = [m.span() for m in re.finditer(r'"[^"]*"|\u201c[^\u201d]*\u201d', text)]
+    cuts = []
+    for m in _CLAUSE_START.finditer(text, head):
+        at = m.start()
+        if any(a < at < b for a, b in quoted) or re.match(r"\s+to\s+\$", text[at:]):
+            continue
+        kept = text[:at].rstrip(" ,;:-\u2013\u2014")
+        last = kept.rsplit(None, 1)[-1].casefold() if kept.strip() else ""
+        if len(kept[head:].split()) >= _MIN_CUT_WORDS and last not in _OPEN_ENDS:
+            cuts.append(kept + ".")
+    return list(dict.fromkeys(reversed(cuts)))
+
+
 def _stem(word: str) -> str:
     """A crude stem, so "runner" and "running", or "camera" and "cameras", meet."""
     for suffix in ("ing", "ers", "er", "es", "ed", "s"):
@@ -503,12 +544,12 @@ class ExplanationWriter:
             prose = cut_loop(prose, start)
             if on_prose is not None:
                 on_prose(n, prose)
-            problems = self.check(prose, evidences[n], **check)
-            if problems:
-                out[n] = Explanation(out[n].text, "evidence", tuple(problems))
-                failed.append((n, prompt, start))
+            accepted = self._accepted(prose, start, evidences[n], check)
+            if isinstance(accepted, Explanation):
+                out[n] = accepted
             else:
-                out[n] = Explanation(prose, "llm")
+                out[n] = Explanation(out[n].text, "evidence", tuple(accepted))
+                failed.append((n, prompt, start))
         if failed and self.redraws.affordable(turn_started, first_batch_s):
             try:
                 draws = self.llm.sample_batch([p for _, p, _ in failed], self.redraws.n,
@@ -518,15 +559,27 @@ class ExplanationWriter:
                 return out  # the sentences that passed stand; the others keep their evidence
             for (n, _, start), drawn in zip(failed, draws, strict=True):
                 for k, prose in enumerate(drawn, 2):
-                    prose = cut_loop(prose, start)
-                    if not self.check(prose, evidences[n], **check):
-                        out[n] = Explanation(prose, "llm", draws=k)
+                    accepted = self._accepted(cut_loop(prose, start), start, evidences[n], check)
+                    if isinstance(accepted, Explanation):
+                        out[n] = replace(accepted, draws=k)
                         if on_prose is not None:
-                            on_prose(n, prose)
+                            on_prose(n, accepted.text)
                         break
                 else:
                     out[n] = replace(out[n], draws=1 + len(drawn))
         return out
+
+    def _accepted(self, prose: str, start: str, evidence: ItemEvidence,
+                  check: dict) -> Explanation | list[str]:
+        """The LLM's sentence when it passes the check; else its longest leading part that
+        passes (:func:`clause_cuts`), marked ``trimmed``; else the whole sentence's problems."""
+        problems = self.check(prose, evidence, **check)
+        if not problems:
+            return Explanation(prose, "llm")
+        for cut in clause_cuts(prose, start):
+            if not self.check(cut, evidence, **check):
+                return Explanation(cut, "llm", trimmed=True)
+        return problems
 
     def check(self, prose: str, evidence: ItemEvidence, *, other_titles: Iterable[str] = (),
               price_bounds: Iterable[float] = (), price_floor: float | None = None,

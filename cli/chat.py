@@ -226,7 +226,9 @@ def _print_why(console: Console, r) -> None:
     brand = f" · {item.brand}" if item.brand else ""
     console.print(f"[bold]#{r.rank} {safe(item.title)}[/] [dim]({safe(item.item_id)} · "
                   f"{safe(item.category)}{safe(brand)}{price})[/]", highlight=False, soft_wrap=True)
-    source = "written by the LLM, checked against the evidence" if ex.source == "llm" else "from the evidence"
+    source = ("from the evidence" if ex.source != "llm" else
+              "written by the LLM, cut to the part that passed the check" if ex.trimmed else
+              "written by the LLM, checked against the evidence")
     console.print(f"  Why: {safe(ex.text)} [dim]({source})[/]", highlight=False, soft_wrap=True)
     if ex.problems:
         console.print(f"  [dim]The LLM's sentence was rejected: {safe('; '.join(ex.problems))}[/]",

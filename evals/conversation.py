@@ -18,6 +18,7 @@ Reported, for each k (a separate run of conversations, since k changes what the 
   constraints, that satisfy all of them;
 - ``faithfulness``: share of LLM-written explanations that passed the check (None without LLM);
   ``faithfulness_first_draw``: the same for the first sentence alone (before any redraw);
+  ``trimmed``: of those that passed, the ones shown without a trailing clause that failed;
 - ``leaks_blocked``: sentences the leak guard refused (the simulator then said less).
 """
 
@@ -57,6 +58,7 @@ class Turn:
     tool_errors: int = 0  # tool calls that failed (an invalid call from the LLM included)
     faithful_first: int = 0  # of ``faithful``, those whose first sentence passed (no redraw)
     rejected: tuple[str, ...] = ()  # why each rejected sentence was (its first problem, as a kind)
+    trimmed: int = 0  # of ``faithful``, those shown cut back to the part that passed
 
 
 @dataclass
@@ -123,7 +125,8 @@ def converse(agent, dataset: Dataset, user: str, history, target: str, simulator
             satisfied, checked, sum(e.source == "llm" for e in llm_expl), len(llm_expl),
             round(seconds, 3), sum(c.error is not None for c in answer.trace),
             sum(e.source == "llm" and e.draws == 1 for e in llm_expl),
-            tuple(rejection_kind(e.problems[0]) for e in llm_expl if e.source != "llm")))
+            tuple(rejection_kind(e.problems[0]) for e in llm_expl if e.source != "llm"),
+            sum(e.source == "llm" and e.trimmed for e in llm_expl)))
         if target in shown:
             break
         shown_items = [dataset.items[i] for i in shown]
@@ -181,6 +184,7 @@ def summarize(conversations: Sequence[Conversation], *, max_turns: int) -> dict:
         "faithfulness": _share(sum(t.faithful for t in turns), written),
         "faithfulness_first_draw": _share(sum(t.faithful_first for t in turns), written),
         "llm_explanations": written,
+        "trimmed": sum(t.trimmed for t in turns),
         "leaks_blocked": sum(c.leaks_blocked for c in conversations),
         "empty_answers": sum(not t.shown for t in turns),
         "turns": len(turns),
@@ -255,14 +259,16 @@ def evaluate(runtime, *, n_users: int | None = 200, ks: Sequence[int] = (5, 10),
 
 
 def _faithful_cell(m: dict) -> str:
-    """"80.2% of 167", and the first sentences' share where redraws rescued some."""
+    """"80.2% of 167", the first sentences' share where redraws rescued some, and how many
+    of those shown were trimmed."""
     if m["faithfulness"] is None:
         return "n/a"
     cell = f"{_pct(m['faithfulness'])} of {m['llm_explanations']}"
     first = m.get("faithfulness_first_draw")
-    if first is not None and first != m["faithfulness"]:
-        cell += f" ({_pct(first)} first drawn)"
-    return cell
+    notes = [f"{_pct(first)} first drawn"] if first is not None and first != m["faithfulness"] else []
+    if m.get("trimmed"):
+        notes.append(f"{m['trimmed']} trimmed")
+    return cell + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def markdown(report: dict) -> str:

@@ -119,7 +119,8 @@ def collect(agent, llm, dataset: Dataset, cases: Sequence, out: Path, *, samples
                               "evidence": evidence_dict(e), "check": check}
                     if ex.source == "llm":
                         stats.greedy_passed += 1
-                        record |= {"sentence": ex.text, "source": "greedy", "greedy_problems": []}
+                        record |= {"sentence": ex.text, "greedy_problems": [],
+                                   "source": "greedy-trimmed" if ex.trimmed else "greedy"}
                     else:
                         record |= {"source": None, "greedy_problems": list(ex.problems)}
                         [draws] = llm.sample_batch([prompt], samples, starts=[start], stop=["\n"],

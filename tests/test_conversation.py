@@ -159,9 +159,9 @@ def test_a_conversation_finds_an_item_the_facts_pin_down(tiny_shop, encoder, bui
 
 
 def _turn(hit=None, satisfied=0, constrained=0, faithful=0, written=0, shown=("a",), seconds=0.1,
-          errors=0, rejected=()):
+          errors=0, rejected=(), trimmed=0):
     return Turn("x", list(shown), hit, satisfied, constrained, faithful, written, seconds, errors,
-                rejected=tuple(rejected))
+                faithful_first=faithful, rejected=tuple(rejected), trimmed=trimmed)
 
 
 def test_summary_metrics_by_hand():
@@ -169,7 +169,7 @@ def test_summary_metrics_by_hand():
         Conversation("u1", "t", [_turn(hit=2)]),  # hit at turn 1
         Conversation("u2", "t", [_turn(seconds=2.0, errors=1),
                                  _turn(satisfied=4, constrained=5, faithful=1, written=2,
-                                       rejected=["repeats itself"]),
+                                       rejected=["repeats itself"], trimmed=1),
                                  _turn(hit=1, satisfied=5, constrained=5)]),  # hit at turn 3
         Conversation("u3", "t", [_turn(), _turn(satisfied=3, constrained=5, shown=())], leaks_blocked=2),
     ]
@@ -181,8 +181,10 @@ def test_summary_metrics_by_hand():
     assert m["constraint_satisfaction"] == 0.8  # 12 of 15
     assert m["faithfulness"] == 0.5 and m["leaks_blocked"] == 2 and m["empty_answers"] == 1
     assert m["tool_errors"] == 1 and m["turn_p50_s"] == 0.1 and m["turn_p95_s"] == pytest.approx(1.525)
-    assert m["rejected_by"] == {"repeats itself": 1}
+    assert m["rejected_by"] == {"repeats itself": 1} and m["trimmed"] == 1
     assert summarize([], max_turns=3)["hit_rate"] is None
+    from recagent.evals.conversation import _faithful_cell
+    assert _faithful_cell(m) == "50.0% of 2 (1 trimmed)"
 
 
 def test_rejections_are_counted_by_kind_without_their_particulars():

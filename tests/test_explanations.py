@@ -438,3 +438,37 @@ def test_a_singular_is_grounded_by_its_plural_in_the_evidence():
     assert not any("headphone" in p for p in faithfulness_problems(said, evidence))
     made_up = "Beatline B-340 Wired Over-Ear Headphones, Hi-Res Audio is a wired headset, lovely design."
     assert any("headset" in p for p in faithfulness_problems(made_up, evidence))
+
+
+def test_a_sentence_is_cut_only_between_its_clauses():
+    from recagent.agent.explanations import clause_cuts
+
+    name = "Morningstar M-100 Drip Coffee Maker"
+    # Before a relative clause, longest first; never before a bare "and" or "for".
+    assert clause_cuts(f"{name} is a coffee maker that can be used for both morning and evening coffee.",
+                       name) == [f"{name} is a coffee maker."]
+    # At a comma before a clause, not between adjectives, not inside a quotation or a price range.
+    text = f'{name} is a lightweight, "drip, thermal" maker priced from $15 to $35, offering a unique experience.'
+    assert clause_cuts(text, name) == [f'{name} is a lightweight, "drip, thermal" maker priced from $15 to $35.']
+    # Never inside the item's name, never leaving fewer than three words or an open end.
+    assert clause_cuts(f"{name} is great, and more.", name) == []
+    assert clause_cuts(f"{name} is a gift for those who like it, and it is cheap.", name) == [
+        f"{name} is a gift for those who like it."]
+    assert clause_cuts(f"{name} is a pick for the, which is odd.", name) == []
+    assert clause_cuts("Kettle, Steel that is good", "Kettle, Steel") == []
+
+
+def test_an_invented_tail_is_cut_off_and_the_rest_shown_when_it_passes(tiny_shop):
+    shoes = EVIDENCE.title
+    true_part = f"{shoes} fit your runs like your Pacer P-500 Trail Running Shoes"
+    tailed = _Reply(f"{true_part}, offering a unique and engaging mountain experience.")
+    out = ExplanationWriter(tiny_shop, tailed).write(EVIDENCE)
+    assert out == Explanation(f"{true_part}.", "llm", trimmed=True)
+    # A sentence that passes whole is shown whole.
+    whole = ExplanationWriter(tiny_shop, _Reply(f"{true_part}.")).write(EVIDENCE)
+    assert whole == Explanation(f"{true_part}.", "llm")
+    # Where no part passes (the invention comes first), the evidence is shown, with the whole's problems.
+    early = _Reply(f"{shoes} are waterproof hiking boots for glaciers, which you will love.")
+    failed = ExplanationWriter(tiny_shop, early).write(EVIDENCE)
+    assert failed.source == "evidence" and not failed.trimmed
+    assert failed.problems[0].startswith("says what the evidence does not")
