@@ -39,7 +39,7 @@ from recagent.prompts import render
 from recagent.tools.explain import ItemEvidence
 
 __all__ = ["EXPLAINER", "NO_REDRAWS", "Explanation", "ExplanationWriter", "Redraws", "clause_cuts",
-           "cut_loop", "faithfulness_problems", "names_a_fact", "spoken_request"]
+           "cut_loop", "faithfulness_problems", "names_a_fact"]
 
 # The LoRA adapter that writes explanations, where the LLM has one (`recagent train-explainer`).
 EXPLAINER = "explainer"
@@ -206,7 +206,7 @@ def _bare_quotes(line: str) -> str:
 
 # Words of a constraint line that say what kind of constraint it is, not what was asked for.
 _CONSTRAINT_WORDS = frozenset({"price", "category", "brand", "not", "about", "like", "item", "in",
-                               "stock"})
+                               "stock", "less"})
 
 
 def names_a_fact(text: str, evidence: ItemEvidence) -> bool:
@@ -358,29 +358,6 @@ def _title_tails(title: str) -> list[str]:
 _SPOKEN_MAX_WORDS = 10
 _SPOKEN_CUTS = re.compile(r"\s+[|\u2013\u2014-]\s+|,\s+|\s+\(|\s+\[|\s+/\s+|\s+with\s+|\s+for\s+")
 _WORK_TITLE = re.compile(r"\(\d{4}\)$")  # "Heat (1995)": a film's or a book's name, kept whole
-
-
-_PRICE_LINE = re.compile(r"price (>=|<=) (\$\S+)")
-
-
-def spoken_request(lines: Sequence[str]) -> list[str]:
-    """A request's constraint lines as a prompt says them: "price >= $15" and "price <= $35"
-    become "price from $15 to $35", one alone "price $15 or more" or "price $35 or less" (the
-    0.5B model read "price >= $15" as "costs $15 or less"); the other lines as they are."""
-    bounds = {m.group(1): m.group(2) for line in lines if (m := _PRICE_LINE.fullmatch(line))}
-    if not bounds:
-        return list(lines)
-    low, high = bounds.get(">="), bounds.get("<=")
-    said = (f"price from {low} to {high}" if low and high else
-            f"price {low} or more" if low else f"price {high} or less")
-    out: list[str] = []
-    for line in lines:
-        if not _PRICE_LINE.fullmatch(line):
-            out.append(line)
-        elif said:
-            out.append(said)
-            said = ""
-    return out
 
 
 def spoken_title(title: str) -> str:
@@ -605,8 +582,8 @@ class ExplanationWriter:
             return render("explain_prose", title=evidence.title, spoken=spoken_title(evidence.title),
                           related=[spoken_title(e.title) for e in evidence.related],
                           shared=evidence.shared,
-                          satisfies=spoken_request(evidence.satisfies))
+                          satisfies=list(evidence.satisfies))
         price = f"${evidence.price:,.2f}" if evidence.price is not None else ""
         return render("explain_request", title=evidence.title, spoken=spoken_title(evidence.title),
                       price=price,
-                      satisfies=spoken_request(evidence.satisfies))
+                      satisfies=list(evidence.satisfies))

@@ -6,7 +6,6 @@ from recagent.agent.explanations import (
     Redraws,
     faithfulness_problems,
     names_a_fact,
-    spoken_request,
     spoken_title,
 )
 from recagent.catalog import Dataset, Item
@@ -20,7 +19,7 @@ EVIDENCE = ItemEvidence(
     price=45.99,
     related=(Evidence("H1", "Pacer P-500 Trail Running Shoes", 0.8),),
     shared={"category": "Running Shoes", "brand": "Stridelite"},
-    satisfies=("price <= $60",),
+    satisfies=("price $60 or less",),
 )
 
 
@@ -86,6 +85,9 @@ def test_writer_replaces_unfaithful_prose_with_evidence(tiny_shop):
 def test_a_sentence_that_names_no_fact_fails():
     vague = "The Stridelite S-180 Trail Running Shoes are a great choice for you today."
     assert any("names no fact" in p for p in problems(vague))
+    # The words that say how a bound binds ("price $60 or less") are not a fact either.
+    assert any("names no fact" in p for p in problems(
+        "The Stridelite S-180 Trail Running Shoes cost less than most, a great choice."))
     # A word of the request that says nothing ("for", "who") is not a fact.
     asked = ItemEvidence("P9", "Carryall C-250 10L Camera Shoulder Bag", 30.0,
                          satisfies=('about "present for someone who loves to cook"',))
@@ -176,7 +178,7 @@ def test_a_redraw_runs_only_when_it_fits_in_the_turn_budget(tiny_shop):
 
 def test_all_sentences_of_a_turn_are_one_batch_and_new_users_get_prose_too(tiny_shop):
     new_user = ItemEvidence("P2", "Penmark P-280 Gel Pen, Fine Nib, 3-Pack", 6.5,
-                            satisfies=("category Pens", "price <= $10"))
+                            satisfies=("category Pens", "price $10 or less"))
     nothing = ItemEvidence("P3", "Glidewrite G-540 Gel Pen", 4.0)  # no history, no request
     llm = _Reply("The Penmark P-280 Gel Pen, Fine Nib, 3-Pack is a pen within your $10 budget.")
     seen = []
@@ -419,13 +421,18 @@ def test_a_bound_named_as_the_other_kind_fails():
 
 
 def test_the_prompt_says_a_price_bound_in_words():
-    assert spoken_request(["price >= $15", "price <= $35", "category Board Games"]) == [
-        "price from $15 to $35", "category Board Games"]
-    assert spoken_request(["category Pens", "price >= $15"]) == ["category Pens", "price $15 or more"]
-    assert spoken_request(["price <= $9.5"]) == ["price $9.5 or less"]
-    assert spoken_request(["not brand Pacer"]) == ["not brand Pacer"]
-    prompt = ExplanationWriter.prompt_for(ItemEvidence("P2", "Penmark P-280 Gel Pen", 6.5,
-                                                       satisfies=("price <= $10",)))
+    from recagent.tools.constraints import Constraints
+
+    games = Item("G1", "Dicehaven Castle Siege", category=("Toys", "Board Games"), price=20.0)
+    asked = Constraints(min_price=15, max_price=35, categories=("Board Games",))
+    assert asked.describe_for(games) == ["price from $15 to $35", "category Board Games"]
+    assert Constraints(min_price=15).describe_for(games) == ["price $15 or more"]
+    assert Constraints(max_price=9.5, exclude_brands=("Pacer",)).describe_for(games) == [
+        "price $9.5 or less", "not brand Pacer"]
+    assert asked.describe()[:2] == ["price >= $15", "price <= $35"]  # the API's lines stay terse
+    pen = Item("P2", "Penmark P-280 Gel Pen", price=6.5)
+    prompt = ExplanationWriter.prompt_for(ItemEvidence(
+        "P2", pen.title, 6.5, satisfies=tuple(Constraints(max_price=10).describe_for(pen))))
     assert "price $10 or less" in prompt and "<=" not in prompt
 
 

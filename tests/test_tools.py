@@ -122,7 +122,7 @@ def test_explain_shared_attributes_and_unknown(tiny_shop, built_index):
                 if i != newest and tiny_shop.items[i].category == tiny_shop.items[newest].category)
     ev = explain(same, history, Constraints(max_price=1000))
     assert ev.related and all(e.item_id in {x.item_id for x in history} for e in ev.related)
-    assert ev.satisfies == ("price <= $1000",)
+    assert ev.satisfies == ("price $1000 or less",)
     if any(e.item_id == newest or tiny_shop.items[e.item_id].category == tiny_shop.items[same].category
            for e in ev.related):
         assert ev.shared.get("category") == tiny_shop.items[same].category[-1]

@@ -64,6 +64,21 @@ class Constraints:
             out.append(f"price >= ${self.min_price:g}")
         if self.max_price is not None:
             out.append(f"price <= ${self.max_price:g}")
+        return out + self._lines_besides_price()
+
+    def price_words(self) -> str | None:
+        """The price bounds as a person says them: "price from $15 to $35", "price $15 or more"
+        or "price $35 or less" (None: no bound). A 0.5B model read "price >= $15" as "costs
+        $15 or less"."""
+        low, high = self.min_price, self.max_price
+        if low is not None and high is not None:
+            return f"price from ${low:g} to ${high:g}"
+        if low is not None:
+            return f"price ${low:g} or more"
+        return f"price ${high:g} or less" if high is not None else None
+
+    def _lines_besides_price(self) -> list[str]:
+        out = []
         out += [f"category {c}" for c in self.categories]
         out += [f"not category {c}" for c in self.exclude_categories]
         out += [f"brand {b}" for b in self.brands]
@@ -77,11 +92,13 @@ class Constraints:
         return out
 
     def describe_for(self, item: Item) -> list[str]:
-        """:meth:`describe`'s lines that are true of ``item``, which the filter let through: the
+        """What ``item``, which the filter let through, meets, as an explanation says it: the
+        price bounds in words (:meth:`price_words`), then :meth:`describe`'s other lines, the
         topic line (``about "..."``) only when the item's title or category shares a word
         with the request (a shampoo found by "a present for someone who loves to cook" is
         not about it)."""
-        lines = self.describe()
+        price = self.price_words()
+        lines = ([price] if price else []) + self._lines_besides_price()
         if self.query and not _topic_words(self.query) & _topic_words(" ".join((item.title, *item.category))):
             lines.remove(f'about "{self.query}"')
         return lines

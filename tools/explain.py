@@ -33,7 +33,7 @@ class ItemEvidence:
     price: float | None
     related: tuple[Evidence, ...] = ()
     shared: dict[str, str] = field(default_factory=dict)  # attribute -> value shared with history
-    satisfies: tuple[str, ...] = ()  # constraints it meets, as described by Constraints.describe
+    satisfies: tuple[str, ...] = ()  # what it meets of the request (Constraints.describe_for)
     category: tuple[str, ...] = ()  # the item's own category path (what it may be called)
 
     def as_dict(self) -> dict:
