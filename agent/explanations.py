@@ -396,14 +396,15 @@ def cut_loop(text: str, start: str = "") -> str:
     return text
 
 
-# Where a sentence's trailing clause may be cut off: at a semicolon, colon or dash; before a
+# Where a sentence's trailing clause may be cut off: after a full stop (a second sentence goes
+# whole), at a semicolon, colon or dash; before a
 # word that opens a clause ("that can be used for hiking", "offering a unique experience",
 # "specifically for ..."); at a comma before "and", "with", "priced", "it" and the like
 # (", and it's a sleeping bag"). Not at a comma between adjectives ("a lightweight, 3-season
 # tent"), nor before a bare "and", "for" or "to", which would leave "... used for both
 # morning." of "used for both morning and evening coffee".
 _CLAUSE_START = re.compile(
-    r"\s*[;:]\s+|\s+[\u2013\u2014-]\s+"
+    r"(?<=[.!?])\s+|\s*[;:]\s+|\s+[\u2013\u2014-]\s+"
     r"|,?\s+(?=(?:that|which|but|while|because|since|making|perfect|ideal|offering|featuring|"
     r"providing|allowing|specifically)\b)"
     r"|,\s+(?=(?:and|so|with|within|priced|it|it's|this|they|as|for|plus|not)\b)",
@@ -427,7 +428,7 @@ def clause_cuts(text: str, start: str = "") -> list[str]:
         at = m.start()
         if any(a < at < b for a, b in quoted) or re.match(r"\s+to\s+\$", text[at:]):
             continue
-        kept = text[:at].rstrip(" ,;:-\u2013\u2014")
+        kept = text[:at].rstrip(" ,;:-\u2013\u2014.!?")
         last = kept.rsplit(None, 1)[-1].casefold() if kept.strip() else ""
         if len(kept[head:].split()) >= _MIN_CUT_WORDS and last not in _OPEN_ENDS:
             cuts.append(kept + ".")

@@ -463,6 +463,9 @@ def test_a_sentence_is_cut_only_between_its_clauses():
         f"{name} is a gift for those who like it."]
     assert clause_cuts(f"{name} is a pick for the, which is odd.", name) == []
     assert clause_cuts("Kettle, Steel that is good", "Kettle, Steel") == []
+    # A second sentence goes first, whole.
+    assert clause_cuts(f"{name} is a coffee maker that costs $4.99. They bought a variety of mugs.", name) == [
+        f"{name} is a coffee maker that costs $4.99.", f"{name} is a coffee maker."]
 
 
 def test_an_invented_tail_is_cut_off_and_the_rest_shown_when_it_passes(tiny_shop):
