@@ -397,12 +397,11 @@ def cut_loop(text: str, start: str = "") -> str:
 
 
 # Where a sentence's trailing clause may be cut off: after a full stop (a second sentence goes
-# whole), at a semicolon, colon or dash; before a
-# word that opens a clause ("that can be used for hiking", "offering a unique experience",
-# "specifically for ..."); at a comma before "and", "with", "priced", "it" and the like
-# (", and it's a sleeping bag"). Not at a comma between adjectives ("a lightweight, 3-season
-# tent"), nor before a bare "and", "for" or "to", which would leave "... used for both
-# morning." of "used for both morning and evening coffee".
+# whole); at a semicolon, colon or dash; before a word that opens a clause ("that can be used
+# for hiking", "offering a unique experience", "specifically for ..."); at a comma before
+# "and", "with", "priced", "it" and the like (", and it's a sleeping bag"). Not at a comma
+# between adjectives ("a lightweight, 3-season tent"), nor before a bare "and", "for" or "to",
+# which would leave "... used for both morning." of "used for both morning and evening coffee".
 _CLAUSE_START = re.compile(
     r"(?<=[.!?])\s+|\s*[;:]\s+|\s+[\u2013\u2014-]\s+"
     r"|,?\s+(?=(?:that|which|but|while|because|since|making|perfect|ideal|offering|featuring|"
@@ -410,8 +409,8 @@ _CLAUSE_START = re.compile(
     r"|,\s+(?=(?:and|so|with|within|priced|it|it's|this|they|as|for|plus|not)\b)",
     re.IGNORECASE)
 # A cut must not end on a word that leaves the phrase open ("... a lightweight and.").
-_OPEN_ENDS = frozenset("a an the and or but for to of with by from in on at as both your its "
-                       "their very more most is are was".split())
+_OPEN_ENDS = _words("a an the and or but for to of with by from in on at as both your its their "
+                    "very more most is are was")
 _MIN_CUT_WORDS = 3  # words a cut sentence keeps after the item's name ("is a tent")
 
 
