@@ -11,6 +11,21 @@ from recagent.catalog.errors import RecAgentError
 from recagent.cli._common import DataOpt, EncoderOpt, app, err, make_runtime, out, safe, user_errors
 
 DISTILLED = "distilled.jsonl"
+# Each ``--shard I/N`` process writes its own file beside DISTILLED; every run reads them all.
+DISTILLED_FILES = "distilled*.jsonl"
+
+
+def _shard(value: str | None) -> tuple[int, int] | None:
+    """``"2/3"`` -> (1, 3): the second of three shards (None: all shoppers)."""
+    if value is None:
+        return None
+    try:
+        i, n = (int(p) for p in value.split("/"))
+    except ValueError:
+        raise RecAgentError(f"--shard wants I/N, like 1/2; got {value!r}") from None
+    if not 1 <= i <= n:
+        raise RecAgentError(f"--shard {value}: I must be from 1 to N")
+    return i - 1, n
 
 
 @app.command("train-explainer")
@@ -35,6 +50,9 @@ def train_explainer_command(
                             "sentences (resumable); train later.")] = False,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over: discard the distilled "
                      "sentences and the adapter checkpoint.")] = False,
+    shard: Annotated[str | None, typer.Option(help="With --collect-only: distil only shard I of N "
+                     "of the shoppers (e.g. 1/2), into a file of its own, so that N processes "
+                     "distil side by side; the run that trains reads every shard.")] = None,
     encoder: EncoderOpt = None,
 ) -> None:
     """Distil explanation sentences that pass the faithfulness check from simulated shoppers
@@ -63,6 +81,9 @@ def train_explainer_command(
     from recagent.tools.explain import Explain
 
     with user_errors():
+        part = _shard(shard)
+        if part is not None and not collect_only:
+            raise RecAgentError("--shard goes with --collect-only: train in one run after the shards")
         rt = make_runtime(data, encoder)
         rt.settings = rt.settings.override(llm="instruct", agent="plan")
         if rt.settings.llm_dtype == "int8":
@@ -71,10 +92,12 @@ def train_explainer_command(
         if fresh:
             shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
-        data_file = folder / DISTILLED
+        data_file = folder / (DISTILLED if part is None else f"distilled.shard-{part[0] + 1}-of-{part[1]}.jsonl")
         full = rt.dataset
         cases = training_cases(full, users, seed=seed, exclude=evaluation_users(full))
-        done = {r["user"] for r in read_records([data_file])} if data_file.exists() else set()
+        if part is not None:
+            cases = cases[part[0]::part[1]]
+        done = {r["user"] for r in read_records(sorted(folder.glob(DISTILLED_FILES)))}
         todo = [c for c in cases if c[0] not in done]
         # The base model distils, validates and trains: loaded once (not through Assistant.llm,
         # which would switch on an adapter an earlier run chose).
@@ -101,7 +124,7 @@ def train_explainer_command(
             bar.close()
             rt.dataset = full
             del assistant  # it holds the base model too: let the ``del llm`` below free it
-        records = read_records([data_file])
+        records = read_records(sorted(folder.glob(DISTILLED_FILES)))
         if collect_only:
             out().print(f"distilled {len(records)} sentences from {len({r['user'] for r in records})} "
                         f"shoppers -> {safe(str(data_file))}", soft_wrap=True, highlight=False)
@@ -119,7 +142,7 @@ def train_explainer_command(
             config=AdapterTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, rank=lora_r,
                                       alpha=2 * lora_r, seed=seed, max_minutes=max_minutes),
             resume=not fresh, show_progress=True,
-            metadata={"dataset": full.name, "distilled": str(data_file), "records": len(records),
+            metadata={"dataset": full.name, "distilled": str(folder / DISTILLED_FILES), "records": len(records),
                       "shoppers": len(shoppers), "valid_shoppers": len(valid_users)})
         del llm  # the trained copy (peft layers in place): the adapter is validated as a turn loads it
         tuned = InstructLLM(rt.settings.home / "models", dtype=rt.settings.llm_dtype,

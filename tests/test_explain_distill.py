@@ -9,6 +9,7 @@ import pytest
 
 from recagent.agent.explanations import Explanation, ExplanationWriter, spoken_title
 from recagent.agent.session import Session
+from recagent.catalog.errors import RecAgentError
 from recagent.evals.explain_distill import (
     collect,
     evaluation_users,
@@ -169,16 +170,39 @@ def test_train_explainer_command_distils_trains_and_validates(tiny_shop_dir):
     from recagent.cli import app
     from recagent.llm.answer_adapter import read_adapter_meta
 
+    # Two processes' worth of shoppers, distilled one shard at a time, then trained on together.
+    for shard in ("1/2", "2/2"):
+        part = CliRunner().invoke(app, ["train-explainer", "--data", str(tiny_shop_dir), "--users", "4",
+                                        "--samples", "2", "--collect-only", "--shard", shard])
+        assert part.exit_code == 0, part.output
     result = CliRunner().invoke(app, ["train-explainer", "--data", str(tiny_shop_dir), "--users", "4",
                                       "--samples", "2", "--epochs", "1", "--max-minutes", "3"])
     assert result.exit_code == 0, result.output
+    assert "Distilling" not in result.output  # the shards had every shopper
     assert "trained the explanation adapter" in result.output
     folder = next((Path(os.environ["RECAGENT_HOME"]) / "models").glob("*-explainer"))
     meta = read_adapter_meta(folder)
     assert meta["train_examples"] > 0 and meta["shoppers"] == 4 and meta["valid_shoppers"] == 1
     assert isinstance(meta["use"], bool)
     assert meta["use"] == (meta["valid_pass_rate_adapter"]["pass_rate"] > meta["valid_pass_rate_base"]["pass_rate"])
-    assert len(read_records([folder / "distilled.jsonl"])) == meta["records"]
+    shards = sorted(folder.glob("distilled.shard-*-of-2.jsonl"))
+    assert len(shards) == 2 and not (folder / "distilled.jsonl").exists()
+    assert len(read_records(shards)) == meta["records"]
+    assert len({r["user"] for r in read_records(shards[:1])} & {r["user"] for r in read_records(shards[1:])}) == 0
     again = CliRunner().invoke(app, ["train-explainer", "--data", str(tiny_shop_dir), "--users", "4",
                                      "--collect-only"])
     assert again.exit_code == 0 and f"distilled {meta['records']} sentences" in again.output
+
+
+def test_a_shard_is_i_of_n_and_only_for_collecting(tiny_shop_dir):
+    from typer.testing import CliRunner
+
+    from recagent.cli import app
+    from recagent.cli.train_explainer import _shard
+
+    assert _shard(None) is None and _shard("1/2") == (0, 2) and _shard("3/3") == (2, 3)
+    for bad in ("0/2", "3/2", "half", "1/2/3"):
+        with pytest.raises(RecAgentError):
+            _shard(bad)
+    result = CliRunner().invoke(app, ["train-explainer", "--data", str(tiny_shop_dir), "--shard", "1/2"])
+    assert result.exit_code != 0 and "--shard goes with --collect-only" in result.output
