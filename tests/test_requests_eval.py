@@ -52,7 +52,12 @@ def test_the_held_out_set_loads_and_its_demo_labels_are_the_catalogs_spelling():
     from recagent.catalog.demo_shop import generate_demo_shop
     from recagent.evals.requests import check_labels, load_requests
 
-    _, requests = load_requests("heldout")
-    labelled = {r.message for r in load_requests()[1]}
-    assert len(requests) >= 50 and not labelled & {r.message for r in requests}
-    check_labels([r for r in requests if r.dataset == "demo"], generate_demo_shop())
+    shop = generate_demo_shop()
+    earlier = {r.message for r in load_requests()[1]}
+    for name in ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6"):
+        _, requests = load_requests(name)
+        assert len(requests) >= 40, name
+        check_labels([r for r in requests if r.dataset == "demo"], shop)
+        if name == "heldout6":  # the newest set repeats no request of an earlier one
+            assert not earlier & {r.message for r in requests}
+        earlier |= {r.message for r in requests}
