@@ -63,6 +63,11 @@ _PRICE_LEVEL_WORDS = {
                         # "a nozzle that won't cost much", "shouldn't cost a lot"
                         r"(?:\w*n't|not)\s+cost\s+(?:much|a lot|a fortune)|"
                         r"(?:good|great|best) deals?|"
+                        # "just a few dollars", "a few bucks"
+                        r"(?:just\s+|only\s+)?a few (?:dollars|bucks|quid)|"
+                        # "doesn't have to be expensive", "don't need it to be fancy"
+                        r"\w*n't\s+(?:have|need)\s+(?:it\s+)?to\s+be\s+(?:too\s+|very\s+|that\s+|so\s+)?"
+                        r"(?:pricey|pricy|expensive|costly|fancy)|"
                         # "nothing pricey", "not too expensive", "doesn't have to be costly"
                         r"(?:nothing|not|never|\w*n't(?:\s+\w+){0,2})\s+(?:too\s+|very\s+|that\s+|so\s+|overly\s+)?"
                         r"(?:pricey|pricy|expensive|costly|overpriced|fancy))\b", re.IGNORECASE),
@@ -84,7 +89,10 @@ _FROM_TO = re.compile(r"\bfrom\s*" + _MONEY + r"\s*(?:-|to)\s*" + _MONEY, re.IGN
 # "30 to 60 dollars", "in the 1200 to 1500 range".
 _RANGE_MARKED = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*(\d+(?:[.,]\d+)?)\s*"
                            r"(?:dollars?|usd|bucks|(?:price\s+)?range)\b", re.IGNORECASE)
-_NEGATE = re.compile(r"\b(?:no|not|without|except|avoid|exclude|excluding|nothing from|anything but|hate)\s+(?:any\s+|more\s+)?([\w&'.\- ]+)", re.IGNORECASE)
+# "any brand but Memoro", "any make other than Kestrel": every brand but one is one excluded.
+_ANY_BUT = r"any(?:thing|one|\s+(?:other\s+)?(?:brand|make|label|maker)s?)\s+(?:but|other than)"
+_NEGATE = re.compile(r"\b(?:no|not|without|except|avoid|exclude|excluding|nothing from|" + _ANY_BUT
+                     + r"|hate)\s+(?:any\s+|more\s+)?([\w&'.\- ]+)", re.IGNORECASE)
 _ONLY = re.compile(r"\b(?:only|just|from|by|made by)\s+([\w&'.\- ]+)", re.IGNORECASE)
 _LIKE = re.compile(r"\b(?:more like|similar to|like|same as)\s*(?:#|number|no\.?|item)\s*(\d+)", re.IGNORECASE)
 _STOCK = re.compile(r"\bin[- ]stock\b|\bavailable now\b", re.IGNORECASE)
@@ -555,7 +563,7 @@ def constraint_schema(parser: ConstraintParser, message: str) -> dict:
             "additionalProperties": False}
 
 
-_NEGATION = re.compile(r"\b(?:no|not|never|without|except|avoid|hate|other than|anything but|"
+_NEGATION = re.compile(r"\b(?:no|not|never|without|except|avoid|hate|other than|" + _ANY_BUT + "|"
                        r"instead of|rather than|\w+n't|isn't|aren't|done with|sick of|tired of|"
                        r"fed up with|stay away from|steer clear of|dislike|skip|leave out|"
                        r"enough of|bad luck with|bad experiences? with|disappointed (?:with|by|in)|"

@@ -1,5 +1,5 @@
 """Amounts written in words, as digits, where they are prices: "about thirty dollars",
-"under a hundred", "twenty-five bucks max".
+"under a hundred", "twenty-five bucks max", "under a tenner".
 
 Only a run of number words that follows a price cue ("under", "around", "in the ballpark of",
 ...) or comes before a currency word ("dollars", "bucks") or a price's tail ("tops", "or so")
@@ -62,8 +62,14 @@ def _value(words: str) -> int | None:
     return total + current if seen else None
 
 
+# Banknotes by name: "under a tenner" is under $10.
+_NOTES = {"fiver": 5, "tenner": 10}
+_NOTE = re.compile(r"\b(?:a\s+)?(fiver|tenner)\b", re.IGNORECASE)
+
+
 def spell_prices(text: str) -> str:
     """``text`` with each amount in words that is a price written as digits."""
+    text = _NOTE.sub(lambda m: f"{_NOTES[m.group(1).casefold()]} dollars", text)
     out, last = [], 0
     for m in _RUN.finditer(text):
         before = text[last:m.start()]

@@ -475,6 +475,8 @@ def test_the_category_by_meaning_reads_only_what_is_not_negated():
         ("spending 15 tops", None, 15.0),
         ("I'd pay anything from 100 to 200", 100.0, 200.0),
         ("30 to 60 dollars", 30.0, 60.0),
+        ("a leash, under a tenner", None, 10.0),  # banknotes by name
+        ("socks for about a fiver", 4.0, 6.0),
     ],
 )
 def test_more_ways_of_saying_a_price(demo, message, low, high):
@@ -503,6 +505,20 @@ def test_from_to_is_a_price_only_where_items_have_prices():
 def test_skip_and_leave_out_exclude_a_brand(parser, a_brand, message):
     got = parser.parse(message.format(b=a_brand))
     assert got.exclude_brands == (a_brand,) and got.brands == ()
+
+
+@pytest.mark.parametrize("message", ["a sleeve, any brand but {b}", "any make other than {b} is fine",
+                                     "anyone but {b}, please"])
+def test_any_brand_but_one_excludes_that_one(parser, a_brand, message):
+    got = parser.parse(message.format(b=a_brand))
+    assert got.exclude_brands == (a_brand,) and got.brands == ()
+
+
+@pytest.mark.parametrize("message", ["a leash, it doesn't have to be expensive",
+                                     "a leash, I don't need it to be fancy", "a leash for just a few bucks"])
+def test_more_ways_of_saying_cheap(demo, message):
+    got = demo.parse(message)
+    assert got.min_price is None and got.max_price == demo.price_quantile(1 / 3, ("Dog Leashes",))
 
 
 def test_a_head_noun_outside_a_named_group_names_its_leaf(demo):
