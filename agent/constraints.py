@@ -52,7 +52,10 @@ _AROUND_RANGE = re.compile(r"(?:\bin the\s*\$?\s*(\d+(?:[.,]\d+)?)|" + _MARKED +
                            r")\s*(?:dollars?|usd|bucks)?\s*(?:price\s+)?range\b", re.IGNORECASE)
 # "my budget is about 200": an amount without a currency word is a price when nothing else
 # follows it in its clause ("about 2 pairs of socks" is a count).
-_CLAUSE_END = r"\s*(?:or so\b)?\s*(?=$|[,.;!?]|\band\b|\bbut\b)"
+# "around 600, ...", "about 50 and ...", "around 600 would be fine": the amount ends its phrase.
+_CLAUSE_END = (r"\s*(?:or so\b)?\s*(?=$|[,.;!?]|\band\b|\bbut\b|"
+               r"\b(?:would|is|should|will|works?|sounds?|seems?)\s+(?:be\s+)?(?:fine|ok|okay|good|great|"
+               r"perfect|ideal|enough|right|my budget|the budget|the limit)\b)")
 _AROUND_BARE = re.compile(_AROUND_CUE + r"(\d+(?:[.,]\d+)?)" + _CLAUSE_END, re.IGNORECASE)
 _MIN = re.compile(r"\b(?:over|above|more than|at least|min(?:imum)?|from|>=?)\s*" + _MONEY, re.IGNORECASE)
 _NEGATED_MIN = re.compile(r"\b(?:nothing|not|never|no|none|anything but)\s*$", re.IGNORECASE)
@@ -74,6 +77,8 @@ _PRICE_LEVEL_WORDS = {
     "premium": re.compile(r"\b(?:premium|high[- ]end|top[- ]of[- ]the[- ](?:line|range)|top[- ]notch|"
                           r"top[- ]shelf|top[- ]tier|luxury|luxurious|deluxe|upscale|high[- ]priced|"
                           r"fancy|priciest|most expensive|money is no object|money can buy|splurge|splurging|"
+                          # "the best you've got"
+                          r"(?:the\s+)?best\s+(?:one\s+)?(?:you(?:'ve| have)\s+got|you\s+have|you\s+sell|there\s+is)|"
                           r"money(?:'s| is) (?:not|no) (?:an )?(?:issue|object|problem)|"
                           r"money isn'?t an (?:issue|object|problem)|"
                           # "I'll pay for quality", "happy to pay extra"
@@ -106,6 +111,7 @@ _FILLER = {
     "no", "yes", "now", "instead", "too", "very", "really", "good", "great", "nice", "new",
     "do", "does", "did", "we", "us", "our", "have", "has", "had", "got", "there", "here",
     "how", "which", "maybe", "perhaps", "just", "about", "around", "i'm", "i'd", "i'll", "i've",
+    "be", "fine", "ok", "okay",
 }
 
 

@@ -476,6 +476,8 @@ def test_the_category_by_meaning_reads_only_what_is_not_negated():
         ("I'd pay anything from 100 to 200", 100.0, 200.0),
         ("30 to 60 dollars", 30.0, 60.0),
         ("a leash, under a tenner", None, 10.0),  # banknotes by name
+        ("a laptop, around 600 would be fine", 480.0, 720.0),  # the amount ends its phrase
+        ("about 50 is my budget", 40.0, 60.0),
         ("socks for about a fiver", 4.0, 6.0),
     ],
 )
@@ -519,6 +521,13 @@ def test_any_brand_but_one_excludes_that_one(parser, a_brand, message):
 def test_more_ways_of_saying_cheap(demo, message):
     got = demo.parse(message)
     assert got.min_price is None and got.max_price == demo.price_quantile(1 / 3, ("Dog Leashes",))
+
+
+def test_the_best_you_have_got_is_premium_and_a_trailing_verdict_is_no_query(demo):
+    got = demo.parse("a tent for a family, the best you've got")
+    assert got.max_price is None and got.min_price == demo.price_quantile(2 / 3, ("Tents",))
+    assert demo.parse("a tent, around 300 would be fine").query == "tent"
+    assert demo.parse("a tent for around 4 people").min_price is None  # no phrase ends on the 4
 
 
 def test_a_head_noun_outside_a_named_group_names_its_leaf(demo):
