@@ -28,6 +28,8 @@ def answer_json(answer, session) -> dict[str, Any]:
                 "explanation": r.explanation.text,
                 "explanation_source": r.explanation.source,
                 "explanation_problems": list(r.explanation.problems),
+                # the LLM's sentence cut back to the part that passed the check
+                "explanation_trimmed": r.explanation.trimmed,
                 "evidence": r.evidence.as_dict(),
             }
             for r in answer.recommendations

@@ -482,3 +482,19 @@ def test_an_invented_tail_is_cut_off_and_the_rest_shown_when_it_passes(tiny_shop
     failed = ExplanationWriter(tiny_shop, early).write(EVIDENCE)
     assert failed.source == "evidence" and not failed.trimmed
     assert failed.problems[0].startswith("says what the evidence does not")
+
+
+def test_the_answer_json_says_a_sentence_was_trimmed():
+    from types import SimpleNamespace
+
+    from recagent.app.answer_json import answer_json
+    from recagent.catalog.model import Item
+    from recagent.tools.constraints import Constraints
+
+    shoes = Item("P1", EVIDENCE.title, price=45.99)
+    rec = SimpleNamespace(rank=1, item=shoes, score=1.0, scores={}, evidence=EVIDENCE,
+                          explanation=Explanation(f"{shoes.title} fit your runs.", "llm", trimmed=True))
+    answer = SimpleNamespace(text="", llm="x", degraded=[], constraints=Constraints(),
+                             recommendations=[rec], trace=[])
+    [out] = answer_json(answer, SimpleNamespace(user_id="u"))["recommendations"]
+    assert out["explanation_source"] == "llm" and out["explanation_trimmed"] is True

@@ -63,6 +63,7 @@ def test_a_message_gets_recommendations_explanations_and_the_trace(client, tiny_
     for rec in answer["recommendations"]:
         assert rec["price"] is not None and rec["price"] <= 30
         assert rec["explanation"] and rec["explanation_source"] == "evidence"
+        assert rec["explanation_trimmed"] is False
         assert rec["item_id"] not in {x.item_id for x in tiny_shop.histories["1"]}
     tools = [c["tool"] for c in answer["trace"]]
     assert tools[0] == "parse_constraints" and "recommend_for_user" in tools and "explain" in tools
