@@ -9,7 +9,10 @@ evaluation's reported samples (``--users 10``, seeds 0 and 1) are left out as we
 
 Each turn's sentences are written as the product writes them (the instruct model, greedy, one
 batch). A sentence that passes the faithfulness check (:meth:`ExplanationWriter.check`,
-which also wants a concrete fact) is an example as it is. For one that fails, the model draws
+which also wants a concrete fact) is an example as it is; one the writer cut back to the part
+that passes (:func:`~recagent.agent.explanations.clause_cuts`) is an example as cut
+(``greedy-trimmed``), so the adapter learns to leave the invented tail off. For one that
+fails, the model draws
 ``samples`` more (temperature sampling) and the first that passes becomes the example: the
 adapter learns the sentences the model can write but does not choose. Items whose every draw
 fails teach nothing and are only counted.
