@@ -412,6 +412,8 @@ _CLAUSE_START = re.compile(
 _OPEN_ENDS = _words("a an the and or but for to of with by from in on at as both your its their "
                     "very more most is are was")
 _MIN_CUT_WORDS = 3  # words a cut sentence keeps after the item's name ("is a tent")
+# A dash between two amounts ("$15 - $35") is a range, not a clause break.
+_RANGE_DASH = re.compile(r"\s*[\u2013\u2014-]\s*\$?\s*\d")
 
 
 def clause_cuts(text: str, start: str = "") -> list[str]:
@@ -425,7 +427,8 @@ def clause_cuts(text: str, start: str = "") -> list[str]:
     cuts = []
     for m in _CLAUSE_START.finditer(text, head):
         at = m.start()
-        if any(a < at < b for a, b in quoted) or re.match(r"\s+to\s+\$", text[at:]):
+        if any(a < at < b for a, b in quoted) or (
+                re.search(r"\d\s*$", text[:at]) and _RANGE_DASH.match(text, at)):
             continue
         kept = text[:at].rstrip(" ,;:-\u2013\u2014.!?")
         last = kept.rsplit(None, 1)[-1].casefold() if kept.strip() else ""

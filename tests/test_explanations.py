@@ -457,6 +457,10 @@ def test_a_sentence_is_cut_only_between_its_clauses():
     # At a comma before a clause, not between adjectives, not inside a quotation or a price range.
     text = f'{name} is a lightweight, "drip, thermal" maker priced from $15 to $35, offering a unique experience.'
     assert clause_cuts(text, name) == [f'{name} is a lightweight, "drip, thermal" maker priced from $15 to $35.']
+    # A dash between two amounts is a range: "priced $15." would misstate the price.
+    assert clause_cuts(f"{name} is a maker priced $15 - $35, which you wanted.", name) == [
+        f"{name} is a maker priced $15 - $35."]
+    assert clause_cuts(f"{name} is a drip maker - and a good one.", name) == [f"{name} is a drip maker."]
     # Never inside the item's name, never leaving fewer than three words or an open end.
     assert clause_cuts(f"{name} is great, and more.", name) == []
     assert clause_cuts(f"{name} is a gift for those who like it, and it is cheap.", name) == [
