@@ -111,7 +111,7 @@ _FILLER = {
     "no", "yes", "now", "instead", "too", "very", "really", "good", "great", "nice", "new",
     "do", "does", "did", "we", "us", "our", "have", "has", "had", "got", "there", "here",
     "how", "which", "maybe", "perhaps", "just", "about", "around", "i'm", "i'd", "i'll", "i've",
-    "be", "fine", "ok", "okay",
+    "be", "fine", "okay",
 }
 
 
