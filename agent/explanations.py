@@ -65,25 +65,43 @@ class Explanation:
 @dataclass(frozen=True)
 class Redraws:
     """How a sentence that failed the check is drawn again: ``n`` sampled sentences for each
-    rejected item, all in one more batch, and the first that passes is shown. With
-    ``budget_s``, the batch runs only when it is expected to end within that many seconds of
-    the turn's start, estimated as twice the first batch (sampled sentences run longer than
-    greedy ones: with the estimate at once the first batch, the demo shop's turn p95 went
-    from 7.5 to 15.3 s under a 12 s budget): a turn already near the budget is not made
-    slower (None: no bound)."""
+    rejected item, all in one more batch, and the first that passes is shown; an item's
+    draws stop as soon as one passes.
+
+    With ``budget_s``, the turn that began at ``turn_started`` ends its redraws that many
+    seconds after its start (the ``deadline``: an embedded model stops decoding then, and
+    the draws not yet ended are dropped), and the batch starts only when at least
+    ``min_share`` of the first batch's time is left: less would end before any draw does. A
+    server cannot be stopped midway, so there the batch must be expected to end in time, at
+    ``cost_ratio`` times the first batch (sampled sentences run longer than greedy ones:
+    with the estimate at once the first batch, the demo shop's turn p95 went from 7.5 to
+    15.3 s under a 12 s budget). None: no bound."""
 
     n: int = 0
     budget_s: float | None = None
-    cost_ratio: float = 2.0  # a redraw batch's time over the first batch's, as estimated
+    cost_ratio: float = 2.0  # a server's redraw batch over the first batch, as estimated
+    min_share: float = 0.5  # the least time left, as a share of the first batch, to start one
 
-    def affordable(self, turn_started: float | None, first_batch_s: float) -> bool:
-        """Whether a redraw batch, estimated from the first, ends within the budget of a turn
-        that began at ``turn_started`` (``time.monotonic()``; None: no turn to bound)."""
+    def deadline(self, turn_started: float | None) -> float | None:
+        """When the redraws of a turn that began at ``turn_started`` must end (None: never)."""
+        if self.budget_s is None or turn_started is None:
+            return None
+        return turn_started + self.budget_s
+
+    def affordable(self, turn_started: float | None, first_batch_s: float, *,
+                   stoppable: bool = True) -> bool:
+        """Whether to start a redraw batch in a turn that began at ``turn_started``
+        (``time.monotonic()``; None: no turn to bound), after a first batch of
+        ``first_batch_s``: on a backend that stops at the deadline (``stoppable``), when
+        ``min_share`` of that time is left; else when the batch, estimated at ``cost_ratio``
+        times the first, would end by the deadline."""
         if self.n <= 0:
             return False
-        if self.budget_s is None or turn_started is None:
+        deadline = self.deadline(turn_started)
+        if deadline is None:
             return True
-        return time.monotonic() + self.cost_ratio * first_batch_s <= turn_started + self.budget_s
+        needed = (self.min_share if stoppable else self.cost_ratio) * first_batch_s
+        return time.monotonic() + needed <= deadline
 
 
 NO_REDRAWS = Redraws()
@@ -530,11 +548,18 @@ class ExplanationWriter:
             else:
                 out[n] = Explanation(out[n].text, "evidence", tuple(accepted))
                 failed.append((n, prompt, start))
-        if failed and self.redraws.affordable(turn_started, first_batch_s):
+        if failed and self.redraws.n > 0 and self.redraws.affordable(turn_started, first_batch_s,
+                                              stoppable=self.llm.stops_at_deadline):
+            def passes(i: int, prose: str) -> bool:
+                n, _, start = failed[i]
+                return isinstance(self._accepted(cut_loop(prose, start), start, evidences[n], check),
+                                  Explanation)
+
             try:
                 draws = self.llm.sample_batch([p for _, p, _ in failed], self.redraws.n,
                                               max_tokens=self.max_tokens, stop=["\n"],
-                                              starts=[s for _, _, s in failed], adapter=self.adapter)
+                                              starts=[s for _, _, s in failed], adapter=self.adapter,
+                                              until=passes, deadline=self.redraws.deadline(turn_started))
             except LLMUnavailable:
                 return out  # the sentences that passed stand; the others keep their evidence
             for (n, _, start), drawn in zip(failed, draws, strict=True):

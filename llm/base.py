@@ -27,7 +27,7 @@ method is called anyway. Backends are built from the settings by
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -68,6 +68,7 @@ class LLM(Protocol):
     can_call_tools: bool  # the model calls tools by itself (implies serves_chat)
     structured_output: bool  # generate_json() works
     adapters: frozenset[str]  # LoRA adapters a generate_batch call may name (may be empty)
+    stops_at_deadline: bool  # sample_batch stops decoding at its deadline (decodes in-process)
 
     def generate(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()) -> str:
         """Greedy completion of ``prompt`` (without the prompt), cut at the first stop string."""
@@ -94,10 +95,18 @@ class LLM(Protocol):
     def sample_batch(self, prompts: Sequence[str], n: int, *, max_tokens: int = 48,
                      stop: Sequence[str] = (), starts: Sequence[str] | None = None,
                      adapter: str | None = None, temperature: float = 0.8, top_p: float = 0.95,
-                     seed: int = 0) -> list[list[str]]:
+                     seed: int = 0, until: Callable[[int, str], bool] | None = None,
+                     deadline: float | None = None) -> list[list[str]]:
         """``n`` answers to each prompt drawn by sampling (``temperature``, nucleus ``top_p``),
         opening with its start as ``generate_batch``'s do, in one batch where the backend can;
-        the same ``seed`` draws the same answers on the same backend."""
+        the same ``seed`` draws the same answers on the same backend.
+
+        ``until(i, answer)``: a backend that decodes the rows itself stops drawing answers to
+        prompt ``i`` once one satisfies it, and returns the answers it has then, in the order
+        they ended (fewer than ``n``; the last is the one that did). One that cannot stop a
+        request midway (a server) returns all ``n``: a caller takes the first that passes.
+        ``deadline`` (``time.monotonic()``): such a backend stops decoding then, and drops the
+        answers not yet ended; a server runs the request whole."""
         ...
 
     def score(self, prompt: str, continuations: Sequence[str]) -> list[ScoredContinuation]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -46,6 +46,7 @@ class CausalLM:
     twice as fast as bf16 on the CPU (``docs/llm.md`` has the side-by-side figures)."""
 
     name: str
+    stops_at_deadline = True  # it decodes step by step, and checks the time at each
 
     def __init__(self, models_dir: Path, *, dtype: str = "auto", device: str = "cpu",
                  adapters: Mapping[str, Path] | None = None) -> None:
@@ -151,8 +152,9 @@ class CausalLM:
         """
         if not prompts:
             return []
-        return self._generate_batch(prompts, max_tokens=max_tokens, stop=stop,
-                                    starts=answer_starts(prompts, starts), adapter=adapter)
+        answers = self._generate_batch(prompts, max_tokens=max_tokens, stop=stop,
+                                       starts=answer_starts(prompts, starts), adapter=adapter)
+        return [a[0] for a in answers]
 
     def _model_for(self, adapter: str | None):
         """The model to decode with: the model alone, or its copy with the LoRA ``adapter``
@@ -183,83 +185,131 @@ class CausalLM:
 
     def _generate_batch(self, prompts: Sequence[str], *, max_tokens: int, stop: Sequence[str],
                         starts: list[str], adapter: str | None, temperature: float = 0.0,
-                        top_p: float = 1.0, seed: int = 0) -> list[str]:
-        """The batched decode: greedy, or sampled when ``temperature`` > 0."""
+                        top_p: float = 1.0, seed: int = 0, copies: int = 1,
+                        until: Callable[[int, str], bool] | None = None,
+                        deadline: float | None = None) -> list[list[str]]:
+        """The batched decode: greedy, or sampled when ``temperature`` > 0; ``copies`` answers
+        to each prompt, in the order they finished (a list per prompt).
+
+        Each prompt is computed once, and its KV cache copied for its ``copies`` rows: a
+        redraw of three sentences for one item had run the item's part of the prompt (its
+        title and the history titles, most of an Amazon prompt) three times. With ``until``,
+        a prompt's rows stop as soon as one of its answers satisfies ``until(i, answer)``
+        (the rows still decoding are dropped, so fewer than ``copies`` answers come back).
+        By ``deadline`` (``time.monotonic()``) decoding stops: a step that would end after it
+        (as long as the last one) is not taken, and the rows not yet ended are dropped."""
+        import time
+
         import torch
 
         generator = torch.Generator().manual_seed(seed) if temperature > 0 else None
         model = self._model_for(adapter)
 
         rows = [self._answer_ids(p, s) for p, s in zip(prompts, starts, strict=True)]
-        n = len(rows)
-        # One prompt runs whole, as ``generate`` runs it (int8's activation scales depend on
-        # how the prompt is cut, so a split prompt would not decode exactly the same).
-        shared = _common_prefix_length(rows) if n > 1 else 0
+        k = len(rows)
+        # One greedy prompt runs whole, as ``generate`` runs it (int8's activation scales depend
+        # on how the prompt is cut, so a split prompt would not decode exactly the same); one
+        # sampled prompt reuses the kept prefix (a redraw's template, from the turn's batch).
+        shared = (_common_prefix_length(rows) if k > 1
+                  else len(rows[0]) - 1 if copies > 1 else 0)
         cache = self._shared_prefix(rows[0][:shared], adapter) if shared else None
         if cache is not None:
-            cache.batch_repeat_interleave(n)
+            cache.batch_repeat_interleave(k)
         else:
             shared = 0
         tails = [r[shared:] for r in rows]
         width = max(len(t) for t in tails)
         pad = self.tokenizer.pad_token_id
         pad = pad if pad is not None else 0
-        ids = torch.full((n, width), pad, dtype=torch.long)
-        mask = torch.zeros((n, shared + width), dtype=torch.long)
+        ids = torch.full((k, width), pad, dtype=torch.long)
+        mask = torch.zeros((k, shared + width), dtype=torch.long)
         mask[:, :shared] = 1
         for b, t in enumerate(tails):
             ids[b, width - len(t):] = torch.tensor(t)
             mask[b, shared + width - len(t):] = 1
         eos = self._eos_ids
-        generated: list[list[int]] = [[] for _ in rows]
+        n = k * copies
+        prompt_of = [b // copies for b in range(n)]
+        generated: list[list[int]] = [[] for _ in range(n)]
         done = [False] * n
+        finished: list[list[int]] = [[] for _ in rows]  # each prompt's rows, as they finished
+
+        def finish(b: int) -> None:
+            done[b] = True
+            i = prompt_of[b]
+            finished[i].append(b)
+            if until is not None and until(i, self._answer_text(starts[i], generated[b], stop)):
+                for other in range(i * copies, (i + 1) * copies):
+                    done[other] = True
+
         with torch.inference_mode():
             positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
             out = model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                             position_ids=positions.to(self.device), cache=cache,
-                             use_cache=True, logits_to_keep=1)
-            last = positions[:, -1]
+                        position_ids=positions.to(self.device), cache=cache,
+                        use_cache=True, logits_to_keep=1)
+            logits, last = out.logits[:, -1], positions[:, -1]
+            if copies > 1:
+                out.cache.batch_repeat_interleave(copies)
+                logits = logits.repeat_interleave(copies, dim=0)
+                mask = mask.repeat_interleave(copies, dim=0)
+                last = last.repeat_interleave(copies, dim=0)
+            step_s, out_of_time = 0.0, False
             for _ in range(max_tokens):
-                tokens = (_sample(out.logits[:, -1], temperature, top_p, generator) if generator
-                          else out.logits[:, -1].argmax(-1).tolist())
+                tokens = (_sample(logits, temperature, top_p, generator) if generator
+                          else logits.argmax(-1).tolist())
                 for b, token in enumerate(tokens):
                     if done[b]:
                         continue
                     if token in eos:
-                        done[b] = True
+                        finish(b)
                         continue
                     generated[b].append(token)
-                    text = self.tokenizer.decode(generated[b], skip_special_tokens=True)
-                    if stop and cut_at_stop(text, stop) != text:
-                        done[b] = True
-                if all(done):
+                    if stop:
+                        text = self.tokenizer.decode(generated[b], skip_special_tokens=True)
+                        if cut_at_stop(text, stop) != text:
+                            finish(b)
+                if all(done) or (deadline is not None and time.monotonic() + step_s >= deadline):
+                    out_of_time = not all(done)
                     break
+                stepped = time.monotonic()
                 step = torch.tensor([[pad if done[b] else t] for b, t in enumerate(tokens)])
                 mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long)], dim=1)
                 last = last + 1
                 out = model(input_ids=step.to(self.device), attention_mask=mask.to(self.device),
-                                 position_ids=last[:, None].to(self.device), cache=out.cache,
-                                 use_cache=True, logits_to_keep=1)
-        texts = [self.tokenizer.decode(g, skip_special_tokens=True) for g in generated]
-        return [(s + cut_at_stop(t, stop)).strip() for s, t in zip(starts, texts, strict=True)]
+                            position_ids=last[:, None].to(self.device), cache=out.cache,
+                            use_cache=True, logits_to_keep=1)
+                logits = out.logits[:, -1]
+                step_s = time.monotonic() - stepped
+        if not out_of_time:
+            for b in range(n):  # the rows cut off by max_tokens, after those that ended
+                if not done[b]:
+                    finish(b)
+        return [[self._answer_text(starts[i], generated[b], stop) for b in finished[i]]
+                for i in range(k)]
+
+    def _answer_text(self, start: str, generated: list[int], stop: Sequence[str]) -> str:
+        """An answer as returned: its start, then the decoded tokens up to the first stop string."""
+        text = self.tokenizer.decode(generated, skip_special_tokens=True)
+        return (start + cut_at_stop(text, stop)).strip()
 
     def sample_batch(self, prompts: Sequence[str], n: int, *, max_tokens: int = 48,
                      stop: Sequence[str] = (), starts: Sequence[str] | None = None,
                      adapter: str | None = None, temperature: float = 0.8, top_p: float = 0.95,
-                     seed: int = 0) -> list[list[str]]:
+                     seed: int = 0, until: Callable[[int, str], bool] | None = None,
+                     deadline: float | None = None) -> list[list[str]]:
         """``n`` answers to each prompt drawn by sampling (temperature, nucleus ``top_p``), each
-        opening with its start as ``generate_batch``'s do: one batch of ``n`` rows per prompt
-        (their common beginning computed once). A turn draws again the sentences that failed
-        their check; distillation keeps the draws that pass (:mod:`recagent.evals.explain_distill`)."""
+        opening with its start as ``generate_batch``'s do: one batch of ``n`` rows per prompt,
+        the prompt computed once for them. A turn draws again the sentences that failed their
+        check, until one passes (``until``); distillation keeps the draws that pass
+        (:mod:`recagent.evals.explain_distill`)."""
         if temperature <= 0:
             raise ValueError("sampling needs a temperature above 0")
         if n < 1 or not prompts:
             return [[] for _ in prompts]
-        starts = answer_starts(prompts, starts)
-        texts = self._generate_batch([p for p in prompts for _ in range(n)], max_tokens=max_tokens,
-                                     stop=stop, starts=[s for s in starts for _ in range(n)],
-                                     adapter=adapter, temperature=temperature, top_p=top_p, seed=seed)
-        return [texts[i * n: (i + 1) * n] for i in range(len(prompts))]
+        return self._generate_batch(prompts, max_tokens=max_tokens, stop=stop,
+                                    starts=answer_starts(prompts, starts), adapter=adapter,
+                                    temperature=temperature, top_p=top_p, seed=seed,
+                                    copies=n, until=until, deadline=deadline)
 
     def _answer_ids(self, prompt: str, start: str) -> list[int]:
         """The token ids a completion of ``prompt`` that opens with ``start`` continues from."""

@@ -17,7 +17,7 @@ with an error becomes :class:`LLMUnavailable` with the URL in the message.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 
 from recagent.llm.base import (
@@ -58,6 +58,7 @@ class VLLMClient:
         self._wanted_adapters = tuple(adapters)
         self.structured_output = True  # JSON-schema guided decoding (generate_json)
         self.serves_chat = True  # chat_model(): an OpenAI-compatible chat endpoint
+        self.stops_at_deadline = False  # a request runs whole
 
     @property
     def name(self) -> str:
@@ -178,9 +179,12 @@ class VLLMClient:
     def sample_batch(self, prompts: Sequence[str], n: int, *, max_tokens: int = 48,
                      stop: Sequence[str] = (), starts: Sequence[str] | None = None,
                      adapter: str | None = None, temperature: float = 0.8, top_p: float = 0.95,
-                     seed: int = 0) -> list[list[str]]:
+                     seed: int = 0, until: Callable[[int, str], bool] | None = None,
+                     deadline: float | None = None) -> list[list[str]]:
         """``n`` sampled answers to each prompt (the request's ``n``, ``seed`` for vLLM's
-        per-request generator): one completions request, or one chat request per prompt."""
+        per-request generator): one completions request, or one chat request per prompt. The
+        server draws all ``n`` (``until`` and ``deadline`` are not used: the request runs
+        whole)."""
         if temperature <= 0:
             raise ValueError("sampling needs a temperature above 0")
         if n < 1:

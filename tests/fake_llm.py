@@ -14,6 +14,7 @@ class ScriptedLLM:
     serves_chat = False
     can_call_tools = False
     structured_output = False
+    stops_at_deadline = False
     adapters: frozenset[str] = frozenset()
     name = "scripted"
 

@@ -180,6 +180,29 @@ def test_sampled_answers_open_with_the_start_and_stop_at_the_line(tiny_checkpoin
         llm.sample_batch([PROMPT], 2, temperature=0.0)
 
 
+def test_draws_stop_once_one_passes_or_at_the_deadline(tiny_checkpoint):
+    import time
+
+    llm = TinyChatLM(tiny_checkpoint)
+    other, other_start = PROMPT.replace("Trailhead Dome Tent", "Ridge Lantern"), "Ridge Lantern"
+    kwargs = {"starts": [START, other_start], "max_tokens": 12, "stop": ["\n"], "seed": 1}
+    everything = llm.sample_batch([PROMPT, other], 3, **kwargs)
+    seen = []
+
+    def first_of_prompt_0(i: int, answer: str) -> bool:
+        seen.append((i, answer))
+        return i == 0
+
+    draws = llm.sample_batch([PROMPT, other], 3, until=first_of_prompt_0, **kwargs)
+    assert len(draws[0]) == 1 and draws[0][0] in everything[0]  # its other rows were dropped
+    assert sorted(draws[1]) == sorted(everything[1])  # none passed: all three are drawn
+    assert (0, draws[0][0]) in seen
+    # At the deadline decoding stops, and draws not yet ended are dropped.
+    late = llm.sample_batch([PROMPT, other], 3, deadline=time.monotonic(), **kwargs)
+    assert sum(map(len, late)) < 6
+    assert all(d in everything[0] for d in late[0]) and all(d in everything[1] for d in late[1])
+
+
 def test_the_explainer_is_loaded_only_where_validation_chose_it(tmp_path):
     from recagent.app.llm_backend import explainer_adapters
     from recagent.app.settings import Settings

@@ -1,5 +1,7 @@
 """The faithfulness check: prose may name only what the evidence holds."""
 
+import pytest
+
 from recagent.agent.explanations import (
     Explanation,
     ExplanationWriter,
@@ -53,6 +55,7 @@ def test_empty_short_or_off_item_prose_fails():
 
 class _Reply:
     serves_chat = False
+    stops_at_deadline = False
     can_call_tools = False
     adapters: frozenset[str] = frozenset()
     name = "reply"
@@ -174,6 +177,36 @@ def test_a_redraw_runs_only_when_it_fits_in_the_turn_budget(tiny_shop):
     assert len(llm.sampled) == 1 and on_time == Explanation(passing, "llm", draws=2)
     llm, unbounded = write(None)
     assert unbounded.source == "llm"
+
+
+def test_an_in_process_model_redraws_until_the_deadline(tiny_shop):
+    """A model that stops decoding at the deadline starts a redraw with half the first
+    batch's time left, and is given the turn's deadline and the check as ``until``."""
+    import time
+
+    shoes = EVIDENCE.title
+    passing = f"{shoes} fit your runs like your Pacer P-500 Trail Running Shoes."
+
+    class Stoppable(_Redrawing):
+        stops_at_deadline = True
+
+        def generate_batch(self, prompts, **kw):
+            time.sleep(0.2)
+            return super().generate_batch(prompts, **kw)
+
+        def sample_batch(self, prompts, n, *, until=None, deadline=None, **kw):
+            self.given = (until, deadline)
+            return super().sample_batch(prompts, n, **kw)
+
+    llm = Stoppable({shoes: f"{shoes} for only $9.99 today."}, {shoes: ["never reached", passing]})
+    writer = ExplanationWriter(tiny_shop, llm, redraws=Redraws(2, budget_s=0.5))
+    started = time.monotonic()
+    out = writer.write_all([EVIDENCE], price_bounds=[60.0], turn_started=started)[0]
+    # 0.3 s left of 0.5: a server's redraw (estimated at 0.4 s) would not start; this one does.
+    assert out == Explanation(passing, "llm", draws=3)
+    until, deadline = llm.given
+    assert deadline == pytest.approx(started + 0.5)
+    assert until(0, passing) and not until(0, f"{shoes} for only $9.99 today.")
 
 
 def test_all_sentences_of_a_turn_are_one_batch_and_new_users_get_prose_too(tiny_shop):
