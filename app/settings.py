@@ -36,10 +36,11 @@ class Settings:
                  adapter (``recagent train-explainer``; used by default where validation chose it).
     explain_redraws: RECAGENT_EXPLAIN_REDRAWS, sampled sentences drawn for an item whose LLM
                  sentence failed the faithfulness check (one more batch; the first that passes
-                 is shown); default 0.
-    explain_redraw_budget: RECAGENT_EXPLAIN_REDRAW_BUDGET, seconds from a turn's start within
-                 which that batch must be expected to end (estimated at twice the first
-                 batch), else the turn is not redrawn; 0 for no bound; default 12.
+                 is shown; an item's draws stop once one passes); default 3.
+    explain_redraw_budget: RECAGENT_EXPLAIN_REDRAW_BUDGET, seconds from a turn's start by
+                 which the redraws end: the embedded model stops decoding then (a vLLM server's
+                 batch must be expected to end by then, at twice the first batch, or it is not
+                 started); 0 for no bound; default 12.
     db_url:      RECAGENT_DB_URL, the SQLAlchemy URL where ``recagent serve`` keeps sessions
                  and feedback (``postgresql+psycopg://...`` in production); default: the
                  SQLite file home/recagent.db.
@@ -78,7 +79,7 @@ class Settings:
     llm_timeout: float = 60.0
     llm_dtype: str = "auto"
     explainer: bool = True
-    explain_redraws: int = 0
+    explain_redraws: int = 3
     explain_redraw_budget: float = 12.0
     agent: str = "auto"
     db_url: str | None = None
@@ -117,7 +118,7 @@ class Settings:
             llm_timeout=_number(env, "RECAGENT_LLM_TIMEOUT", 60.0),
             llm_dtype=env.get("RECAGENT_LLM_DTYPE") or "auto",
             explainer=(env.get("RECAGENT_EXPLAINER") or "1").lower() not in ("0", "false", "no", "off"),
-            explain_redraws=_number(env, "RECAGENT_EXPLAIN_REDRAWS", 0),
+            explain_redraws=_number(env, "RECAGENT_EXPLAIN_REDRAWS", 3),
             explain_redraw_budget=_number(env, "RECAGENT_EXPLAIN_REDRAW_BUDGET", 12.0),
             agent=env.get("RECAGENT_AGENT") or "auto",
             db_url=env.get("RECAGENT_DB_URL") or None,

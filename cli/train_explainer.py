@@ -85,7 +85,8 @@ def train_explainer_command(
         if part is not None and not collect_only:
             raise RecAgentError("--shard goes with --collect-only: train in one run after the shards")
         rt = make_runtime(data, encoder)
-        rt.settings = rt.settings.override(llm="instruct", agent="plan")
+        # Greedy sentences are distilled as written: a redraw would pass a sampled one as greedy.
+        rt.settings = rt.settings.override(llm="instruct", agent="plan", explain_redraws=0)
         if rt.settings.llm_dtype == "int8":
             raise RecAgentError("train-explainer needs the bf16 or fp32 model: unset --llm-dtype int8")
         folder = rt.model_dir("explainer")

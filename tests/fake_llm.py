@@ -30,6 +30,7 @@ class ScriptedLLM:
         self.down = down
         self.prompts: list[str] = []
         self.batches: list[int] = []  # the size of each generate_batch call
+        self.sampled: list[tuple[int, int]] = []  # (prompts, draws) of each sample_batch call
 
     def _check(self) -> None:
         if self.down:
@@ -50,6 +51,17 @@ class ScriptedLLM:
         starts = list(starts) if starts is not None else [""] * len(prompts)
         texts = [self.generate(p, max_tokens=max_tokens, stop=stop) for p in prompts]
         return [t if t.startswith(s) else f"{s} {t}".strip() for s, t in zip(starts, texts, strict=True)]
+
+    def sample_batch(self, prompts: Sequence[str], n: int, *, max_tokens: int = 48,
+                     stop: Sequence[str] = (), starts: Sequence[str] | None = None,
+                     adapter: str | None = None, temperature: float = 0.8, top_p: float = 0.95,
+                     seed: int = 0, until=None, deadline=None) -> list[list[str]]:
+        """A script has one answer per prompt: its ``n`` draws are that answer ``n`` times."""
+        self._check()
+        self.sampled.append((len(prompts), n))
+        starts = list(starts) if starts is not None else [""] * len(prompts)
+        texts = [self.generate(p, max_tokens=max_tokens, stop=stop) for p in prompts]
+        return [[t if t.startswith(s) else f"{s} {t}".strip()] * n for s, t in zip(starts, texts, strict=True)]
 
     def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()):
         """``generate``'s reply in word-sized pieces, as a streaming backend yields them."""
