@@ -548,23 +548,28 @@ class ExplanationWriter:
             else:
                 out[n] = Explanation(out[n].text, "evidence", tuple(accepted))
                 failed.append((n, prompt, start))
-        if failed and self.redraws.n > 0 and self.redraws.affordable(turn_started, first_batch_s,
+        if failed and self.redraws.affordable(turn_started, first_batch_s,
                                               stoppable=self.llm.stops_at_deadline):
-            def passes(i: int, prose: str) -> bool:
-                n, _, start = failed[i]
-                return isinstance(self._accepted(cut_loop(prose, start), start, evidences[n], check),
-                                  Explanation)
+            verdicts: dict[tuple[int, str], Explanation | list[str]] = {}
+
+            def verdict(i: int, prose: str) -> Explanation | list[str]:
+                """Draw ``prose`` of failed item ``i``, checked once (as it ends, and when shown)."""
+                if (i, prose) not in verdicts:
+                    n, _, start = failed[i]
+                    verdicts[i, prose] = self._accepted(cut_loop(prose, start), start, evidences[n], check)
+                return verdicts[i, prose]
 
             try:
-                draws = self.llm.sample_batch([p for _, p, _ in failed], self.redraws.n,
-                                              max_tokens=self.max_tokens, stop=["\n"],
-                                              starts=[s for _, _, s in failed], adapter=self.adapter,
-                                              until=passes, deadline=self.redraws.deadline(turn_started))
+                draws = self.llm.sample_batch(
+                    [p for _, p, _ in failed], self.redraws.n, max_tokens=self.max_tokens,
+                    stop=["\n"], starts=[s for _, _, s in failed], adapter=self.adapter,
+                    until=lambda i, prose: isinstance(verdict(i, prose), Explanation),
+                    deadline=self.redraws.deadline(turn_started))
             except LLMUnavailable:
                 return out  # the sentences that passed stand; the others keep their evidence
-            for (n, _, start), drawn in zip(failed, draws, strict=True):
+            for i, ((n, _, _), drawn) in enumerate(zip(failed, draws, strict=True)):
                 for k, prose in enumerate(drawn, 2):
-                    accepted = self._accepted(cut_loop(prose, start), start, evidences[n], check)
+                    accepted = verdict(i, prose)
                     if isinstance(accepted, Explanation):
                         out[n] = replace(accepted, draws=k)
                         if on_prose is not None:

@@ -30,7 +30,6 @@ class ScriptedLLM:
         self.down = down
         self.prompts: list[str] = []
         self.batches: list[int] = []  # the size of each generate_batch call
-        self.sampled: list[tuple[int, int]] = []  # (prompts, draws) of each sample_batch call
 
     def _check(self) -> None:
         if self.down:
@@ -48,6 +47,9 @@ class ScriptedLLM:
         from it, as a real backend's would be."""
         self._check()
         self.batches.append(len(prompts))
+        return self._replies(prompts, starts, max_tokens, stop)
+
+    def _replies(self, prompts, starts, max_tokens, stop) -> list[str]:
         starts = list(starts) if starts is not None else [""] * len(prompts)
         texts = [self.generate(p, max_tokens=max_tokens, stop=stop) for p in prompts]
         return [t if t.startswith(s) else f"{s} {t}".strip() for s, t in zip(starts, texts, strict=True)]
@@ -58,10 +60,7 @@ class ScriptedLLM:
                      seed: int = 0, until=None, deadline=None) -> list[list[str]]:
         """A script has one answer per prompt: its ``n`` draws are that answer ``n`` times."""
         self._check()
-        self.sampled.append((len(prompts), n))
-        starts = list(starts) if starts is not None else [""] * len(prompts)
-        texts = [self.generate(p, max_tokens=max_tokens, stop=stop) for p in prompts]
-        return [[t if t.startswith(s) else f"{s} {t}".strip()] * n for s, t in zip(starts, texts, strict=True)]
+        return [[reply] * n for reply in self._replies(prompts, starts, max_tokens, stop)]
 
     def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()):
         """``generate``'s reply in word-sized pieces, as a streaming backend yields them."""
