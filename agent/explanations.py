@@ -28,13 +28,12 @@ else it is replaced by a clean rendering of the evidence
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 
 from recagent.catalog.model import Dataset
-from recagent.llm.base import LLM, LLMUnavailable
+from recagent.llm.base import LLM
 from recagent.prompts import render
 from recagent.tools.explain import ItemEvidence
 
@@ -46,6 +45,7 @@ EXPLAINER = "explainer"
 
 _QUOTED = re.compile(r"[\"“”]([^\"“”]{2,})[\"“”]")
 _PRICE = re.compile(r"\$\s*(\d+(?:,\d{3})*(?:\.\d+)?)")
+_ENDED = re.compile(r"[.!?][\"\u201d')\]]*\s*$")  # a sentence ends on a stop, maybe in quotes
 _MIN_TITLE = 8  # shorter titles ("Up", "Heat") are too likely to occur as plain words
 
 
@@ -64,44 +64,22 @@ class Explanation:
 
 @dataclass(frozen=True)
 class Redraws:
-    """How a sentence that failed the check is drawn again: ``n`` sampled sentences for each
-    rejected item, all in one more batch, and the first that passes is shown; an item's
-    draws stop as soon as one passes.
+    """How a sentence that failed the check is drawn again: up to ``n`` sampled sentences for
+    each rejected item, and the first that passes is shown (``LLM.draw_batch``: an embedded
+    model draws them in the same batch, as soon as the rejected sentence ended).
 
-    With ``budget_s``, the turn that began at ``turn_started`` ends its redraws that many
-    seconds after its start (the ``deadline``: an embedded model stops decoding then, and
-    the draws not yet ended are dropped), and the batch starts only when at least
-    ``min_share`` of the first batch's time is left: less would end before any draw does. A
-    server cannot be stopped midway, so there the batch must be expected to end in time, at
-    ``cost_ratio`` times the first batch (sampled sentences run longer than greedy ones:
-    with the estimate at once the first batch, the demo shop's turn p95 went from 7.5 to
-    15.3 s under a 12 s budget). None: no bound."""
+    With ``budget_s``, the redraws of a turn that began at ``turn_started`` end that many
+    seconds after its start (the ``deadline``: the draws not ended by then are dropped).
+    None: no bound."""
 
     n: int = 0
     budget_s: float | None = None
-    cost_ratio: float = 2.0  # a server's redraw batch over the first batch, as estimated
-    min_share: float = 0.5  # the least time left, as a share of the first batch, to start one
 
     def deadline(self, turn_started: float | None) -> float | None:
         """When the redraws of a turn that began at ``turn_started`` must end (None: never)."""
         if self.budget_s is None or turn_started is None:
             return None
         return turn_started + self.budget_s
-
-    def affordable(self, turn_started: float | None, first_batch_s: float, *,
-                   stoppable: bool = True) -> bool:
-        """Whether to start a redraw batch in a turn that began at ``turn_started``
-        (``time.monotonic()``; None: no turn to bound), after a first batch of
-        ``first_batch_s``: on a backend that stops at the deadline (``stoppable``), when
-        ``min_share`` of that time is left; else when the batch, estimated at ``cost_ratio``
-        times the first, would end by the deadline."""
-        if self.n <= 0:
-            return False
-        deadline = self.deadline(turn_started)
-        if deadline is None:
-            return True
-        needed = (self.min_share if stoppable else self.cost_ratio) * first_batch_s
-        return time.monotonic() + needed <= deadline
 
 
 NO_REDRAWS = Redraws()
@@ -510,14 +488,16 @@ class ExplanationWriter:
         turn_started: float | None = None,
     ) -> list[Explanation]:
         """Each item's checked LLM sentence, or its evidence rendering; the sentences of all the
-        items are written in one batched generation. With ``redraws`` (:class:`Redraws`), the
-        items whose sentence failed the check get sampled sentences, in one more batch, when
-        it fits in the redraw budget of the turn that began at ``turn_started``
-        (``time.monotonic()``), and the first that passes is shown (``Explanation.draws``
-        counts the sentences it took).
+        items are written in one batched generation. With ``redraws`` (:class:`Redraws`), an
+        item whose sentence failed the check gets sampled sentences until one passes or the
+        redraw budget of the turn that began at ``turn_started`` (``time.monotonic()``) is
+        spent; the first that passes is shown (``Explanation.draws`` counts the sentences it
+        took).
 
-        ``on_prose(index, text)`` gets each sentence as the LLM wrote it, before the check
-        (the caller shows the returned explanation in its place when it differs). Raises
+        ``on_prose(index, text)`` gets an item's sentence as soon as one passes the check
+        (the caller shows the returned explanation in its place when it differs: the greedy
+        sentence, when it passes too, is preferred to a redraw that ended first); a sentence
+        that fails is never shown. Raises
         :class:`~recagent.llm.base.LLMUnavailable` when the LLM fails; the caller degrades to
         evidence for the turn.
         """
@@ -527,63 +507,50 @@ class ExplanationWriter:
         if self.llm is None:
             return out
         wanted = [n for n, e in enumerate(evidences) if self.wants_prose(e)]
+        if not wanted:
+            return out
         prompts = [self.prompt_for(evidences[n]) for n in wanted]
         # Every sentence opens with the product's name, given to the model: it cannot write
         # about another item instead, and spends no decode steps on the title.
         starts = [spoken_title(evidences[n].title) for n in wanted]
-        started = time.monotonic()
-        texts = self.llm.generate_batch(prompts, max_tokens=self.max_tokens, stop=["\n"],
-                                        starts=starts, adapter=self.adapter) if prompts else []
-        first_batch_s = time.monotonic() - started
         check = {"other_titles": other_titles, "price_bounds": price_bounds,
                  "price_floor": price_floor, "price_ceiling": price_ceiling}
-        failed: list[tuple[int, str, str]] = []  # (item, prompt, start) of each rejected sentence
-        for n, prompt, start, prose in zip(wanted, prompts, starts, texts, strict=True):
-            prose = cut_loop(prose, start)
-            if on_prose is not None:
-                on_prose(n, prose)
-            accepted = self._accepted(prose, start, evidences[n], check)
-            if isinstance(accepted, Explanation):
-                out[n] = accepted
+        verdicts: dict[tuple[int, str], Explanation | list[str]] = {}
+        shown: set[int] = set()  # the items whose sentence went to on_prose
+
+        def verdict(i: int, prose: str) -> Explanation | list[str]:
+            """Sentence ``prose`` for item ``wanted[i]``, checked once (as it ends, and when read)."""
+            if (i, prose) not in verdicts:
+                verdicts[i, prose] = accepted = self._accepted(
+                    cut_loop(prose, starts[i]), starts[i], evidences[wanted[i]], check)
+                if on_prose is not None and isinstance(accepted, Explanation) and i not in shown:
+                    shown.add(i)
+                    on_prose(wanted[i], accepted.text)
+            return verdicts[i, prose]
+
+        drawn = self.llm.draw_batch(
+            prompts, self.redraws.n, until=lambda i, prose: isinstance(verdict(i, prose), Explanation),
+            max_tokens=self.max_tokens, stop=["\n"], starts=starts, adapter=self.adapter,
+            deadline=self.redraws.deadline(turn_started))
+        for i, (n, sentences) in enumerate(zip(wanted, drawn, strict=True)):
+            for k, prose in enumerate(sentences, 1):
+                accepted = verdict(i, prose)
+                if isinstance(accepted, Explanation):
+                    out[n] = replace(accepted, draws=k)
+                    break
             else:
-                out[n] = Explanation(out[n].text, "evidence", tuple(accepted))
-                failed.append((n, prompt, start))
-        if failed and self.redraws.affordable(turn_started, first_batch_s,
-                                              stoppable=self.llm.stops_at_deadline):
-            verdicts: dict[tuple[int, str], Explanation | list[str]] = {}
-
-            def verdict(i: int, prose: str) -> Explanation | list[str]:
-                """Draw ``prose`` of failed item ``i``, checked once (as it ends, and when shown)."""
-                if (i, prose) not in verdicts:
-                    n, _, start = failed[i]
-                    verdicts[i, prose] = self._accepted(cut_loop(prose, start), start, evidences[n], check)
-                return verdicts[i, prose]
-
-            try:
-                draws = self.llm.sample_batch(
-                    [p for _, p, _ in failed], self.redraws.n, max_tokens=self.max_tokens,
-                    stop=["\n"], starts=[s for _, _, s in failed], adapter=self.adapter,
-                    until=lambda i, prose: isinstance(verdict(i, prose), Explanation),
-                    deadline=self.redraws.deadline(turn_started))
-            except LLMUnavailable:
-                return out  # the sentences that passed stand; the others keep their evidence
-            for i, ((n, _, _), drawn) in enumerate(zip(failed, draws, strict=True)):
-                for k, prose in enumerate(drawn, 2):
-                    accepted = verdict(i, prose)
-                    if isinstance(accepted, Explanation):
-                        out[n] = replace(accepted, draws=k)
-                        if on_prose is not None:
-                            on_prose(n, accepted.text)
-                        break
-                else:
-                    out[n] = replace(out[n], draws=1 + len(drawn))
+                out[n] = Explanation(out[n].text, "evidence", tuple(verdict(i, sentences[0])),
+                                     draws=len(sentences))
         return out
 
     def _accepted(self, prose: str, start: str, evidence: ItemEvidence,
                   check: dict) -> Explanation | list[str]:
         """The LLM's sentence when it passes the check; else its longest leading part that
-        passes (:func:`clause_cuts`), marked ``trimmed``; else the whole sentence's problems."""
+        passes (:func:`clause_cuts`), marked ``trimmed``; else the whole sentence's problems. A
+        sentence cut off (at the token limit or the turn's deadline) is never shown whole."""
         problems = self.check(prose, evidence, **check)
+        if not _ENDED.search(prose):
+            problems.append("ends mid-sentence (cut off)")
         if not problems:
             return Explanation(prose, "llm")
         for cut in clause_cuts(prose, start):

@@ -21,6 +21,7 @@ from recagent.llm.base import (
     ScoredContinuation,
     answer_starts,
     cut_at_stop,
+    draw_in_two_batches,
     join_start,
     stream_until_stop,
 )
@@ -184,25 +185,33 @@ class CausalLM:
         return _contiguous_head_input(merged.to(self.device).eval())
 
     def _generate_batch(self, prompts: Sequence[str], *, max_tokens: int, stop: Sequence[str],
-                        starts: list[str], adapter: str | None, temperature: float = 0.0,
-                        top_p: float = 1.0, seed: int = 0, copies: int = 1,
-                        until: Callable[[int, str], bool] | None = None,
-                        deadline: float | None = None) -> list[list[str]]:
-        """The batched decode: greedy, or sampled when ``temperature`` > 0; ``copies`` answers
-        to each prompt, in the order they finished (a list per prompt).
+                        starts: list[str], adapter: str | None, greedy: bool = True,
+                        temperature: float = 0.8, top_p: float = 0.95, seed: int = 0,
+                        copies: int = 1, until: Callable[[int, str], bool] | None = None,
+                        deadline: float | None = None, redraws: int = 0) -> list[list[str]]:
+        """The batched decode: ``copies`` answers to each prompt, ``greedy`` or sampled
+        (``temperature``, nucleus ``top_p``), in the order they ended (a list per prompt).
 
         Each prompt is computed once, and its KV cache copied for its ``copies`` rows: a
         redraw of three sentences for one item had run the item's part of the prompt (its
         title and the history titles, most of an Amazon prompt) three times. With ``until``,
         a prompt's rows stop as soon as one of its answers satisfies ``until(i, answer)``
         (the rows still decoding are dropped, so fewer than ``copies`` answers come back).
+
+        ``redraws``: a row whose answer fails ``until`` starts again at once, in its place in
+        the batch, sampled, up to that many times:
+        its prompt's cache is kept, the old answer's positions are masked out, and its first
+        token is drawn from the prompt's own next-token logits, so a redraw needs neither a
+        prefill nor a batch of its own, and runs while the other rows still decode.
+
         By ``deadline`` (``time.monotonic()``) decoding stops: a step that would end after it
-        (as long as the last one) is not taken, and the rows not yet ended are dropped."""
+        (as long as the last one) is not taken, and the answers not yet ended end where they
+        are, as at ``max_tokens`` (cut off: a caller may keep a leading part)."""
         import time
 
         import torch
 
-        generator = torch.Generator().manual_seed(seed) if temperature > 0 else None
+        generator = torch.Generator().manual_seed(seed) if not greedy or redraws else None
         model = self._model_for(adapter)
 
         rows = [self._answer_ids(p, s) for p, s in zip(prompts, starts, strict=True)]
@@ -229,18 +238,16 @@ class CausalLM:
             mask[b, shared + width - len(t):] = 1
         eos = self._eos_ids
         n = k * copies
-        prompt_of = [b // copies for b in range(n)]
+        prompt_of = [b // copies for b in range(n)]  # the prompt each row draws an answer to
+        holds = list(prompt_of)  # the prompt whose positions each row's cache holds
         generated: list[list[int]] = [[] for _ in range(n)]
         done = [False] * n
-        finished: list[list[int]] = [[] for _ in rows]  # each prompt's rows, as they finished
-
-        def finish(b: int) -> None:
-            done[b] = True
-            i = prompt_of[b]
-            finished[i].append(b)
-            if until is not None and until(i, self._answer_text(starts[i], generated[b], stop)):
-                for other in range(i * copies, (i + 1) * copies):
-                    done[other] = True
+        sampled = [not greedy] * n  # the rows drawing a sampled answer
+        left = [redraws] * k  # how many more answers each prompt may draw
+        satisfied = [False] * k
+        # Each prompt's answers as they ended, flagged when greedy (those come first).
+        answers: list[list[tuple[bool, str]]] = [[] for _ in rows]
+        past_deadline = False
 
         with torch.inference_mode():
             positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
@@ -253,26 +260,83 @@ class CausalLM:
                 logits = logits.repeat_interleave(copies, dim=0)
                 mask = mask.repeat_interleave(copies, dim=0)
                 last = last.repeat_interleave(copies, dim=0)
-            step_s, out_of_time = 0.0, False
-            for _ in range(max_tokens):
-                tokens = (_sample(logits, temperature, top_p, generator) if generator
-                          else logits.argmax(-1).tolist())
-                for b, token in enumerate(tokens):
-                    if done[b]:
-                        continue
-                    if token in eos:
+            # Where a redraw starts: its prompt's next-token logits and last position.
+            first_logits, prompt_last = logits.clone(), last.clone()
+
+            def take(b: int, token: int) -> None:
+                """Row ``b``'s next token: its answer ends at an end token, a stop string or
+                ``max_tokens``."""
+                if token in eos:
+                    finish(b)
+                    return
+                generated[b].append(token)
+                if len(generated[b]) >= max_tokens:
+                    finish(b)
+                elif stop:
+                    text = self.tokenizer.decode(generated[b], skip_special_tokens=True)
+                    if cut_at_stop(text, stop) != text:
                         finish(b)
-                        continue
-                    generated[b].append(token)
-                    if stop:
-                        text = self.tokenizer.decode(generated[b], skip_special_tokens=True)
-                        if cut_at_stop(text, stop) != text:
-                            finish(b)
-                if all(done) or (deadline is not None and time.monotonic() + step_s >= deadline):
-                    out_of_time = not all(done)
+
+            def finish(b: int) -> None:
+                done[b] = True
+                i = prompt_of[b]
+                answer = self._answer_text(starts[i], generated[b], stop)
+                answers[i].append((not sampled[b], answer))
+                if until is not None and until(i, answer):
+                    satisfied[i] = True
+                    for other in range(n):  # a greedy answer still decoding goes on
+                        if prompt_of[other] == i and sampled[other]:
+                            done[other] = True
+
+            def redraw(b: int, i: int) -> None:
+                """Row ``b`` (ended) starts a sampled answer to prompt ``i``."""
+                left[i] -= 1
+                if holds[b] != i:  # copy the prompt's positions from a row that holds them
+                    src = holds.index(i)
+                    out.cache.batch_select_indices(
+                        torch.tensor([src if r == b else r for r in range(n)], device=self.device))
+                    mask[b] = mask[src]
+                    first_logits[b], prompt_last[b], holds[b] = first_logits[src], prompt_last[src], i
+                prompt_of[b] = i
+                done[b], sampled[b], generated[b] = False, True, []
+                mask[b, shared + width:] = 0  # the positions of the row's earlier answer
+                last[b] = prompt_last[b]
+                take(b, _sample(first_logits[b:b + 1], temperature, top_p, generator)[0])
+
+            def redraw_in_ended_rows() -> None:
+                """Put each ended row to drawing again for a prompt with no answer that passed:
+                its own prompt first; else one whose answers all failed, then one whose greedy
+                answer is still decoding (it may yet fail); the fewest rows drawing first."""
+                for b in range(n):
+                    while done[b]:
+                        wanting = [i for i in range(k) if not satisfied[i] and left[i]]
+                        if not wanting:
+                            return
+                        i = prompt_of[b] if prompt_of[b] in wanting and answers[prompt_of[b]] else min(
+                            wanting, key=lambda j: (not answers[j], sum(
+                                not done[r] and prompt_of[r] == j for r in range(n))))
+                        redraw(b, i)
+
+            step_s = 0.0
+            while True:
+                greedy_tokens = logits.argmax(-1).tolist()
+                drawn = [b for b in range(n) if sampled[b] and not done[b]]
+                tokens = dict(zip(drawn, _sample(logits[drawn], temperature, top_p, generator)
+                                  )) if drawn else {}
+                for b in range(n):
+                    if not done[b]:
+                        take(b, tokens.get(b, greedy_tokens[b]))
+                if deadline is not None and time.monotonic() + step_s >= deadline:
+                    past_deadline = True
+                    for b in range(n):
+                        if not done[b]:
+                            finish(b)  # cut off where it is, as at max_tokens
+                if until is not None and redraws and not past_deadline:
+                    redraw_in_ended_rows()
+                if all(done):
                     break
                 stepped = time.monotonic()
-                step = torch.tensor([[pad if done[b] else t] for b, t in enumerate(tokens)])
+                step = torch.tensor([[pad if done[b] else generated[b][-1]] for b in range(n)])
                 mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long)], dim=1)
                 last = last + 1
                 out = model(input_ids=step.to(self.device), attention_mask=mask.to(self.device),
@@ -280,12 +344,7 @@ class CausalLM:
                             use_cache=True, logits_to_keep=1)
                 logits = out.logits[:, -1]
                 step_s = time.monotonic() - stepped
-        if not out_of_time:
-            for b in range(n):  # the rows cut off by max_tokens, after those that ended
-                if not done[b]:
-                    finish(b)
-        return [[self._answer_text(starts[i], generated[b], stop) for b in finished[i]]
-                for i in range(k)]
+        return [[a for _, a in sorted(drawn, key=lambda d: not d[0])] for drawn in answers]
 
     def _answer_text(self, start: str, generated: list[int], stop: Sequence[str]) -> str:
         """An answer as returned: its start, then the decoded tokens up to the first stop string."""
@@ -308,8 +367,35 @@ class CausalLM:
             return [[] for _ in prompts]
         return self._generate_batch(prompts, max_tokens=max_tokens, stop=stop,
                                     starts=answer_starts(prompts, starts), adapter=adapter,
-                                    temperature=temperature, top_p=top_p, seed=seed,
-                                    copies=n, until=until, deadline=deadline)
+                                    greedy=False, temperature=temperature, top_p=top_p,
+                                    seed=seed, copies=n, until=until, deadline=deadline)
+
+    def draw_batch(self, prompts: Sequence[str], redraws: int, *,
+                   until: Callable[[int, str], bool], max_tokens: int = 48,
+                   stop: Sequence[str] = (), starts: Sequence[str] | None = None,
+                   adapter: str | None = None, temperature: float = 0.8, top_p: float = 0.95,
+                   seed: int = 0, deadline: float | None = None) -> list[list[str]]:
+        """Each prompt's greedy answer, then, while its last answer fails ``until(i, answer)``,
+        up to ``redraws`` sampled ones, each drawn in its row of the same batch as soon as the
+        last one ended (:meth:`_generate_batch`); the sampled rows stop at ``deadline``. A
+        model with sliding-window layers (Gemma 3) drops the positions a redraw would need,
+        so there the redraws come in a second batch."""
+        if not prompts:
+            return []
+        starts = answer_starts(prompts, starts)
+        if self._sliding:
+            return draw_in_two_batches(self, prompts, redraws, until=until, max_tokens=max_tokens,
+                                       stop=stop, starts=starts, adapter=adapter,
+                                       temperature=temperature, top_p=top_p, seed=seed,
+                                       deadline=deadline)
+        return self._generate_batch(prompts, max_tokens=max_tokens, stop=stop, starts=starts,
+                                    adapter=adapter, temperature=temperature, top_p=top_p,
+                                    seed=seed, until=until, deadline=deadline, redraws=redraws)
+
+    @cached_property
+    def _sliding(self) -> bool:
+        """Whether some layer attends within a sliding window (its cache drops old positions)."""
+        return "sliding_attention" in (getattr(self.model.config, "layer_types", None) or ())
 
     def _answer_ids(self, prompt: str, start: str) -> list[int]:
         """The token ids a completion of ``prompt`` that opens with ``start`` continues from."""

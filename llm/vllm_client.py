@@ -26,6 +26,7 @@ from recagent.llm.base import (
     ScoredContinuation,
     answer_starts,
     cut_at_stop,
+    draw_in_two_batches,
     join_start,
     stream_until_stop,
 )
@@ -192,6 +193,18 @@ class VLLMClient:
         return self._answers(prompts, n, max_tokens=max_tokens, stop=stop,
                              starts=answer_starts(prompts, starts), adapter=adapter,
                              temperature=temperature, top_p=top_p, seed=seed)
+
+    def draw_batch(self, prompts: Sequence[str], redraws: int, *,
+                   until: Callable[[int, str], bool], max_tokens: int = 48,
+                   stop: Sequence[str] = (), starts: Sequence[str] | None = None,
+                   adapter: str | None = None, temperature: float = 0.8, top_p: float = 0.95,
+                   seed: int = 0, deadline: float | None = None) -> list[list[str]]:
+        """A greedy request, then a sampled one for the answers that failed ``until``, when it
+        is expected to end by the ``deadline`` (:func:`draw_in_two_batches`)."""
+        return draw_in_two_batches(self, prompts, redraws, until=until, max_tokens=max_tokens,
+                                   stop=stop, starts=starts, adapter=adapter,
+                                   temperature=temperature, top_p=top_p, seed=seed,
+                                   deadline=deadline)
 
     def _answers(self, prompts: Sequence[str], n: int, *, max_tokens: int, stop: Sequence[str],
                  starts: list[str], adapter: str | None, temperature: float, top_p: float,

@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from recagent.llm.base import LLMUnavailable, LLMUnsupported, ScoredContinuation
+from recagent.llm.base import (
+    LLMUnavailable,
+    LLMUnsupported,
+    ScoredContinuation,
+    draw_in_two_batches,
+)
 
 
 class ScriptedLLM:
@@ -62,6 +67,10 @@ class ScriptedLLM:
         self._check()
         return [[reply] * n for reply in self._replies(prompts, starts, max_tokens, stop)]
 
+    def draw_batch(self, prompts: Sequence[str], redraws: int, **kwargs) -> list[list[str]]:
+        """As a server draws: a greedy batch, then a sampled one for the answers that failed."""
+        return draw_in_two_batches(self, prompts, redraws, **kwargs)
+
     def stream(self, prompt: str, *, max_tokens: int = 96, stop: Sequence[str] = ()):
         """``generate``'s reply in word-sized pieces, as a streaming backend yields them."""
         text = self.generate(prompt, max_tokens=max_tokens, stop=stop)
@@ -112,3 +121,10 @@ def scripted_chat_model(*turns):
 
     script = iter(turns)
     return ScriptedChat(messages=iter([]))
+
+
+def names_a_purchase(prompt: str) -> str:
+    """A reply that passes the explanation check: it names the last history item the prompt
+    quotes (the product's own "They bought" line comes after the template's examples)."""
+    bought = re.findall(r'They bought: "([^"]+)"', prompt)
+    return f"goes well with your {bought[-1]}." if bought else "is a fine pick."

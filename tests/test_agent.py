@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 from agent_support import make_toolbox
-from fake_llm import ScriptedLLM
+from fake_llm import ScriptedLLM, names_a_purchase
 
 from recagent.agent.agents import plan_agent
 from recagent.agent.session import Session
@@ -157,7 +157,7 @@ def test_turn_reports_its_progress_as_events(tiny_shop, encoder, built_index):
     from recagent.agent.events import Explained, Picked, ProseDelta
     from recagent.agent.turn import ToolCall
 
-    llm = ScriptedLLM(reply=lambda p: "You will like this one because it is great.")
+    llm = ScriptedLLM(reply=names_a_purchase)
     agent = plan_agent(make_toolbox(tiny_shop, encoder, built_index, llm), llm, k=3)
     events = []
     answer = agent.turn(session_for(tiny_shop, tiny_shop.users[0]), "", on_event=events.append)
@@ -165,20 +165,26 @@ def test_turn_reports_its_progress_as_events(tiny_shop, encoder, built_index):
     assert [e for e in events if isinstance(e, ToolCall)] == answer.trace
     picked = next(e for e in events if isinstance(e, Picked))
     assert [i.item_id for i in picked.items] == [r.item.item_id for r in answer.recommendations]
-    first_prose = kinds.index(ProseDelta)
-    assert kinds.index(Picked) < first_prose
-    deltas = [e.text for e in events if isinstance(e, ProseDelta) and e.rank == 1]
-    # The answer opens with the item's name (its title, or a long title's spoken name), given
-    # to the LLM, and goes on with its reply.
-    from recagent.agent.explanations import spoken_title
-
-    title = spoken_title(answer.recommendations[0].item.title)
-    assert "".join(deltas).strip() == f"{title} You will like this one because it is great."
     explained = [e for e in events if isinstance(e, Explained)]
     assert [(e.rank, e.explanation) for e in explained] == \
         [(r.rank, r.explanation) for r in answer.recommendations]
-    # The scripted sentence names no fact from the evidence, so the check replaced it.
-    assert all(e.explanation.source == "evidence" for e in explained)
+    # Each sentence that passed the check is sent as soon as it did, after the items and
+    # before the final explanations; it opens with the item's name, given to the LLM.
+    from recagent.agent.explanations import spoken_title
+
+    prose = {e.rank: e.text for e in events if isinstance(e, ProseDelta)}
+    passed = {r.rank: r.explanation.text for r in answer.recommendations if r.explanation.source == "llm"}
+    assert prose == passed and passed
+    assert kinds.index(Picked) < kinds.index(ProseDelta) < kinds.index(Explained)
+    first = answer.recommendations[0]
+    assert prose[first.rank].startswith(spoken_title(first.item.title) + " goes well with your ")
+    # A sentence that fails the check (it names no fact from the evidence) is never sent.
+    vague = ScriptedLLM(reply=lambda p: "You will like this one because it is great.")
+    agent = plan_agent(make_toolbox(tiny_shop, encoder, built_index, vague), vague, k=3)
+    events = []
+    answer = agent.turn(session_for(tiny_shop, tiny_shop.users[0]), "", on_event=events.append)
+    assert not any(isinstance(e, ProseDelta) for e in events)
+    assert all(r.explanation.source == "evidence" for r in answer.recommendations)
 
 
 def test_feedback_changes_the_next_answer(tiny_shop, encoder, built_index):

@@ -197,10 +197,47 @@ def test_draws_stop_once_one_passes_or_at_the_deadline(tiny_checkpoint):
     assert len(draws[0]) == 1 and draws[0][0] in everything[0]  # its other rows were dropped
     assert sorted(draws[1]) == sorted(everything[1])  # none passed: all three are drawn
     assert (0, draws[0][0]) in seen
-    # At the deadline decoding stops, and draws not yet ended are dropped.
+    # At the deadline decoding stops, and the draws not yet ended end where they are.
     late = llm.sample_batch([PROMPT, other], 3, deadline=time.monotonic(), **kwargs)
-    assert sum(map(len, late)) < 6
-    assert all(d in everything[0] for d in late[0]) and all(d in everything[1] for d in late[1])
+    assert [len(d) for d in late] == [3, 3]
+    for cut, whole in zip(late, everything, strict=True):
+        assert all(any(w.startswith(d) and len(w) > len(d) for w in whole) for d in cut)
+
+
+def test_a_failed_answer_is_drawn_again_within_the_batch(tiny_checkpoint, monkeypatch):
+    """draw_batch: each prompt's greedy answer first; one that fails is drawn again at once, in
+    its own row or in a row another prompt has done with (its prompt's positions copied there).
+    Sampled from the top token only, every redraw must repeat the greedy answer exactly: the
+    old answer's positions are hidden, and the new one starts at the prompt's end."""
+    import time
+
+    from transformers.cache_utils import DynamicCache
+
+    copied = []
+    select = DynamicCache.batch_select_indices
+    monkeypatch.setattr(DynamicCache, "batch_select_indices",
+                        lambda cache, indices: (copied.append(indices.tolist()), select(cache, indices))[1])
+    llm = TinyChatLM(tiny_checkpoint)
+    prompts = [PROMPT, PROMPT.replace("Trailhead Dome Tent", "Ridge Lantern"),
+               PROMPT.replace("Trailhead Dome Tent", "Canyon Camp Stove")]
+    kwargs = {"starts": [START, "Ridge Lantern", "Canyon Camp Stove"], "max_tokens": 12, "stop": ["\n"]}
+    greedy = llm.generate_batch(prompts, **kwargs)
+    seen = []
+
+    def only_prompt_1_passes(i: int, answer: str) -> bool:
+        seen.append(i)
+        return i == 1
+
+    draws = llm.draw_batch(prompts, 3, until=only_prompt_1_passes, top_p=1e-9, **kwargs)
+    assert draws[1] == [greedy[1]]  # passed at once: no redraw
+    assert draws[0] == [greedy[0]] * 4 and draws[2] == [greedy[2]] * 4  # greedy, then 3 redraws
+    assert sorted(seen) == [0] * 4 + [1] + [2] * 4
+    assert copied and all(sorted(set(c)) != list(range(3)) for c in copied)  # prompt 1's row reused
+    assert llm.draw_batch(prompts, 0, until=only_prompt_1_passes, **kwargs) == [[g] for g in greedy]
+    # By the deadline every answer ends where it is (here after its first token), greedy too.
+    cut = llm.draw_batch(prompts, 3, until=only_prompt_1_passes, deadline=time.monotonic(), **kwargs)
+    assert all(len(d) == 1 and g.startswith(d[0]) and len(d[0]) < len(g)
+               for d, g in zip(cut, greedy, strict=True))
 
 
 def test_the_explainer_is_loaded_only_where_validation_chose_it(tmp_path):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_llm import ScriptedLLM
+from fake_llm import ScriptedLLM, names_a_purchase
 from typer.testing import CliRunner
 
 from recagent.agent.turn import AgentAnswer
@@ -303,32 +303,38 @@ def test_unknown_user_is_an_error(assistant):
 
 # ----------------------------------------------------------------------------- streaming
 
-def test_live_view_streams_prose_then_shows_the_checked_text(home, tiny_shop_dir, tiny_shop):
-    """The terminal view shows the LLM's words as they come; prose that fails the
-    faithfulness check is replaced by the evidence, in the live view and in the table."""
+def test_live_view_shows_only_checked_prose(home, tiny_shop_dir, tiny_shop):
+    """The terminal view shows each LLM sentence once it passed the faithfulness check; a
+    sentence that fails it never reaches the screen: the evidence stands in its place."""
     from rich.console import Console
 
     from recagent.cli.chat import _LiveTurn, _render
 
-    llm = ScriptedLLM(reply=lambda p: "You will love this one, it is great.")
-    chat = Chat(make_assistant(home, tiny_shop_dir, llm, k=2), tiny_shop.users[0])
-    screen = io.StringIO()
-    console = Console(file=screen, force_terminal=True, width=150)
-    frames = []
-    view = _LiveTurn(console)
+    def frames_of(llm):
+        chat = Chat(make_assistant(home, tiny_shop_dir, llm, k=2), tiny_shop.users[0])
+        screen = io.StringIO()
+        console = Console(file=screen, force_terminal=True, width=150)
+        frames = []
+        view = _LiveTurn(console)
 
-    def watch(event):
-        view(event)
-        frames.append(ANSI.sub("", screen.getvalue()))
+        def watch(event):
+            view(event)
+            frames.append(ANSI.sub("", screen.getvalue()))
 
-    outputs = chat.handle("recommend something", on_event=watch)
-    view.close()
-    assert any("You will love this one" in f for f in frames)  # streamed while it ran
-    answer = answers(outputs)[0]
+        outputs = chat.handle("recommend something", on_event=watch)
+        view.close()
+        final = io.StringIO()
+        _render(Console(file=final, width=150), outputs)
+        return frames, answers(outputs)[0], final.getvalue()
+
+    frames, answer, final = frames_of(ScriptedLLM(reply=lambda p: "You will love this one, it is great."))
+    assert not any("You will love this one" in f for f in frames)
     assert all(r.explanation.source == "evidence" for r in answer.recommendations)
-    final = io.StringIO()
-    _render(Console(file=final, width=150), outputs)
-    assert "You will love" not in final.getvalue() and "Close to your" in final.getvalue()
+    assert "You will love" not in final and "Close to your" in final
+    frames, answer, final = frames_of(ScriptedLLM(reply=names_a_purchase))
+    assert answer.recommendations[0].explanation.source == "llm"
+    assert any("goes well with your" in f for f in frames)  # shown while the turn ran
+    assert "goes well with your" in final
 
 
 def test_real_embedded_llm_streams_checked_explanations(home, tiny_shop_dir, tiny_shop, gemma):
@@ -339,7 +345,9 @@ def test_real_embedded_llm_streams_checked_explanations(home, tiny_shop_dir, tin
     answer = answers(chat.handle("something under $40", on_event=events.append))[0]
     assert answer.llm == gemma.name and len(answer.recommendations) == 2
     assert all(r.item.price <= 40 for r in answer.recommendations)
-    assert any(isinstance(e, ProseDelta) and e.text.strip() for e in events)
+    prose = {e.rank: e.text for e in events if isinstance(e, ProseDelta)}  # checked sentences only
+    assert prose == {r.rank: r.explanation.text for r in answer.recommendations
+                     if r.explanation.source == "llm"}
     final = {e.rank: e.explanation for e in events if isinstance(e, Explained)}
     assert final == {r.rank: r.explanation for r in answer.recommendations}
     out = chat.handle("/like 1")
