@@ -35,12 +35,14 @@ class Settings:
     explainer:   RECAGENT_EXPLAINER, 0 to write explanations without the dataset's explanation
                  adapter (``recagent train-explainer``; used by default where validation chose it).
     explain_redraws: RECAGENT_EXPLAIN_REDRAWS, sampled sentences drawn for an item whose LLM
-                 sentence failed the faithfulness check (one more batch; the first that passes
-                 is shown; an item's draws stop once one passes); default 3.
+                 sentence failed the faithfulness check (the embedded model draws them within
+                 the turn's batch; the first that passes is shown; an item's draws stop once
+                 one passes); default 3.
     explain_redraw_budget: RECAGENT_EXPLAIN_REDRAW_BUDGET, seconds from a turn's start by
-                 which the redraws end: the embedded model stops decoding then (a vLLM server's
-                 batch must be expected to end by then, at twice the first batch, or it is not
-                 started); 0 for no bound; default 12.
+                 which its sentences end: the embedded model stops decoding then, and a
+                 sentence cut off is shown only by a leading part that ends a sentence (a vLLM
+                 server's redraw batch must be expected to end by then, at twice the first
+                 batch, or it is not started); 0 for no bound; default 12.
     db_url:      RECAGENT_DB_URL, the SQLAlchemy URL where ``recagent serve`` keeps sessions
                  and feedback (``postgresql+psycopg://...`` in production); default: the
                  SQLite file home/recagent.db.

@@ -143,6 +143,10 @@ class RecordingLLM:
         self.prompts.extend(prompts)
         return self.llm.generate_batch(prompts, **kwargs)
 
+    def draw_batch(self, prompts, redraws: int, **kwargs) -> list[list[str]]:
+        self.prompts.extend(prompts)
+        return self.llm.draw_batch(prompts, redraws, **kwargs)
+
     def stream(self, prompt: str, **kwargs):
         self.prompts.append(prompt)
         return self.llm.stream(prompt, **kwargs)

@@ -109,8 +109,8 @@ class LLM(Protocol):
         prompt ``i`` once one satisfies it, and returns the answers it has then, in the order
         they ended (fewer than ``n``; the last is the one that did). One that cannot stop a
         request midway (a server) returns all ``n``: a caller takes the first that passes.
-        ``deadline`` (``time.monotonic()``): such a backend stops decoding then, and drops the
-        answers not yet ended; a server runs the request whole."""
+        ``deadline`` (``time.monotonic()``): such a backend stops decoding then, and the
+        answers not yet ended end where they are (cut off); a server runs the request whole."""
         ...
 
     def draw_batch(self, prompts: Sequence[str], redraws: int, *,
@@ -120,11 +120,11 @@ class LLM(Protocol):
                    seed: int = 0, deadline: float | None = None) -> list[list[str]]:
         """The answers drawn for each prompt, in the order drawn: its greedy answer (as
         ``generate_batch``'s), then, while the last fails ``until(i, answer)``, up to
-        ``redraws`` sampled ones (as ``sample_batch``'s). ``until`` is called on each answer
-        as it ends (a caller may show it then). Sampled answers not ended by ``deadline``
-        (``time.monotonic()``) are dropped; the greedy ones always end. A backend that
-        decodes in-process draws again within the same batch; a server answers in two
-        requests (:func:`draw_in_two_batches`)."""
+        ``redraws`` sampled ones (as ``sample_batch``'s); the greedy answer comes first even
+        when a redraw ended before it. ``until`` is called on each answer as it ends (a caller
+        may show it then). A backend that decodes in-process draws again within the same
+        batch, and by ``deadline`` (``time.monotonic()``) ends every answer where it is (cut
+        off); a server answers in two requests (:func:`draw_in_two_batches`)."""
         ...
 
     def score(self, prompt: str, continuations: Sequence[str]) -> list[ScoredContinuation]:

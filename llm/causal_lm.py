@@ -196,13 +196,14 @@ class CausalLM:
         redraw of three sentences for one item had run the item's part of the prompt (its
         title and the history titles, most of an Amazon prompt) three times. With ``until``,
         a prompt's rows stop as soon as one of its answers satisfies ``until(i, answer)``
-        (the rows still decoding are dropped, so fewer than ``copies`` answers come back).
+        (its rows still decoding are dropped, so fewer than ``copies`` answers come back).
 
         ``redraws``: a row whose answer fails ``until`` starts again at once, in its place in
-        the batch, sampled, up to that many times:
-        its prompt's cache is kept, the old answer's positions are masked out, and its first
-        token is drawn from the prompt's own next-token logits, so a redraw needs neither a
-        prefill nor a batch of its own, and runs while the other rows still decode.
+        the batch, sampled, up to that many times per prompt: its prompt's cache is kept, the
+        old answer's positions are masked out, and its first token is drawn from the prompt's
+        own next-token logits, so a redraw needs neither a prefill nor a batch of its own,
+        and runs while the other rows still decode. A row whose prompt is done draws for
+        another with no answer that passed yet, its cache given that prompt's positions.
 
         By ``deadline`` (``time.monotonic()``) decoding stops: a step that would end after it
         (as long as the last one) is not taken, and the answers not yet ended end where they

@@ -19,6 +19,7 @@ from recagent.evals.explain_distill import (
     training_cases,
     training_only,
 )
+from recagent.llm.base import draw_in_two_batches
 from recagent.protocol.split import leave_one_out
 from recagent.retrieval.base import Evidence
 from recagent.tools.constraints import Constraints
@@ -118,6 +119,7 @@ def test_collect_keeps_passing_greedy_sentences_and_the_first_passing_draw(tiny_
 
 class _Rewriter:
     adapters = frozenset({"explainer"})
+    stops_at_deadline = False
 
     def __init__(self, writes_good: bool) -> None:
         self.writes_good = writes_good
@@ -127,6 +129,9 @@ class _Rewriter:
         self.adapter_seen.append(adapter)
         return [f"{s} pairs well with your {self.related[s]}." if self.writes_good
                 else f"{s} is a truly wonderful purchase overall." for s in starts]
+
+    def draw_batch(self, prompts, redraws, **kwargs):
+        return draw_in_two_batches(self, prompts, redraws, **kwargs)
 
 
 def test_pass_rate_writes_the_records_again_and_checks_them(tiny_shop):
