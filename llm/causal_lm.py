@@ -359,8 +359,8 @@ class CausalLM:
                      deadline: float | None = None) -> list[list[str]]:
         """``n`` answers to each prompt drawn by sampling (temperature, nucleus ``top_p``), each
         opening with its start as ``generate_batch``'s do: one batch of ``n`` rows per prompt,
-        the prompt computed once for them. A turn draws again the sentences that failed their
-        check, until one passes (``until``); distillation keeps the draws that pass
+        the prompt computed once for them. A redraw in a second batch (Gemma 3's) stops an
+        item's draws once one passes (``until``); distillation keeps the draws that pass
         (:mod:`recagent.evals.explain_distill`)."""
         if temperature <= 0:
             raise ValueError("sampling needs a temperature above 0")
@@ -377,8 +377,8 @@ class CausalLM:
                    adapter: str | None = None, temperature: float = 0.8, top_p: float = 0.95,
                    seed: int = 0, deadline: float | None = None) -> list[list[str]]:
         """Each prompt's greedy answer, then, while its last answer fails ``until(i, answer)``,
-        up to ``redraws`` sampled ones, each drawn in its row of the same batch as soon as the
-        last one ended (:meth:`_generate_batch`); the sampled rows stop at ``deadline``. A
+        up to ``redraws`` sampled ones, each drawn in a row of the same batch as soon as one
+        is free (:meth:`_generate_batch`); at ``deadline`` every answer ends where it is. A
         model with sliding-window layers (Gemma 3) drops the positions a redraw would need,
         so there the redraws come in a second batch."""
         if not prompts:
