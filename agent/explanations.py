@@ -323,8 +323,11 @@ def _grounding_problems(text: str, evidence: ItemEvidence, allowed_titles: list[
     if len(ungrounded) > 1:
         problems.append(f"says what the evidence does not: {', '.join(ungrounded[:6])}")
     price_texts = {f"{p:g}" for p in prices} | {f"{p:.2f}" for p in prices}
+    # "3-terminals" is what "3 Terminals" says, and "2 pack" what "2-pack" does.
+    spaced_facts = facts.replace("-", " ")
     for token in set(_NUMBERISH.findall(text)):
-        if token.casefold() not in facts and token.lstrip("$").replace(",", "") not in price_texts:
+        if token.casefold() not in facts and token.casefold().replace("-", " ") not in spaced_facts \
+                and token.lstrip("$").replace(",", "") not in price_texts:
             problems.append(f"states {token}, which is not in the evidence")
     head = evidence.title.casefold()[:20]
     for match in _HAS_IT.finditer(text):

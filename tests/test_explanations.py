@@ -247,6 +247,19 @@ def test_invented_content_fails():
     assert faithfulness_problems(text, shampoo) == ["states 16oz, which is not in the evidence"]
 
 
+def test_a_number_said_with_a_hyphen_or_a_space_is_the_same_fact():
+    transistors = _evidence("Uxcell 2N3906 General Purpose 3 Terminals PNP Transistors, 100 Piece",
+                            ["uxcell 20 Pcs 3 Terminals 5.0mm Pitch PCB Mount Screw Terminal Block"])
+    text = ("Uxcell 2N3906 General Purpose 3 Terminals PNP Transistors is a 3-terminals PNP transistor "
+            "for your uxcell 20 Pcs 3 Terminals 5.0mm Pitch PCB Mount Screw Terminal Block.")
+    assert faithfulness_problems(text, transistors) == []
+    # Another count is still not in the evidence, however it is written.
+    assert "states 4-terminals, which is not in the evidence" in faithfulness_problems(
+        text.replace("3-terminals", "4-terminals"), transistors)
+    assert "states 2-pack, which is not in the evidence" in faithfulness_problems(
+        text.replace("3-terminals", "2-pack"), transistors)
+
+
 def test_repetition_and_claiming_the_user_has_the_item_fail():
     withnail = _evidence("Withnail and I (1987)", ["Batman Forever (1995)"], {"category": "Comedy"})
     text = ('"Withnail and I (1987)" is a comedy film about a man who is a "comedy" and a "comedy" '
