@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 __all__ = ["AROUND", "PRICE_KINDS", "ConstraintParser", "combine", "constraint_schema", "parse_with_llm"]
 
 _MONEY = r"\$?\s*(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks)?"
-# "my budget's $300", "a budget of 300": a budget with an amount is a ceiling ("my budget is
-# about 200" is read as "about" first).
+# "my budget's $300", "a budget of 300", "my limit is 120": a budget or a limit with an amount
+# is a ceiling ("my budget is about 200" is read as "about" first).
 _MAX = re.compile(r"\b(?:under|below|less than|cheaper than|at most|max(?:imum)?|up to|no more than|"
-                  r"budget(?:'s|\s+is|\s+of)?|<=?)\s*" + _MONEY, re.IGNORECASE)
+                  r"(?:budget|limit)(?:'s|\s+is|\s+of)?|<=?)\s*" + _MONEY, re.IGNORECASE)
 # An amount marked as money ("$20", "20 bucks") followed by "max", "or less", "tops".
 _MARKED = r"(?:\$\s*(\d+(?:[.,]\d+)?)|(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks))"
 _MAX_AFTER = re.compile(_MARKED + r"\s*(?:or less|or under|or cheaper|max(?:imum)?|tops|at most|budget)\b",
@@ -125,6 +125,24 @@ def _singular(name: str) -> str:
     if len(name) > 4 and (cut := re.sub(r"(ch|sh|ss|x)es$", r"\1", name)) != name:
         return cut
     return name[:-1] if name.endswith("s") and len(name) > 3 else name
+
+
+# Plurals that no "s" or "es" makes: "a computer mouse" names Computer Mice.
+_IRREGULAR_PLURALS = {"mice": "mouse", "geese": "goose", "teeth": "tooth", "feet": "foot",
+                      "children": "child", "knives": "knife", "leaves": "leaf", "shelves": "shelf",
+                      "people": "person", "men": "man", "women": "woman"}
+
+
+def _forms(name: str) -> str:
+    """A regex for ``name`` in the singular or the plural ("tents?", "watch(?:es)?",
+    "computer (?:mice|mouse)")."""
+    forms = [re.escape(_singular(name)) + "(?:s|es)?"]
+    *head, last = name.split(" ")
+    for plural, single in _IRREGULAR_PLURALS.items():
+        if last.casefold() in (plural, single):
+            other = single if last.casefold() == plural else plural
+            forms.append(re.escape(" ".join([*head, other])))
+    return "(?:" + "|".join(forms) + ")"
 
 
 def _money(text: str) -> float:
@@ -305,7 +323,7 @@ class ConstraintParser:
         text = message.casefold()
         found = []
         for key, name in names.items():
-            if re.search(rf"(?<!\w){re.escape(_singular(key))}(?:s|es)?(?!\w)", text):
+            if re.search(rf"(?<!\w){_forms(key)}(?!\w)", text):
                 found.append(name)
         return sorted(dict.fromkeys(found), key=lambda n: (-len(n), n))
 
@@ -326,8 +344,7 @@ class ConstraintParser:
     @staticmethod
     def _word_at(text: str, word: str, spans: list[tuple[int, int]]) -> tuple[int, int] | None:
         """Where ``word`` (or its plural) first occurs in ``text`` outside ``spans``."""
-        stem = _singular(word)
-        for m in re.finditer(rf"\b{re.escape(stem)}(?:s|es)?\b", text, re.IGNORECASE):
+        for m in re.finditer(rf"\b{_forms(word)}\b", text, re.IGNORECASE):
             if not any(s <= m.start() < e for s, e in spans):
                 return m.span()
         return None
@@ -414,7 +431,7 @@ class ConstraintParser:
             take(m)
         found_at: dict[str, tuple[int, int]] = {}
         for lower, name in self.categories.items():
-            m = re.search(rf"\b{re.escape(_singular(lower))}(?:s|es)?\b", text, re.IGNORECASE)
+            m = re.search(rf"\b{_forms(lower)}\b", text, re.IGNORECASE)
             if m and not any(s <= m.start() < e for s, e in spans):
                 found_at[name] = m.span()
         # "a sleeve for my laptop", "socks for running": a two-word name said the other way
@@ -484,8 +501,11 @@ class ConstraintParser:
                 leaf, at = next(iter(said.items()))
                 categories.append(leaf)
                 found_at[leaf] = at
-        # "I don't want anything for pets": a category a negation reaches is excluded.
-        for c in [c for c in categories if _negation_before(text, found_at[c][0])]:
+        # "I don't want anything for pets": a category a negation reaches is excluded; not
+        # one said right after a brand it excludes ("done with Pacer watches": other watches).
+        for c in [c for c in categories if _negation_before(text, found_at[c][0])
+                  and not any(re.search(rf"(?<!\w){re.escape(b)}\s*$", text[:found_at[c][0]], re.IGNORECASE)
+                              for b in exclude_brands)]:
             categories.remove(c)
             exclude_categories.append(c)
         # "cheap", "won't break the bank", "high-end": the cheapest or dearest third of the

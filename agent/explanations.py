@@ -164,6 +164,7 @@ def faithfulness_problems(
         if brand in text and re.search(rf"(?<!\w){re.escape(brand)}(?!\w)", text) \
                 and brand.casefold() not in allowed_text:
             problems.append(f"names brand {brand}, which is not in the evidence")
+    problems += _denied_brand_problems(text, evidence, brands)
     prices = {round(p, 2) for p in price_bounds}
     if evidence.price is not None:
         prices.add(round(evidence.price, 2))
@@ -181,6 +182,22 @@ def faithfulness_problems(
         problems.append("names no fact from the evidence (a history item, a shared attribute "
                         "or what the request asked for)")
     return problems
+
+
+_DENIED = re.compile(r"\b(?:not|n't|never)\s+(?:made\s+)?(?:from|by)\s+(?:the\s+)?", re.IGNORECASE)
+
+
+def _denied_brand_problems(text: str, evidence: ItemEvidence, brands: Iterable[str]) -> list[str]:
+    """The item's own brand denied ("<Rockler adhesive> is ..., and not from Rockler"): its
+    brand is a catalog brand its title names, the brand it shares, or the brand asked for."""
+    own = {b for b in brands if b in evidence.title
+           and re.search(rf"(?<!\w){re.escape(b)}(?!\w)", evidence.title, re.IGNORECASE)}
+    own |= {line[len("brand "):] for line in evidence.satisfies if line.startswith("brand ")}
+    if "brand" in evidence.shared:
+        own.add(evidence.shared["brand"])
+    return [f"says the item is not from {b}, which it is from"
+            for m in _DENIED.finditer(text) for b in sorted(own)
+            if b and text[m.end():m.end() + len(b)].casefold() == b.casefold()]
 
 
 def _without_names(text: str, titles: Iterable[str]) -> str:
@@ -224,6 +241,12 @@ def names_a_fact(text: str, evidence: ItemEvidence) -> bool:
     # A shared number ("75" recipes, like the history's) is a fact too, said as a word.
     if any(v.isdigit() and re.search(rf"(?<![\w.]){v}(?![\w.])", rest) for v in evidence.shared.values()):
         return True
+    # The brand asked for or shared, however short or spelt ("a tape from 3M").
+    brands = [line[len("brand "):] for line in evidence.satisfies if line.startswith("brand ")]
+    if "brand" in evidence.shared:
+        brands.append(evidence.shared["brand"])
+    if any(re.search(rf"(?<!\w){re.escape(b)}(?!\w)", rest, re.IGNORECASE) for b in brands if b):
+        return True
     facts = [*evidence.shared.values(), *evidence.satisfies]
     return any(_stem(w.casefold()) in said for fact in facts for w in _WORD.findall(fact)
                if len(w) >= 3 and w.casefold() not in _CONSTRAINT_WORDS | _FUNCTION_WORDS)
@@ -235,23 +258,33 @@ _CALLED = re.compile(r"^\W*(?:is|was|makes)\s+(?:a|an|another|the|one)\s+(.+?)"
 
 
 def _called(text: str, evidence: ItemEvidence) -> str | None:
-    """What the sentence calls the item ("<sleeping bag> is a premium backpacking tent") when
-    that noun is borrowed from a related history title and the item's own title, category
-    path and request lines do not bear it out."""
+    """What the sentence calls the item ("<sleeping bag> is a premium backpacking tent", "<end
+    mill set> is a tap set, as you asked") when a word of it is borrowed from a related history
+    title or the request and the item's own title, category path and shared attributes do not
+    bear it out: its head noun first, else the first such word."""
     at = text.casefold().find(evidence.title.casefold())
     m = _CALLED.match(text[at + len(evidence.title):]) if at >= 0 else None
     words = _WORD.findall(m.group(1)) if m else []
     if not words or "-" in words[-1]:  # "a budget-friendly, ..." ends on an adjective
         return None
-    head = _stem(words[-1].casefold().strip("'"))
+    # The request quoted back ('one of the "smooth pens" you asked for') is the shopper's words.
+    unquoted = _WORD.findall(re.sub(r"[\"“”][^\"“”]*(?:[\"“”]|$)", " ", m.group(1)))
 
-    def has(text: str) -> bool:
+    def has(text: str, word: str) -> bool:
+        head = _stem(word.casefold().strip("'"))
         return any(head == _stem(w) or w.startswith(head) or (len(head) >= 4 and head in w)
                    for w in _WORD.findall(text.casefold()))
 
-    own = " ".join([evidence.title, *evidence.category, *evidence.satisfies])
-    borrowed = " ".join(e.title for e in evidence.related)
-    return words[-1] if has(borrowed) and not has(own) else None
+    own = " ".join([evidence.title, *evidence.category, *evidence.shared.values()])
+    borrowed = " ".join([*(e.title for e in evidence.related), *evidence.satisfies])
+    # "a 3M brand sponge" for "brand 3M": the words that say what kind of constraint a request
+    # line is are no product's.
+    ignored = _FUNCTION_WORDS | _EXPLANATION_WORDS | _CONSTRAINT_WORDS
+    named = [w for w in unquoted if len(w) >= 3 and w.casefold() not in ignored]
+    for word in ([words[-1]] if words[-1] in named else []) + named:
+        if has(borrowed, word) and not has(own, word):
+            return word
+    return None
 
 
 def _words(text: str) -> frozenset[str]:
@@ -438,15 +471,19 @@ def clause_cuts(text: str, start: str = "") -> list[str]:
 
 
 def _stem(word: str) -> str:
-    """A crude stem, so "runner" and "running", or "camera" and "cameras", meet.
-
-    Known gap: a short plural keeps its "s" ("taps" vs "tap"), and "es" goes after any letter
-    ("machines" -> "machin"), so "X is a tap, as you asked" names no fact. Mend it together
-    with :func:`_called`, which reads only nouns borrowed from history titles: alone, the mend
-    would let "<End Mill Set> is a tap set, as you asked" pass."""
-    for suffix in ("ing", "ers", "er", "es", "ed", "s"):
+    """A crude stem, so "runner" and "running", "camera" and "cameras", "probe" and "probes",
+    or "accessory" and "accessories" meet. "es" goes only after s, x, z, ch and sh ("boxes",
+    "inches"; "machines" -> "machine"), "s" from any word of four letters or more ("taps")
+    but not from "ss" ("glass")."""
+    if word.endswith("ies") and len(word) >= 5:
+        return word[:-3] + "y"
+    for suffix in ("ing", "ers", "er", "ed"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 4:
             return word[: -len(suffix)]
+    if re.search(r"(?:[sxz]|ch|sh)es$", word) and len(word) >= 5:
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss") and len(word) >= 4:
+        return word[:-1]
     return word
 
 

@@ -651,3 +651,23 @@ def test_a_title_searched_catalog_searches_for_the_product_not_its_use(demo):
     assert parts.parse("something for squeaky hinges").query == "squeaky hinges"
     # A catalog whose categories are named keeps what the product is for.
     assert demo.parse("a sleeping bag for winter camping").query == "sleeping bag for winter camping"
+
+
+def test_a_brand_excluded_before_its_product_leaves_the_product_wanted(demo):
+    got = demo.parse("I'm done with Pacer watches, show me something else")
+    assert got.exclude_brands == ("Pacer",)
+    assert got.categories == ("Sports Watches",) and got.exclude_categories == ()
+    # A negated product alone is still excluded.
+    assert demo.parse("I'm done with watches, show me something else").exclude_categories == ("Sports Watches",)
+
+
+def test_an_irregular_plural_names_its_category(demo):
+    assert demo.parse("a computer mouse").categories == ("Computer Mice",)
+    # the head noun of the leaf, said in the singular, beats the group it is for
+    assert demo.parse("a quiet mouse for a shared office, less than 30").categories == ("Computer Mice",)
+
+
+def test_a_limit_with_an_amount_is_a_ceiling(demo):
+    got = demo.parse("road running shoes, my limit is 120")
+    assert (got.min_price, got.max_price) == (None, 120.0)
+    assert got.categories == ("Running Shoes",)

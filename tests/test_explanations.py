@@ -551,3 +551,49 @@ def test_the_answer_json_says_a_sentence_was_trimmed():
                              recommendations=[rec], trace=[])
     [out] = answer_json(answer, SimpleNamespace(user_id="u"))["recommendations"]
     assert out["explanation_source"] == "llm" and out["explanation_trimmed"] is True
+
+
+def test_what_the_request_asked_for_is_named_in_any_plural_and_any_brand_spelling():
+    # Sentences the Amazon adapter wrote in a conversation run, each rejected as naming no fact.
+    probe = _evidence("Fluke TP1 Slim-Reach Flat Blade Test Probe", [], satisfies=('about "probes"',))
+    assert faithfulness_problems("Fluke TP1 Slim-Reach Flat Blade Test Probe is a probe, as you asked.", probe) == []
+    tool = _evidence("Foreasy 3D Printer Accessories 3D Print Removal Tool", [], satisfies=('about "accessories"',))
+    assert names_a_fact("Foreasy 3D Printer Accessories 3D Print Removal Tool is a 3D printer accessory, "
+                        "as you asked.", tool)
+    tape = _evidence("3M Scotchcal Striping Tape, 1/8 inch, White", [], satisfies=("brand 3M",))
+    assert names_a_fact("3M Scotchcal Striping Tape, 1/8 inch, White is a striping tape from 3M.", tape)
+    assert not names_a_fact("3M Scotchcal Striping Tape, 1/8 inch, White is a striping tape.", tape)
+
+
+def test_a_plural_meets_its_singular_but_a_short_word_keeps_its_letters():
+    from recagent.agent.explanations import _stem
+
+    pairs = [("probes", "probe"), ("accessories", "accessory"), ("machines", "machine"), ("taps", "tap"),
+             ("boxes", "box"), ("inches", "inch"), ("brushes", "brush"), ("cameras", "camera"),
+             ("running", "runn")]
+    for plural, stem in pairs:
+        assert _stem(plural) == stem, plural
+    assert _stem("glass") == "glass" and _stem("gas") == "gas"
+
+
+def test_a_word_borrowed_from_the_request_cannot_name_what_the_item_is():
+    mills = _evidence("Drill America 4-Flute End Mill Set, 6 Pieces", [], satisfies=('about "taps"',))
+    text = "Drill America 4-Flute End Mill Set, 6 Pieces is a tap set, as you asked."
+    assert 'calls the item a "tap", which its title and category do not' in faithfulness_problems(text, mills)
+    taps = _evidence("Drill America Tap Set, 6 Pieces", [], satisfies=('about "taps"',))
+    assert faithfulness_problems("Drill America Tap Set, 6 Pieces is a tap set, as you asked.", taps) == []
+    # The word that says what kind of request line it is ("brand 3M") is no product's.
+    promoter = _evidence("3M 4298 Adhesion Promoter, Sponge Applicator", [], satisfies=("brand 3M",))
+    assert faithfulness_problems("3M 4298 Adhesion Promoter, Sponge Applicator is a 3M brand product, "
+                                 "specifically a sponge applicator.", promoter) == []
+
+
+def test_the_item_cannot_be_said_not_to_be_from_its_own_brand():
+    glue = _evidence("Rockler Cyanoacrylate Quick-Set Medium Adhesive, 4.5 oz Bottle", [],
+                     satisfies=('about "adhesives"',))
+    text = ("Rockler Cyanoacrylate Quick-Set Medium Adhesive, 4.5 oz Bottle is a quick-set medium adhesive, "
+            "and not from Rockler.")
+    assert "says the item is not from Rockler, which it is from" in faithfulness_problems(
+        text, glue, brands={"Rockler", "Gorilla"})
+    other = text.replace("not from Rockler", "not made by Gorilla")
+    assert not any("not from" in p for p in faithfulness_problems(other, glue, brands={"Rockler", "Gorilla"}))
