@@ -96,7 +96,8 @@ _RANGE_MARKED = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*(\d+(?:[.,]\d+)?)\
                            r"(?:dollars?|usd|bucks|(?:price\s+)?range)\b", re.IGNORECASE)
 # "any brand but Memoro", "any make other than Kestrel": every brand but one is one excluded.
 _ANY_BUT = r"any(?:thing|one|\s+(?:other\s+)?(?:brand|make|label|maker)s?)\s+(?:but|other than)"
-_NEGATE = re.compile(r"\b(?:no|not|without|except|avoid|exclude|excluding|nothing from|" + _ANY_BUT
+_NEGATE = re.compile(r"\b(?:no|not|without|except|avoid|exclude|excluding|"
+                     r"(?:nothing|none)\s+(?:made\s+)?(?:from|by)|" + _ANY_BUT
                      + r"|hate)\s+(?:any\s+|more\s+)?([\w&'.\- ]+)", re.IGNORECASE)
 _ONLY = re.compile(r"\b(?:only|just|from|by|made by)\s+([\w&'.\- ]+)", re.IGNORECASE)
 _LIKE = re.compile(r"\b(?:more like|similar to|like|same as)\s*(?:#|number|no\.?|item)\s*(\d+)", re.IGNORECASE)

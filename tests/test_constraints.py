@@ -503,7 +503,9 @@ def test_from_to_is_a_price_only_where_items_have_prices():
 
 @pytest.mark.parametrize("message", ["a sleeve, skip {b}", "leave out {b}, they fall apart",
                                      "we've had enough of {b}", "a bag, I've had bad luck with {b}",
-                                     "something, we were let down by {b} last time"])
+                                     "something, we were let down by {b} last time",
+                                     "a game for two, nothing by {b}", "none from {b} please",
+                                     "anything, nothing made by {b}"])
 def test_skip_and_leave_out_exclude_a_brand(parser, a_brand, message):
     got = parser.parse(message.format(b=a_brand))
     assert got.exclude_brands == (a_brand,) and got.brands == ()
