@@ -309,7 +309,7 @@ well better favorite favourite history recent recently earlier previous before s
 taste item items product products film films movie movies title same kind also complements
 complement addition collection pairs useful handy fans fan keep together along next want
 cost costs priced price within budget asked request requested wanted looking searched less least
-option options suitable anyone range between
+option options suitable anyone range between gift gifts present presents
 """)
 # Second halves of a compound that say no more than its first half: "budget-friendly" is
 # grounded when "budget" is (a budget-tier item), not otherwise.

@@ -597,3 +597,10 @@ def test_the_item_cannot_be_said_not_to_be_from_its_own_brand():
         text, glue, brands={"Rockler", "Gorilla"})
     other = text.replace("not from Rockler", "not made by Gorilla")
     assert not any("not from" in p for p in faithfulness_problems(other, glue, brands={"Rockler", "Gorilla"}))
+
+
+def test_a_gift_is_what_the_item_is_for_not_what_it_is():
+    book = _evidence("Campfire Cooking Made Simple: 75 Recipes for Home Cooks", [],
+                     satisfies=("category Cookbooks", 'about "present for someone who loves to cook"'))
+    assert faithfulness_problems("Campfire Cooking Made Simple: 75 Recipes for Home Cooks is a present for "
+                                 "someone who loves to cook.", book) == []
