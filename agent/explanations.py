@@ -6,8 +6,12 @@ with the item's title, which is given to it. The faithfulness check then accepts
 - quoted text must be the item's title, a related history title, a shared attribute value, or
   the words of the request it meets (``about "..."``);
 - a title of any other item the user has or was offered must not appear;
-- a catalog brand must appear in the evidence text; a price must be the item's price or a
-  bound the user set; an item id must be the item's own;
+- a catalog brand must appear in the evidence text, and the item's own brand may not be
+  denied ("..., not from <its brand>"); a price must be the item's price or a bound the user
+  set; an item id must be the item's own;
+- what it calls the item ("<X> is a ...") may not borrow a word from a history title or the
+  request that the item's own title, category and shared values lack ("<sleeping bag> is a
+  backpacking tent", "<end mill set> is a tap set");
 - what it says must be grounded: every number or size ("16oz", "2-pack") must be in the
   evidence, and at most one content word outside a small vocabulary of explanation words
   ("bought", "similar", "fits", ...) may be missing from it (an invented plot, feature or
