@@ -188,3 +188,22 @@ def test_the_instruct_model_is_served_with_its_own_chat_template(tmp_path):
     own = VLLMServer(tmp_path, python=tmp_path / "python", served_name="qwen2.5-coder-0.5b-instruct",
                      own_chat_template=True).command(tmp_path / "t.jinja")
     assert "--chat-template" not in own and own[own.index("--tool-call-parser") + 1] == "hermes"
+
+
+def test_gemma_draws_again_in_a_second_batch(gemma, monkeypatch):
+    """Gemma 3 attends within a sliding window (its cache drops the positions a redraw inside
+    the batch would need), so its redraws take the two-batch path; the greedy answer comes first."""
+    from recagent.llm import causal_lm
+
+    calls = []
+    two_batches = causal_lm.draw_in_two_batches
+
+    def recording(llm, prompts, redraws, **kwargs):
+        calls.append((list(prompts), redraws))
+        return two_batches(llm, prompts, redraws, **kwargs)
+
+    monkeypatch.setattr(causal_lm, "draw_in_two_batches", recording)
+    assert gemma._sliding
+    drawn = gemma.draw_batch([PROMPT], 2, until=lambda i, answer: True, max_tokens=8, stop=["\n"])
+    assert calls == [([PROMPT], 2)]
+    assert drawn == [[gemma.generate_batch([PROMPT], max_tokens=8, stop=["\n"])[0]]]
