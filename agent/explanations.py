@@ -191,14 +191,22 @@ def faithfulness_problems(
 _DENIED = re.compile(r"\b(?:not|n't|never)\s+(?:made\s+)?(?:from|by)\s+(?:the\s+)?", re.IGNORECASE)
 
 
+def _brands_in_evidence(evidence: ItemEvidence) -> list[str]:
+    """The brand the request asked for ("brand 3M") and the brand shared with the history."""
+    found = [line[len("brand "):] for line in evidence.satisfies if line.startswith("brand ")]
+    if evidence.shared.get("brand"):
+        found.append(evidence.shared["brand"])
+    return [b for b in found if b]
+
+
 def _denied_brand_problems(text: str, evidence: ItemEvidence, brands: Iterable[str]) -> list[str]:
     """The item's own brand denied ("<Rockler adhesive> is ..., and not from Rockler"): its
     brand is a catalog brand its title names, the brand it shares, or the brand asked for."""
+    if not _DENIED.search(text):  # most sentences deny nothing: no need to scan the catalog's brands
+        return []
     own = {b for b in brands if b in evidence.title
            and re.search(rf"(?<!\w){re.escape(b)}(?!\w)", evidence.title, re.IGNORECASE)}
-    own |= {line[len("brand "):] for line in evidence.satisfies if line.startswith("brand ")}
-    if "brand" in evidence.shared:
-        own.add(evidence.shared["brand"])
+    own |= set(_brands_in_evidence(evidence))
     return [f"says the item is not from {b}, which it is from"
             for m in _DENIED.finditer(text) for b in sorted(own)
             if b and text[m.end():m.end() + len(b)].casefold() == b.casefold()]
@@ -246,10 +254,7 @@ def names_a_fact(text: str, evidence: ItemEvidence) -> bool:
     if any(v.isdigit() and re.search(rf"(?<![\w.]){v}(?![\w.])", rest) for v in evidence.shared.values()):
         return True
     # The brand asked for or shared, however short or spelt ("a tape from 3M").
-    brands = [line[len("brand "):] for line in evidence.satisfies if line.startswith("brand ")]
-    if "brand" in evidence.shared:
-        brands.append(evidence.shared["brand"])
-    if any(re.search(rf"(?<!\w){re.escape(b)}(?!\w)", rest, re.IGNORECASE) for b in brands if b):
+    if any(re.search(rf"(?<!\w){re.escape(b)}(?!\w)", rest, re.IGNORECASE) for b in _brands_in_evidence(evidence)):
         return True
     facts = [*evidence.shared.values(), *evidence.satisfies]
     return any(_stem(w.casefold()) in said for fact in facts for w in _WORD.findall(fact)
