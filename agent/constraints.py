@@ -24,7 +24,11 @@ from recagent.tools.filter_items import Constraints, FilterItems
 if TYPE_CHECKING:
     from recagent.retrieval.encoder import TextEncoder
 
-__all__ = ["AROUND", "PRICE_KINDS", "ConstraintParser", "combine", "constraint_schema", "parse_with_llm"]
+__all__ = ["AROUND", "PRICE_KINDS", "READER", "ConstraintParser", "combine", "constraint_schema",
+           "parse_with_llm"]
+
+# The name of the request-reading LoRA adapter (``recagent train-reader``) on an LLM that has it.
+READER = "reader"
 
 _MONEY = r"\$?\s*(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks)?"
 # "my budget's $300", "a budget of 300", "my limit is 120": a budget or a limit with an amount
@@ -628,7 +632,7 @@ def _negated(message: str, name: str) -> bool:
                for m in re.finditer(re.escape(name), message, re.IGNORECASE))
 
 
-def parse_with_llm(llm, rules: ConstraintParser, message: str) -> Constraints:
+def parse_with_llm(llm, rules: ConstraintParser, message: str, *, adapter: str | None = None) -> Constraints:
     """The constraints an LLM with structured output reads in ``message``, kept only where the
     catalog and the message support them.
 
@@ -640,13 +644,14 @@ def parse_with_llm(llm, rules: ConstraintParser, message: str) -> Constraints:
     amount must be a number written in the message, a brand or an excluded category must be
     named in it, and a brand or category wanted must not follow a negation. Vague price words become
     bounds from the catalog's own prices (the cheapest third of the wanted categories for
-    "cheap"). A reply that is not the
+    "cheap"). ``adapter``: the LoRA adapter to read with (:data:`READER`, trained by
+    ``recagent train-reader``), or the model alone. A reply that is not the
     JSON object asked for is a :class:`ToolError` (the rules' parse then stands alone).
     """
     data = llm.generate_json(
         render("parse_constraints", message=message, categories=rules.llm_categories,
                has_prices=rules.has_prices),
-        constraint_schema(rules, message))
+        constraint_schema(rules, message), adapter=adapter)
     if not isinstance(data, dict):
         raise ToolError(f"parse_constraints_llm: expected a JSON object, got {type(data).__name__}")
     lowered = message.casefold()

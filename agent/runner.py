@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from recagent.agent.constraints import ConstraintParser, combine, parse_with_llm
+from recagent.agent.constraints import READER, ConstraintParser, combine, parse_with_llm
 from recagent.agent.events import EventSink, Explained, Picked, ProseDelta
 from recagent.agent.explanations import NO_REDRAWS, ExplanationWriter, Redraws
 from recagent.agent.session import Session
@@ -144,7 +144,8 @@ class TurnRunner:
             try:
                 llm_parsed = trace.run(
                     "parse_constraints_llm", {"message": message},
-                    lambda: parse_with_llm(turn.llm, self.parser, message),
+                    lambda: parse_with_llm(turn.llm, self.parser, message,
+                                           adapter=READER if READER in turn.llm.adapters else None),
                     lambda c: "; ".join(c.describe()) or "no constraints")
             except LLMUnavailable as exc:
                 turn.lose_llm(f"LLM unavailable ({exc}); constraints from rules only")

@@ -8,7 +8,7 @@ from recagent.agent.agents import index_free_agent, llm_agent, plan_agent, plan_
 from recagent.agent.explanations import Redraws
 from recagent.agent.runner import TurnRunner
 from recagent.agent.session import Session
-from recagent.app.llm_backend import explainer_adapters, make_llm
+from recagent.app.llm_backend import explainer_adapters, make_llm, reader_adapters
 from recagent.app.runtime import Runtime
 from recagent.catalog.errors import RecAgentError
 from recagent.llm.base import LLM
@@ -31,9 +31,11 @@ class Assistant:
 
     @cached_property
     def llm(self) -> LLM | None:
-        """The settings' LLM, with this dataset's explanation adapter where it has one."""
+        """The settings' LLM, with this dataset's explanation adapter and the request-reading
+        adapter where there are ones."""
         settings = self.runtime.settings
-        return make_llm(settings, adapters=explainer_adapters(settings, self.runtime.model_dir("explainer")))
+        adapters = explainer_adapters(settings, self.runtime.model_dir("explainer")) | reader_adapters(settings)
+        return make_llm(settings, adapters=adapters)
 
     @cached_property
     def recommender(self) -> Retriever:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from recagent.agent.constraints import READER
 from recagent.agent.explanations import EXPLAINER
 from recagent.app.settings import Settings
 from recagent.catalog.errors import RecAgentError
@@ -12,7 +13,10 @@ from recagent.llm.answer_adapter import ADAPTER_DIR, read_adapter_meta
 from recagent.llm.base import BACKENDS, LLM, LLMUnavailable
 from recagent.llm.instruct_model import INSTRUCT_CHECKPOINT
 
-__all__ = ["explainer_adapters", "make_llm"]
+__all__ = ["READER_DIR", "explainer_adapters", "make_llm", "reader_adapters"]
+
+# The request-reading adapter's folder under ``<home>/models`` (one for every catalog).
+READER_DIR = "request-reader"
 
 
 def explainer_adapters(settings: Settings, folder: Path) -> dict[str, Path]:
@@ -25,6 +29,20 @@ def explainer_adapters(settings: Settings, folder: Path) -> dict[str, Path]:
             or not meta.get("use") or meta.get("base") != INSTRUCT_CHECKPOINT:
         return {}
     return {EXPLAINER: folder / ADAPTER_DIR}
+
+
+def reader_adapters(settings: Settings) -> dict[str, Path]:
+    """The request-reading adapter saved by ``recagent train-reader``, where validation chose
+    it, the settings do not turn it off (``RECAGENT_READER=0``) and the LLM is the embedded
+    instruct model it was trained on, in bf16 or fp32; else none. (A vLLM server would have to
+    serve it under the name ``reader`` and read the prompt's head without it, as training
+    did: not done, so vLLM reads with the model alone.)"""
+    folder = settings.home / "models" / READER_DIR
+    meta = read_adapter_meta(folder)
+    if not settings.reader or settings.llm != "instruct" or settings.llm_dtype == "int8" \
+            or not meta.get("use") or meta.get("base") != INSTRUCT_CHECKPOINT:
+        return {}
+    return {READER: folder / ADAPTER_DIR}
 
 
 def make_llm(settings: Settings, *, adapters: Mapping[str, Path] | None = None) -> LLM | None:

@@ -34,6 +34,8 @@ class Settings:
     llm_dtype:   RECAGENT_LLM_DTYPE, auto | float32 | bfloat16 | int8 for the embedded LLMs.
     explainer:   RECAGENT_EXPLAINER, 0 to write explanations without the dataset's explanation
                  adapter (``recagent train-explainer``; used by default where validation chose it).
+    reader:      RECAGENT_READER, 0 to read requests without the request-reading adapter
+                 (``recagent train-reader``; used by default where validation chose it).
     explain_redraws: RECAGENT_EXPLAIN_REDRAWS, sampled sentences drawn for an item whose LLM
                  sentence failed the faithfulness check (the embedded model draws them within
                  the turn's batch; the first that passes is shown; an item's draws stop once
@@ -81,6 +83,7 @@ class Settings:
     llm_timeout: float = 60.0
     llm_dtype: str = "auto"
     explainer: bool = True
+    reader: bool = True
     explain_redraws: int = 3
     explain_redraw_budget: float = 12.0
     agent: str = "auto"
@@ -120,6 +123,7 @@ class Settings:
             llm_timeout=_number(env, "RECAGENT_LLM_TIMEOUT", 60.0),
             llm_dtype=env.get("RECAGENT_LLM_DTYPE") or "auto",
             explainer=(env.get("RECAGENT_EXPLAINER") or "1").lower() not in ("0", "false", "no", "off"),
+            reader=(env.get("RECAGENT_READER") or "1").lower() not in ("0", "false", "no", "off"),
             explain_redraws=_number(env, "RECAGENT_EXPLAIN_REDRAWS", 3),
             explain_redraw_budget=_number(env, "RECAGENT_EXPLAIN_REDRAW_BUDGET", 12.0),
             agent=env.get("RECAGENT_AGENT") or "auto",

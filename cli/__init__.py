@@ -8,7 +8,7 @@ from importlib import import_module
 
 from recagent.cli._common import app
 
-for _module in ("data", "train", "train_ranker", "train_explainer", "evaluate", "ask", "chat", "serve", "llm", "prompts"):
+for _module in ("data", "train", "train_ranker", "train_explainer", "train_reader", "evaluate", "ask", "chat", "serve", "llm", "prompts"):
     import_module(f"{__name__}.{_module}")
 
 __all__ = ["app"]

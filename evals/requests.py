@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from recagent.agent.constraints import ConstraintParser, combine, parse_with_llm
+from recagent.agent.constraints import READER, ConstraintParser, combine, parse_with_llm
 from recagent.catalog.errors import RecAgentError
 from recagent.catalog.model import Dataset, Item
 from recagent.tools.filter_items import Constraints
@@ -340,7 +340,7 @@ def evaluate(*, llm_name: str, datasets: list[str] | None, limit: int | None, ou
              echo: Callable[[str], None] = print) -> int:
     from dataclasses import replace as dc_replace
 
-    from recagent.app.llm_backend import make_llm
+    from recagent.app.llm_backend import make_llm, reader_adapters
     from recagent.app.runtime import Runtime
     from recagent.app.settings import Settings
     from recagent.evals.bench_spine import machine_info
@@ -348,12 +348,17 @@ def evaluate(*, llm_name: str, datasets: list[str] | None, limit: int | None, ou
 
     folders, requests = load_requests(request_set)
     settings = Settings.from_env()
-    llm = make_llm(dc_replace(settings, llm=llm_name)) if llm_name != "none" else None
+    settings = dc_replace(settings, llm=llm_name)
+    adapters = reader_adapters(settings) if llm_name != "none" else {}
+    llm = make_llm(settings, adapters=adapters) if llm_name != "none" else None
     if llm is not None and not llm.structured_output:
         raise RecAgentError(f"{llm.name} has no structured output; use --llm instruct or vllm")
     readers: dict[str, Reader] = {"rules": lambda p, m: p.parse(m)}
     if llm is not None:
         readers["rules+llm"] = lambda p, m: combine(p.parse(m), parse_with_llm(llm, p, m), p)
+    if READER in adapters:  # the request-reading adapter, beside the model alone
+        readers["rules+llm+reader"] = lambda p, m: combine(
+            p.parse(m), parse_with_llm(llm, p, m, adapter=READER), p)
     root = Path(os.environ.get("RECAGENT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
     results: dict[str, Any] = {}
     for name, folder in folders.items():

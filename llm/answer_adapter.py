@@ -1,7 +1,8 @@
 """LoRA adapters that teach the instruct model to write given answers (supervised fine-tuning).
 
 An example is a prompt, the start its answer opens with (given to the model at inference,
-as :meth:`CausalLM.generate_batch` gives it), and the answer. Training sees exactly the token
+as :meth:`CausalLM.generate_batch` gives it), and the answer; or a prompt and the JSON value
+:meth:`InstructLLM.generate_json` is to decode for it (``as_json=True``). Training sees exactly the token
 ids a turn decodes from: the prompt as a chat turn, the start, then the rest of the answer and
 the end-of-turn token; the loss is the cross-entropy of the answer's tokens only (the prompt
 and the start are context). The full-vocabulary logits are computed at those positions only.
@@ -14,6 +15,7 @@ records its validation pass rates there, and whether it is used). ``last.pt`` re
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import shutil
@@ -41,6 +43,7 @@ class Answer:
     prompt: str
     start: str
     answer: str  # the whole answer, opening with ``start``
+    as_json: bool = False  # a JSON answer: the prompt as generate_json asks it (llm.json_ids)
 
 
 @dataclass(frozen=True)
@@ -67,33 +70,84 @@ class AdapterTrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _example_ids(llm: CausalLM, ex: Answer) -> tuple[list[int], int]:
-    """The token ids of one example and where its answer's own tokens begin."""
+Row = tuple[list[int], int, int]  # token ids, where the answer begins, the head's length
+
+
+def _example_ids(llm: CausalLM, ex: Answer) -> Row:
+    """The token ids of one example, where its answer's own tokens begin, and how many of the
+    first tokens the model alone reads (a JSON answer's head, see ``InstructLLM.json_head``;
+    0 otherwise)."""
     if not ex.answer.startswith(ex.start):
         raise ValueError(f"the answer does not open with its start: {ex.answer[:60]!r}")
-    context = llm._answer_ids(ex.prompt, ex.start)
+    if ex.as_json:
+        context = llm.json_ids(ex.prompt) + llm.tokenizer.encode(ex.start, add_special_tokens=False)
+        head = llm.json_head(ex.prompt)
+    else:
+        context, head = llm._answer_ids(ex.prompt, ex.start), 0
     rest = llm.tokenizer.encode(ex.answer[len(ex.start):], add_special_tokens=False)
     end = llm.tokenizer.convert_tokens_to_ids("<|im_end|>")
     end = end if isinstance(end, int) and end >= 0 else llm.tokenizer.eos_token_id
-    return context + rest + [end], len(context)
+    return context + rest + [end], len(context), head
 
 
-def _batch_loss(llm: CausalLM, rows: Sequence[tuple[list[int], int]]):
-    """Mean cross-entropy of the answers' tokens (teacher forcing), logits at those positions only."""
+class _Heads:
+    """The KV caches of the heads of the examples, computed once by the model alone (the
+    adapter switched off): the head reads the same for every example that shares it."""
+
+    def __init__(self, llm: CausalLM, peft_model) -> None:
+        self.llm, self.peft_model, self._caches = llm, peft_model, {}
+
+    def cache(self, ids: Sequence[int], batch: int):
+        import torch
+
+        key = tuple(ids)
+        if key not in self._caches:
+            with torch.no_grad(), self.peft_model.disable_adapter():
+                out = self.llm.model.model(input_ids=torch.tensor([list(ids)], device=self.llm.device),
+                                           use_cache=True)
+            self._caches[key] = out.cache
+        cache = copy.deepcopy(self._caches[key])
+        if batch > 1:
+            cache.batch_repeat_interleave(batch)
+        return cache
+
+
+def _batch_loss(llm: CausalLM, rows: Sequence[Row], heads: _Heads | None = None):
+    """Mean cross-entropy of the answers' tokens (teacher forcing), logits at those positions
+    only. Rows with a head (``heads`` given) run from their head's cache, as decoding does."""
+    by_head: dict[tuple[int, ...], list[Row]] = {}
+    for r in rows:
+        by_head.setdefault(tuple(r[0][: r[2]]), []).append(r)
+    total, count = None, 0
+    for head, group in by_head.items():
+        n = sum(len(ids) - begin for ids, begin, _ in group)
+        loss = _group_loss(llm, group, head, heads) * n
+        total = loss if total is None else total + loss
+        count += n
+    return total / count
+
+
+def _group_loss(llm: CausalLM, rows: Sequence[Row], head: tuple[int, ...], heads: _Heads | None):
     import torch
 
     model = llm.model
+    skip = len(head)
+    cache = heads.cache(head, len(rows)) if skip else None
+    rows = [(ids[skip:], begin - skip) for ids, begin, _ in rows]
     width = max(len(ids) for ids, _ in rows)
     pad = llm.tokenizer.pad_token_id or 0
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), skip + width), dtype=torch.long)
+    mask[:, :skip] = 1
     for b, (r, _) in enumerate(rows):
         ids[b, : len(r)] = torch.tensor(r)
-        mask[b, : len(r)] = 1
-    hidden = model.model(input_ids=ids.to(llm.device), attention_mask=mask.to(llm.device)).last_hidden_state
+        mask[b, skip: skip + len(r)] = 1
+    positions = torch.arange(skip, skip + width, device=llm.device)[None].expand(len(rows), -1)
+    hidden = model.model(input_ids=ids.to(llm.device), attention_mask=mask.to(llm.device),
+                         position_ids=positions, cache=cache, use_cache=cache is not None).last_hidden_state
     b_idx, t_idx, targets = [], [], []
     for b, (r, begin) in enumerate(rows):
-        for t in range(begin, len(r)):  # token t is predicted at position t - 1
+        for t in range(max(begin, 1), len(r)):  # token t is predicted at position t - 1
             b_idx.append(b)
             t_idx.append(t - 1)
             targets.append(r[t])
@@ -101,15 +155,15 @@ def _batch_loss(llm: CausalLM, rows: Sequence[tuple[list[int], int]]):
     return torch.nn.functional.cross_entropy(logits, torch.tensor(targets, device=llm.device))
 
 
-def _valid_loss(llm: CausalLM, rows, batch_size: int) -> float:
+def _valid_loss(llm: CausalLM, rows, batch_size: int, heads: _Heads | None = None) -> float:
     import torch
 
     total, count = 0.0, 0
-    with torch.inference_mode():
+    with torch.no_grad():
         for lo in range(0, len(rows), batch_size):
             chunk = rows[lo: lo + batch_size]
-            n = sum(len(r) - begin for r, begin in chunk)
-            total += float(_batch_loss(llm, chunk)) * n
+            n = sum(len(r) - begin for r, begin, _ in chunk)
+            total += float(_batch_loss(llm, chunk, heads)) * n
             count += n
     return total / max(1, count)
 
@@ -136,6 +190,7 @@ def train_answer_adapter(llm: CausalLM, train: Sequence[Answer], valid: Sequence
     peft_model = get_peft_model(llm.model, LoraConfig(
         r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
         target_modules=list(config.target_modules), task_type="CAUSAL_LM"))
+    heads = _Heads(llm, peft_model)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=config.lr)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best": float("inf"), "best_epoch": 0,
@@ -146,7 +201,7 @@ def train_answer_adapter(llm: CausalLM, train: Sequence[Answer], valid: Sequence
     base_loss = state.get("base_valid_loss")
     if base_loss is None and valid_rows:
         with peft_model.disable_adapter():
-            base_loss = state["base_valid_loss"] = _valid_loss(llm, valid_rows, config.batch_size)
+            base_loss = state["base_valid_loss"] = _valid_loss(llm, valid_rows, config.batch_size, heads)
     steps_per_epoch = -(-len(train_rows) // config.batch_size)
     start = time.perf_counter() - state["seconds"]
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=state["epoch"] * steps_per_epoch,
@@ -156,11 +211,11 @@ def train_answer_adapter(llm: CausalLM, train: Sequence[Answer], valid: Sequence
         peft_model.train()
         order = rng.sample(range(len(train_rows)), len(train_rows))
         losses, out_of_time = train_epoch(train_rows, order, config.batch_size,
-                                          lambda rows: _batch_loss(llm, rows), optim, state, bar,
+                                          lambda rows: _batch_loss(llm, rows, heads), optim, state, bar,
                                           start + config.max_minutes * 60)
         state["epoch"] += 1
         peft_model.eval()
-        v = _valid_loss(llm, valid_rows, config.batch_size) if valid_rows else float(np.mean(losses))
+        v = _valid_loss(llm, valid_rows, config.batch_size, heads) if valid_rows else float(np.mean(losses))
         state["history"].append({"epoch": state["epoch"], "train_loss": round(float(np.mean(losses)), 4),
                                  "valid_loss": round(v, 4), "steps": len(losses)})
         if v < state["best"]:

@@ -17,8 +17,9 @@ with ``hasattr``:
   check is drawn again);
 - ``score(prompt, continuations)``: the log-likelihood of each continuation given one shared
   prompt (re-ranking candidates by how likely the model finds them after the user's history);
-- ``generate_json(prompt, schema)``: a JSON value that matches ``schema``, decoded under the
-  schema's constraint; only where ``structured_output`` is true;
+- ``generate_json(prompt, schema, adapter=...)``: a JSON value that matches ``schema``, decoded
+  under the schema's constraint, optionally with a LoRA adapter (the request-reading adapter
+  of ``recagent train-reader``); only where ``structured_output`` is true;
 - ``chat_model()``: a LangChain chat model that can be bound to tools; only where
   ``serves_chat`` is true. ``can_call_tools`` says whether the model also calls tools unforced
   (an instruct model; the agent then lets it drive the turn by default).
@@ -37,12 +38,14 @@ from typing import Protocol, runtime_checkable
 
 from recagent.catalog.errors import RecAgentError
 
-__all__ = ["BACKENDS", "CHAT_SYSTEM", "LLM", "LLMUnavailable", "LLMUnsupported", "ScoredContinuation",
+__all__ = ["BACKENDS", "CHAT_SYSTEM", "JSON_SYSTEM", "LLM", "LLMUnavailable", "LLMUnsupported", "ScoredContinuation",
            "answer_starts", "cut_at_stop", "draw_in_two_batches", "join_start", "stream_until_stop"]
 
 BACKENDS = ("embedded", "instruct", "vllm", "none")
 # The system turn before a prompt given to an instruct model as a chat (embedded or served).
 CHAT_SYSTEM = "You are a helpful shopping assistant. Answer briefly."
+# The system turn of a JSON answer (generate_json), on every backend and in adapter training.
+JSON_SYSTEM = "Answer with one JSON object only."
 
 
 class LLMUnavailable(RecAgentError):
@@ -131,8 +134,10 @@ class LLM(Protocol):
         """Log-likelihood of each continuation after ``prompt``; the prompt is computed once."""
         ...
 
-    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256) -> object:
-        """A JSON value matching ``schema`` (constrained decoding); needs ``structured_output``."""
+    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256,
+                      adapter: str | None = None) -> object:
+        """A JSON value matching ``schema`` (constrained decoding), with the LoRA ``adapter`` of
+        that name (one of ``adapters``) or the model alone; needs ``structured_output``."""
         ...
 
     def chat_model(self, *, temperature: float = 0.0, max_tokens: int = 512) -> object:

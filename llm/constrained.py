@@ -54,9 +54,13 @@ class JsonDecoder:
 
     model: object
     tokenizer: object
+    # Where set, the model that reads the first ``head`` tokens of a prompt (the base model
+    # of an adapter's merged copy, see InstructLLM.json_head); ``model`` reads the rest.
+    head_model: object = None
     _lltokenizer: object = field(default=None, init=False, repr=False)
     _grammars: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _prefix: tuple[list[int], object] | None = field(default=None, init=False, repr=False)
+    _prefix_head: int = field(default=0, init=False, repr=False)
 
     def matcher(self, schema: dict):
         """A fresh llguidance matcher for ``schema`` (its grammar compiled once per schema)."""
@@ -82,8 +86,10 @@ class JsonDecoder:
             raise ValueError(f"cannot constrain to this schema: {matcher.get_error()}")
         return matcher
 
-    def decode(self, prompt_ids: list[int], schema: dict, *, max_tokens: int = 256) -> object:
-        """The JSON value the model writes after ``prompt_ids`` under ``schema``.
+    def decode(self, prompt_ids: list[int], schema: dict, *, max_tokens: int = 256,
+               head: int = 0) -> object:
+        """The JSON value the model writes after ``prompt_ids`` under ``schema`` (the first
+        ``head`` of them read by ``head_model``, where there is one).
 
         Raises :class:`ToolError` when the value is not finished within ``max_tokens`` (the
         grammar guarantees validity only of a finished value).
@@ -95,7 +101,7 @@ class JsonDecoder:
         vocab = self.model.config.vocab_size
         written: list[int] = []
         with torch.inference_mode():
-            out = self._prefill(prompt_ids)
+            out = self._prefill(prompt_ids, head if self.head_model is not None else 0)
             while len(written) < max_tokens:
                 logits = out.logits[0, -1].float()
                 allowed = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8),
@@ -117,6 +123,7 @@ class JsonDecoder:
                 out = self._forward(step, out.cache)
         keep_prefix(out.cache, len(prompt_ids))
         self._prefix = (list(prompt_ids), out.cache)
+        self._prefix_head = head if self.head_model is not None else 0
         if not matcher.is_stopped():
             raise ToolError(f"the model's JSON was not finished within {max_tokens} tokens")
         return json.loads(self.tokenizer.decode(written, skip_special_tokens=True))
@@ -126,26 +133,32 @@ class JsonDecoder:
         eos = self.model.generation_config.eos_token_id
         return {*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id} - {None}
 
-    def _prefill(self, prompt_ids: list[int]):
-        """The model's output after ``prompt_ids``, reusing the KV cache of the previous
-        prompt as far as the two agree (the instructions and examples before the message are
-        computed once per process, not once per request)."""
-        shared = 0
+    def _prefill(self, prompt_ids: list[int], head: int = 0):
+        """The model's output after ``prompt_ids`` (the first ``head`` read by
+        ``head_model``), reusing the KV cache of the previous prompt as far as the two agree
+        (the instructions and examples before the message are computed once per process, not
+        once per request)."""
+        shared, cache = 0, None
         if self._prefix is not None:
             previous, cache = self._prefix
             limit = min(len(previous), len(prompt_ids) - 1)  # at least one token to run
+            if self._prefix_head != head:  # a position read by the other model is not reused
+                limit = min(limit, self._prefix_head, head)
             while shared < limit and previous[shared] == prompt_ids[shared]:
                 shared += 1
-        if shared == 0:
-            self._prefix = None
-            return self._forward(prompt_ids, None)
-        keep_prefix(cache, shared)
         self._prefix = None  # the cache is being extended; kept again once decoding ends
+        if shared == 0:
+            cache = None
+        else:
+            keep_prefix(cache, shared)
+        if shared < head:
+            cache = self._forward(prompt_ids[shared:head], cache, self.head_model).cache
+            shared = head
         return self._forward(prompt_ids[shared:], cache)
 
-    def _forward(self, ids: list[int], cache):
+    def _forward(self, ids: list[int], cache, model=None):
         import torch
 
-        device = self.model.device
-        return self.model(input_ids=torch.tensor([ids], device=device), cache=cache,
-                          use_cache=True, logits_to_keep=1)
+        model = model or self.model
+        return model(input_ids=torch.tensor([ids], device=model.device), cache=cache,
+                     use_cache=True, logits_to_keep=1)

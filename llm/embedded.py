@@ -99,7 +99,8 @@ class EmbeddedLLM(CausalLM):
         tokenizer.add_bos_token = True
         return tokenizer
 
-    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256) -> object:
+    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256,
+                      adapter: str | None = None) -> object:
         raise LLMUnsupported(f"{self.name} has no constrained JSON decoding")
 
     def chat_model(self, *, temperature: float = 0.0, max_tokens: int = 512) -> object:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
-from recagent.llm.base import CHAT_SYSTEM, stream_until_stop
+from recagent.llm.base import CHAT_SYSTEM, JSON_SYSTEM, stream_until_stop
 from recagent.llm.causal_lm import CausalLM
 from recagent.llm.constrained import JsonDecoder, tool_call_schema
 from recagent.llm.instruct_model import INSTRUCT_CHECKPOINT, convert_instruct
@@ -45,6 +45,16 @@ class InstructLLM(CausalLM):
     def decoder(self) -> JsonDecoder:
         return JsonDecoder(self.model, self.tokenizer)
 
+    def decoder_for(self, adapter: str | None) -> JsonDecoder:
+        """The constrained decoder of the model alone, or of its copy with ``adapter`` merged
+        (each keeps its own cached prompt prefix)."""
+        if adapter is None:
+            return self.decoder
+        decoders = self.__dict__.setdefault("_adapter_decoders", {})
+        if adapter not in decoders:
+            decoders[adapter] = JsonDecoder(self._model_for(adapter), self.tokenizer, head_model=self.model)
+        return decoders[adapter]
+
     def chat_ids(self, messages: Sequence[dict], *, tools: Sequence[dict] | None = None) -> list[int]:
         """The token ids of ``messages`` in the chat template, ending where the assistant's
         reply begins."""
@@ -68,10 +78,34 @@ class InstructLLM(CausalLM):
         pieces = self._greedy(self.chat_ids(messages), max_tokens)
         return "".join(stream_until_stop(pieces, stop)).strip()
 
-    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256) -> object:
-        messages = [{"role": "system", "content": "Answer with one JSON object only."},
-                    {"role": "user", "content": prompt}]
-        return self.decoder.decode(self.chat_ids(messages), schema, max_tokens=max_tokens)
+    def json_ids(self, prompt: str) -> list[int]:
+        """The token ids of ``prompt`` as a chat turn that asks for JSON (``JSON_SYSTEM``),
+        ending where the assistant's JSON begins."""
+        return self.chat_ids([{"role": "system", "content": JSON_SYSTEM},
+                              {"role": "user", "content": prompt}])
+
+    def json_head(self, prompt: str) -> int:
+        """How many of the first tokens of :meth:`json_ids` are the prompt's head: all of it
+        but its last line (the instructions and examples before the message). With an
+        adapter, the model alone reads the head, as in training (``answer_adapter``), and
+        the adapter reads the last line and writes the answer: the head's cache is then
+        shared by every request and the adapter learns only what a request asks."""
+        cut = prompt.rfind("\n")
+        if cut < 0:
+            return 0
+        full, head = self.json_ids(prompt), self.json_ids(prompt[: cut + 1])
+        n = 0
+        while n < min(len(full), len(head)) - 1 and full[n] == head[n]:
+            n += 1
+        return n
+
+    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256,
+                      adapter: str | None = None) -> object:
+        """A JSON value under ``schema``'s grammar; with ``adapter``, the prompt's head
+        (:meth:`json_head`) is read by the model alone."""
+        head = self.json_head(prompt) if adapter is not None else 0
+        return self.decoder_for(adapter).decode(self.json_ids(prompt), schema, max_tokens=max_tokens,
+                                                head=head)
 
     def tool_call(self, messages: Sequence[dict], tools: Sequence[dict], *,
                   max_tokens: int = 256) -> dict:

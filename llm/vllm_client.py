@@ -22,6 +22,7 @@ from functools import cached_property
 
 from recagent.llm.base import (
     CHAT_SYSTEM,
+    JSON_SYSTEM,
     LLMUnavailable,
     ScoredContinuation,
     answer_starts,
@@ -316,17 +317,23 @@ class VLLMClient:
                 "`logprob_token_ids` support (vLLM 0.32 or later)")
         return [found[t] for t in wanted]
 
-    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256) -> object:
+    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256,
+                      adapter: str | None = None) -> object:
         """A JSON value that follows ``schema`` (vLLM's guided decoding), from a chat turn
-        with ``prompt``; a reply that still does not parse is a ToolError."""
+        with ``prompt`` (after the system turn ``JSON_SYSTEM`` where the model takes chat
+        prompts), with the LoRA ``adapter`` asked for by its served name; a reply that still
+        does not parse is a ToolError."""
         import json
 
         from recagent.catalog.errors import ToolError
 
-        messages = self._messages(prompt)
+        if adapter is not None and adapter not in self.adapters:
+            raise ValueError(f"the server at {self.base_url} serves no LoRA adapter {adapter!r}")
+        system = [{"role": "system", "content": JSON_SYSTEM}] if self.chat_prompts else []
+        messages = [*system, {"role": "user", "content": prompt}]
         response = self._call(
             lambda: self.client.chat.completions.create(
-                model=self.model, messages=messages,
+                model=adapter or self.model, messages=messages,
                 response_format={"type": "json_schema",
                                  "json_schema": {"name": "answer", "schema": schema}},
                 max_tokens=max_tokens, temperature=0.0,

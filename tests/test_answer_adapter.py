@@ -260,3 +260,87 @@ def test_the_explainer_is_loaded_only_where_validation_chose_it(tmp_path):
     assert explainer_adapters(settings.override(llm_dtype="int8"), folder) == {}
     update_adapter_meta(folder, {"base": "gemma-3-270m"})  # trained on another model
     assert explainer_adapters(settings, folder) == {}
+
+
+# -- JSON answers (the request-reading adapter): the prompt's head is read by the model alone
+
+JSON_PROMPT = "Read a shopper's message.\nExamples: tent -> {}.\nMessage: \"a tent from Summit\""
+JSON_SCHEMA = {"type": "object", "properties": {"product": {"type": "string", "maxLength": 12},
+                                                "brands": {"type": "array", "items": {"enum": ["Summit", "Ridge"]},
+                                                           "maxItems": 2}},
+               "required": ["product", "brands"], "additionalProperties": False}
+JSON_ANSWER = {"product": "tent", "brands": ["Summit"]}
+
+
+def test_a_json_answers_head_is_all_of_its_prompt_but_the_last_line(tiny_checkpoint):
+    llm = TinyChatLM(tiny_checkpoint)
+    head = llm.json_head(JSON_PROMPT)
+    ids = llm.json_ids(JSON_PROMPT)
+    assert 0 < head < len(ids)
+    text = llm.tokenizer.decode(ids[:head])
+    assert text.endswith(("Examples: tent -> {}.\n", "Examples: tent -> {}."))
+    assert "Message" not in text
+    assert llm.json_head("one line only") == 0
+
+
+def test_the_loss_from_a_heads_cache_is_the_loss_of_the_whole_row(tiny_checkpoint):
+    # With the adapter off, reading the head into a cache first must change nothing.
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from recagent.llm.answer_adapter import _batch_loss, _example_ids, _Heads
+
+    llm = TinyChatLM(tiny_checkpoint)
+    examples = [Answer(JSON_PROMPT, "", json.dumps(JSON_ANSWER), as_json=True),
+                Answer(JSON_PROMPT.replace("Summit", "Ridge Summit"), "", json.dumps({"product": "tent",
+                       "brands": ["Ridge"]}), as_json=True)]
+    rows = [_example_ids(llm, ex) for ex in examples]
+    assert all(head > 0 for _, _, head in rows)
+    peft_model = get_peft_model(llm.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad(), peft_model.disable_adapter():
+        from_head = float(_batch_loss(llm, rows, _Heads(llm, peft_model)))
+        whole = float(_batch_loss(llm, [(ids, begin, 0) for ids, begin, _ in rows]))
+    assert from_head == pytest.approx(whole, rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def json_trained(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("json-adapter")
+    examples = [Answer(JSON_PROMPT, "", json.dumps(JSON_ANSWER), as_json=True)] * 4
+    train_answer_adapter(
+        TinyChatLM(tiny_checkpoint), examples, examples[:1], out, show_progress=False,
+        config=AdapterTrainConfig(epochs=40, batch_size=4, lr=3e-2, rank=8, alpha=16, dropout=0.0))
+    return out
+
+
+def test_a_json_adapter_decodes_what_it_learned_only_when_named(json_trained, tiny_checkpoint):
+    tuned = TinyChatLM(tiny_checkpoint, adapters={"reader": json_trained / ADAPTER_DIR})
+    base = TinyChatLM(tiny_checkpoint)
+    plain = base.generate_json(JSON_PROMPT, JSON_SCHEMA, max_tokens=120)
+    assert tuned.generate_json(JSON_PROMPT, JSON_SCHEMA, max_tokens=120, adapter="reader") == JSON_ANSWER
+    assert plain != JSON_ANSWER
+    assert tuned.generate_json(JSON_PROMPT, JSON_SCHEMA, max_tokens=120) == plain
+    # Again, from the kept cache of the head (read by the model alone), and after another
+    # message with the same head: the same answers as a fresh copy gives.
+    other = JSON_PROMPT.replace("a tent from Summit", "a Ridge tent")
+    again = [tuned.generate_json(p, JSON_SCHEMA, max_tokens=120, adapter="reader")
+             for p in (JSON_PROMPT, other, JSON_PROMPT)]
+    fresh = TinyChatLM(tiny_checkpoint, adapters={"reader": json_trained / ADAPTER_DIR})
+    assert again == [JSON_ANSWER, fresh.generate_json(other, JSON_SCHEMA, max_tokens=120, adapter="reader"),
+                     JSON_ANSWER]
+
+
+def test_a_json_adapter_reads_the_head_with_the_model_alone(json_trained, tiny_checkpoint):
+    import torch
+
+    tuned = TinyChatLM(tiny_checkpoint, adapters={"reader": json_trained / ADAPTER_DIR})
+    ids, head = tuned.json_ids(JSON_PROMPT), tuned.json_head(JSON_PROMPT)
+    decoder = tuned.decoder_for("reader")
+    with torch.no_grad():
+        got = decoder._prefill(ids, head).logits[0, -1]
+        base_head = tuned.model(input_ids=torch.tensor([ids[:head]]), use_cache=True)
+        want = tuned._model_for("reader")(input_ids=torch.tensor([ids[head:]]), cache=base_head.cache,
+                                          use_cache=True).logits[0, -1]
+        all_adapted = tuned._model_for("reader")(input_ids=torch.tensor([ids])).logits[0, -1]
+    assert torch.allclose(got, want, atol=1e-4)
+    assert not torch.allclose(got, all_adapted, atol=1e-4)

@@ -1,0 +1,93 @@
+"""``recagent train-reader``: a LoRA adapter that reads shopping requests as the labels do."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Annotated
+
+import typer
+
+from recagent.catalog.errors import RecAgentError
+from recagent.cli._common import app, err, out, safe, user_errors
+
+
+@app.command("train-reader")
+def train_reader_command(
+    train_sets: Annotated[str, typer.Option(help="Comma-separated request sets to train on "
+                          "(those whose misses have been read).")] = "labelled,heldout,heldout2,"
+                                                                     "heldout3,heldout4,heldout5,heldout6",
+    valid_set: Annotated[str, typer.Option(help="The request set that validates the adapter "
+                         "(the adapter is used only if it reads more of it right).")] = "heldout7",
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs (the lowest validation loss is kept).")] = 2,
+    batch_size: Annotated[int, typer.Option(min=1)] = 4,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate of the adapter.")] = 2e-4,
+    lora_r: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 16,
+    max_minutes: Annotated[float, typer.Option(help="Stop training after this long.")] = 40.0,
+    seed: Annotated[int, typer.Option()] = 42,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over: discard the adapter "
+                     "checkpoint.")] = False,
+) -> None:
+    """LoRA-tune the instruct model to read requests (the JSON of prompts/parse_constraints)
+    as the labelled request sets do, on every catalog at once; keep the adapter (used by every
+    turn that reads a request with the embedded instruct model) only if the rules plus the
+    adapted reading get more of the validation set's requests exactly right than the rules
+    plus the model alone."""
+    from tqdm.auto import tqdm
+
+    from recagent.agent.constraints import READER
+    from recagent.app.llm_backend import READER_DIR
+    from recagent.app.settings import Settings
+    from recagent.evals.reader_training import reading_examples, reading_set, validate
+    from recagent.llm.answer_adapter import (
+        ADAPTER_DIR,
+        AdapterTrainConfig,
+        train_answer_adapter,
+        update_adapter_meta,
+    )
+    from recagent.llm.instruct import InstructLLM
+
+    with user_errors():
+        settings = Settings.from_env()
+        if settings.llm_dtype == "int8":
+            raise RecAgentError("train-reader needs the bf16 or fp32 model: unset --llm-dtype int8")
+        names = [n.strip() for n in train_sets.split(",") if n.strip()]
+        if valid_set in names:
+            raise RecAgentError(f"--valid-set {valid_set} is also a training set")
+        echo = lambda m: err().print(safe(m), highlight=False)
+        train = reading_set(names, echo=echo)
+        valid = reading_set([valid_set], echo=echo)
+        if not train.requests or not valid.requests:
+            raise RecAgentError("no requests to train or validate on (are the datasets there? "
+                                "set RECAGENT_DATA_DIR)")
+        folder = settings.home / "models" / READER_DIR
+        if fresh:
+            shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        llm = InstructLLM(settings.home / "models", dtype=settings.llm_dtype)
+
+        def check(model, adapter=None, what="the base model"):
+            bar = tqdm(total=len(valid.requests), desc=f"Validating {what}", unit="request")
+            try:
+                return validate(model, valid, adapter=adapter, progress=lambda: bar.update(1))
+            finally:
+                bar.close()
+
+        base = check(llm)
+        result = train_answer_adapter(
+            llm, reading_examples(train), reading_examples(valid), folder,
+            config=AdapterTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, rank=lora_r,
+                                      alpha=2 * lora_r, seed=seed, max_minutes=max_minutes),
+            resume=not fresh, show_progress=True,
+            metadata={"train_sets": names, "valid_set": valid_set})
+        del llm  # the trained copy (peft layers in place): validated as a turn loads it
+        tuned = InstructLLM(settings.home / "models", dtype=settings.llm_dtype,
+                            adapters={READER: folder / ADAPTER_DIR})
+        adapted = check(tuned, READER, "with the adapter")
+        use = (adapted["share"] or 0) > (base["share"] or 0)
+        update_adapter_meta(folder, {"valid_base": base, "valid_adapter": adapted, "use": use})
+    out().print(
+        f"[green]trained[/] the request-reading adapter ({len(train.requests)} requests, "
+        f"{result.steps} steps, {result.seconds:.0f}s; best epoch {result.best_epoch}). "
+        f"Validation ({valid_set}, {len(valid.requests)} requests) read exactly right: "
+        f"{base['share']:.1%} with the model alone, {adapted['share']:.1%} with the adapter -> "
+        f"{'used' if use else 'NOT used'} ({safe(str(folder))})", soft_wrap=True, highlight=False)

@@ -1,0 +1,118 @@
+"""The request-reading adapter's examples and its validation (``recagent train-reader``).
+
+The examples are the labelled requests of the sets whose misses have been read (see
+:mod:`recagent.evals.requests`), each as the ``parse_constraints`` prompt the agent renders for
+its catalog and the reading its labels give (:func:`~recagent.evals.request_readings.reading_of`),
+decoded as :meth:`InstructLLM.generate_json` decodes (``Answer(as_json=True)``).
+
+Validation reads a held-out set's requests as the agent does (the rules completed by the
+LLM's reading, :func:`~recagent.agent.constraints.combine`) and counts the requests read
+exactly right: every labelled field, and nothing more (:func:`read_right`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from recagent.agent.constraints import ConstraintParser, combine, parse_with_llm
+from recagent.catalog.model import Dataset
+from recagent.evals.request_readings import reading_of
+from recagent.evals.requests import Request, _Prices, load_requests, score_fields
+from recagent.llm.answer_adapter import Answer
+from recagent.prompts import render
+
+__all__ = ["ReadingSet", "admitted_reading", "data_root", "read_right", "reading_examples", "reading_set", "validate"]
+
+READ_SETS = ("labelled", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6")
+
+
+def data_root() -> Path:
+    """Where the real datasets are: ``RECAGENT_DATA_DIR``, else ``../shared/data``."""
+    return Path(os.environ.get("RECAGENT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+
+
+class ReadingSet:
+    """Labelled requests with the parser of each one's catalog (built once per catalog)."""
+
+    def __init__(self, requests: Sequence[Request], parsers: dict[str, ConstraintParser]) -> None:
+        self.requests = list(requests)
+        self.parsers = parsers
+
+    def prompt(self, r: Request) -> str:
+        p = self.parsers[r.dataset]
+        return render("parse_constraints", message=r.message, categories=p.llm_categories,
+                      has_prices=p.has_prices)
+
+
+def _catalog(folder: str | None, root: Path) -> Dataset:
+    from recagent.catalog.demo_shop import generate_demo_shop
+    from recagent.catalog.load import load_dataset
+
+    return generate_demo_shop() if folder is None else load_dataset(root / folder)
+
+
+def reading_set(names: Sequence[str], *, root: Path | None = None,
+                echo: Callable[[str], None] = lambda _: None) -> ReadingSet:
+    """The requests of the sets ``names`` whose catalog is here (a dataset folder missing
+    under ``root`` is skipped, with a word to ``echo``)."""
+    root = root or data_root()
+    requests: list[Request] = []
+    parsers: dict[str, ConstraintParser] = {}
+    for name in names:
+        folders, rs = load_requests(name)
+        for dataset, folder in folders.items():
+            if dataset not in parsers:
+                if folder is not None and not (root / folder).is_dir():
+                    echo(f"skipping the {dataset} requests: no data at {root / folder}")
+                    parsers[dataset] = None  # type: ignore[assignment]
+                    continue
+                parsers[dataset] = ConstraintParser(_catalog(folder, root))
+            if parsers[dataset] is not None:
+                requests += [r for r in rs if r.dataset == dataset]
+    return ReadingSet(requests, {k: v for k, v in parsers.items() if v is not None})
+
+
+def admitted_reading(r: Request, parser: ConstraintParser) -> dict:
+    """:func:`reading_of` ``r`` as the agent's schema admits it: the schema offers only the
+    categories the message names to exclude, so "no books" excludes "Books", the named
+    category above the labelled "Cookbooks" and "Travel Guides" (but not "Movies" above the
+    "Horror" of "a sci-fi movie, nothing scary": a wanted category lies under it too)."""
+    reading = reading_of(r, has_prices=parser.has_prices)
+    named = parser.mentioned(r.message, parser.categories)
+    labelled = reading["exclude_categories"]
+    reading["exclude_categories"] = [
+        c for c in named if c in labelled
+        or (labelled and all(parser.within(x, c) for x in labelled)
+            and not any(parser.within(w, c) for w in r.categories))]
+    return reading
+
+
+def reading_examples(s: ReadingSet) -> list[Answer]:
+    """Each request as a JSON answer the adapter learns to write."""
+    return [Answer(s.prompt(r), "", json.dumps(admitted_reading(r, s.parsers[r.dataset])), as_json=True)
+            for r in s.requests]
+
+
+def read_right(r: Request, c, prices: _Prices) -> bool:
+    """Whether every labelled field of ``r`` is read, and nothing besides."""
+    return all(right == got == truth for right, got, truth in score_fields(r, c, prices).values())
+
+
+def validate(llm, s: ReadingSet, *, adapter: str | None = None,
+             progress: Callable[[], None] = lambda: None) -> dict:
+    """The share of ``s``'s requests the rules plus ``llm`` (with ``adapter``) read exactly."""
+    prices = {name: _Prices(p.dataset) for name, p in s.parsers.items()}
+    right = 0
+    for r in s.requests:
+        p = s.parsers[r.dataset]
+        c = combine(p.parse(r.message), parse_with_llm(llm, p, r.message, adapter=adapter), p)
+        if not p.has_prices:
+            c = replace(c, min_price=None, max_price=None)
+        right += read_right(r, c, prices[r.dataset])
+        progress()
+    return {"requests": len(s.requests), "read_right": right,
+            "share": round(right / len(s.requests), 4) if s.requests else None}
