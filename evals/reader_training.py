@@ -21,11 +21,11 @@ from pathlib import Path
 from recagent.agent.constraints import ConstraintParser, combine, parse_with_llm
 from recagent.catalog.model import Dataset
 from recagent.evals.request_readings import reading_of
-from recagent.evals.requests import Request, _Prices, load_requests, score_fields
+from recagent.evals.requests import Request, _Prices, load_requests, read_right
 from recagent.llm.answer_adapter import Answer
 from recagent.prompts import render
 
-__all__ = ["ReadingSet", "admitted_reading", "data_root", "read_right", "reading_examples", "reading_set", "validate"]
+__all__ = ["ReadingSet", "admitted_reading", "data_root", "reading_examples", "reading_set", "validate"]
 
 READ_SETS = ("labelled", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6")
 
@@ -95,11 +95,6 @@ def reading_examples(s: ReadingSet) -> list[Answer]:
     """Each request as a JSON answer the adapter learns to write."""
     return [Answer(s.prompt(r), "", json.dumps(admitted_reading(r, s.parsers[r.dataset])), as_json=True)
             for r in s.requests]
-
-
-def read_right(r: Request, c, prices: _Prices) -> bool:
-    """Whether every labelled field of ``r`` is read, and nothing besides."""
-    return all(right == got == truth for right, got, truth in score_fields(r, c, prices).values())
 
 
 def validate(llm, s: ReadingSet, *, adapter: str | None = None,

@@ -10,7 +10,9 @@ before ``heldout2``'s misses were read, ``heldout5`` and ``heldout6`` before ``h
 on the read sets' readings (``recagent train-reader``): the first of them whose misses are still
 unread is the unseen one. For each
 request and each reader (``rules``: :class:`ConstraintParser`; ``rules+llm``: the rules
-completed by :func:`parse_with_llm` through :func:`combine`, as the agent does):
+completed by :func:`parse_with_llm` through :func:`combine`, as the agent does; and where
+``recagent train-reader`` left an adapter that validation chose, ``rules+llm+reader``: the
+same with the LLM reading through it, as the agent then does):
 
 - per-field precision and recall against the labels: ``price`` (bounds), ``brands``,
   ``exclude_brands``, ``categories``, ``exclude_categories``;
@@ -48,7 +50,7 @@ from recagent.catalog.errors import RecAgentError
 from recagent.catalog.model import Dataset, Item
 from recagent.tools.filter_items import Constraints
 
-__all__ = ["FIELDS", "Request", "load_requests", "main", "run_requests", "score_fields",
+__all__ = ["FIELDS", "Request", "load_requests", "main", "read_right", "run_requests", "score_fields",
            "shown_meets", "write_reports"]
 
 FIELDS = ("price", "brands", "exclude_brands", "categories", "exclude_categories")
@@ -172,6 +174,11 @@ def score_fields(r: Request, c: Constraints, prices: _Prices) -> dict[str, tuple
     return out
 
 
+def read_right(r: Request, c: Constraints, prices: _Prices) -> bool:
+    """Whether every labelled field of ``r`` is read, and nothing besides."""
+    return all(right == got == truth for right, got, truth in score_fields(r, c, prices).values())
+
+
 def shown_meets(r: Request, item: Item, prices: _Prices) -> bool:
     """Whether one shown item meets everything the request asks for."""
     path = {c.casefold() for c in item.category}
@@ -216,7 +223,7 @@ def run_requests(dataset: Dataset, requests: list[Request], readers: dict[str, R
     out: dict[str, Any] = {}
     for name, read in readers.items():
         counts = {f: [0, 0, 0] for f in FIELDS}
-        met = shown = 0
+        met = shown = exact = 0
         rows, seconds = [], []
         for r in requests:
             started = time.perf_counter()
@@ -224,6 +231,7 @@ def run_requests(dataset: Dataset, requests: list[Request], readers: dict[str, R
             seconds.append(time.perf_counter() - started)
             if not parser.has_prices:
                 c = replace(c, min_price=None, max_price=None)
+            exact += read_right(r, c, prices)
             for f, (right, got, truth) in score_fields(r, c, prices).items():
                 counts[f][0] += right
                 counts[f][1] += got
@@ -235,6 +243,7 @@ def run_requests(dataset: Dataset, requests: list[Request], readers: dict[str, R
             rows.append({"message": r.message, "parsed": c.describe(), "query": c.query,
                          "shown": len(ok), "met": sum(ok)})
         out[name] = {"fields": counts, "met": met, "shown": shown, "rows": rows,
+                     "read_right": exact, "requests": len(requests),
                      "seconds_median": round(statistics.median(seconds), 3),
                      "seconds_p95": round(sorted(seconds)[int(0.95 * (len(seconds) - 1))], 3)}
     return out
@@ -248,7 +257,8 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per dataset and over all: per reader, per-field precision and recall, shown met."""
     summary: dict[str, Any] = {}
     total: dict[str, dict[str, Any]] = defaultdict(lambda: {"fields": {f: [0, 0, 0] for f in FIELDS},
-                                                            "met": 0, "shown": 0})
+                                                            "met": 0, "shown": 0,
+                                                            "read_right": 0, "requests": 0})
     for dataset, by_reader in results.items():
         summary[dataset] = {}
         for reader, res in by_reader.items():
@@ -256,8 +266,8 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
             for f in FIELDS:
                 for k in range(3):
                     total[reader]["fields"][f][k] += res["fields"][f][k]
-            total[reader]["met"] += res["met"]
-            total[reader]["shown"] += res["shown"]
+            for key in ("met", "shown", "read_right", "requests"):
+                total[reader][key] += res.get(key, 0)
     summary["all"] = {reader: _metrics(res) for reader, res in total.items()}
     return summary
 
@@ -269,6 +279,7 @@ def _metrics(res: dict[str, Any]) -> dict[str, Any]:
     }
     out["shown_met"] = _ratio(res["met"], res["shown"])
     out["shown"] = res["shown"]
+    out["read_right"] = _ratio(res.get("read_right", 0), res.get("requests", 0))
     for key in ("seconds_median", "seconds_p95"):
         if key in res:
             out[key] = res[key]
@@ -284,10 +295,13 @@ def to_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [f"# Request understanding: {title}", "",
              f"LLM: {meta['llm'] or 'none'}; CPU: {meta['cpu']}; command: `{meta['command']}`", "",
              ("Precision / recall per field; `shown met`: share of the top-10 shown items "
-              "(search_items under the parsed constraints) that meet the whole request."), ""]
+              "(search_items under the parsed constraints) that meet the whole request; "
+              "`read right`: share of the requests read exactly (every labelled field, "
+              "nothing more)."), ""]
     readers = sorted({r for by in summary.values() for r in by})
-    header = "| dataset | reader | " + " | ".join(FIELDS) + " | shown met | parse s (median / p95) |"
-    lines += [header, "|" + "---|" * (len(FIELDS) + 4)]
+    header = ("| dataset | reader | " + " | ".join(FIELDS) +
+              " | shown met | read right | parse s (median / p95) |")
+    lines += [header, "|" + "---|" * (len(FIELDS) + 5)]
     for dataset, by_reader in summary.items():
         for reader in readers:
             m = by_reader.get(reader)
@@ -298,7 +312,7 @@ def to_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             timing = (f"{m['seconds_median']:.2f} / {m['seconds_p95']:.2f}"
                       if "seconds_median" in m else "")
             lines.append(f"| {dataset} | {reader} | " + " | ".join(cells) +
-                         f" | {_fmt(m['shown_met'])} | {timing} |")
+                         f" | {_fmt(m['shown_met'])} | {_fmt(m.get('read_right'))} | {timing} |")
     return "\n".join(lines) + "\n"
 
 

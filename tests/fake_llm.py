@@ -81,7 +81,8 @@ class ScriptedLLM:
         self.prompts.append(prompt)
         return [ScoredContinuation(self.scorer(prompt, c), 1) for c in continuations]
 
-    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256) -> object:
+    def generate_json(self, prompt: str, schema: dict, *, max_tokens: int = 256,
+                      adapter: str | None = None) -> object:
         raise LLMUnsupported("the scripted LLM has no constrained JSON decoding")
 
     def chat_model(self, *, temperature: float = 0.0, max_tokens: int = 512) -> object:

@@ -262,6 +262,27 @@ def test_the_explainer_is_loaded_only_where_validation_chose_it(tmp_path):
     assert explainer_adapters(settings, folder) == {}
 
 
+
+def test_the_reader_is_loaded_only_where_validation_chose_it_and_only_embedded(tmp_path):
+    from recagent.app.llm_backend import READER_DIR, reader_adapters
+    from recagent.app.settings import Settings
+    from recagent.llm.answer_adapter import update_adapter_meta
+    from recagent.llm.instruct_model import INSTRUCT_CHECKPOINT
+
+    folder = tmp_path / "models" / READER_DIR
+    settings = Settings.from_env().override(home=tmp_path, llm="instruct")
+    assert reader_adapters(settings) == {}  # never trained
+    folder.mkdir(parents=True)
+    update_adapter_meta(folder, {"base": INSTRUCT_CHECKPOINT, "use": False})
+    assert reader_adapters(settings) == {}  # validation said no
+    update_adapter_meta(folder, {"use": True})
+    assert reader_adapters(settings) == {"reader": folder / ADAPTER_DIR}
+    assert reader_adapters(settings.override(llm="vllm")) == {}  # the server reads without it
+    assert reader_adapters(settings.override(reader=False)) == {}
+    assert reader_adapters(settings.override(llm_dtype="int8")) == {}
+    update_adapter_meta(folder, {"base": "gemma-3-270m"})
+    assert reader_adapters(settings) == {}
+
 # -- JSON answers (the request-reading adapter): the prompt's head is read by the model alone
 
 JSON_PROMPT = "Read a shopper's message.\nExamples: tent -> {}.\nMessage: \"a tent from Summit\""

@@ -128,12 +128,15 @@ class JsonLLM:
     can_call_tools = False
     structured_output = True
 
-    def __init__(self, value):
+    def __init__(self, value, adapters=()):
         self.value = value
         self.prompts = []
+        self.adapters = frozenset(adapters)
+        self.asked_with = []
 
-    def generate_json(self, prompt, schema):
+    def generate_json(self, prompt, schema, *, adapter=None):
         self.prompts.append(prompt)
+        self.asked_with.append(adapter)
         if isinstance(self.value, Exception):
             raise self.value
         return self.value
@@ -239,6 +242,11 @@ def test_the_agent_merges_llm_constraints_and_the_rules_win(tiny_shop, encoder, 
     answer = agent(quiet).turn(Session(user_id=None), f"under $30, no {a_brand} please")
     assert quiet.prompts == [] and answer.constraints.max_price == 30.0
     assert "parse_constraints_llm" not in [c.tool for c in answer.trace]
+    # The request-reading adapter reads where the LLM has it, the model alone elsewhere.
+    assert llm.asked_with == [None]
+    adapted = JsonLLM(_reply(exclude_brands=[a_brand]), adapters={"reader", "explainer"})
+    agent(adapted).turn(Session(user_id=None), message)
+    assert adapted.asked_with == ["reader"]
 
 
 def test_combine_lets_the_llm_add_but_never_override():

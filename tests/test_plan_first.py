@@ -25,7 +25,7 @@ class PlanningLLM(ScriptedLLM):
         self.plan = plan
         self.schemas: list[dict] = []
 
-    def generate_json(self, prompt, schema, *, max_tokens=256):
+    def generate_json(self, prompt, schema, *, max_tokens=256, adapter=None):
         self._check()
         self.prompts.append(prompt)
         self.schemas.append(schema)
