@@ -139,16 +139,21 @@ def test_the_output_head_reads_a_contiguous_input_in_both_copies(trained, tiny_c
     # once per row: a 5-row prefill on Amazon took 3.6x as long (see _contiguous_head_input).
     _, out, _ = trained
     tuned = TinyChatLM(tiny_checkpoint, adapters={"explainer": out / ADAPTER_DIR})
+    # So does the last position of a single row, which counts as contiguous but keeps the
+    # row's strides (0.47 s against 0.015 s for the head of the 0.5B model).
+    import torch
+
     seen: list[tuple[bool, bool]] = []
     for model in (tuned.model, tuned._model_for("explainer")):
         head = model.get_output_embeddings()
         head.register_forward_hook(lambda m, args, _out: seen.append(
-            (m.weight.requires_grad, args[0].is_contiguous())))
+            (m.weight.requires_grad, args[0].stride() == torch.empty(args[0].shape).stride())))
     prompts = [PROMPT, PROMPT.replace("Summit", "Ridge Top")]
     for adapter in (None, "explainer"):
         tuned.generate_batch(prompts, max_tokens=4, stop=["\n"], starts=[START, START], adapter=adapter)
+        tuned.generate_batch(prompts[:1], max_tokens=4, stop=["\n"], starts=[START], adapter=adapter)
     assert (False, True) in seen and (True, True) in seen  # the frozen copy and the base model
-    assert all(contiguous for _, contiguous in seen)
+    assert all(standard for _, standard in seen)
 
 
 def test_an_unknown_adapter_or_an_int8_model_with_adapters_is_refused(trained, tiny_checkpoint):
