@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from typing import Annotated
 
@@ -37,7 +38,7 @@ def train_reader_command(
     from recagent.agent.constraints import READER
     from recagent.app.llm_backend import READER_DIR
     from recagent.app.settings import Settings
-    from recagent.evals.reader_training import reading_examples, reading_set, validate
+    from recagent.evals.reader_training import own_products, reading_examples, reading_set, validate
     from recagent.llm.answer_adapter import (
         ADAPTER_DIR,
         AdapterTrainConfig,
@@ -45,6 +46,7 @@ def train_reader_command(
         update_adapter_meta,
     )
     from recagent.llm.instruct import InstructLLM
+    from recagent.retrieval.encoder import TextEncoder
 
     with user_errors():
         settings = Settings.from_env()
@@ -54,8 +56,10 @@ def train_reader_command(
         if valid_set in names:
             raise RecAgentError(f"--valid-set {valid_set} is also a training set")
         echo = lambda m: err().print(safe(m), highlight=False)
-        train = reading_set(names, echo=echo)
-        valid = reading_set([valid_set], echo=echo)
+        # Read as the agent reads: the parsers find categories by meaning with the search encoder.
+        encoder = TextEncoder(settings.encoder, dtype=settings.encoder_dtype)
+        train = reading_set(names, encoder=encoder, echo=echo)
+        valid = reading_set([valid_set], encoder=encoder, echo=echo)
         if not train.requests or not valid.requests:
             raise RecAgentError("no requests to train or validate on (are the datasets there? "
                                 "set RECAGENT_DATA_DIR)")
@@ -73,12 +77,21 @@ def train_reader_command(
                 bar.close()
 
         base = check(llm)
+        products_file = folder / "own_products.json"
+        if products_file.is_file():
+            products = json.loads(products_file.read_text())
+        else:
+            bar = tqdm(total=len(train.requests), desc="Reading the training requests", unit="request")
+            products = own_products(llm, train, progress=lambda: bar.update(1))
+            bar.close()
+            products_file.write_text(json.dumps(products, indent=1) + "\n")
         result = train_answer_adapter(
-            llm, reading_examples(train), reading_examples(valid), folder,
+            llm, reading_examples(train, products), reading_examples(valid), folder,
             config=AdapterTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, rank=lora_r,
                                       alpha=2 * lora_r, seed=seed, max_minutes=max_minutes),
             resume=not fresh, show_progress=True,
-            metadata={"train_sets": names, "valid_set": valid_set})
+            metadata={"train_sets": names, "valid_set": valid_set,
+                      "own_products": len(products)})
         del llm  # the trained copy (peft layers in place): validated as a turn loads it
         tuned = InstructLLM(settings.home / "models", dtype=settings.llm_dtype,
                             adapters={READER: folder / ADAPTER_DIR})

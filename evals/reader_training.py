@@ -25,7 +25,7 @@ from recagent.evals.requests import Request, _Prices, load_requests, read_right
 from recagent.llm.answer_adapter import Answer
 from recagent.prompts import render
 
-__all__ = ["ReadingSet", "admitted_reading", "data_root", "reading_examples", "reading_set", "validate"]
+__all__ = ["ReadingSet", "admitted_reading", "data_root", "own_products", "reading_examples", "reading_set", "validate"]
 
 READ_SETS = ("labelled", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6")
 
@@ -55,10 +55,11 @@ def _catalog(folder: str | None, root: Path) -> Dataset:
     return generate_demo_shop() if folder is None else load_dataset(root / folder)
 
 
-def reading_set(names: Sequence[str], *, root: Path | None = None,
+def reading_set(names: Sequence[str], *, root: Path | None = None, encoder=None,
                 echo: Callable[[str], None] = lambda _: None) -> ReadingSet:
     """The requests of the sets ``names`` whose catalog is here (a dataset folder missing
-    under ``root`` is skipped, with a word to ``echo``)."""
+    under ``root`` is skipped, with a word to ``echo``), each read by a parser with the
+    search ``encoder`` as the agent's is (categories by meaning)."""
     root = root or data_root()
     requests: list[Request] = []
     parsers: dict[str, ConstraintParser] = {}
@@ -70,18 +71,21 @@ def reading_set(names: Sequence[str], *, root: Path | None = None,
                     echo(f"skipping the {dataset} requests: no data at {root / folder}")
                     parsers[dataset] = None  # type: ignore[assignment]
                     continue
-                parsers[dataset] = ConstraintParser(_catalog(folder, root))
+                parsers[dataset] = ConstraintParser(_catalog(folder, root), encoder=encoder)
             if parsers[dataset] is not None:
                 requests += [r for r in rs if r.dataset == dataset]
     return ReadingSet(requests, {k: v for k, v in parsers.items() if v is not None})
 
 
-def admitted_reading(r: Request, parser: ConstraintParser) -> dict:
-    """:func:`reading_of` ``r`` as the agent's schema admits it: the schema offers only the
+def admitted_reading(r: Request, parser: ConstraintParser, product: str | None = None) -> dict:
+    """:func:`reading_of` ``r`` (with ``product`` in place of the labels' where given) as
+    the agent's schema admits it: the schema offers only the
     categories the message names to exclude, so "no books" excludes "Books", the named
     category above the labelled "Cookbooks" and "Travel Guides" (but not "Movies" above the
     "Horror" of "a sci-fi movie, nothing scary": a wanted category lies under it too)."""
     reading = reading_of(r, has_prices=parser.has_prices)
+    if product is not None:
+        reading["product"] = product
     named = parser.mentioned(r.message, parser.categories)
     labelled = reading["exclude_categories"]
     reading["exclude_categories"] = [
@@ -91,10 +95,43 @@ def admitted_reading(r: Request, parser: ConstraintParser) -> dict:
     return reading
 
 
-def reading_examples(s: ReadingSet) -> list[Answer]:
-    """Each request as a JSON answer the adapter learns to write."""
-    return [Answer(s.prompt(r), "", json.dumps(admitted_reading(r, s.parsers[r.dataset])), as_json=True)
-            for r in s.requests]
+def reading_examples(s: ReadingSet, products: dict[str, str] | None = None) -> list[Answer]:
+    """Each request as a JSON answer the adapter learns to write (``products``: the product
+    to write per message, where not the labels', see :func:`own_products`)."""
+    products = products or {}
+    return [Answer(s.prompt(r), "", json.dumps(admitted_reading(r, s.parsers[r.dataset], products.get(r.message))),
+                   as_json=True) for r in s.requests]
+
+
+class _Recording:
+    """An LLM's JSON answers, recorded as the agent's reading asks for them."""
+
+    def __init__(self, llm) -> None:
+        self.llm, self.last = llm, None
+        self.structured_output, self.adapters = True, frozenset()
+
+    def generate_json(self, prompt, schema, *, max_tokens: int = 256, adapter=None):
+        self.last = self.llm.generate_json(prompt, schema, max_tokens=max_tokens)
+        return self.last
+
+
+def own_products(llm, s: ReadingSet, *, progress: Callable[[], None] = lambda: None) -> dict[str, str]:
+    """The product the model alone names for each message, where the agent's reading of it
+    finds a labelled category (or the labels name none): the adapter then learns to name
+    products in the model's own words, from which the agent's categories by meaning work,
+    and the labels' category name only where those words missed. (Trained on the category
+    names alone, the adapter wrote "Dog Food" for "a lead for walking two dogs" and
+    "Notebooks" for "a 13 inch notebook computer".)"""
+    recording = _Recording(llm)
+    own = {}
+    for r in s.requests:
+        p = s.parsers[r.dataset]
+        c = combine(p.parse(r.message), parse_with_llm(recording, p, r.message), p)
+        product = recording.last.get("product") if isinstance(recording.last, dict) else None
+        if isinstance(product, str) and (not r.categories or set(c.categories) & set(r.categories)):
+            own[r.message] = product
+        progress()
+    return own
 
 
 def validate(llm, s: ReadingSet, *, adapter: str | None = None,
