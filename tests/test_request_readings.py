@@ -84,3 +84,35 @@ def test_the_labels_reading_read_back_as_the_agent_does_gives_the_labels(demo_re
     # The rules win where they found something, so a perfect reading cannot mend every
     # request; it must mend nearly all (the rules alone read about 60% exactly).
     assert got["share"] >= 0.9, got
+
+
+class _Says:
+    """An LLM that names one product, whatever the message."""
+
+    structured_output = True
+    adapters = frozenset()
+
+    def __init__(self, product: str) -> None:
+        self.product = product
+
+    def generate_json(self, prompt, schema, *, max_tokens=256, adapter=None):
+        return {"product": self.product, "exclude_categories": [],
+                "price": {"kind": "none", "amount": None, "amount2": None},
+                "brands": [], "exclude_brands": [], "in_stock_only": False}
+
+
+def test_the_models_own_product_words_are_kept_only_where_they_find_a_labelled_category(demo_readings):
+    from recagent.evals.reader_training import own_products, reading_examples
+
+    own = own_products(_Says("dog leash"), demo_readings)
+    by_message = {r.message: r for r in demo_readings.requests}
+    leashes = [m for m, r in by_message.items() if "Dog Leashes" in r.categories]
+    assert leashes and all(own.get(m) == "dog leash" for m in leashes)
+    for m in own:  # elsewhere only where the rules alone found the labelled category
+        r = by_message[m]
+        assert "Dog Leashes" in r.categories or not r.categories or \
+            set(demo_readings.parsers["demo"].parse(m).categories) & set(r.categories)
+    missed = next(m for m, r in by_message.items() if r.categories and m not in own)
+    examples = {ex.prompt: json.loads(ex.answer) for ex in reading_examples(demo_readings, own)}
+    assert examples[demo_readings.prompt(by_message[leashes[0]])]["product"] == "dog leash"
+    assert examples[demo_readings.prompt(by_message[missed])]["product"] == by_message[missed].categories[0]
