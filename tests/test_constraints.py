@@ -372,10 +372,11 @@ def test_a_category_only_the_llm_read_never_empties_the_answer(tiny_shop, encode
 
     class GuessingParse:
         name, serves_chat, can_call_tools, structured_output = "guess", False, False, True
+        adapters = frozenset()
 
     absent = "Category That No Item Has"
     monkeypatch.setattr(runner_module, "parse_with_llm",
-                        lambda _llm, _rules, _message: Constraints(categories=(absent,)))
+                        lambda _llm, _rules, _message, adapter=None: Constraints(categories=(absent,)))
     runner = plan_agent(make_toolbox(tiny_shop, encoder, built_index), GuessingParse(), k=3,
                         explain_with_llm=False)
     answer = runner.turn(Session(user_id=None), "something for the weekend under $60")
