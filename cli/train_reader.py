@@ -77,21 +77,21 @@ def train_reader_command(
                 bar.close()
 
         base = check(llm)
+        # The model's own product words per training message (None: the label's category
+        # name), kept so that a resumed run or one with another set reads only new messages.
         products_file = folder / "own_products.json"
-        if products_file.is_file():
-            products = json.loads(products_file.read_text())
-        else:
-            bar = tqdm(total=len(train.requests), desc="Reading the training requests", unit="request")
-            products = own_products(llm, train, progress=lambda: bar.update(1))
-            bar.close()
-            products_file.write_text(json.dumps(products, indent=1) + "\n")
+        known = json.loads(products_file.read_text()) if products_file.is_file() else {}
+        bar = tqdm(total=len(train.requests), desc="Reading the training requests", unit="request")
+        products = own_products(llm, train, known=known, progress=lambda: bar.update(1))
+        bar.close()
+        products_file.write_text(json.dumps(products, indent=1) + "\n")
         result = train_answer_adapter(
             llm, reading_examples(train, products), reading_examples(valid), folder,
             config=AdapterTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, rank=lora_r,
                                       alpha=2 * lora_r, seed=seed, max_minutes=max_minutes),
             resume=not fresh, show_progress=True,
             metadata={"train_sets": names, "valid_set": valid_set,
-                      "own_products": len(products)})
+                      "own_products": sum(p is not None for p in products.values())})
         del llm  # the trained copy (peft layers in place): validated as a turn loads it
         tuned = InstructLLM(settings.home / "models", dtype=settings.llm_dtype,
                             adapters={READER: folder / ADAPTER_DIR})

@@ -95,9 +95,9 @@ def admitted_reading(r: Request, parser: ConstraintParser, product: str | None =
     return reading
 
 
-def reading_examples(s: ReadingSet, products: dict[str, str] | None = None) -> list[Answer]:
+def reading_examples(s: ReadingSet, products: dict[str, str | None] | None = None) -> list[Answer]:
     """Each request as a JSON answer the adapter learns to write (``products``: the product
-    to write per message, where not the labels', see :func:`own_products`)."""
+    to write per message, where not None and not the labels', see :func:`own_products`)."""
     products = products or {}
     return [Answer(s.prompt(r), "", json.dumps(admitted_reading(r, s.parsers[r.dataset], products.get(r.message))),
                    as_json=True) for r in s.requests]
@@ -115,16 +115,22 @@ class _Recording:
         return self.last
 
 
-def own_products(llm, s: ReadingSet, *, progress: Callable[[], None] = lambda: None) -> dict[str, str]:
-    """The product the model alone names for each message, where the agent's reading of it
-    finds a labelled category (or the labels name none): the adapter then learns to name
+def own_products(llm, s: ReadingSet, *, known: dict[str, str | None] | None = None,
+                 progress: Callable[[], None] = lambda: None) -> dict[str, str | None]:
+    """Per message, the product the model alone names for it where the agent's reading of
+    it finds a labelled category (or the labels name none), else None (``known``: the
+    answers of an earlier run, not read again): the adapter then learns to name
     products in the model's own words, from which the agent's categories by meaning work,
     and the labels' category name only where those words missed. (Trained on the category
     names alone, the adapter wrote "Dog Food" for "a lead for walking two dogs" and
     "Notebooks" for "a 13 inch notebook computer".)"""
     recording = _Recording(llm)
-    own = {}
+    own: dict[str, str | None] = dict(known or {})
     for r in s.requests:
+        if r.message in own:
+            progress()
+            continue
+        own[r.message] = None
         p = s.parsers[r.dataset]
         c = combine(p.parse(r.message), parse_with_llm(recording, p, r.message), p)
         product = recording.last.get("product") if isinstance(recording.last, dict) else None

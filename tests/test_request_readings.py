@@ -104,7 +104,13 @@ class _Says:
 def test_the_models_own_product_words_are_kept_only_where_they_find_a_labelled_category(demo_readings):
     from recagent.evals.reader_training import own_products, reading_examples
 
-    own = own_products(_Says("dog leash"), demo_readings)
+    decided = own_products(_Says("dog leash"), demo_readings)
+    assert set(decided) == {r.message for r in demo_readings.requests}
+    own = {m: p for m, p in decided.items() if p is not None}
+    # A second run reads only the messages the first did not decide.
+    first = demo_readings.requests[0].message
+    assert own_products(_Says("tent"), demo_readings, known={k: v for k, v in decided.items() if k != first}) \
+        == {**decided, first: own_products(_Says("tent"), demo_readings)[first]}
     by_message = {r.message: r for r in demo_readings.requests}
     leashes = [m for m, r in by_message.items() if "Dog Leashes" in r.categories]
     assert leashes and all(own.get(m) == "dog leash" for m in leashes)
