@@ -24,11 +24,8 @@ def explainer_adapters(settings: Settings, folder: Path) -> dict[str, Path]:
     validation chose it (``"use": true`` in its ``adapter.json``), the settings do not turn it
     off (``RECAGENT_EXPLAINER=0``) and the LLM is the instruct model it was trained on, in bf16
     or fp32; else none."""
-    meta = read_adapter_meta(folder)
-    if not settings.explainer or settings.llm not in ("instruct", "vllm") or settings.llm_dtype == "int8" \
-            or not meta.get("use") or meta.get("base") != INSTRUCT_CHECKPOINT:
-        return {}
-    return {EXPLAINER: folder / ADAPTER_DIR}
+    chosen = _chosen(settings, folder, on=settings.explainer, backends=("instruct", "vllm"))
+    return {EXPLAINER: folder / ADAPTER_DIR} if chosen else {}
 
 
 def reader_adapters(settings: Settings) -> dict[str, Path]:
@@ -38,11 +35,17 @@ def reader_adapters(settings: Settings) -> dict[str, Path]:
     serve it under the name ``reader`` and read the prompt's head without it, as training
     did: not done, so vLLM reads with the model alone.)"""
     folder = settings.home / "models" / READER_DIR
+    chosen = _chosen(settings, folder, on=settings.reader, backends=("instruct",))
+    return {READER: folder / ADAPTER_DIR} if chosen else {}
+
+
+def _chosen(settings: Settings, folder: Path, *, on: bool, backends: tuple[str, ...]) -> bool:
+    """Whether the adapter saved in ``folder`` is to be loaded: validation chose it, its
+    setting is ``on``, and the LLM is one of ``backends`` with the instruct model it was
+    trained on, in bf16 or fp32."""
     meta = read_adapter_meta(folder)
-    if not settings.reader or settings.llm != "instruct" or settings.llm_dtype == "int8" \
-            or not meta.get("use") or meta.get("base") != INSTRUCT_CHECKPOINT:
-        return {}
-    return {READER: folder / ADAPTER_DIR}
+    return on and settings.llm in backends and settings.llm_dtype != "int8" \
+        and bool(meta.get("use")) and meta.get("base") == INSTRUCT_CHECKPOINT
 
 
 def make_llm(settings: Settings, *, adapters: Mapping[str, Path] | None = None) -> LLM | None:

@@ -122,8 +122,8 @@ class Settings:
             llm_api_key=env.get("RECAGENT_LLM_API_KEY") or None,
             llm_timeout=_number(env, "RECAGENT_LLM_TIMEOUT", 60.0),
             llm_dtype=env.get("RECAGENT_LLM_DTYPE") or "auto",
-            explainer=(env.get("RECAGENT_EXPLAINER") or "1").lower() not in ("0", "false", "no", "off"),
-            reader=(env.get("RECAGENT_READER") or "1").lower() not in ("0", "false", "no", "off"),
+            explainer=_switch(env, "RECAGENT_EXPLAINER"),
+            reader=_switch(env, "RECAGENT_READER"),
             explain_redraws=_number(env, "RECAGENT_EXPLAIN_REDRAWS", 3),
             explain_redraw_budget=_number(env, "RECAGENT_EXPLAIN_REDRAW_BUDGET", 12.0),
             agent=env.get("RECAGENT_AGENT") or "auto",
@@ -135,7 +135,7 @@ class Settings:
             max_inflight_per_key=_number(env, "RECAGENT_MAX_INFLIGHT_PER_KEY", None, int),
             allowed_hosts=(tuple(h.strip() for h in env["RECAGENT_ALLOWED_HOSTS"].split(",") if h.strip())
                            if env.get("RECAGENT_ALLOWED_HOSTS") else cls.allowed_hosts),
-            docs=(env.get("RECAGENT_DOCS") or "1").lower() not in ("0", "false", "no", "off"),
+            docs=_switch(env, "RECAGENT_DOCS"),
             session_wait=_number(env, "RECAGENT_SESSION_WAIT", 2.0),
             lease_seconds=_number(env, "RECAGENT_LEASE_SECONDS", 30.0),
             recommend_batch=_number(env, "RECAGENT_RECOMMEND_BATCH", 64),
@@ -151,6 +151,11 @@ class Settings:
     def override(self, **changes: object) -> Settings:
         """A copy with the given fields replaced, skipping None (flags that were not given)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _switch(env: Mapping[str, str], key: str) -> bool:
+    """A switch that is on unless ``env[key]`` is 0, false, no or off (any case)."""
+    return (env.get(key) or "1").lower() not in ("0", "false", "no", "off")
 
 
 def _number(env: Mapping[str, str], key: str, default, kind: type | None = None):

@@ -13,26 +13,27 @@ exactly right: every labelled field, and nothing more (:func:`read_right`).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
-from recagent.agent.constraints import ConstraintParser, combine, parse_with_llm
+from recagent.agent.constraints import ConstraintParser
 from recagent.catalog.model import Dataset
 from recagent.evals.request_readings import reading_of
-from recagent.evals.requests import Request, _Prices, load_requests, read_right
+from recagent.evals.requests import (
+    Request,
+    _Prices,
+    agent_reading,
+    as_the_agent_prices,
+    data_root,
+    load_requests,
+    read_right,
+)
 from recagent.llm.answer_adapter import Answer
 from recagent.prompts import render
 
-__all__ = ["ReadingSet", "admitted_reading", "data_root", "own_products", "reading_examples", "reading_set", "validate"]
+__all__ = ["ReadingSet", "admitted_reading", "own_products", "reading_examples", "reading_set", "validate"]
 
 READ_SETS = ("labelled", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6")
-
-
-def data_root() -> Path:
-    """Where the real datasets are: ``RECAGENT_DATA_DIR``, else ``../shared/data``."""
-    return Path(os.environ.get("RECAGENT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 class ReadingSet:
@@ -131,8 +132,7 @@ def own_products(llm, s: ReadingSet, *, known: dict[str, str | None] | None = No
             progress()
             continue
         own[r.message] = None
-        p = s.parsers[r.dataset]
-        c = combine(p.parse(r.message), parse_with_llm(recording, p, r.message), p)
+        c = agent_reading(s.parsers[r.dataset], recording, r.message)
         product = recording.last.get("product") if isinstance(recording.last, dict) else None
         if isinstance(product, str) and (not r.categories or set(c.categories) & set(r.categories)):
             own[r.message] = product
@@ -147,9 +147,7 @@ def validate(llm, s: ReadingSet, *, adapter: str | None = None,
     right = 0
     for r in s.requests:
         p = s.parsers[r.dataset]
-        c = combine(p.parse(r.message), parse_with_llm(llm, p, r.message, adapter=adapter), p)
-        if not p.has_prices:
-            c = replace(c, min_price=None, max_price=None)
+        c = as_the_agent_prices(p, agent_reading(p, llm, r.message, adapter=adapter))
         right += read_right(r, c, prices[r.dataset])
         progress()
     return {"requests": len(s.requests), "read_right": right,

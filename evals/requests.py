@@ -50,8 +50,8 @@ from recagent.catalog.errors import RecAgentError
 from recagent.catalog.model import Dataset, Item
 from recagent.tools.filter_items import Constraints
 
-__all__ = ["FIELDS", "Request", "load_requests", "main", "read_right", "run_requests", "score_fields",
-           "shown_meets", "write_reports"]
+__all__ = ["FIELDS", "Request", "agent_reading", "as_the_agent_prices", "data_root", "load_requests", "main",
+           "read_right", "run_requests", "score_fields", "shown_meets", "write_reports"]
 
 FIELDS = ("price", "brands", "exclude_brands", "categories", "exclude_categories")
 SHOWN = 10
@@ -174,6 +174,22 @@ def score_fields(r: Request, c: Constraints, prices: _Prices) -> dict[str, tuple
     return out
 
 
+def data_root() -> Path:
+    """Where the real datasets are: ``RECAGENT_DATA_DIR``, else ``../shared/data``."""
+    return Path(os.environ.get("RECAGENT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+
+
+def agent_reading(parser: ConstraintParser, llm, message: str, *, adapter: str | None = None) -> Constraints:
+    """``message`` read as the agent reads it: the rules completed by the LLM's reading
+    (with ``adapter``), the rules winning (:func:`combine`)."""
+    return combine(parser.parse(message), parse_with_llm(llm, parser, message, adapter=adapter), parser)
+
+
+def as_the_agent_prices(parser: ConstraintParser, c: Constraints) -> Constraints:
+    """``c`` without price bounds where the catalog lists no prices, as the agent drops them."""
+    return c if parser.has_prices else replace(c, min_price=None, max_price=None)
+
+
 def read_right(r: Request, c: Constraints, prices: _Prices) -> bool:
     """Whether every labelled field of ``r`` is read, and nothing besides."""
     return all(right == got == truth for right, got, truth in score_fields(r, c, prices).values())
@@ -227,10 +243,8 @@ def run_requests(dataset: Dataset, requests: list[Request], readers: dict[str, R
         rows, seconds = [], []
         for r in requests:
             started = time.perf_counter()
-            c = read(parser, r.message)
+            c = as_the_agent_prices(parser, read(parser, r.message))
             seconds.append(time.perf_counter() - started)
-            if not parser.has_prices:
-                c = replace(c, min_price=None, max_price=None)
             exact += read_right(r, c, prices)
             for f, (right, got, truth) in score_fields(r, c, prices).items():
                 counts[f][0] += right
@@ -363,17 +377,16 @@ def evaluate(*, llm_name: str, datasets: list[str] | None, limit: int | None, ou
     folders, requests = load_requests(request_set)
     settings = Settings.from_env()
     settings = dc_replace(settings, llm=llm_name)
-    adapters = reader_adapters(settings) if llm_name != "none" else {}
+    adapters = reader_adapters(settings)  # none but for the embedded instruct model
     llm = make_llm(settings, adapters=adapters) if llm_name != "none" else None
     if llm is not None and not llm.structured_output:
         raise RecAgentError(f"{llm.name} has no structured output; use --llm instruct or vllm")
     readers: dict[str, Reader] = {"rules": lambda p, m: p.parse(m)}
     if llm is not None:
-        readers["rules+llm"] = lambda p, m: combine(p.parse(m), parse_with_llm(llm, p, m), p)
+        readers["rules+llm"] = lambda p, m: agent_reading(p, llm, m)
     if READER in adapters:  # the request-reading adapter, beside the model alone
-        readers["rules+llm+reader"] = lambda p, m: combine(
-            p.parse(m), parse_with_llm(llm, p, m, adapter=READER), p)
-    root = Path(os.environ.get("RECAGENT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+        readers["rules+llm+reader"] = lambda p, m: agent_reading(p, llm, m, adapter=READER)
+    root = data_root()
     results: dict[str, Any] = {}
     for name, folder in folders.items():
         if datasets and name not in datasets:

@@ -80,8 +80,9 @@ def _example_ids(llm: CausalLM, ex: Answer) -> Row:
     if not ex.answer.startswith(ex.start):
         raise ValueError(f"the answer does not open with its start: {ex.answer[:60]!r}")
     if ex.as_json:
-        context = llm.json_ids(ex.prompt) + llm.tokenizer.encode(ex.start, add_special_tokens=False)
-        head = llm.json_head(ex.prompt)
+        prompt_ids = llm.json_ids(ex.prompt)
+        context = prompt_ids + llm.tokenizer.encode(ex.start, add_special_tokens=False)
+        head = llm.json_head(ex.prompt, prompt_ids)
     else:
         context, head = llm._answer_ids(ex.prompt, ex.start), 0
     rest = llm.tokenizer.encode(ex.answer[len(ex.start):], add_special_tokens=False)

@@ -97,11 +97,12 @@ class JsonDecoder:
         import numpy as np
         import torch
 
+        head = head if self.head_model is not None else 0
         matcher = self.matcher(schema)
         vocab = self.model.config.vocab_size
         written: list[int] = []
         with torch.inference_mode():
-            out = self._prefill(prompt_ids, head if self.head_model is not None else 0)
+            out = self._prefill(prompt_ids, head)
             while len(written) < max_tokens:
                 logits = out.logits[0, -1].float()
                 allowed = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8),
@@ -123,7 +124,7 @@ class JsonDecoder:
                 out = self._forward(step, out.cache)
         keep_prefix(out.cache, len(prompt_ids))
         self._prefix = (list(prompt_ids), out.cache)
-        self._prefix_head = head if self.head_model is not None else 0
+        self._prefix_head = head
         if not matcher.is_stopped():
             raise ToolError(f"the model's JSON was not finished within {max_tokens} tokens")
         return json.loads(self.tokenizer.decode(written, skip_special_tokens=True))

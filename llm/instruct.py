@@ -45,15 +45,19 @@ class InstructLLM(CausalLM):
     def decoder(self) -> JsonDecoder:
         return JsonDecoder(self.model, self.tokenizer)
 
+    @cached_property
+    def _adapter_decoders(self) -> dict[str, JsonDecoder]:
+        return {}
+
     def decoder_for(self, adapter: str | None) -> JsonDecoder:
         """The constrained decoder of the model alone, or of its copy with ``adapter`` merged
         (each keeps its own cached prompt prefix)."""
         if adapter is None:
             return self.decoder
-        decoders = self.__dict__.setdefault("_adapter_decoders", {})
-        if adapter not in decoders:
-            decoders[adapter] = JsonDecoder(self._model_for(adapter), self.tokenizer, head_model=self.model)
-        return decoders[adapter]
+        if adapter not in self._adapter_decoders:
+            self._adapter_decoders[adapter] = JsonDecoder(self._model_for(adapter), self.tokenizer,
+                                                          head_model=self.model)
+        return self._adapter_decoders[adapter]
 
     def chat_ids(self, messages: Sequence[dict], *, tools: Sequence[dict] | None = None) -> list[int]:
         """The token ids of ``messages`` in the chat template, ending where the assistant's
@@ -84,16 +88,17 @@ class InstructLLM(CausalLM):
         return self.chat_ids([{"role": "system", "content": JSON_SYSTEM},
                               {"role": "user", "content": prompt}])
 
-    def json_head(self, prompt: str) -> int:
+    def json_head(self, prompt: str, ids: list[int] | None = None) -> int:
         """How many of the first tokens of :meth:`json_ids` are the prompt's head: all of it
         but its last line (the instructions and examples before the message). With an
         adapter, the model alone reads the head, as in training (``answer_adapter``), and
         the adapter reads the last line and writes the answer: the head's cache is then
-        shared by every request and the adapter learns only what a request asks."""
+        shared by every request and the adapter learns only what a request asks. (``ids``:
+        ``json_ids(prompt)``, where the caller has them.)"""
         cut = prompt.rfind("\n")
         if cut < 0:
             return 0
-        full, head = self.json_ids(prompt), self.json_ids(prompt[: cut + 1])
+        full, head = ids or self.json_ids(prompt), self.json_ids(prompt[: cut + 1])
         n = 0
         while n < min(len(full), len(head)) - 1 and full[n] == head[n]:
             n += 1
@@ -103,9 +108,9 @@ class InstructLLM(CausalLM):
                       adapter: str | None = None) -> object:
         """A JSON value under ``schema``'s grammar; with ``adapter``, the prompt's head
         (:meth:`json_head`) is read by the model alone."""
-        head = self.json_head(prompt) if adapter is not None else 0
-        return self.decoder_for(adapter).decode(self.json_ids(prompt), schema, max_tokens=max_tokens,
-                                                head=head)
+        ids = self.json_ids(prompt)
+        head = self.json_head(prompt, ids) if adapter is not None else 0
+        return self.decoder_for(adapter).decode(ids, schema, max_tokens=max_tokens, head=head)
 
     def tool_call(self, messages: Sequence[dict], tools: Sequence[dict], *,
                   max_tokens: int = 256) -> dict:
