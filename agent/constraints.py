@@ -33,7 +33,8 @@ READER = "reader"
 _MONEY = r"\$?\s*(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks)?"
 # "my budget's $300", "a budget of 300", "my limit is 120": a budget or a limit with an amount
 # is a ceiling ("my budget is about 200" is read as "about" first).
-_MAX = re.compile(r"\b(?:under|below|less than|cheaper than|at most|max(?:imum)?|up to|no more than|"
+# "no less than 300", "not cheaper than 50" are floors (_MIN), not ceilings.
+_MAX = re.compile(r"\b(?<!\bno )(?<!\bnot )(?:under|below|less than|cheaper than|at most|max(?:imum)?|up to|no more than|"
                   r"(?:budget|limit)(?:'s|\s+is|\s+of)?|<=?)\s*" + _MONEY, re.IGNORECASE)
 # An amount marked as money ("$20", "20 bucks") followed by "max", "or less", "tops".
 _MARKED = r"(?:\$\s*(\d+(?:[.,]\d+)?)|(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks))"
@@ -61,7 +62,8 @@ _CLAUSE_END = (r"\s*(?:or so\b)?\s*(?=$|[,.;!?]|\band\b|\bbut\b|"
                r"\b(?:would|is|should|will|works?|sounds?|seems?)\s+(?:be\s+)?(?:fine|ok|okay|good|great|"
                r"perfect|ideal|enough|right|my budget|the budget|the limit)\b)")
 _AROUND_BARE = re.compile(_AROUND_CUE + r"(\d+(?:[.,]\d+)?)" + _CLAUSE_END, re.IGNORECASE)
-_MIN = re.compile(r"\b(?:over|above|more than|at least|min(?:imum)?|from|>=?)\s*" + _MONEY, re.IGNORECASE)
+_MIN = re.compile(r"\b(?:over|above|more than|at least|min(?:imum)?|from|(?:no|not) (?:less|cheaper|lower) than|not (?:under|below)|"
+                  r">=?)\s*" + _MONEY, re.IGNORECASE)
 _NEGATED_MIN = re.compile(r"\b(?:nothing|not|never|no|none|anything but)\s*$", re.IGNORECASE)
 _PRICE_LEVEL_WORDS = {
     "cheap": re.compile(r"\b(?:cheap(?:er|est)?|inexpensive|affordable|budget(?:-friendly)?|bargain|"
@@ -322,6 +324,14 @@ class ConstraintParser:
             return min(first, second), max(first, second)
         return None, None
 
+    def level_of(self, low: float | None, high: float | None, categories: tuple[str, ...]) -> str | None:
+        """The price level ("cheap", "mid-range", "premium") whose bounds over ``categories``
+        are exactly (``low``, ``high``): bounds read from a price word, not an amount."""
+        if (low, high) == (None, None):
+            return None
+        return next((level for level in _LEVELS
+                     if self.price_bounds({"kind": level}, "", categories) == (low, high)), None)
+
     def mentioned(self, message: str, names: dict[str, str]) -> list[str]:
         """The catalog spellings of the ``names`` that ``message`` contains as words (a plural
         "s" allowed), longest first."""
@@ -409,7 +419,7 @@ class ConstraintParser:
             if brand := self.known(m.group(1), self.brands):
                 # "not from Optivo", "isn't from Herbale", "let down by Kestrel": a negated
                 # "from" or "by" excludes.
-                negated = _negation_before(text, m.start(1))
+                negated = _negated_at(text, m.start(1), m.start(1) + len(brand))
                 (exclude_brands if negated else brands).append(brand)
                 spans.append((m.start(), m.start(1) + len(brand)))
         # A brand named plainly ("Botanica shampoo", "a Kestrel or Nordlicht tripod") is
@@ -419,7 +429,7 @@ class ConstraintParser:
             if brand in brands or brand in exclude_brands or at is None or \
                     any(s <= at.start() < e for s, e in spans):
                 continue
-            if _negation_before(text, at.start()):
+            if _negated_at(text, *at.span()):
                 exclude_brands.append(brand)
             else:
                 brands.append(brand)
@@ -508,7 +518,7 @@ class ConstraintParser:
                 found_at[leaf] = at
         # "I don't want anything for pets": a category a negation reaches is excluded; not
         # one said right after a brand it excludes ("done with Pacer watches": other watches).
-        for c in [c for c in categories if _negation_before(text, found_at[c][0])
+        for c in [c for c in categories if _negated_at(text, *found_at[c])
                   and not any(re.search(rf"(?<!\w){re.escape(b)}\s*$", text[:found_at[c][0]], re.IGNORECASE)
                               for b in exclude_brands)]:
             categories.remove(c)
@@ -607,10 +617,26 @@ def _clause_before(text: str, at: int) -> str:
     return re.split(r"[,.;!?]", text[:at])[-1]
 
 
+# "I'm over Stridelite": done with it (right before the name only: "I'm over 60 and need ...").
+_OVER_IT = re.compile(r"\b(?:i'm|i am|we're|we are)\s+(?:so\s+|totally\s+|completely\s+)?over\s+$",
+                      re.IGNORECASE)
+# "Aquaflow isn't an option", "Wildhaven is out", "Pacer is a no-go": a negation said after a name.
+_NEGATION_AFTER = re.compile(r"^\s*(?:(?:is|are)\s*n[o']t\s+(?:an?\s+)?(?:option|choice|possibility)|"
+                             r"(?:is|are)\s+(?:out\b(?!\s+of\s+stock)|off the table|out of the question|"
+                             r"(?:a\s+)?no[- ]go|a no\b))", re.IGNORECASE)
+
+
 def _negation_before(text: str, at: int) -> bool:
     """Whether a negation comes within three words before position ``at`` of ``text``, in the
     same clause ("no Pacer, only Velocita": the "no" is not Velocita's)."""
-    return _NEGATION.search(_clause_before(text, at)) is not None
+    clause = _clause_before(text, at)
+    return _NEGATION.search(clause) is not None or _OVER_IT.search(clause) is not None
+
+
+def _negated_at(text: str, start: int, end: int) -> bool:
+    """Whether the name at ``text[start:end]`` is negated: by a negation before it, or by one
+    right after it ("Aquaflow isn't an option")."""
+    return _negation_before(text, start) or _NEGATION_AFTER.search(text[end:]) is not None
 
 
 _NEGATING = re.compile(r"\b(?:no|not|nothing|none|never|without|except|avoid|hate|skip|"
@@ -627,8 +653,9 @@ def _unnegated(message: str) -> str:
 
 
 def _negated(message: str, name: str) -> bool:
-    """Whether a negation comes within three words before ``name`` in ``message``."""
-    return any(_negation_before(message, m.start())
+    """Whether a negation comes within three words before ``name`` in ``message``, or right
+    after it."""
+    return any(_negated_at(message, *m.span())
                for m in re.finditer(re.escape(name), message, re.IGNORECASE))
 
 
@@ -708,7 +735,8 @@ def combine(rules: Constraints, llm: Constraints, parser: ConstraintParser | Non
     and only when they are consistent (min <= max); its categories (read from intent too)
     only when the rules found none, since adding one to the rules' would widen the request,
     or (given the ``parser`` that knows the catalog's paths) when every one of them lies under
-    one the rules found, which narrows it ("a scary movie": Movies -> Horror);
+    one the rules found, which narrows it ("a scary movie": Movies -> Horror); a price level the
+    rules read ("cheap") is then re-read over those categories;
     its brands and exclusions are added, except where they contradict the rules (a brand the
     rules exclude cannot be wanted, and the reverse). The free-text query and "more like #N"
     stay the rules'.
@@ -726,6 +754,11 @@ def combine(rules: Constraints, llm: Constraints, parser: ConstraintParser | Non
     narrows = parser is not None and bool(theirs) and all(
         any(parser.within(c, r) for r in rules.categories) for c in theirs)
     categories = theirs if not rules.categories or narrows else rules.categories
+    # "a squeaky ball that won't cost much": the rules read "cheap" over the whole catalog (no
+    # category of theirs); over the categories the LLM added, cheap is that category's third.
+    if parser is not None and categories != rules.categories and \
+            (level := parser.level_of(low, high, rules.categories)):
+        low, high = parser.price_bounds({"kind": level}, "", categories)
     return replace(
         rules, min_price=low, max_price=high,
         brands=add(rules.brands, llm.brands, rules.exclude_brands),

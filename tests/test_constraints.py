@@ -682,3 +682,41 @@ def test_a_limit_with_an_amount_is_a_ceiling(demo):
     got = demo.parse("road running shoes, my limit is 120")
     assert (got.min_price, got.max_price) == (None, 120.0)
     assert got.categories == ("Running Shoes",)
+
+
+def test_no_less_than_is_a_floor(demo):
+    got = demo.parse("a GPS sports watch for triathlon training, no less than 300")
+    assert (got.min_price, got.max_price) == (300.0, None)
+    assert demo.parse("a tent not cheaper than 100 dollars").min_price == 100.0
+    assert demo.parse("a watch not under $300").min_price == 300.0
+    # the plain ceilings stay ceilings
+    assert demo.parse("a watch, less than 300").max_price == 300.0
+    assert demo.parse("a tent no more than 200").max_price == 200.0
+
+
+def test_a_brand_ruled_out_after_its_name_or_by_being_over_it(demo):
+    got = demo.parse("an expandable hose for the balcony, Aquaflow isn't an option")
+    assert got.exclude_brands == ("Aquaflow",) and got.brands == ()
+    assert got.categories == ("Garden Hoses",)
+    assert demo.parse("a tent, Wildhaven is out").exclude_brands == ("Wildhaven",)
+    assert demo.parse("Pacer is a no-go, running shoes please").exclude_brands == ("Pacer",)
+    assert demo.parse("trail shoes for muddy hills, I'm over Stridelite").exclude_brands == ("Stridelite",)
+    assert demo.parse("tents are out, a sleeping bag").exclude_categories == ("Tents",)
+    # "over" an age, or a brand praised, is no exclusion
+    assert demo.parse("I'm over 60 and need Pinecrest tents").brands == ("Pinecrest",)
+    assert demo.parse("a Pacer watch, Pacer is a favourite").brands == ("Pacer",)
+    assert demo.parse("a Kestrel camera bag, is Kestrel out of stock?").brands == ("Kestrel",)
+
+
+def test_a_price_level_is_reread_over_the_categories_the_llm_adds(demo):
+    from recagent.agent.constraints import combine
+
+    rules = demo.parse("a squeaky ball for fetch that won't cost much")
+    assert rules.categories == ()  # "cheap" over the whole shop
+    toys = combine(rules, Constraints(categories=("Dog Toys",)), demo)
+    assert toys.categories == ("Dog Toys",)
+    assert (toys.min_price, toys.max_price) == demo.price_bounds({"kind": "cheap"}, "", ("Dog Toys",))
+    assert toys.max_price < rules.max_price
+    # an amount said is kept as said
+    said = combine(demo.parse("a squeaky ball for fetch under 20"), Constraints(categories=("Dog Toys",)), demo)
+    assert said.max_price == 20.0
