@@ -10,16 +10,17 @@ import typer
 
 from recagent.catalog.errors import RecAgentError
 from recagent.cli._common import app, err, out, safe, user_errors
+from recagent.evals.reader_training import READ_SETS, VALID_SET
 
 
 @app.command("train-reader")
 def train_reader_command(
     train_sets: Annotated[str, typer.Option(help="Comma-separated request sets to train on "
-                          "(those whose misses have been read).")] = "labelled,heldout,heldout2,"
-                                                                     "heldout3,heldout4,heldout5,heldout6",
+                          "(those whose misses have been read).")] = ",".join(READ_SETS),
     valid_set: Annotated[str, typer.Option(help="The request set that validates the adapter "
-                         "(the adapter is used only if it reads more of it right).")] = "heldout7",
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs (the lowest validation loss is kept).")] = 2,
+                         "(the adapter is used only if it reads more of it right).")] = VALID_SET,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs (the epoch that reads most of the "
+                      "validation set right is kept).")] = 2,
     batch_size: Annotated[int, typer.Option(min=1)] = 4,
     lr: Annotated[float, typer.Option(help="AdamW learning rate of the adapter.")] = 2e-4,
     lora_r: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 16,
@@ -42,6 +43,7 @@ def train_reader_command(
     from recagent.llm.answer_adapter import (
         ADAPTER_DIR,
         AdapterTrainConfig,
+        epoch_dir,
         train_answer_adapter,
         update_adapter_meta,
     )
@@ -89,18 +91,38 @@ def train_reader_command(
             llm, reading_examples(train, products), reading_examples(valid), folder,
             config=AdapterTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, rank=lora_r,
                                       alpha=2 * lora_r, seed=seed, max_minutes=max_minutes),
-            resume=not fresh, show_progress=True,
+            resume=not fresh, show_progress=True, keep_epochs=True,
             metadata={"train_sets": names, "valid_set": valid_set,
                       "own_products": sum(p is not None for p in products.values())})
-        del llm  # the trained copy (peft layers in place): validated as a turn loads it
-        tuned = InstructLLM(settings.home / "models", dtype=settings.llm_dtype,
-                            adapters={READER: folder / ADAPTER_DIR})
-        adapted = check(tuned, READER, "with the adapter")
+        del llm  # the trained copy (peft layers in place): each epoch is validated as a turn loads it
+        # The validation answers carry the labels' category names where training carries the
+        # model's own product words, so the loss does not compare epochs: reading does.
+        by_epoch = {}
+        for epoch in range(1, result.epochs_run + 1):
+            if epoch_dir(folder, epoch).is_dir():
+                tuned = InstructLLM(settings.home / "models", dtype=settings.llm_dtype,
+                                    adapters={READER: epoch_dir(folder, epoch)})
+                by_epoch[epoch] = check(tuned, READER, f"epoch {epoch}")
+                del tuned
+        if by_epoch:
+            best = max(by_epoch, key=lambda e: (by_epoch[e]["share"] or 0, e))
+            shutil.rmtree(folder / ADAPTER_DIR, ignore_errors=True)
+            shutil.copytree(epoch_dir(folder, best), folder / ADAPTER_DIR)
+            for epoch in by_epoch:
+                shutil.rmtree(epoch_dir(folder, epoch), ignore_errors=True)
+        else:  # a run resumed from one that kept no epochs: its best by loss
+            best = result.best_epoch
+            by_epoch[best] = check(InstructLLM(settings.home / "models", dtype=settings.llm_dtype,
+                                               adapters={READER: folder / ADAPTER_DIR}),
+                                   READER, "with the adapter")
+        adapted = by_epoch[best]
         use = (adapted["share"] or 0) > (base["share"] or 0)
-        update_adapter_meta(folder, {"valid_base": base, "valid_adapter": adapted, "use": use})
+        update_adapter_meta(folder, {"valid_base": base, "valid_adapter": adapted, "use": use,
+                                     "read_epoch": best,
+                                     "valid_by_epoch": {str(e): v for e, v in by_epoch.items()}})
     out().print(
         f"[green]trained[/] the request-reading adapter ({len(train.requests)} requests, "
-        f"{result.steps} steps, {result.seconds:.0f}s; best epoch {result.best_epoch}). "
+        f"{result.steps} steps, {result.seconds:.0f}s; epoch {best} reads best). "
         f"Validation ({valid_set}, {len(valid.requests)} requests) read exactly right: "
         f"{base['share']:.1%} with the model alone, {adapted['share']:.1%} with the adapter -> "
         f"{'used' if use else 'NOT used'} ({safe(str(folder))})", soft_wrap=True, highlight=False)

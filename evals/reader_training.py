@@ -31,9 +31,13 @@ from recagent.evals.requests import (
 from recagent.llm.answer_adapter import Answer
 from recagent.prompts import render
 
-__all__ = ["ReadingSet", "admitted_reading", "own_products", "reading_examples", "reading_set", "validate"]
+__all__ = ["READ_SETS", "VALID_SET", "ReadingSet", "admitted_reading", "own_products", "reading_examples", "reading_set", "validate"]
 
-READ_SETS = ("labelled", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6")
+# The request sets whose misses have been read (the reader trains on them), the one that
+# validates it (chooses the epoch and whether to use it), and after it the unseen one.
+READ_SETS = ("labelled", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6",
+             "heldout7")
+VALID_SET = "heldout8"
 
 
 class ReadingSet:

@@ -32,7 +32,7 @@ from recagent.llm.causal_lm import CausalLM
 from recagent.llm.lora_training import load_checkpoint, save_checkpoint, train_epoch
 
 __all__ = ["ADAPTER_DIR", "ADAPTER_META", "AdapterTrainConfig", "AdapterTrainResult", "Answer",
-           "read_adapter_meta", "train_answer_adapter", "update_adapter_meta"]
+           "epoch_dir", "read_adapter_meta", "train_answer_adapter", "update_adapter_meta"]
 
 ADAPTER_DIR = "adapter"
 ADAPTER_META = "adapter.json"
@@ -171,9 +171,11 @@ def _valid_loss(llm: CausalLM, rows, batch_size: int, heads: _Heads | None = Non
 
 def train_answer_adapter(llm: CausalLM, train: Sequence[Answer], valid: Sequence[Answer],
                          out_dir: Path, *, config: AdapterTrainConfig | None = None,
-                         resume: bool = True, show_progress: bool = False,
+                         resume: bool = True, show_progress: bool = False, keep_epochs: bool = False,
                          metadata: dict[str, Any] | None = None) -> AdapterTrainResult:
-    """Train a LoRA adapter on ``llm``'s model (in place) and save the best epoch to ``out_dir``."""
+    """Train a LoRA adapter on ``llm``'s model (in place) and save the epoch of lowest
+    validation loss to ``out_dir``; with ``keep_epochs``, every epoch's adapter too (in
+    :func:`epoch_dir`), for a caller that judges the epochs by a truer measure than the loss."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -222,6 +224,8 @@ def train_answer_adapter(llm: CausalLM, train: Sequence[Answer], valid: Sequence
         if v < state["best"]:
             state.update(best=v, best_epoch=state["epoch"])
             _save_adapter(peft_model, out_dir)
+        if keep_epochs:
+            _save_adapter(peft_model, out_dir, epoch_dir(out_dir, state["epoch"]).name)
         state["seconds"] = time.perf_counter() - start
         save_checkpoint(last, peft_model, optim, state, rng)
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", valid=f"{v:.3f}")
@@ -245,12 +249,17 @@ def train_answer_adapter(llm: CausalLM, train: Sequence[Answer], valid: Sequence
     return result
 
 
-def _save_adapter(peft_model, out_dir: Path) -> None:
+def epoch_dir(out_dir: Path, epoch: int) -> Path:
+    """Where ``train_answer_adapter(..., keep_epochs=True)`` keeps epoch ``epoch``'s adapter."""
+    return Path(out_dir) / f"{ADAPTER_DIR}-epoch{epoch}"
+
+
+def _save_adapter(peft_model, out_dir: Path, name: str = ADAPTER_DIR) -> None:
     """The adapter, written to a temporary folder first so a crash never leaves half of one."""
-    tmp = out_dir / (ADAPTER_DIR + ".tmp")
+    tmp = out_dir / (name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     peft_model.save_pretrained(str(tmp))
-    final = out_dir / ADAPTER_DIR
+    final = out_dir / name
     shutil.rmtree(final, ignore_errors=True)
     tmp.replace(final)
 

@@ -370,3 +370,22 @@ def test_a_json_adapter_reads_the_head_with_the_model_alone(json_trained, tiny_c
         all_adapted = tuned._model_for("reader")(input_ids=torch.tensor([ids])).logits[0, -1]
     assert torch.allclose(got, want, atol=1e-4)
     assert not torch.allclose(got, all_adapted, atol=1e-4)
+
+
+def test_kept_epochs_are_each_epochs_own_adapter(tiny_checkpoint, tmp_path):
+    from safetensors.torch import load_file
+
+    from recagent.llm.answer_adapter import epoch_dir
+
+    examples = [Answer(PROMPT, START, ANSWER)] * 4
+    result = train_answer_adapter(
+        TinyChatLM(tiny_checkpoint), examples, examples[:1], tmp_path, show_progress=False,
+        keep_epochs=True,
+        config=AdapterTrainConfig(epochs=3, batch_size=4, lr=3e-2, rank=8, alpha=16, dropout=0.0))
+    weights = [load_file(epoch_dir(tmp_path, e) / "adapter_model.safetensors") for e in (1, 2, 3)]
+    best = load_file(tmp_path / ADAPTER_DIR / "adapter_model.safetensors")
+    assert not epoch_dir(tmp_path, 4).exists()
+    for a, b in zip(weights, weights[1:]):  # trained on between them
+        assert any(not a[k].equal(b[k]) for k in a)
+    chosen = weights[result.best_epoch - 1]  # the loss's choice is one of them
+    assert all(chosen[k].equal(best[k]) for k in best)
