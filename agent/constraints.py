@@ -80,6 +80,10 @@ _PRICE_LEVEL_WORDS = {
                         # "nothing pricey", "not too expensive", "doesn't have to be costly"
                         r"(?:nothing|not|never|\w*n't(?:\s+\w+){0,2})\s+(?:too\s+|very\s+|that\s+|so\s+|overly\s+)?"
                         r"(?:pricey|pricy|expensive|costly|overpriced|fancy))\b", re.IGNORECASE),
+    # "mid-priced", "mid-range please", "somewhere in the middle price-wise"
+    "mid-range": re.compile(r"\b(?:mid[- ]?(?:range|priced|price|tier|level|market)|moderately[- ]priced|"
+                            r"middle[- ]of[- ]the[- ](?:road|range)|(?:somewhere\s+)?in the middle\s+(?:price[- ]?wise|price range)|"
+                            r"middle price(?: range| point)?)\b", re.IGNORECASE),
     "premium": re.compile(r"\b(?:premium|high[- ]end|top[- ]of[- ]the[- ](?:line|range)|top[- ]notch|"
                           r"top[- ]shelf|top[- ]tier|luxury|luxurious|deluxe|upscale|high[- ]priced|"
                           r"fancy|priciest|most expensive|money is no object|money can buy|splurge|splurging|"

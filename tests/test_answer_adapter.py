@@ -7,6 +7,7 @@ classes, the same chat wrapping and the same peft code paths as the instruct mod
 
 from __future__ import annotations
 
+import itertools
 import json
 from functools import cached_property
 from pathlib import Path
@@ -385,7 +386,7 @@ def test_kept_epochs_are_each_epochs_own_adapter(tiny_checkpoint, tmp_path):
     weights = [load_file(epoch_dir(tmp_path, e) / "adapter_model.safetensors") for e in (1, 2, 3)]
     best = load_file(tmp_path / ADAPTER_DIR / "adapter_model.safetensors")
     assert not epoch_dir(tmp_path, 4).exists()
-    for a, b in zip(weights, weights[1:]):  # trained on between them
+    for a, b in itertools.pairwise(weights):  # trained on between them
         assert any(not a[k].equal(b[k]) for k in a)
     chosen = weights[result.best_epoch - 1]  # the loss's choice is one of them
     assert all(chosen[k].equal(best[k]) for k in best)

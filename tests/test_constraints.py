@@ -720,3 +720,13 @@ def test_a_price_level_is_reread_over_the_categories_the_llm_adds(demo):
     # an amount said is kept as said
     said = combine(demo.parse("a squeaky ball for fetch under 20"), Constraints(categories=("Dog Toys",)), demo)
     assert said.max_price == 20.0
+
+
+def test_mid_range_words_are_the_middle_third(demo):
+    for message in ("cushioned running shoes for a heavier runner, mid-priced",
+                    "running shoes, mid-range please", "moderately priced running shoes",
+                    "running shoes, somewhere in the middle price-wise"):
+        got = demo.parse(message)
+        assert got.categories == ("Running Shoes",), message
+        assert (got.min_price, got.max_price) == demo.price_bounds({"kind": "mid-range"}, "", got.categories)
+        assert got.min_price is not None and got.max_price is not None
