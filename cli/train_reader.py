@@ -20,7 +20,7 @@ def train_reader_command(
     valid_set: Annotated[str, typer.Option(help="The request set that validates the adapter "
                          "(the adapter is used only if it reads more of it right).")] = VALID_SET,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs (the epoch that reads most of the "
-                      "validation set right is kept).")] = 2,
+                      "validation set right is kept).")] = 3,
     batch_size: Annotated[int, typer.Option(min=1)] = 4,
     lr: Annotated[float, typer.Option(help="AdamW learning rate of the adapter.")] = 2e-4,
     lora_r: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 16,
