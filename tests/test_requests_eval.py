@@ -55,10 +55,10 @@ def test_the_held_out_set_loads_and_its_demo_labels_are_the_catalogs_spelling():
     shop = generate_demo_shop()
     earlier = {r.message for r in load_requests()[1]}
     for name in ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7",
-                 "heldout8", "heldout9"):
+                 "heldout8", "heldout9", "heldout10"):
         _, requests = load_requests(name)
         assert len(requests) >= 40, name
         check_labels([r for r in requests if r.dataset == "demo"], shop)
-        if name == "heldout9":  # the newest set repeats no request of an earlier one
+        if name == "heldout10":  # the newest set repeats no request of an earlier one
             assert not earlier & {r.message for r in requests}
         earlier |= {r.message for r in requests}
