@@ -64,13 +64,18 @@ _CLAUSE_END = (r"\s*(?:or so\b)?\s*(?=$|[,.;!?]|\band\b|\bbut\b|"
 _AROUND_BARE = re.compile(_AROUND_CUE + r"(\d+(?:[.,]\d+)?)" + _CLAUSE_END, re.IGNORECASE)
 _MIN = re.compile(r"\b(?:over|above|more than|at least|min(?:imum)?|from|(?:no|not) (?:less|cheaper|lower) than|not (?:under|below)|"
                   r">=?)\s*" + _MONEY, re.IGNORECASE)
-_NEGATED_MIN = re.compile(r"\b(?:nothing|not|never|no|none|anything but)\s*$", re.IGNORECASE)
+# "nothing over $80", "nothing that costs more than 100": a negated minimum is a maximum.
+_NEGATED_MIN = re.compile(r"\b(?:nothing|not|never|no|none|anything but|"
+                          r"nothing\s+(?:that\s+|which\s+)?(?:costs?|costing|priced|is|goes|going))\s*$",
+                          re.IGNORECASE)
 _PRICE_LEVEL_WORDS = {
     "cheap": re.compile(r"\b(?:cheap(?:er|est)?|inexpensive|affordable|budget(?:-friendly)?|bargain|"
                         r"low[- ](?:cost|priced)|reasonably priced|economical|(?:wallet|pocket)[- ]friendly|"
                         r"won'?t break the bank|doesn'?t break the bank|without breaking the bank|"
                         # "a nozzle that won't cost much", "shouldn't cost a lot"
                         r"(?:\w*n't|not)\s+cost\s+(?:much|a lot|a fortune)|"
+                        # "that won't hurt my wallet"
+                        r"(?:\w*n't|not)\s+hurt\s+(?:my|your|the|our)\s+wallet|"
                         r"(?:good|great|best) deals?|"
                         # "just a few dollars", "a few bucks"
                         r"(?:just\s+|only\s+)?a few (?:dollars|bucks|quid)|"
@@ -360,6 +365,16 @@ class ConstraintParser:
             return self.known(phrase[:-1], names) if len(phrase) > 3 else None
         return best[1] if best else None
 
+    @cached_property
+    def _leaf_heads(self) -> dict[str, str]:
+        """Head noun -> leaf, for the head nouns that end exactly one leaf's name of two or
+        more words ("grinders" -> Coffee Grinders; not "bags": Camera Bags, Sleeping Bags)."""
+        heads: dict[str, list[str]] = {}
+        for lower, name in self.categories.items():
+            if lower not in self.parents and " " in lower:
+                heads.setdefault(lower.rsplit(" ", 1)[1], []).append(name)
+        return {head: names[0] for head, names in heads.items() if len(names) == 1}
+
     @staticmethod
     def _word_at(text: str, word: str, spans: list[tuple[int, int]]) -> tuple[int, int] | None:
         """Where ``word`` (or its plural) first occurs in ``text`` outside ``spans``."""
@@ -505,17 +520,31 @@ class ConstraintParser:
                               and _FOR_BEFORE.search(text[:found_at[c][0]])
                               and any(o.casefold() not in self.parents and not self.within(o, c)
                                       for o in categories))]
+        # "a tripod for my camera", "a headlamp for my tent": a leaf said right after "for" is
+        # what the product is for when another category is named before the "for" ...
+        for c in [c for c in categories if c.casefold() not in self.parents]:
+            m = _FOR_BEFORE.search(text[:found_at[c][0]])
+            if m and len(categories) > 1 and any(found_at[o][1] <= m.start() for o in categories if o != c):
+                categories.remove(c)
+        # ... or, in "a spray nozzle with several patterns for the garden hose", when a head
+        # noun said before the "for" names exactly one other leaf (Hose Nozzles, not Garden
+        # Hoses); same catalogs as below.
+        if len(categories) == 1 and self.llm_categories and \
+                categories[0].casefold() not in self.parents and \
+                (m := _FOR_BEFORE.search(text[:found_at[categories[0]][0]])):
+            said = {leaf: at for head, leaf in self._leaf_heads.items()
+                    if leaf != categories[0] and (at := self._word_at(text[:m.start()], head, spans))}
+            if len(said) == 1:
+                leaf, at = next(iter(said.items()))
+                categories = [leaf]
+                found_at[leaf] = at
         # "a burr grinder", "a watch for my runs": when no category is named, a head noun that
         # ends exactly one leaf's name of two or more words (Coffee Grinders, Sports Watches)
         # names that leaf; only in a catalog with few enough categories to name (not Amazon's
         # long paths), and not when two such nouns are said ("a card game").
         if not categories and self.llm_categories:
-            heads: dict[str, list[str]] = {}
-            for lower, name in self.categories.items():
-                if lower not in self.parents and " " in lower:
-                    heads.setdefault(lower.rsplit(" ", 1)[1], []).append(name)
-            said = {names[0]: at for head, names in heads.items()
-                    if len(names) == 1 and (at := self._word_at(text, head, spans))}
+            said = {leaf: at for head, leaf in self._leaf_heads.items()
+                    if (at := self._word_at(text, head, spans))}
             if len(said) == 1:
                 leaf, at = next(iter(said.items()))
                 categories.append(leaf)
@@ -739,8 +768,8 @@ def combine(rules: Constraints, llm: Constraints, parser: ConstraintParser | Non
     and only when they are consistent (min <= max); its categories (read from intent too)
     only when the rules found none, since adding one to the rules' would widen the request,
     or (given the ``parser`` that knows the catalog's paths) when every one of them lies under
-    one the rules found, which narrows it ("a scary movie": Movies -> Horror); a price level the
-    rules read ("cheap") is then re-read over those categories;
+    one the rules found, which narrows it ("a scary movie": Movies -> Horror); a price level
+    ("cheap") read over other categories is re-read over the final ones;
     its brands and exclusions are added, except where they contradict the rules (a brand the
     rules exclude cannot be wanted, and the reverse). The free-text query and "more like #N"
     stay the rules'.
@@ -758,10 +787,13 @@ def combine(rules: Constraints, llm: Constraints, parser: ConstraintParser | Non
     narrows = parser is not None and bool(theirs) and all(
         any(parser.within(c, r) for r in rules.categories) for c in theirs)
     categories = theirs if not rules.categories or narrows else rules.categories
-    # "a squeaky ball that won't cost much": the rules read "cheap" over the whole catalog (no
-    # category of theirs); over the categories the LLM added, cheap is that category's third.
-    if parser is not None and categories != rules.categories and \
-            (level := parser.level_of(low, high, rules.categories)):
+    # A price level is relative to the categories it was read over: "a squeaky ball that
+    # won't cost much" (the rules' "cheap" over the whole catalog, then Dog Toys from the
+    # LLM), "the nicest camera Halcyon makes" (the LLM's "premium" over Camera Bags, its own
+    # wrong category, where the rules' DSLR Cameras stand): re-read over the final ones.
+    read_over = rules.categories if rules_priced or inverted else (llm.categories or rules.categories)
+    if parser is not None and categories != read_over and \
+            (level := parser.level_of(low, high, read_over)):
         low, high = parser.price_bounds({"kind": level}, "", categories)
     return replace(
         rules, min_price=low, max_price=high,

@@ -730,3 +730,37 @@ def test_mid_range_words_are_the_middle_third(demo):
         assert got.categories == ("Running Shoes",), message
         assert (got.min_price, got.max_price) == demo.price_bounds({"kind": "mid-range"}, "", got.categories)
         assert got.min_price is not None and got.max_price is not None
+
+
+def test_a_category_said_after_for_is_what_the_product_is_for(demo):
+    got = demo.parse("a spray nozzle with several patterns for the garden hose, Spraymaster")
+    assert got.categories == ("Hose Nozzles",) and got.brands == ("Spraymaster",)
+    assert demo.parse("a mouse for my laptop, wireless").categories == ("Computer Mice",)
+    assert demo.parse("a tripod for my camera").categories == ("Tripods",)
+    assert demo.parse("a headlamp for my tent").categories == ("Headlamps",)
+    # a product named plainly, or two named with "and", stay
+    assert demo.parse("a sleeve for my laptop").categories == ("Laptop Sleeves",)
+    assert set(demo.parse("cameras and tents for a trip").categories) == {"DSLR Cameras", "Tents"}
+    assert demo.parse("a bag for my tent").categories == ("Tents",)  # "bags": two leaves
+
+
+def test_nothing_that_costs_more_than_is_a_ceiling(demo):
+    got = demo.parse("a basic fitness watch, nothing that costs more than 100")
+    assert (got.min_price, got.max_price) == (None, 100.0)
+    assert demo.parse("a tent, nothing priced over $200").max_price == 200.0
+    got = demo.parse("earphones for the gym that won't hurt my wallet")
+    assert got.max_price is not None and got.min_price is None
+
+
+def test_the_llms_price_level_is_reread_over_the_categories_that_stand(demo):
+    from recagent.agent.constraints import combine
+
+    rules = demo.parse("the nicest camera Halcyon makes")  # no price word the rules know
+    assert rules.categories == ("DSLR Cameras",) and rules.min_price is None
+    bags_premium = demo.price_bounds({"kind": "premium"}, "", ("Camera Bags",))
+    llm = Constraints(categories=("Camera Bags",), min_price=bags_premium[0], max_price=bags_premium[1])
+    got = combine(rules, llm, demo)
+    assert got.categories == ("DSLR Cameras",)
+    assert (got.min_price, got.max_price) == demo.price_bounds({"kind": "premium"}, "", ("DSLR Cameras",))
+    # an amount the LLM read stays as read
+    assert combine(rules, Constraints(categories=("Camera Bags",), max_price=500.0), demo).max_price == 500.0
