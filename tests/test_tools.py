@@ -1,7 +1,5 @@
 """The six tools on the tiny demo shop, with the real encoder and Chroma index."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 from fake_llm import ScriptedLLM
@@ -218,26 +216,3 @@ def test_filter_shows_one_item_per_title_and_none_the_user_has():
     # A search filters before it knows what was shown: it keeps every twin.
     search = FilterItems(dataset)(_cands(dataset, ["c", "d"]), Constraints(), one_per_title=False)
     assert [c.item_id for c in search.kept] == ["c", "d"]
-
-
-def test_a_brand_filter_shows_only_what_is_near_the_request(tiny_shop, encoder, built_index):
-    from recagent.tools.search_items import RELEVANCE_FLOOR
-
-    # A brand that makes several kinds of things ("pegboard hooks from Neiko", whose calipers
-    # and drill bits the brand filter would fetch too).
-    kinds: dict[str, set] = {}
-    for i in tiny_shop.items.values():
-        if i.brand:
-            kinds.setdefault(i.brand, set()).add(i.category[-1])
-    brand = max(kinds, key=lambda b: (len(kinds[b]), b))
-    item = next(i for i in tiny_shop.items.values() if i.brand == brand)
-    wanted = Constraints(brands=(brand,))
-    unfloored = SearchItems(tiny_shop, encoder, built_index, overfetch=1, relevance_floor=0.0)(item.title, 10, wanted)
-    hits = SearchItems(tiny_shop, encoder, built_index, overfetch=1)(item.title, 10, wanted)
-    assert hits[0].item_id == item.item_id
-    assert all(h.score >= RELEVANCE_FLOOR * hits[0].score for h in hits)
-    assert {h.item_id for h in hits} < {h.item_id for h in unfloored}  # far ones dropped
-    # A category says what the product is: its items are all shown, near or far.
-    in_category = replace(wanted, categories=(item.category[-1],))
-    assert len(SearchItems(tiny_shop, encoder, built_index, overfetch=1)(item.title, 10, in_category)) == \
-        len(SearchItems(tiny_shop, encoder, built_index, overfetch=1, relevance_floor=0.0)(item.title, 10, in_category))

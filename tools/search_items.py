@@ -23,11 +23,6 @@ from recagent.tools.filter_items import Constraints, FilterItems
 __all__ = ["SearchItems"]
 
 
-# An item that only the constraints' pre-filter found, with no category wanted, is shown
-# only if its similarity is at least this share of the best match's (see __call__).
-RELEVANCE_FLOOR = 0.6
-
-
 class SearchItems(Tool):
     name = "search_items"
     description = "Search the catalog by free text; returns items with id, title, price, category."
@@ -36,14 +31,12 @@ class SearchItems(Tool):
         k=LISTING_K)
 
     def __init__(
-        self, dataset: Dataset, encoder: TextEncoder, index: ItemIndex, *, overfetch: int = 5,
-        relevance_floor: float = RELEVANCE_FLOOR,
+        self, dataset: Dataset, encoder: TextEncoder, index: ItemIndex, *, overfetch: int = 5
     ) -> None:
         self.dataset = dataset
         self.encoder = encoder
         self.index = index
         self.overfetch = overfetch
-        self.relevance_floor = relevance_floor
         self._filter = FilterItems(dataset)
 
     @classmethod
@@ -78,12 +71,6 @@ class SearchItems(Tool):
                 hits = self.index.search(vector, k * self.overfetch, where=where)[0]
                 more = self._candidates(h for h in hits if h.item_id not in seen)
                 more = self._filter(more, constraints, one_per_title=False).kept
-                # "pegboard hooks from Neiko": the filter fetches the brand's calipers and drill
-                # bits too. Where no category says what the product is, an item only the
-                # filter found must be near the best match in meaning to be shown.
-                best = max((c.score for c in found + more), default=0.0)
-                if not constraints.categories and best > 0:
-                    more = [c for c in more if c.score >= self.relevance_floor * best]
                 found = sorted(found + more, key=lambda c: -c.score)
         return found[:k]
 
