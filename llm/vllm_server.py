@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -89,6 +90,9 @@ class VLLMServer:
     lora_modules: dict[str, Path] = field(default_factory=dict)
     max_lora_rank: int = 16
     process: subprocess.Popen | None = field(default=None, init=False)
+    # vLLM's ZMQ sockets (one file each, in the temp folder by default, never removed): in a
+    # folder of the server's own, removed when it stops.
+    socket_dir: Path | None = field(default=None, init=False)
 
     @property
     def base_url(self) -> str:
@@ -145,14 +149,21 @@ class VLLMServer:
             template = log_path.parent / "chat_template.jinja"
             template.write_text(tpl.read_text(encoding="utf-8"), encoding="utf-8")
         self.log_path = log_path
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command(template), stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True,
-            )
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="recagent-vllm-"))
+        env["VLLM_RPC_BASE_PATH"] = str(self.socket_dir)
+        try:
+            with open(log_path, "wb") as log:
+                self.process = subprocess.Popen(
+                    self.command(template), stdout=log, stderr=subprocess.STDOUT, env=env,
+                    start_new_session=True,
+                )
+        except BaseException:
+            self.stop()
+            raise
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise LLMUnavailable(f"the vLLM server exited with code {self.process.returncode}; "
                                      f"last lines of {log_path}:\n{self._tail()}")
             if self.ready():
@@ -169,15 +180,18 @@ class VLLMServer:
             return False
 
     def stop(self, *, grace: float = 15.0) -> None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds (the whole process group)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        """SIGTERM, then SIGKILL after ``grace`` seconds (the whole process group); then its
+        sockets' folder goes."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+            self.socket_dir = None
 
     def _tail(self, lines: int = 15) -> str:
         if self.log_path is None or not self.log_path.is_file():

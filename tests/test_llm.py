@@ -1,6 +1,8 @@
 """The LLM backends: the real embedded Gemma, and the vLLM client's error handling."""
 
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -207,3 +209,21 @@ def test_gemma_draws_again_in_a_second_batch(gemma, monkeypatch):
     drawn = gemma.draw_batch([PROMPT], 2, until=lambda i, answer: True, max_tokens=8, stop=["\n"])
     assert calls == [([PROMPT], 2)]
     assert drawn == [[gemma.generate_batch([PROMPT], max_tokens=8, stop=["\n"])[0]]]
+
+
+@pytest.mark.parametrize("then", ["exit 1", "sleep 30"])
+def test_vllm_servers_sockets_live_in_a_folder_of_its_own_that_goes_with_it(tmp_path, then):
+    from recagent.llm.vllm_server import VLLMServer, free_port
+
+    # A stand-in for the server's python: it makes a socket file where vLLM would, then
+    # exits (a failed start) or never answers (a start that times out).
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\necho "$VLLM_RPC_BASE_PATH" > {tmp_path}/where\n'
+                      f'touch "$VLLM_RPC_BASE_PATH/some-uuid"\n{then}\n')
+    python.chmod(0o755)
+    server = VLLMServer(tmp_path, python=python, port=free_port(), log_path=tmp_path / "log")
+    with pytest.raises(LLMUnavailable):
+        server.start(timeout=3)
+    where = Path((tmp_path / "where").read_text().strip())
+    assert where.name.startswith("recagent-vllm-") and where != Path(tempfile.gettempdir())
+    assert not where.exists() and server.socket_dir is None
