@@ -97,13 +97,13 @@ def train_reader_command(
         del llm  # the trained copy (peft layers in place): each epoch is validated as a turn loads it
         # The validation answers carry the labels' category names where training carries the
         # model's own product words, so the loss does not compare epochs: reading does.
+        def with_adapter(path):
+            return InstructLLM(settings.home / "models", dtype=settings.llm_dtype, adapters={READER: path})
+
         by_epoch = {}
         for epoch in range(1, result.epochs_run + 1):
             if epoch_dir(folder, epoch).is_dir():
-                tuned = InstructLLM(settings.home / "models", dtype=settings.llm_dtype,
-                                    adapters={READER: epoch_dir(folder, epoch)})
-                by_epoch[epoch] = check(tuned, READER, f"epoch {epoch}")
-                del tuned
+                by_epoch[epoch] = check(with_adapter(epoch_dir(folder, epoch)), READER, f"epoch {epoch}")
         if by_epoch:
             best = max(by_epoch, key=lambda e: (by_epoch[e]["share"] or 0, e))
             shutil.rmtree(folder / ADAPTER_DIR, ignore_errors=True)
@@ -112,9 +112,7 @@ def train_reader_command(
                 shutil.rmtree(epoch_dir(folder, epoch), ignore_errors=True)
         else:  # a run resumed from one that kept no epochs: its best by loss
             best = result.best_epoch
-            by_epoch[best] = check(InstructLLM(settings.home / "models", dtype=settings.llm_dtype,
-                                               adapters={READER: folder / ADAPTER_DIR}),
-                                   READER, "with the adapter")
+            by_epoch[best] = check(with_adapter(folder / ADAPTER_DIR), READER, "with the adapter")
         adapted = by_epoch[best]
         use = (adapted["share"] or 0) > (base["share"] or 0)
         update_adapter_meta(folder, {"valid_base": base, "valid_adapter": adapted, "use": use,
