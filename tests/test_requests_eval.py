@@ -50,15 +50,16 @@ def test_a_shown_item_must_meet_every_labelled_field():
 
 def test_the_held_out_set_loads_and_its_demo_labels_are_the_catalogs_spelling():
     from recagent.catalog.demo_shop import generate_demo_shop
-    from recagent.evals.requests import check_labels, load_requests
+    from recagent.evals.requests import REQUEST_SETS, check_labels, load_requests
 
     shop = generate_demo_shop()
     earlier = {r.message for r in load_requests()[1]}
-    for name in ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7",
-                 "heldout8", "heldout9", "heldout10"):
+    held_out = [name for name in REQUEST_SETS if name != "labelled"]
+    assert held_out[-1] == "heldout11"
+    for name in held_out:
         _, requests = load_requests(name)
         assert len(requests) >= 40, name
         check_labels([r for r in requests if r.dataset == "demo"], shop)
-        if name == "heldout10":  # the newest set repeats no request of an earlier one
+        if name == held_out[-1]:  # the newest set repeats no request of an earlier one
             assert not earlier & {r.message for r in requests}
         earlier |= {r.message for r in requests}
