@@ -40,8 +40,10 @@ _MAX = re.compile(r"\b(?<!\bno )(?<!\bnot )(?:under|below|less than|cheaper than
 _MARKED = r"(?:\$\s*(\d+(?:[.,]\d+)?)|(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks))"
 _MAX_AFTER = re.compile(_MARKED + r"\s*(?:or less|or under|or cheaper|max(?:imum)?|tops|at most|budget)\b",
                         re.IGNORECASE)
-# "spending 15 tops": these words make a bare number a ceiling ("2 max" may be a count).
-_MAX_AFTER_BARE = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:or less|or under|or cheaper|tops)\b", re.IGNORECASE)
+# "spending 15 tops", "150 at most": these words make a bare number a ceiling ("2 max" may be a
+# count).
+_MAX_AFTER_BARE = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:or less|or under|or cheaper|tops|at (?:the (?:very )?)?most)\b",
+                             re.IGNORECASE)
 # "somewhere near 1000 dollars", "close to $40": a vague amount.
 _AROUND_CUE = (r"\b(?:somewhere\s+)?(?:around|about|roughly|approximately|approx\.?|~|in the region of|give or take|"
                r"near|close to|"
@@ -76,6 +78,8 @@ _PRICE_LEVEL_WORDS = {
                         r"(?:\w*n't|not)\s+cost\s+(?:much|a lot|a fortune)|"
                         # "that won't hurt my wallet"
                         r"(?:\w*n't|not)\s+hurt\s+(?:my|your|the|our)\s+wallet|"
+                        # "easy on the wallet", "gentle on my budget"
+                        r"(?:easy|easier|gentle|kind|light)\s+on\s+(?:my|your|the|our|a)\s+(?:wallet|budget|pocket|purse)|"
                         r"(?:good|great|best) deals?|"
                         # "just a few dollars", "a few bucks"
                         r"(?:just\s+|only\s+)?a few (?:dollars|bucks|quid)|"
@@ -261,17 +265,80 @@ class ConstraintParser:
         leaves = self.llm_categories
         return leaves, self.encoder.encode([paths[c] for c in leaves], cache=True)
 
-    def category_by_meaning(self, message: str) -> str | None:
-        """The leaf category whose path is nearest in meaning to ``message`` (cosine of the
-        search encoder's embeddings) when it is near enough (:data:`MEANING_MIN`), else None.
-        The catalog must have few enough categories for an LLM's prompt (not Amazon's paths)."""
+    def nearest_leaves(self, message: str, k: int) -> list[tuple[str, float]]:
+        """The ``k`` leaf categories whose paths are nearest in meaning to ``message`` (cosine
+        of the search encoder's embeddings), nearest first; none without an encoder or in a
+        catalog with too many categories for an LLM's prompt (Amazon's paths)."""
         table = self._leaf_vectors
         if table is None or not message.strip():
-            return None
+            return []
         leaves, vectors = table
         sims = vectors @ self.encoder.encode([message], cache=True)[0]
-        best = int(np.argmax(sims))
-        return leaves[best] if sims[best] >= MEANING_MIN else None
+        return [(leaves[i], float(sims[i])) for i in np.argsort(-sims)[:k]]
+
+    def category_by_meaning(self, message: str) -> str | None:
+        """The leaf category nearest in meaning to ``message`` when it is near enough
+        (:data:`MEANING_MIN`), else None (see :meth:`nearest_leaves`)."""
+        nearest = self.nearest_leaves(message, 1)
+        return nearest[0][0] if nearest and nearest[0][1] >= MEANING_MIN else None
+
+    @cached_property
+    def _title_words(self) -> dict[str, str]:
+        """Singular word -> leaf, for the words that (nearly) only one leaf's item titles use
+        before any "with" or "for", in enough of them: the catalog's own names for its products
+        ("machine": Coffee Makers, "backpack": Camera Bags, "roast": Coffee Beans). Not brand
+        names' words (a brand is a
+        brand), nor the categories' own words (the rules read those), nor filler; only in a
+        catalog with few enough categories to name (not Amazon's long paths)."""
+        if not self.llm_categories:
+            return {}
+        counts: dict[str, dict[str, int]] = {}
+        for item in self.dataset.items.values():
+            if not item.category:
+                continue
+            # "... Tripod with Fluid Head", "... Board Game for 3-6 Players": what comes with
+            # the product, or whom it is for, names no product.
+            named = re.split(r"\s(?:with|for)\s", item.title.casefold())[0]
+            for word in {_singular(w) for w in re.findall(r"[a-z]{3,}", named)}:
+                leaves = counts.setdefault(word, {})
+                leaves[item.category[-1]] = leaves.get(item.category[-1], 0) + 1
+        reserved = {_singular(w) for name in [*self.brands, *self.categories]
+                    for w in re.findall(r"[a-z]{3,}", name)} | _FILLER
+        words = {}
+        for word, leaves in counts.items():
+            leaf, n = max(leaves.items(), key=lambda kv: kv[1])
+            if word not in reserved and n >= _TITLE_WORD_MIN_ITEMS and \
+                    n >= _TITLE_WORD_SHARE * sum(leaves.values()):
+                words[word] = leaf
+        return words
+
+    @cached_property
+    def _leaf_brands(self) -> dict[str, frozenset[str]]:
+        """Leaf category -> the brands of its items."""
+        brands: dict[str, set[str]] = {}
+        for item in self.dataset.items.values():
+            if item.category and item.brand:
+                brands.setdefault(item.category[-1], set()).add(item.brand)
+        return {leaf: frozenset(names) for leaf, names in brands.items()}
+
+    def named_by_titles(self, text: str, spans: list[tuple[int, int]] = (),
+                        brands: list[str] = ()) -> dict[str, tuple[int, int]]:
+        """Leaf -> where a word of ``text`` (outside ``spans``) names it by the catalog's titles
+        (:attr:`_title_words`), kept only where the leaf sells one of the ``brands`` asked for
+        (if any: "a torch I can strap to my head, Beamridge or Lumora" is no tripod, for all
+        the tripods' "ball head") and is among the few nearest ``text`` in meaning: "kit"
+        titles only cameras here ("with 18-55mm Kit Lens"), but "a castle building kit" is
+        nowhere near a camera."""
+        named: dict[str, tuple[int, int]] = {}
+        for m in re.finditer(r"[A-Za-z]{3,}", text):
+            leaf = self._title_words.get(_singular(m.group(0).casefold()))
+            if leaf and leaf not in named and not any(s <= m.start() < e for s, e in spans) and \
+                    (not brands or any(b in self._leaf_brands[leaf] for b in brands)):
+                named[leaf] = m.span()
+        if named:
+            near = {leaf for leaf, _ in self.nearest_leaves(text, _TITLE_WORD_SHORT_LIST)}
+            named = {leaf: at for leaf, at in named.items() if leaf in near}
+        return named
 
     @cached_property
     def llm_categories(self) -> list[str]:
@@ -527,24 +594,38 @@ class ConstraintParser:
             if m and len(categories) > 1 and any(found_at[o][1] <= m.start() for o in categories if o != c):
                 categories.remove(c)
         # ... or, in "a spray nozzle with several patterns for the garden hose", when a head
-        # noun said before the "for" names exactly one other leaf (Hose Nozzles, not Garden
-        # Hoses); same catalogs as below.
+        # noun (or a title word, see below) said before the "for" names exactly one other leaf
+        # (Hose Nozzles, not Garden Hoses); same catalogs as below.
         if len(categories) == 1 and self.llm_categories and \
                 categories[0].casefold() not in self.parents and \
                 (m := _FOR_BEFORE.search(text[:found_at[categories[0]][0]])):
             said = {leaf: at for head, leaf in self._leaf_heads.items()
                     if leaf != categories[0] and (at := self._word_at(text[:m.start()], head, spans))}
+            # ... or a word only one other leaf's titles use ("a backpack for my camera gear")
+            for leaf, at in self.named_by_titles(text[:m.start()], spans, brands).items():
+                if leaf != categories[0]:
+                    said.setdefault(leaf, at)
             if len(said) == 1:
                 leaf, at = next(iter(said.items()))
                 categories = [leaf]
                 found_at[leaf] = at
         # "a burr grinder", "a watch for my runs": when no category is named, a head noun that
         # ends exactly one leaf's name of two or more words (Coffee Grinders, Sports Watches)
-        # names that leaf; only in a catalog with few enough categories to name (not Amazon's
-        # long paths), and not when two such nouns are said ("a card game").
+        # names that leaf, and (when no such noun names the product, before any "for") so does
+        # a word only that leaf's titles use ("a capsule coffee machine": Coffee Makers); only
+        # in a catalog with few enough categories to name (not Amazon's long paths), and not
+        # when two leaves are named so ("a card game"), except that one said right after "for"
+        # is what the product is for ("a backpack for my camera gear": Camera Bags, not DSLR
+        # Cameras).
         if not categories and self.llm_categories:
             said = {leaf: at for head, leaf in self._leaf_heads.items()
                     if (at := self._word_at(text, head, spans))}
+            if all(_FOR_BEFORE.search(text[:at[0]]) for at in said.values()):
+                for leaf, at in self.named_by_titles(text, spans, brands).items():
+                    said.setdefault(leaf, at)
+            product = {leaf: at for leaf, at in said.items() if not _FOR_BEFORE.search(text[:at[0]])}
+            if len(said) > 1 and product:
+                said = product
             if len(said) == 1:
                 leaf, at = next(iter(said.items()))
                 categories.append(leaf)
@@ -602,6 +683,11 @@ PRICE_KINDS = ("none", "under", "over", "between", "around", "cheap", "mid-range
 AROUND = 0.2  # "around $100" -> $80-$120
 _LEVELS = {"cheap": (None, 1 / 3), "mid-range": (1 / 3, 2 / 3), "premium": (2 / 3, None)}
 _MAX_LLM_CATEGORIES = 80  # a longer list does not fit the prompt (the Amazon category paths)
+# A title word names a leaf when at least this many items' titles use it, this share of them in
+# that leaf; and the leaf is among this many nearest the message in meaning.
+_TITLE_WORD_MIN_ITEMS = 5
+_TITLE_WORD_SHARE = 0.95
+_TITLE_WORD_SHORT_LIST = 3
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 

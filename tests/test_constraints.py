@@ -488,6 +488,8 @@ def test_the_category_by_meaning_reads_only_what_is_not_negated():
         ("a laptop, around 600 would be fine", 480.0, 720.0),  # the amount ends its phrase
         ("about 50 is my budget", 40.0, 60.0),
         ("socks for about a fiver", 4.0, 6.0),
+        ("an espresso maker for a small flat, 150 at most", None, 150.0),
+        ("a grinder, 50 at the very most", None, 50.0),
     ],
 )
 def test_more_ways_of_saying_a_price(demo, message, low, high):
@@ -750,6 +752,8 @@ def test_nothing_that_costs_more_than_is_a_ceiling(demo):
     assert demo.parse("a tent, nothing priced over $200").max_price == 200.0
     got = demo.parse("earphones for the gym that won't hurt my wallet")
     assert got.max_price is not None and got.min_price is None
+    got = demo.parse("decaf beans that are easy on the wallet")
+    assert got.max_price is not None and got.min_price is None and got.query == "decaf beans"
 
 
 def test_the_llms_price_level_is_reread_over_the_categories_that_stand(demo):
@@ -764,3 +768,54 @@ def test_the_llms_price_level_is_reread_over_the_categories_that_stand(demo):
     assert (got.min_price, got.max_price) == demo.price_bounds({"kind": "premium"}, "", ("DSLR Cameras",))
     # an amount the LLM read stays as read
     assert combine(rules, Constraints(categories=("Camera Bags",), max_price=500.0), demo).max_price == 500.0
+
+
+def _titled_shop(encoder):
+    """A shop whose titles name products in words no category has ("machine", "backpack")."""
+    from recagent.catalog.model import Dataset, Item
+
+    titles = {
+        ("Kitchen", "Coffee Makers"): ["{b} Espresso Machine with Milk Frother", "{b} Drip Coffee Maker"],
+        ("Kitchen", "Coffee Beans"): ["{b} Dark Roast Whole Bean Coffee"],
+        ("Photo", "Camera Bags"): ["{b} Camera Backpack", "{b} Camera Sling"],
+        ("Photo", "DSLR Cameras"): ["{b} 24MP DSLR Camera with Kit Lens"],
+        ("Photo", "Tripods"): ["{b} Carbon Tripod with Ball Head"],
+        ("Toys", "Building Sets"): ["{b} Castle Building Set"],
+        ("Outdoors", "Headlamps"): ["{b} Rechargeable Headlamp"],
+        ("Outdoors", "Tents"): ["{b} 2-Person Dome Tent"],
+    }
+    items = []
+    for path, names in titles.items():
+        for n in range(10):
+            brand = f"{path[1].split()[0]}co{n % 2}"
+            items.append(Item(f"{path[1].replace(' ', '')}{n}", names[n % len(names)].format(b=brand), category=path,
+                              brand=brand, price=10.0 + n))
+    return ConstraintParser(Dataset("titled", items, []), encoder=encoder)
+
+
+def test_a_word_only_one_categorys_titles_use_names_it(encoder):
+    shop = _titled_shop(encoder)
+    assert shop._title_words["machine"] == "Coffee Makers"
+    assert shop._title_words["roast"] == "Coffee Beans"
+    # what comes "with" the product names none: "... with Kit Lens", "... with Ball Head"
+    assert not {"kit", "head", "frother"} & set(shop._title_words)
+    assert shop.parse("a capsule coffee machine").categories == ("Coffee Makers",)
+    assert shop.parse("a premium roast as a present for a coffee snob").categories == ("Coffee Beans",)
+    assert shop.parse("espresso machines, any").categories == ("Coffee Makers",)  # plural
+    # said before "for", it is the product; the category after "for" is what it is for
+    assert shop.parse("a backpack for my camera gear").categories == ("Camera Bags",)
+    # a category's own name still wins over a title word
+    assert shop.parse("a tent for my backpack trip").categories == ("Tents",)
+    # without the encoder (no meaning to check the word against) the rules read no such word
+    assert ConstraintParser(shop.dataset).parse("a capsule coffee machine").categories == ()
+
+
+def test_a_title_word_names_no_category_far_in_meaning_or_without_the_brands_asked(encoder):
+    shop = _titled_shop(encoder)
+    shop._title_words["torch"] = "Tripods"  # as if tripod titles alone said "torch"
+    assert shop.named_by_titles("a bright torch to strap on, Headlampsco1", brands=["Headlampsco1"]) == {}
+    assert "Tripods" in shop.named_by_titles("a bright torch to strap on")
+    shop._title_words["castle"] = "DSLR Cameras"  # a word far from cameras in meaning
+    nearest = [leaf for leaf, _ in shop.nearest_leaves("a castle", 3)]
+    assert "DSLR Cameras" not in nearest
+    assert shop.named_by_titles("a castle") == {}
