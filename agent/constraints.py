@@ -517,9 +517,12 @@ class ConstraintParser:
                 continue
             if _negated_at(text, *at.span()):
                 exclude_brands.append(brand)
+                # "I'm over Stridelite", "Aquaflow isn't an option": the words that rule the
+                # brand out are no more what is searched for than the brand is.
+                spans.append(_said_against(text, *at.span()))
             else:
                 brands.append(brand)
-            spans.append(at.span())
+                spans.append(at.span())
         brands = [b for b in brands if b not in exclude_brands]
         if m := _LIKE.search(text):
             number = int(m.group(1))
@@ -743,6 +746,17 @@ _OVER_IT = re.compile(r"\b(?:i'm|i am|we're|we are)\s+(?:so\s+|totally\s+|comple
 _NEGATION_AFTER = re.compile(r"^\s*(?:(?:is|are)\s*n[o']t\s+(?:an?\s+)?(?:option|choice|possibility)|"
                              r"(?:is|are)\s+(?:out\b(?!\s+of\s+stock)|off the table|out of the question|"
                              r"(?:a\s+)?no[- ]go|a no\b))", re.IGNORECASE)
+
+
+def _said_against(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span of the name at ``text[start:end]`` with the words that negate it when they are
+    "I'm over" before it or "isn't an option" after it (not "no", which the exclusion patterns
+    take with the name)."""
+    if over := _OVER_IT.search(text[:start]):
+        start = over.start()
+    if after := _NEGATION_AFTER.search(text[end:]):
+        end += after.end()
+    return start, end
 
 
 def _negation_before(text: str, at: int) -> bool:

@@ -700,9 +700,11 @@ def test_a_brand_ruled_out_after_its_name_or_by_being_over_it(demo):
     got = demo.parse("an expandable hose for the balcony, Aquaflow isn't an option")
     assert got.exclude_brands == ("Aquaflow",) and got.brands == ()
     assert got.categories == ("Garden Hoses",)
+    assert got.query == "expandable hose for the balcony"  # nor are the words against it searched
     assert demo.parse("a tent, Wildhaven is out").exclude_brands == ("Wildhaven",)
     assert demo.parse("Pacer is a no-go, running shoes please").exclude_brands == ("Pacer",)
-    assert demo.parse("trail shoes for muddy hills, I'm over Stridelite").exclude_brands == ("Stridelite",)
+    got = demo.parse("trail shoes for muddy hills, I'm over Stridelite")
+    assert got.exclude_brands == ("Stridelite",) and got.query == "trail shoes for muddy hills"
     assert demo.parse("tents are out, a sleeping bag").exclude_categories == ("Tents",)
     # "over" an age, or a brand praised, is no exclusion
     assert demo.parse("I'm over 60 and need Pinecrest tents").brands == ("Pinecrest",)
