@@ -44,6 +44,7 @@ def train_reader_command(
         ADAPTER_DIR,
         AdapterTrainConfig,
         epoch_dir,
+        read_adapter_meta,
         train_answer_adapter,
         update_adapter_meta,
     )
@@ -87,6 +88,7 @@ def train_reader_command(
         products = own_products(llm, train, known=known, progress=lambda: bar.update(1))
         bar.close()
         products_file.write_text(json.dumps(products, indent=1) + "\n")
+        earlier_meta = read_adapter_meta(folder)  # empty after --fresh
         result = train_answer_adapter(
             llm, reading_examples(train, products), reading_examples(valid), folder,
             config=AdapterTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, rank=lora_r,
@@ -110,8 +112,9 @@ def train_reader_command(
             shutil.copytree(epoch_dir(folder, best), folder / ADAPTER_DIR)
             for epoch in by_epoch:
                 shutil.rmtree(epoch_dir(folder, epoch), ignore_errors=True)
-        else:  # a run resumed from one that kept no epochs: its best by loss
-            best = result.best_epoch
+        else:  # a run resumed from a finished one: its adapter is the epoch that run chose
+            # by reading (or, from a run that kept no epochs, its best by loss)
+            best = earlier_meta.get("read_epoch") or result.best_epoch
             by_epoch[best] = check(with_adapter(folder / ADAPTER_DIR), READER, "with the adapter")
         adapted = by_epoch[best]
         use = (adapted["share"] or 0) > (base["share"] or 0)
