@@ -161,20 +161,21 @@ def _right_bounds(r: Request, c: Constraints, prices: _Prices) -> int:
     return right
 
 
-def score_fields(r: Request, c: Constraints, prices: _Prices) -> dict[str, tuple[int, int, int]]:
-    """Per field: (right parsed values, parsed values, labelled values)."""
+def score_fields(r: Request, c: Constraints, prices: _Prices) -> dict[str, tuple[int, int, int, int]]:
+    """Per field: (right parsed values, parsed values, labelled values, labelled values found):
+    precision is the first over the second, recall the last over the third."""
     parsed_bounds = (c.min_price is not None) + (c.max_price is not None)
-    out = {"price": (_right_bounds(r, c, prices), parsed_bounds, _truth_bounds(r))}
+    right = _right_bounds(r, c, prices)
+    out = {"price": (right, parsed_bounds, _truth_bounds(r), right)}
     for name in ("brands", "exclude_brands", "exclude_categories"):
         truth = {x.casefold() for x in getattr(r, name)}
         got = {x.casefold() for x in getattr(c, name)}
-        out[name] = (len(truth & got), len(got), len(truth))
-    # Categories: the labels are alternatives; recall counts a request whose parse names one.
+        out[name] = (len(truth & got), len(got), len(truth), len(truth & got))
+    # Categories: the labels are alternatives; recall counts a request whose parse names one
+    # (once, however many of them it names).
     acceptable = {x.casefold() for x in r.categories}
     got = {x.casefold() for x in c.categories}
-    out["categories"] = (len(got & acceptable), len(got), int(bool(acceptable)))
-    if acceptable and got & acceptable:
-        out["categories"] = (len(got & acceptable), len(got), 1)
+    out["categories"] = (len(got & acceptable), len(got), int(bool(acceptable)), int(bool(got & acceptable)))
     return out
 
 
@@ -242,7 +243,7 @@ def run_requests(dataset: Dataset, requests: list[Request], readers: dict[str, R
     prices = _Prices(dataset)
     out: dict[str, Any] = {}
     for name, read in readers.items():
-        counts = {f: [0, 0, 0] for f in FIELDS}
+        counts = {f: [0, 0, 0, 0] for f in FIELDS}
         met = shown = exact = 0
         rows, seconds = [], []
         for r in requests:
@@ -250,10 +251,9 @@ def run_requests(dataset: Dataset, requests: list[Request], readers: dict[str, R
             c = as_the_agent_prices(parser, read(parser, r.message))
             seconds.append(time.perf_counter() - started)
             exact += read_right(r, c, prices)
-            for f, (right, got, truth) in score_fields(r, c, prices).items():
-                counts[f][0] += right
-                counts[f][1] += got
-                counts[f][2] += truth
+            for f, scores in score_fields(r, c, prices).items():
+                for k, n in enumerate(scores):
+                    counts[f][k] += n
             ids = search(c.query or r.message, c)
             ok = [shown_meets(r, dataset.items[i], prices) for i in ids]
             met += sum(ok)
@@ -274,7 +274,7 @@ def _ratio(a: int, b: int) -> float | None:
 def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per dataset and over all: per reader, per-field precision and recall, shown met."""
     summary: dict[str, Any] = {}
-    total: dict[str, dict[str, Any]] = defaultdict(lambda: {"fields": {f: [0, 0, 0] for f in FIELDS},
+    total: dict[str, dict[str, Any]] = defaultdict(lambda: {"fields": {f: [0, 0, 0, 0] for f in FIELDS},
                                                             "met": 0, "shown": 0,
                                                             "read_right": 0, "requests": 0})
     for dataset, by_reader in results.items():
@@ -282,7 +282,7 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         for reader, res in by_reader.items():
             summary[dataset][reader] = _metrics(res)
             for f in FIELDS:
-                for k in range(3):
+                for k in range(4):
                     total[reader]["fields"][f][k] += res["fields"][f][k]
             for key in ("met", "shown", "read_right", "requests"):
                 total[reader][key] += res.get(key, 0)
@@ -292,8 +292,8 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def _metrics(res: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
-        f: {"precision": _ratio(right, got), "recall": _ratio(right, truth), "labelled": truth}
-        for f, (right, got, truth) in res["fields"].items()
+        f: {"precision": _ratio(right, got), "recall": _ratio(found, truth), "labelled": truth}
+        for f, (right, got, truth, found) in res["fields"].items()
     }
     out["shown_met"] = _ratio(res["met"], res["shown"])
     out["shown"] = res["shown"]

@@ -26,14 +26,18 @@ def test_price_bounds_are_scored_against_the_labels():
 
     prices = _Prices(_shop())
     around = Request("demo", "a tent around $100", around=100, categories=("Tents",))
-    assert score_fields(around, Constraints(min_price=80, max_price=120), prices)["price"] == (2, 2, 2)
-    assert score_fields(around, Constraints(min_price=100), prices)["price"] == (1, 1, 2)
-    assert score_fields(around, Constraints(), prices)["price"] == (0, 0, 2)
+    assert score_fields(around, Constraints(min_price=80, max_price=120), prices)["price"] == (2, 2, 2, 2)
+    assert score_fields(around, Constraints(min_price=100), prices)["price"] == (1, 1, 2, 1)
+    assert score_fields(around, Constraints(), prices)["price"] == (0, 0, 2, 0)
     cheap = Request("demo", "a cheap tent", price_level="cheap", categories=("Tents",))
-    assert score_fields(cheap, Constraints(max_price=90), prices)["price"] == (1, 1, 1)  # <= median 100
-    assert score_fields(cheap, Constraints(max_price=200), prices)["price"] == (0, 1, 1)
+    assert score_fields(cheap, Constraints(max_price=90), prices)["price"] == (1, 1, 1, 1)  # <= median 100
+    assert score_fields(cheap, Constraints(max_price=200), prices)["price"] == (0, 1, 1, 0)
     got = score_fields(cheap, Constraints(categories=("Tents", "Camping")), prices)["categories"]
-    assert got == (1, 2, 1)
+    assert got == (1, 2, 1, 1)
+    # labelled categories are alternatives: naming two of them finds the request once
+    either = Request("ml", "a scary thriller", categories=("Horror", "Thriller"))
+    got = score_fields(either, Constraints(categories=("Horror", "Thriller")), prices)["categories"]
+    assert got == (2, 2, 1, 1)
 
 
 def test_a_shown_item_must_meet_every_labelled_field():
