@@ -197,7 +197,7 @@ def as_the_agent_prices(parser: ConstraintParser, c: Constraints) -> Constraints
 
 def read_right(r: Request, c: Constraints, prices: _Prices) -> bool:
     """Whether every labelled field of ``r`` is read, and nothing besides."""
-    return all(right == got == truth for right, got, truth in score_fields(r, c, prices).values())
+    return all(right == got == truth for right, got, truth, _ in score_fields(r, c, prices).values())
 
 
 def shown_meets(r: Request, item: Item, prices: _Prices) -> bool:

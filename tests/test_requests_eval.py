@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from recagent.catalog.model import Dataset, Item
 from recagent.tools.filter_items import Constraints
 
@@ -38,6 +40,20 @@ def test_price_bounds_are_scored_against_the_labels():
     either = Request("ml", "a scary thriller", categories=("Horror", "Thriller"))
     got = score_fields(either, Constraints(categories=("Horror", "Thriller")), prices)["categories"]
     assert got == (2, 2, 1, 1)
+
+
+def test_a_request_is_read_right_when_every_field_is_and_nothing_more():
+    from recagent.evals.requests import Request, _Prices, read_right
+
+    prices = _Prices(_shop())
+    ask = Request("demo", "a cheap tent, no Pinecrest", price_level="cheap", exclude_brands=("Pinecrest",),
+                  categories=("Tents",))
+    right = Constraints(max_price=90, exclude_brands=("Pinecrest",), categories=("Tents",))
+    assert read_right(ask, right, prices)
+    assert not read_right(ask, replace(right, max_price=200), prices)  # over the median
+    assert not read_right(ask, replace(right, exclude_brands=()), prices)
+    assert not read_right(ask, replace(right, brands=("Alpenglow",)), prices)  # more than asked
+    assert not read_right(ask, replace(right, categories=("Tents", "Camping")), prices)
 
 
 def test_a_shown_item_must_meet_every_labelled_field():
