@@ -287,9 +287,9 @@ class ConstraintParser:
         """Singular word -> leaf, for the words that (nearly) only one leaf's item titles use
         before any "with" or "for", in enough of them: the catalog's own names for its products
         ("machine": Coffee Makers, "backpack": Camera Bags, "roast": Coffee Beans). Not brand
-        names' words (a brand is a
-        brand), nor the categories' own words (the rules read those), nor filler; only in a
-        catalog with few enough categories to name (not Amazon's long paths)."""
+        names' words (a brand is a brand), nor the categories' own words (the rules read those),
+        nor filler; only in a catalog with few enough categories to name (not Amazon's long
+        paths)."""
         if not self.llm_categories:
             return {}
         counts: dict[str, dict[str, int]] = {}
@@ -333,7 +333,7 @@ class ConstraintParser:
         for m in re.finditer(r"[A-Za-z]{3,}", text):
             leaf = self._title_words.get(_singular(m.group(0).casefold()))
             if leaf and leaf not in named and not any(s <= m.start() < e for s, e in spans) and \
-                    (not brands or any(b in self._leaf_brands[leaf] for b in brands)):
+                    (not brands or any(b in self._leaf_brands.get(leaf, ()) for b in brands)):
                 named[leaf] = m.span()
         if named:
             near = {leaf for leaf, _ in self.nearest_leaves(text, _TITLE_WORD_SHORT_LIST)}

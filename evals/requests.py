@@ -12,9 +12,10 @@ were read and the reader was retrained, ``heldout10`` before ``heldout9``'s miss
 read, ``heldout11`` before ``heldout10``'s, ``heldout12`` before ``heldout11`` was run (it
 chose the request reader): the first of them whose misses are still unread, and that chose
 nothing, is the unseen one. For each request and each reader (``rules``:
-:class:`ConstraintParser`; ``rules+llm``: the rules completed by :func:`parse_with_llm` through :func:`combine`, as the agent does; and where
-``recagent train-reader`` left an adapter that validation chose, ``rules+llm+reader``: the
-same with the LLM reading through it, as the agent then does):
+:class:`ConstraintParser`; ``rules+llm``: the rules completed by :func:`parse_with_llm`
+through :func:`combine`, as the agent does; and where ``recagent train-reader`` left an
+adapter that validation chose, ``rules+llm+reader``: the same with the LLM reading through
+it, as the agent then does):
 
 - per-field precision and recall against the labels: ``price`` (bounds), ``brands``,
   ``exclude_brands``, ``categories``, ``exclude_categories``;

@@ -101,8 +101,9 @@ class VLLMServer:
     lora_modules: dict[str, Path] = field(default_factory=dict)
     max_lora_rank: int = 16
     process: subprocess.Popen | None = field(default=None, init=False)
-    # vLLM's ZMQ sockets (one file each, in the temp folder by default, never removed): in a
-    # folder of the server's own, removed when it stops.
+    # The server's temporary folder (TMPDIR and VLLM_RPC_BASE_PATH): vLLM leaves a ZMQ socket
+    # and a torch.distributed file store there per start and never removes them; this folder
+    # is removed when the server stops.
     scratch_dir: Path | None = field(default=None, init=False)
 
     @property

@@ -817,6 +817,8 @@ def test_a_title_word_names_no_category_far_in_meaning_or_without_the_brands_ask
     shop._title_words["torch"] = "Tripods"  # as if tripod titles alone said "torch"
     assert shop.named_by_titles("a bright torch to strap on, Headlampsco1", brands=["Headlampsco1"]) == {}
     assert "Tripods" in shop.named_by_titles("a bright torch to strap on")
+    shop._leaf_brands.pop("Tripods")  # as if its items had no brand: no brand asked is sold
+    assert shop.named_by_titles("a bright torch to strap on, Headlampsco1", brands=["Headlampsco1"]) == {}
     shop._title_words["castle"] = "DSLR Cameras"  # a word far from cameras in meaning
     nearest = [leaf for leaf, _ in shop.nearest_leaves("a castle", 3)]
     assert "DSLR Cameras" not in nearest
