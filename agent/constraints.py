@@ -442,6 +442,19 @@ class ConstraintParser:
                 heads.setdefault(lower.rsplit(" ", 1)[1], []).append(name)
         return {head: names[0] for head, names in heads.items() if len(names) == 1}
 
+    @cached_property
+    def _leaf_words(self) -> dict[str, str]:
+        """Word -> leaf, for the words of exactly one category's name where that category is a
+        leaf of two or more words ("dslr": DSLR Cameras, "sleeping": Sleeping Bags; not
+        "camera": Camera Bags, DSLR Cameras and Cameras). Filler words name nothing."""
+        names: dict[str, set[str]] = {}
+        for lower, name in self.categories.items():
+            for word in re.findall(r"[a-z0-9]{3,}", lower):
+                names.setdefault(_singular(word), set()).add(name)
+        return {word: next(iter(found)) for word, found in names.items()
+                if len(found) == 1 and word not in _FILLER
+                and (leaf := next(iter(found)).casefold()) not in self.parents and " " in leaf}
+
     @staticmethod
     def _word_at(text: str, word: str, spans: list[tuple[int, int]]) -> tuple[int, int] | None:
         """Where ``word`` (or its plural) first occurs in ``text`` outside ``spans``."""
@@ -569,14 +582,18 @@ class ConstraintParser:
         # camping" keeps Camping: two leaves end with "bags").
         # The two words must be close, with no "and", "or" or comma between ("cameras and
         # dog food" names both).
+        # The group's own word is no head noun of another name when a word naming another
+        # product follows it ("a camera sling": Camera Bags' titles say "sling"; read below).
         for c in [c for c in categories if c.casefold() in self.parents]:
+            g0, g1 = found_at[c]
+            after = re.match(r"[\s-]+([A-Za-z]{3,})", text[g1:])
+            own = [(g0, g1)] if after and _singular(after.group(1).casefold()) in self._title_words else []
             heads = {name: at for lower, name in self.categories.items()
                      if lower not in self.parents and " " in lower
-                     and (at := self._word_at(text, lower.rsplit(" ", 1)[1], spans))}
+                     and (at := self._word_at(text, lower.rsplit(" ", 1)[1], [*spans, *own]))}
             if len(heads) != 1:
                 continue
             leaf, (h0, h1) = next(iter(heads.items()))
-            g0, g1 = found_at[c]
             between = text[min(g1, h1):max(g0, h0)]
             if leaf not in categories \
                     and max(g1, h1) - min(g0, h0) <= _NEAR_CHARS \
@@ -585,10 +602,13 @@ class ConstraintParser:
                 found_at[leaf] = found_at[c]
         # "a lightweight tripod for travel": a group said after "for" is what the product is
         # for when a leaf outside the group names the product (Tripods, not Travel Guides).
+        # "a travel tripod": a group said right before a leaf's name is what kind of product
+        # it is, not a second wish.
         categories = [c for c in categories
                       if not (c.casefold() in self.parents
-                              and _FOR_BEFORE.search(text[:found_at[c][0]])
                               and any(o.casefold() not in self.parents and not self.within(o, c)
+                                      and (_FOR_BEFORE.search(text[:found_at[c][0]])
+                                           or _modifies(text, found_at[c], found_at[o]))
                                       for o in categories))]
         # "a tripod for my camera", "a headlamp for my tent": a leaf said right after "for" is
         # what the product is for when another category is named before the "for" ...
@@ -620,18 +640,36 @@ class ConstraintParser:
         # when two leaves are named so ("a card game"), except that one said right after "for"
         # is what the product is for ("a backpack for my camera gear": Camera Bags, not DSLR
         # Cameras).
-        if not categories and self.llm_categories:
+        # Named groups alone ("a DSLR for travel photos": Travel; "a camera sling": Cameras)
+        # leave this open too: a leaf found so replaces a group it lies in ("kibble for my
+        # dog": Dog Food, not Dogs; "she started running, she needs shoes") and joins the others ("running stuff, and a watch"), but a
+        # group said after "for" or right before the leaf's word ("camera sling") is no wish
+        # of its own.
+        groups = [c for c in categories if c.casefold() in self.parents]
+        if len(groups) == len(categories) and self.llm_categories:
             said = {leaf: at for head, leaf in self._leaf_heads.items()
                     if (at := self._word_at(text, head, spans))}
-            if all(_FOR_BEFORE.search(text[:at[0]]) for at in said.values()):
-                for leaf, at in self.named_by_titles(text, spans, brands).items():
+            # "a DSLR": a word of exactly one category's name, and that a leaf's.
+            for word, leaf in self._leaf_words.items():
+                if leaf not in said and (at := self._word_at(text, word, spans)):
+                    said[leaf] = at
+            # A title word counts where no head noun names the product before a "for", or
+            # where it follows one ("a camera sling": Camera Bags' titles say "sling").
+            for leaf, at in self.named_by_titles(text, spans, brands).items():
+                if all(_FOR_BEFORE.search(text[:o[0]]) for o in said.values()) or \
+                        any(_modifies(text, o, at) for o in said.values()):
                     said.setdefault(leaf, at)
             product = {leaf: at for leaf, at in said.items() if not _FOR_BEFORE.search(text[:at[0]])}
             if len(said) > 1 and product:
                 said = product
+            # "a camera sling": of two words side by side, the second names the product.
+            said = {leaf: at for leaf, at in said.items()
+                    if not any(_modifies(text, at, other) for other in said.values() if other != at)}
             if len(said) == 1:
                 leaf, at = next(iter(said.items()))
-                categories.append(leaf)
+                categories = [g for g in groups if not (self.within(leaf, g)
+                                                        or _FOR_BEFORE.search(text[:found_at[g][0]])
+                                                        or _modifies(text, found_at[g], at))] + [leaf]
                 found_at[leaf] = at
         # "I don't want anything for pets": a category a negation reaches is excluded; not
         # one said right after a brand it excludes ("done with Pacer watches": other watches).
@@ -732,6 +770,12 @@ _NEGATION = re.compile(r"\b(?:no|not|never|without|except|avoid|hate|other than|
                        r"enough of|bad luck with|bad experiences? with|disappointed (?:with|by|in)|"
                        r"let down by|burned by)\b(?:\W+\w+){0,3}\W+$",
                        re.IGNORECASE)
+
+
+def _modifies(text: str, first: tuple[int, int], second: tuple[int, int]) -> bool:
+    """Whether the words at ``first`` come right before those at ``second`` (only spaces or a
+    hyphen between): in "camera sling" or "travel tripod" the first names the second's kind."""
+    return first[1] <= second[0] and re.fullmatch(r"[\s-]+", text[first[1]:second[0]]) is not None
 
 
 def _clause_before(text: str, at: int) -> str:

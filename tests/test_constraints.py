@@ -450,8 +450,9 @@ def test_the_llm_reading_may_name_a_category_by_meaning(encoder):
         ("toys for my dog", ("Dog Toys",)),
         ("a watch for sports under 100", ("Sports Watches",)),
         ("a laptop for my kid", ("Laptops",)),
-        # the same order as the name is not the other way round; a list is two products
-        ("a camera for my trip, and a bag too", ("Cameras",)),
+        # the same order as the name is not the other way round; a list is two products (the
+        # camera: the one leaf whose name ends in "cameras", in the group "camera" names)
+        ("a camera for my trip, and a bag too", ("DSLR Cameras",)),
     ],
 )
 def test_a_two_word_category_said_the_other_way_round_is_named(message, wanted):
@@ -564,7 +565,8 @@ def test_a_group_said_after_for_is_the_use_when_a_leaf_names_the_product(demo):
     # The dearest third is then of tripods' prices alone.
     premium = demo.parse("a lightweight tripod for travel, top of the range please")
     assert premium.min_price == demo.price_quantile(2 / 3, ("Tripods",))
-    assert set(demo.parse("running stuff, and a watch").categories) == {"Running"}
+    # a list names both: the group stays, and the watch is one more wish
+    assert set(demo.parse("running stuff, and a watch").categories) == {"Running", "Sports Watches"}
 
 
 def test_two_names_sharing_a_word_mean_the_one_said_first(demo):
@@ -823,3 +825,33 @@ def test_a_title_word_names_no_category_far_in_meaning_or_without_the_brands_ask
     nearest = [leaf for leaf, _ in shop.nearest_leaves("a castle", 3)]
     assert "DSLR Cameras" not in nearest
     assert shop.named_by_titles("a castle") == {}
+
+
+@pytest.fixture(scope="module")
+def demo_with_meaning(encoder):
+    from recagent.catalog.demo_shop import generate_demo_shop
+
+    return ConstraintParser(generate_demo_shop(), encoder=encoder)
+
+
+@pytest.mark.parametrize(
+    ("message", "categories"),
+    [
+        # a word of one leaf's name alone ("DSLR"); the group after "for" is what it is for
+        ("a DSLR for travel photos, Halcyon, under 1200", ("DSLR Cameras",)),
+        ("a DSLR under 1000", ("DSLR Cameras",)),
+        # of two words side by side the second names the product: a sling, not a camera
+        ("a camera sling that's cheap and cheerful", ("Camera Bags",)),
+        ("a camera under 500", ("DSLR Cameras",)),
+        # a group right before a leaf's name says what kind: no second wish
+        ("a travel tripod that packs small", ("Tripods",)),
+        ("a tripod for travel", ("Tripods",)),
+        # a group named alone, a title word its leaf's items use ("kibble")
+        ("grain-free kibble for a senior dog", ("Dog Food",)),
+        ("a squeaky toy for a puppy", ("Dog Toys",)),
+        ("a sleeping bag for camping", ("Sleeping Bags",)),
+        ("a running watch", ("Sports Watches",)),
+    ],
+)
+def test_groups_give_way_to_the_leaf_the_product_words_name(demo_with_meaning, message, categories):
+    assert demo_with_meaning.parse(message).categories == categories
