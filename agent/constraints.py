@@ -226,6 +226,48 @@ class ConstraintParser:
         return plain
 
     @cached_property
+    def brand_families(self) -> dict[str, tuple[str, ...]]:
+        """Lower-cased name -> the brands it names, for names people say of a company the
+        catalog spells in several ways: a brand whose own name mostly titles its longer
+        namesakes' items ("Arrow": Arrow and ARROW FASTENER; "Rubbermaid": Rubbermaid and
+        Rubbermaid Commercial Products), and a product line's name after its maker's
+        ("Littmann": 3M Littmann; "Sonicare": Philips Sonicare). Only where the titles that
+        use the name mostly title those brands' items: not "hardware" (National Hardware)."""
+        titles = [(i.title.casefold(), i.brand) for i in self.dataset.items.values()]
+
+        def titled_mostly_by(name: str, family: set[str]) -> bool:
+            pattern = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
+            brands = [brand for title, brand in titles if pattern.search(title)]
+            return bool(brands) and sum(b in family for b in brands) >= len(brands) / 2
+
+        families: dict[str, tuple[str, ...]] = {}
+        for key, brand in self.brands.items():
+            longer = {b for k, b in self.brands.items() if k.startswith(key + " ")}
+            if longer and key not in self.plain_brands and titled_mostly_by(key, longer | {brand}):
+                families[key] = (brand, *sorted(longer))
+        lines: dict[str, set[str]] = {}
+        for key, brand in self.brands.items():
+            *maker, line = key.split()
+            if maker and " ".join(maker) in self.brands and len(line) >= 4 and line.isalpha() \
+                    and line not in self.brands and line not in _FILLER:
+                lines.setdefault(line, set()).add(brand)
+        for line, brands in lines.items():
+            if titled_mostly_by(line, brands):
+                families[line] = tuple(sorted(brands))
+        return families
+
+    def with_families(self, names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        """``names`` with each family's brands in its name's place ("Arrow" names ARROW
+        FASTENER too, "Littmann" names 3M Littmann)."""
+        families = self.brand_families
+        return tuple(dict.fromkeys(b for name in names for b in families.get(name.casefold(), (name,))))
+
+    @cached_property
+    def _said_brands(self) -> dict[str, str]:
+        """:attr:`brands` and the names of :attr:`brand_families` (each for itself)."""
+        return {**{k: k for k in self.brand_families}, **self.brands}
+
+    @cached_property
     def has_prices(self) -> bool:
         """Whether any catalog item has a price (MovieLens and the Amazon sets have none)."""
         return any(i.price is not None for i in self.dataset.items.values())
@@ -508,14 +550,14 @@ class ConstraintParser:
                 take(m)
         exclude_brands, exclude_categories, brands, categories = [], [], [], []
         for m in _NEGATE.finditer(text):
-            if brand := self.known(m.group(1), self.brands):
+            if brand := self.known(m.group(1), self._said_brands):
                 exclude_brands.append(brand)
                 spans.append((m.start(), m.start(1) + len(brand)))
             elif category := self.known(m.group(1), self.categories):
                 exclude_categories.append(category)
                 spans.append((m.start(), m.start(1) + len(category)))
         for m in _ONLY.finditer(text):
-            if brand := self.known(m.group(1), self.brands):
+            if brand := self.known(m.group(1), self._said_brands):
                 # "not from Optivo", "isn't from Herbale", "let down by Kestrel": a negated
                 # "from" or "by" excludes.
                 negated = _negated_at(text, m.start(1), m.start(1) + len(brand))
@@ -523,10 +565,16 @@ class ConstraintParser:
                 spans.append((m.start(), m.start(1) + len(brand)))
         # A brand named plainly ("Botanica shampoo", "a Kestrel or Nordlicht tripod") is
         # wanted, unless a negation reaches it.
-        for brand in self.mentioned(text, self.plain_brands):
+        # So is a family's name (:attr:`brand_families`) written as a name, capitalised and
+        # not first: "staples for my Arrow staple gun", not "a vise for my workshop".
+        plainly = {**self.plain_brands, **{k: self._said_brands[k] for k in self.brand_families}}
+        for brand in self.mentioned(text, plainly):
             at = re.search(rf"(?<!\w){re.escape(brand)}", text, re.IGNORECASE)
             if brand in brands or brand in exclude_brands or at is None or \
                     any(s <= at.start() < e for s, e in spans):
+                continue
+            if brand.casefold() not in self.plain_brands and \
+                    (at.start() == 0 or not text[at.start()].isupper()):
                 continue
             if _negated_at(text, *at.span()):
                 exclude_brands.append(brand)
@@ -537,6 +585,7 @@ class ConstraintParser:
                 brands.append(brand)
                 spans.append(at.span())
         brands = [b for b in brands if b not in exclude_brands]
+        brands, exclude_brands = list(self.with_families(brands)), list(self.with_families(exclude_brands))
         if m := _LIKE.search(text):
             number = int(m.group(1))
             shown = last_shown or []
@@ -898,8 +947,8 @@ def parse_with_llm(llm, rules: ConstraintParser, message: str, *, adapter: str |
         max_price=high,
         categories=categories,
         exclude_categories=names("exclude_categories", rules.categories, named=True),
-        brands=wanted,
-        exclude_brands=names("exclude_brands", rules.brands, named=True),
+        brands=rules.with_families(wanted),
+        exclude_brands=rules.with_families(names("exclude_brands", rules.brands, named=True)),
         in_stock_only=data.get("in_stock_only") is True and ("stock" in lowered or "available" in lowered),
     )
 

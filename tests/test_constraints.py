@@ -855,3 +855,38 @@ def demo_with_meaning(encoder):
 )
 def test_groups_give_way_to_the_leaf_the_product_words_name(demo_with_meaning, message, categories):
     assert demo_with_meaning.parse(message).categories == categories
+
+
+def _family_shop():
+    """Makers the catalog spells in several ways ("Arrow" and "ARROW FASTENER"), a product line
+    after its maker's name ("3M Littmann"), and a generic word two makers' names end in."""
+    from recagent.catalog.model import Dataset, Item
+
+    rows = [("ARROW FASTENER", "Arrow Fastener T50 Staples"), ("ARROW FASTENER", "Arrow Fastener JT21 Staples"),
+            ("Arrow", "Arrow Staple Gun"), ("Stanley", "Stanley Heavy Duty Staples"),
+            ("3M", "3M Duct Tape"), ("3M", "3M Painter's Tape"), ("3M Littmann", "3M Littmann Classic III Stethoscope"),
+            ("Prestige", "Prestige Dual Head Stethoscope"), ("National Hardware", "National Hardware Gate Hinge"),
+            ("National Hardware", "National Hardware Door Hinge"), ("Shepherd Hardware", "Shepherd Hardware Gate Latch"),
+            ("National", "National Hinge Pins")]
+    items = [Item(f"I{n}", title, category=("Tools",), brand=brand) for n, (brand, title) in enumerate(rows)]
+    return ConstraintParser(Dataset("families", items, []))
+
+
+@pytest.mark.parametrize(
+    ("message", "brands", "excluded"),
+    [
+        ("staples for my Arrow staple gun", ("Arrow", "ARROW FASTENER"), ()),
+        ("staples from Arrow", ("Arrow", "ARROW FASTENER"), ()),
+        ("a stethoscope for nursing school, Littmann if possible", ("3M Littmann",), ()),
+        ("a stethoscope, anything but Littmann", (), ("3M Littmann",)),
+        # a plain brand keeps its own name: 3M's titles are 3M's
+        ("3M tape for the garage", ("3M",), ()),
+        # a family's name is a name only written as one: capitalised, not first
+        ("a hinge for my gate, National", ("National", "National Hardware"), ()),
+        ("hardware for a gate", (), ()),
+        ("a national park map", (), ()),
+    ],
+)
+def test_a_name_the_catalog_spells_several_ways_names_every_spelling(message, brands, excluded):
+    got = _family_shop().parse(message)
+    assert (got.brands, got.exclude_brands) == (brands, excluded)
