@@ -4,7 +4,10 @@ Filters run in Python over an over-fetched result (Chroma's metadata ``where`` i
 than an unfiltered query), through the same :class:`~recagent.tools.filter_items.Constraints`
 that ``filter_items`` uses, so both tools agree on what a filter means. When that leaves fewer
 than ``k`` items (a small brand, a narrow price band), the search runs again with the
-constraints as a Chroma ``where`` pre-filter, so a rare match is still found.
+constraints as a Chroma ``where`` pre-filter, so a rare match is still found. In a catalog
+whose titles name its products (:meth:`TitleWords.suits`), an over-fetched item whose title
+holds the query's rare words ("threadlocker", "stethoscope") gains on those that only sound
+alike to the encoder (:mod:`recagent.retrieval.title_words`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
 from recagent.retrieval.encoder import TextEncoder
 from recagent.retrieval.index import ItemIndex, SearchHit
+from recagent.retrieval.title_words import WEIGHT, TitleWords
 from recagent.tools.base import LISTING_K, Tool, ToolContext, ToolParts, brief, object_schema
 from recagent.tools.candidates import Candidate
 from recagent.tools.filter_items import Constraints, FilterItems
@@ -31,13 +35,18 @@ class SearchItems(Tool):
         k=LISTING_K)
 
     def __init__(
-        self, dataset: Dataset, encoder: TextEncoder, index: ItemIndex, *, overfetch: int = 5
+        self, dataset: Dataset, encoder: TextEncoder, index: ItemIndex, *, overfetch: int = 5,
+        title_words: bool | None = None,
     ) -> None:
+        """``title_words``: weigh the query's rare title words in (None: where the catalog
+        :meth:`~TitleWords.suits`)."""
         self.dataset = dataset
         self.encoder = encoder
         self.index = index
         self.overfetch = overfetch
         self._filter = FilterItems(dataset)
+        use = TitleWords.suits(dataset) if title_words is None else title_words
+        self._title_words = TitleWords(dataset) if use else None
 
     @classmethod
     def build(cls, parts: ToolParts) -> SearchItems:
@@ -62,23 +71,30 @@ class SearchItems(Tool):
         if not 1 <= k <= 500:
             raise ToolError(f"search_items: k must be in 1..500, not {k}")
         vector = self.encoder.encode([query], cache=True)  # a repeated query is not re-encoded
-        found = self._candidates(self.index.search(vector, k * self.overfetch)[0])
+        found = self._candidates(self.index.search(vector, k * self.overfetch)[0], query)
         if constraints is not None:
             found = self._filter(found, constraints, one_per_title=False).kept
             where = _where(constraints)
             if len(found) < k and where is not None:
                 seen = {c.item_id for c in found}
                 hits = self.index.search(vector, k * self.overfetch, where=where)[0]
-                more = self._candidates(h for h in hits if h.item_id not in seen)
+                more = self._candidates((h for h in hits if h.item_id not in seen), query)
                 more = self._filter(more, constraints, one_per_title=False).kept
-                found = sorted(found + more, key=lambda c: -c.score)
-        return found[:k]
+                found = found + more
+        return sorted(found, key=lambda c: -c.score)[:k]
 
-    def _candidates(self, hits: Iterable[SearchHit]) -> list[Candidate]:
-        """The hits that are catalog items, as candidates scored by their search similarity."""
+    def _candidates(self, hits: Iterable[SearchHit], query: str) -> list[Candidate]:
+        """The hits that are catalog items, as candidates scored by their search similarity
+        (plus :data:`WEIGHT` times their share of the query's rare title words, where those
+        count)."""
         items = self.dataset.items
-        return [Candidate(h.item_id, items[h.item_id].title, h.score, {"search": h.score})
-                for h in hits if h.item_id in items]
+        found = [Candidate(h.item_id, items[h.item_id].title, h.score, {"search": h.score})
+                 for h in hits if h.item_id in items]
+        if self._title_words is None:
+            return found
+        shares = self._title_words.scores(query, [c.item_id for c in found])
+        return [c.rescored("title_words", c.score + WEIGHT * shares[c.item_id]) if c.item_id in shares else c
+                for c in found]
 
 
 def _where(constraints: Constraints) -> dict | None:
