@@ -691,9 +691,9 @@ class ConstraintParser:
         # Cameras).
         # Named groups alone ("a DSLR for travel photos": Travel; "a camera sling": Cameras)
         # leave this open too: a leaf found so replaces a group it lies in ("kibble for my
-        # dog": Dog Food, not Dogs; "she started running, she needs shoes") and joins the others ("running stuff, and a watch"), but a
-        # group said after "for" or right before the leaf's word ("camera sling") is no wish
-        # of its own.
+        # dog": Dog Food, not Dogs; "she started running, she needs shoes") and joins the
+        # others ("running stuff, and a watch"), but a group said after "for" or right before
+        # the leaf's word ("camera sling") is no wish of its own.
         groups = [c for c in categories if c.casefold() in self.parents]
         if len(groups) == len(categories) and self.llm_categories:
             said = {leaf: at for head, leaf in self._leaf_heads.items()
