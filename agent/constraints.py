@@ -131,10 +131,13 @@ _FILLER = {
     "no", "yes", "now", "instead", "too", "very", "really", "good", "great", "nice", "new",
     "do", "does", "did", "we", "us", "our", "have", "has", "had", "got", "there", "here",
     "how", "which", "maybe", "perhaps", "just", "about", "around", "i'm", "i'd", "i'll", "i've",
-    "be", "fine", "okay",
+    "be", "fine", "okay", "nor",
 }
 
 
+# Between two names of a list ("Sonara, Auralis or Quietude"), and what may end one.
+_LIST_SEPARATOR = re.compile(r"\s*,\s*(?:(?:or|nor)\s+)?|\s+(?:or|nor|and)\s+", re.IGNORECASE)
+_LIST_END = re.compile(r"\s*,\s*(?:or|nor)\s+|\s+(?:or|nor|and)\s+", re.IGNORECASE)
 _FOR_BEFORE = re.compile(r"\bfor\s+(?:my\s+|the\s+|a\s+|an\s+|our\s+)?$", re.IGNORECASE)
 _NEAR_CHARS = 32  # "sleeve to protect my laptop": a category's two words this close name it
 
@@ -497,6 +500,28 @@ class ConstraintParser:
                 if len(found) == 1 and word not in _FILLER
                 and (leaf := next(iter(found)).casefold()) not in self.parents and " " in leaf}
 
+    def _listed_after(self, text: str, brands: list[str]) -> list[str]:
+        """The brands listed right after one of ``brands`` in ``text`` ("Sonara, Auralis or
+        Quietude", "Pacer nor Velocita", "Optivo and Vantara"), where the list ends in "or",
+        "nor" or an "and" with no comma before it: "not Pacer, Velocita is great" lists
+        nothing."""
+        listed: list[str] = []
+        for brand in brands:
+            at = re.search(rf"(?<!\w){re.escape(brand)}(?!\w)", text, re.IGNORECASE)
+            chain: list[tuple[str, str]] = []
+            end = at.end() if at else None
+            while end is not None:
+                sep = _LIST_SEPARATOR.match(text, end)
+                follower = self.known(text[sep.end():], self._said_brands) if sep else None
+                if follower is None:
+                    break
+                chain.append((sep.group(0), follower))
+                end = sep.end() + len(follower)
+            while chain and not _LIST_END.fullmatch(chain[-1][0]):
+                chain.pop()
+            listed += [name for _, name in chain]
+        return listed
+
     @staticmethod
     def _word_at(text: str, word: str, spans: list[tuple[int, int]]) -> tuple[int, int] | None:
         """Where ``word`` (or its plural) first occurs in ``text`` outside ``spans``."""
@@ -584,6 +609,13 @@ class ConstraintParser:
             else:
                 brands.append(brand)
                 spans.append(at.span())
+        # "not from Sonara, Auralis or Quietude": the brands listed after one that is ruled
+        # out are ruled out with it.
+        for brand in self._listed_after(text, exclude_brands):
+            if brand in brands:
+                brands.remove(brand)
+            if brand not in exclude_brands:
+                exclude_brands.append(brand)
         brands = [b for b in brands if b not in exclude_brands]
         brands, exclude_brands = list(self.with_families(brands)), list(self.with_families(exclude_brands))
         if m := _LIKE.search(text):

@@ -890,3 +890,20 @@ def _family_shop():
 def test_a_name_the_catalog_spells_several_ways_names_every_spelling(message, brands, excluded):
     got = _family_shop().parse(message)
     assert (got.brands, got.exclude_brands) == (brands, excluded)
+
+
+@pytest.mark.parametrize(
+    ("message", "brands", "excluded"),
+    [
+        ("headphones that aren't from Sonara, Auralis or Quietude", (), ("Sonara", "Auralis", "Quietude")),
+        ("no Sonara, Auralis or Quietude headphones", (), ("Sonara", "Auralis", "Quietude")),
+        ("no Optivo nor Vantara", (), ("Optivo", "Vantara")),
+        # a list must end in "or", "nor" or "and": a comma alone may start a new wish
+        ("not Pacer, Velocita is great", ("Velocita",), ("Pacer",)),
+        ("a DSLR, not Optivo, Vantara only", ("Vantara",), ("Optivo",)),
+        ("headphones from Auralis or Quietude, not Sonara", ("Auralis", "Quietude"), ("Sonara",)),
+    ],
+)
+def test_brands_listed_after_one_ruled_out_are_ruled_out(demo, message, brands, excluded):
+    got = demo.parse(message)
+    assert (set(got.brands), set(got.exclude_brands)) == (set(brands), set(excluded))
