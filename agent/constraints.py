@@ -198,25 +198,38 @@ class ConstraintParser:
         return known
 
     @cached_property
-    def plain_brands(self) -> dict[str, str]:
-        """The brands a message may name plainly, without "from" or "by": those whose name,
-        where it occurs in titles, mostly titles the brand's own items. "3D" or "Super Glue"
-        (Amazon brands) mostly describe other brands' products, and so do all the words of
-        "Small Parts": such a brand is wanted only when the message says "from Small Parts"."""
+    def _titles(self) -> tuple[list[tuple[str, str | None]], dict[str, set[int]]]:
+        """The items' lower-cased titles with their brands, and word -> the rows whose title
+        holds it."""
         titles = [(i.title.casefold(), i.brand) for i in self.dataset.items.values()]
         postings: dict[str, set[int]] = {}
         for n, (title, _) in enumerate(titles):
             for word in set(re.findall(r"\w+", title)):
                 postings.setdefault(word, set()).add(n)
+        return titles, postings
+
+    def _brands_titled(self, name: str) -> list[str | None]:
+        """The brand of each item whose title holds ``name`` (lower-cased) as whole words."""
+        titles, postings = self._titles
+        words = re.findall(r"\w+", name)
+        rows = set.intersection(*(postings.get(w, set()) for w in words)) if words else set()
+        pattern = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
+        return [titles[n][1] for n in rows if pattern.search(titles[n][0])]
+
+    @cached_property
+    def plain_brands(self) -> dict[str, str]:
+        """The brands a message may name plainly, without "from" or "by": those whose name,
+        where it occurs in titles, mostly titles the brand's own items. "3D" or "Super Glue"
+        (Amazon brands) mostly describe other brands' products, and so do all the words of
+        "Small Parts": such a brand is wanted only when the message says "from Small Parts"."""
+        titles, postings = self._titles
         plain = {}
         for key, brand in self.brands.items():
             words = re.findall(r"\w+", key)
             if not words:
                 continue
-            rows = set.intersection(*(postings.get(w, set()) for w in words))
-            containing = [n for n in rows
-                          if re.search(rf"(?<!\w){re.escape(key)}(?!\w)", titles[n][0])]
-            own = sum(titles[n][1] == brand for n in containing)
+            containing = self._brands_titled(key)
+            own = containing.count(brand)
 
             # "small" and "parts" each title many brands' items: a brand needs one word that
             # mostly titles its own items (or none at all).
@@ -236,11 +249,9 @@ class ConstraintParser:
         Rubbermaid Commercial Products), and a product line's name after its maker's
         ("Littmann": 3M Littmann; "Sonicare": Philips Sonicare). Only where the titles that
         use the name mostly title those brands' items: not "hardware" (National Hardware)."""
-        titles = [(i.title.casefold(), i.brand) for i in self.dataset.items.values()]
 
         def titled_mostly_by(name: str, family: set[str]) -> bool:
-            pattern = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
-            brands = [brand for title, brand in titles if pattern.search(title)]
+            brands = self._brands_titled(name)
             return bool(brands) and sum(b in family for b in brands) >= len(brands) / 2
 
         families: dict[str, tuple[str, ...]] = {}
@@ -269,6 +280,11 @@ class ConstraintParser:
     def _said_brands(self) -> dict[str, str]:
         """:attr:`brands` and the names of :attr:`brand_families` (each for itself)."""
         return {**{k: k for k in self.brand_families}, **self.brands}
+
+    @cached_property
+    def _plainly_said(self) -> dict[str, str]:
+        """What a message may name plainly: :attr:`plain_brands` and the families' names."""
+        return {**self.plain_brands, **{k: self._said_brands[k] for k in self.brand_families}}
 
     @cached_property
     def has_prices(self) -> bool:
@@ -592,8 +608,7 @@ class ConstraintParser:
         # wanted, unless a negation reaches it.
         # So is a family's name (:attr:`brand_families`) written as a name, capitalised and
         # not first: "staples for my Arrow staple gun", not "a vise for my workshop".
-        plainly = {**self.plain_brands, **{k: self._said_brands[k] for k in self.brand_families}}
-        for brand in self.mentioned(text, plainly):
+        for brand in self.mentioned(text, self._plainly_said):
             at = re.search(rf"(?<!\w){re.escape(brand)}", text, re.IGNORECASE)
             if brand in brands or brand in exclude_brands or at is None or \
                     any(s <= at.start() < e for s, e in spans):
