@@ -36,7 +36,8 @@ __all__ = ["READ_SETS", "VALID_SET", "ReadingSet", "admitted_reading", "own_prod
 # The request sets whose misses have been read (the reader trains on them), the one that
 # validates it (chooses the epoch and whether to use it), and after it the unseen one.
 READ_SETS = ("labelled", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6",
-             "heldout7", "heldout8", "heldout9", "heldout10", "heldout12", "heldout13")
+             "heldout7", "heldout8", "heldout9", "heldout10", "heldout12", "heldout13",
+             "heldout14")
 VALID_SET = "heldout11"
 
 
