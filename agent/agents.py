@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from recagent.agent.explanations import NO_REDRAWS, Redraws
-from recagent.agent.plan import PlanPicker
+from recagent.agent.plan import N_CANDIDATES, PlanPicker
 from recagent.agent.plan_first import PlanFirstPicker
 from recagent.agent.popular import PopularPicker
 from recagent.agent.runner import TurnRunner
@@ -20,7 +20,7 @@ from recagent.tools.toolbox import Toolbox
 __all__ = ["index_free_agent", "llm_agent", "plan_agent", "plan_first_agent"]
 
 
-def plan_agent(tools: Toolbox, llm: LLM | None = None, *, k: int = 5, n_candidates: int = 50,
+def plan_agent(tools: Toolbox, llm: LLM | None = None, *, k: int = 5, n_candidates: int = N_CANDIDATES,
                rerank: str = "retriever", explain_with_llm: bool = True,
                redraws: Redraws = NO_REDRAWS) -> TurnRunner:
     """The fixed plan; the LLM, if any, parses requests, re-ranks and writes prose."""
@@ -28,7 +28,7 @@ def plan_agent(tools: Toolbox, llm: LLM | None = None, *, k: int = 5, n_candidat
                       explain_with_llm=explain_with_llm, redraws=redraws)
 
 
-def llm_agent(tools: Toolbox, llm: LLM, *, k: int = 5, n_candidates: int = 50,
+def llm_agent(tools: Toolbox, llm: LLM, *, k: int = 5, n_candidates: int = N_CANDIDATES,
               rerank: str = "retriever", chat_model: Any = None, max_steps: int = 8,
               redraws: Redraws = NO_REDRAWS) -> TurnRunner:
     """The LLM drives the tools; the fixed plan tops the answer up and stands in for it."""
@@ -37,7 +37,7 @@ def llm_agent(tools: Toolbox, llm: LLM, *, k: int = 5, n_candidates: int = 50,
                       redraws=redraws)
 
 
-def plan_first_agent(tools: Toolbox, llm: LLM, *, k: int = 5, n_candidates: int = 50,
+def plan_first_agent(tools: Toolbox, llm: LLM, *, k: int = 5, n_candidates: int = N_CANDIDATES,
                      rerank: str = "retriever", max_steps: int = 3,
                      redraws: Redraws = NO_REDRAWS) -> TurnRunner:
     """One constrained LLM call plans the searches; the fixed plan filters and ranks."""

@@ -17,14 +17,16 @@ from recagent.llm.base import LLMUnavailable
 from recagent.tools.candidates import Candidate, merge
 from recagent.tools.toolbox import Toolbox
 
-__all__ = ["PlanPicker"]
+__all__ = ["N_CANDIDATES", "PlanPicker"]
+
+N_CANDIDATES = 50  # items each retrieval step brings (the search, the history model)
 
 
 class PlanPicker:
     """``rerank`` is the re-ranking strategy (``retriever``, ``cooccurrence``, ``llm``,
     ``fusion``); "llm" falls back to ``retriever`` when the turn has no LLM."""
 
-    def __init__(self, *, n_candidates: int = 50, rerank: str = "retriever") -> None:
+    def __init__(self, *, n_candidates: int = N_CANDIDATES, rerank: str = "retriever") -> None:
         self.n_candidates = n_candidates
         self.rerank = rerank
 

@@ -212,7 +212,7 @@ class Chat:
         else:
             hits = self.assistant.tools.search_items(phrase, 1)
             # the similarity alone, not what rare title words add to it, meets the threshold
-            if not hits or hits[0].scores.get("search", hits[0].score) < self.match_threshold:
+            if not hits or hits[0].scores.get("cosine", hits[0].score) < self.match_threshold:
                 return Notice(f"I could not find {phrase!r} in the catalog; your history is unchanged.")
             item_id = hits[0].item_id
         if item_id in self.session.seen:

@@ -21,9 +21,11 @@ it, as the agent then does):
 
 - per-field precision and recall against the labels: ``price`` (bounds), ``brands``,
   ``exclude_brands``, ``categories``, ``exclude_categories``;
-- the share of shown items that meet the request: the top 10 of the real ``search_items``
-  tool (Chroma index, MiniLM) for the parsed query under the parsed constraints, as the
-  agent shows a request's results, each checked against every labelled field.
+- the share of shown items that meet the request: the first 10 of the 50 items the real
+  ``search_items`` tool (Chroma index, MiniLM) finds for the parsed query under the parsed
+  constraints, one per title, as the agent's plan shows them to a shopper without history
+  (since session 34; before, the search's own top 10, twins included), each checked against
+  every labelled field.
 
 A price bound counts as right when it is the stated one (``max_price``/``min_price``), lies
 in [X/2, X] (a minimum) or [X, 1.5X] (a maximum) for "around X", or for a price level is on
@@ -51,6 +53,7 @@ from typing import Any
 import yaml
 
 from recagent.agent.constraints import READER, ConstraintParser, combine, parse_with_llm
+from recagent.agent.plan import N_CANDIDATES
 from recagent.catalog.errors import RecAgentError
 from recagent.catalog.model import Dataset, Item
 from recagent.tools.filter_items import Constraints
@@ -317,8 +320,9 @@ def to_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     title = f"{meta['n_requests']} labelled requests ({meta.get('request_set', 'labelled')} set)"
     lines = [f"# Request understanding: {title}", "",
              f"LLM: {meta['llm'] or 'none'}; CPU: {meta['cpu']}; command: `{meta['command']}`", "",
-             ("Precision / recall per field; `shown met`: share of the top-10 shown items "
-              "(search_items under the parsed constraints) that meet the whole request; "
+             ("Precision / recall per field; `shown met`: share of the 10 shown items "
+              "(the first 10 of search_items' 50 under the parsed constraints, one per title, "
+              "as the agent shows them) that meet the whole request; "
               "`read right`: share of the requests read exactly (every labelled field, "
               "nothing more)."), ""]
     readers = sorted({r for by in summary.values() for r in by})
@@ -381,6 +385,7 @@ def evaluate(*, llm_name: str, datasets: list[str] | None, limit: int | None, ou
     from recagent.app.runtime import Runtime
     from recagent.app.settings import Settings
     from recagent.evals.bench_spine import machine_info
+    from recagent.tools.filter_items import FilterItems
     from recagent.tools.search_items import SearchItems
 
     folders, requests = load_requests(request_set)
@@ -410,9 +415,10 @@ def evaluate(*, llm_name: str, datasets: list[str] | None, limit: int | None, ou
         check_labels(chosen, dataset)
         runtime.ensure_index(show_progress=False)
         search_tool = SearchItems(dataset, runtime.encoder, runtime.index)
+        one_per_title = FilterItems(dataset)
 
-        def search(query: str, c: Constraints, tool=search_tool) -> list[str]:
-            return [x.item_id for x in tool(query, SHOWN, c)]
+        def search(query: str, c: Constraints, tool=search_tool, keep=one_per_title) -> list[str]:
+            return [x.item_id for x in keep(tool(query, N_CANDIDATES, c), c).kept[:SHOWN]]
 
         echo(f"{name}: {len(chosen)} requests")
         results[name] = run_requests(dataset, chosen, readers, search, encoder=runtime.encoder)

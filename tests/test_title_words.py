@@ -47,6 +47,8 @@ def test_rare_words_are_those_few_titles_hold():
     assert words.rare_words("a steel rod") == {}  # neither is rare; "a" is no word
     shares = words.scores("blue threadlocker", ["I0", "I4", "I5"])
     assert shares == {"I4": pytest.approx(1.0)}
+    # the standoff's title does not say "spacer"; its leaf category does
+    assert words.scores("a brass spacer", ["I5", "I6"]) == {"I5": pytest.approx(1.0)}
 
 
 def test_only_a_catalog_of_many_leaf_categories_suits():
@@ -66,4 +68,7 @@ def test_a_title_holding_the_rare_word_rises_above_the_alike_sounding(encoder, t
     assert dense("threadlocker", 3)[0].item_id != "I4"  # the lock nuts sound closer
     top = lexical("threadlocker", 3)[0]
     assert top.item_id == "I4"
-    assert top.score == pytest.approx(top.scores["search"] + 0.1)
+    assert top.score == top.scores["search"] == pytest.approx(top.scores["cosine"] + 0.2)
+    # re-ranking orders found items by the search's score, so the shopper sees it first too
+    from recagent.tools.rerank import Rerank
+    assert Rerank(shop)(lexical("threadlocker", 3), [], "retriever")[0].item_id == "I4"

@@ -14,7 +14,8 @@ class Candidate:
     """An item on its way to the user.
 
     ``scores`` keeps one score per source that produced or re-scored it ("retriever",
-    "search", "cooccurrence", "llm", "ranker", "fusion"); ``score`` is the one the current order uses.
+    "search", "cooccurrence", "llm", "ranker", "fusion"; a search also keeps its bare
+    similarity as "cosine"); ``score`` is the one the current order uses.
     ``evidence`` holds the history items it relates to (closest first).
     """
 

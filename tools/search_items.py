@@ -84,16 +84,16 @@ class SearchItems(Tool):
         return sorted(found, key=lambda c: -c.score)[:k]
 
     def _candidates(self, hits: Iterable[SearchHit], query: str) -> list[Candidate]:
-        """The hits that are catalog items, as candidates scored by their search similarity
-        (plus :data:`WEIGHT` times their share of the query's rare title words, where those
-        count)."""
+        """The hits that are catalog items, as candidates scored by the search: their
+        similarity (``scores["cosine"]``) plus :data:`WEIGHT` times their share of the query's
+        rare title words, where those count (``scores["search"]``, the order re-ranking reads)."""
         items = self.dataset.items
-        found = [Candidate(h.item_id, items[h.item_id].title, h.score, {"search": h.score})
+        found = [Candidate(h.item_id, items[h.item_id].title, h.score, {"cosine": h.score, "search": h.score})
                  for h in hits if h.item_id in items]
         if self._title_words is None:
             return found
         shares = self._title_words.scores(query, [c.item_id for c in found])
-        return [c.rescored("title_words", c.score + WEIGHT * shares[c.item_id]) if c.item_id in shares else c
+        return [c.rescored("search", c.score + WEIGHT * shares[c.item_id]) if c.item_id in shares else c
                 for c in found]
 
 
