@@ -58,8 +58,8 @@ from recagent.catalog.errors import RecAgentError
 from recagent.catalog.model import Dataset, Item
 from recagent.tools.filter_items import Constraints
 
-__all__ = ["FIELDS", "Request", "agent_reading", "as_the_agent_prices", "data_root", "load_requests", "main",
-           "read_right", "run_requests", "score_fields", "shown_meets", "write_reports"]
+__all__ = ["FIELDS", "Request", "agent_reading", "as_the_agent_prices", "attainable", "data_root", "load_requests",
+           "main", "read_right", "run_requests", "score_fields", "shown_meets", "write_reports"]
 
 FIELDS = ("price", "brands", "exclude_brands", "categories", "exclude_categories")
 SHOWN = 10
@@ -243,12 +243,31 @@ def shown_meets(r: Request, item: Item, prices: _Prices) -> bool:
 Reader = Callable[[ConstraintParser, str], Constraints]
 
 
+def attainable(r: Request, dataset: Dataset, prices: _Prices) -> tuple[int, int]:
+    """(items that could meet ``r``, items that could be shown): over the catalog, one per
+    title, at most :data:`SHOWN` each; the first counts what meets every labelled field, the
+    second what meets the fields a filter can hold (all but ``keywords``: Amazon's product
+    words). Their ratio is the most a list that keeps the request's filters could score: four
+    anti-seize compounds among the items a search may show mean at most 0.4."""
+    loose = replace(r, keywords=())
+    meet: set[str] = set()
+    could: set[str] = set()
+    for item in dataset.items.values():
+        if shown_meets(loose, item, prices):
+            could.add(item.title_key)
+            if r.keywords and shown_meets(r, item, prices):
+                meet.add(item.title_key)
+    return min(len(meet if r.keywords else could), SHOWN), min(len(could), SHOWN)
+
+
 def run_requests(dataset: Dataset, requests: list[Request], readers: dict[str, Reader],
                  search: Callable[[str, Constraints], list[str]], *, encoder=None) -> dict[str, Any]:
     """Per reader: field counts, shown-item counts, per-request rows and timings. ``encoder``:
     the search tool's, which the parser uses as the agent's does (categories by meaning)."""
     parser = ConstraintParser(dataset, encoder=encoder)
     prices = _Prices(dataset)
+    best = [attainable(r, dataset, prices) for r in requests]
+    ceiling = {"ceiling_met": sum(m for m, _ in best), "ceiling_shown": sum(n for _, n in best)}
     out: dict[str, Any] = {}
     for name, read in readers.items():
         counts = {f: [0, 0, 0, 0] for f in FIELDS}
@@ -268,7 +287,7 @@ def run_requests(dataset: Dataset, requests: list[Request], readers: dict[str, R
             shown += len(ok)
             rows.append({"message": r.message, "parsed": c.describe(), "query": c.query,
                          "shown": len(ok), "met": sum(ok)})
-        out[name] = {"fields": counts, "met": met, "shown": shown, "rows": rows,
+        out[name] = {"fields": counts, "met": met, "shown": shown, "rows": rows, **ceiling,
                      "read_right": exact, "requests": len(requests),
                      "seconds_median": round(statistics.median(seconds), 3),
                      "seconds_p95": round(sorted(seconds)[int(0.95 * (len(seconds) - 1))], 3)}
@@ -284,7 +303,8 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     total: dict[str, dict[str, Any]] = defaultdict(lambda: {"fields": {f: [0, 0, 0, 0] for f in FIELDS},
                                                             "met": 0, "shown": 0,
-                                                            "read_right": 0, "requests": 0})
+                                                            "read_right": 0, "requests": 0,
+                                                            "ceiling_met": 0, "ceiling_shown": 0})
     for dataset, by_reader in results.items():
         summary[dataset] = {}
         for reader, res in by_reader.items():
@@ -292,7 +312,7 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
             for f in FIELDS:
                 for k in range(4):
                     total[reader]["fields"][f][k] += res["fields"][f][k]
-            for key in ("met", "shown", "read_right", "requests"):
+            for key in ("met", "shown", "read_right", "requests", "ceiling_met", "ceiling_shown"):
                 total[reader][key] += res.get(key, 0)
     summary["all"] = {reader: _metrics(res) for reader, res in total.items()}
     return summary
@@ -304,6 +324,7 @@ def _metrics(res: dict[str, Any]) -> dict[str, Any]:
         for f, (right, got, truth, found) in res["fields"].items()
     }
     out["shown_met"] = _ratio(res["met"], res["shown"])
+    out["ceiling"] = _ratio(res.get("ceiling_met", 0), res.get("ceiling_shown", 0))
     out["shown"] = res["shown"]
     out["read_right"] = _ratio(res.get("read_right", 0), res.get("requests", 0))
     for key in ("seconds_median", "seconds_p95"):
@@ -324,11 +345,13 @@ def to_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
               "(the first 10 of search_items' 50 under the parsed constraints, one per title, "
               "as the agent shows them) that meet the whole request; "
               "`read right`: share of the requests read exactly (every labelled field, "
-              "nothing more)."), ""]
+              "nothing more); `ceiling`: the most any reading and search could score here, "
+              "where the catalog holds fewer than 10 items (one per title) that meet a "
+              "request among those its filters leave."), ""]
     readers = sorted({r for by in summary.values() for r in by})
     header = ("| dataset | reader | " + " | ".join(FIELDS) +
-              " | shown met | read right | parse s (median / p95) |")
-    lines += [header, "|" + "---|" * (len(FIELDS) + 5)]
+              " | shown met | ceiling | read right | parse s (median / p95) |")
+    lines += [header, "|" + "---|" * (len(FIELDS) + 6)]
     for dataset, by_reader in summary.items():
         for reader in readers:
             m = by_reader.get(reader)
@@ -339,7 +362,8 @@ def to_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
             timing = (f"{m['seconds_median']:.2f} / {m['seconds_p95']:.2f}"
                       if "seconds_median" in m else "")
             lines.append(f"| {dataset} | {reader} | " + " | ".join(cells) +
-                         f" | {_fmt(m['shown_met'])} | {_fmt(m.get('read_right'))} | {timing} |")
+                         f" | {_fmt(m['shown_met'])} | {_fmt(m.get('ceiling'))} | {_fmt(m.get('read_right'))}"
+                         f" | {timing} |")
     return "\n".join(lines) + "\n"
 
 

@@ -68,6 +68,24 @@ def test_a_shown_item_must_meet_every_labelled_field():
     assert [shown_meets(ask, shop.items[i], prices) for i in ("P0", "P1", "P2")] == [True, False, True]
 
 
+def test_the_ceiling_counts_what_the_catalog_could_show_one_per_title():
+    from recagent.evals.requests import Request, _Prices, attainable
+
+    parts = [Item(f"A{i}", "Anti-Seize Compound, 8 oz", category=("Lubricants",), brand="Loctite")
+             for i in range(3)]  # one product under three ids
+    parts += [Item("B0", "Copper Anti-Seize Paste", category=("Lubricants",), brand="Dynatex")]
+    parts += [Item(f"C{i}", f"Lithium Grease {i}", category=("Lubricants",), brand="Loctite") for i in range(12)]
+    shop = Dataset("parts", parts, [])
+    prices = _Prices(shop)
+    # two anti-seize titles among the 16 items, of which a list of 10 could show at most 2
+    assert attainable(Request("amazon", "anti-seize", keywords=("seize",)), shop, prices) == (2, 10)
+    # a brand the filter holds: Loctite's 13 items hold one anti-seize title
+    assert attainable(Request("amazon", "Loctite anti-seize", brands=("Loctite",), keywords=("seize",)),
+                      shop, prices) == (1, 10)
+    # what a filter can say in full is met by everything it leaves
+    assert attainable(Request("amazon", "Dynatex", brands=("Dynatex",)), shop, prices) == (1, 1)
+
+
 def test_the_held_out_set_loads_and_its_demo_labels_are_the_catalogs_spelling():
     from recagent.catalog.demo_shop import generate_demo_shop
     from recagent.evals.requests import REQUEST_SETS, check_labels, load_requests
