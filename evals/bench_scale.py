@@ -42,6 +42,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from recagent.evals.data import data_root
+
 STAGES = ("generate", "index", "train", "tune", "evaluate", "serve")
 DEFAULT_SIZES = ("3000x3000,30000x3000,100000x3000,1000000x3000,"
                  "3000x10000,3000x30000,3000x100000")
@@ -188,8 +190,7 @@ def _child(stage: str, home: Path, args: argparse.Namespace, users: int, items: 
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    repo = Path(__file__).resolve().parents[1]
-    default_dir = os.environ.get("RECAGENT_DATA_DIR") or str(repo.parent / "shared" / "data")
+    default_dir = str(data_root())
     p = argparse.ArgumentParser(prog="python -m recagent.evals.bench_scale", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default=DEFAULT_SIZES, help="comma-separated USERSxITEMS")

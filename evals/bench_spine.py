@@ -31,6 +31,7 @@ from recagent.app.runtime import Runtime
 from recagent.app.settings import Settings
 from recagent.catalog.load import load_dataset
 from recagent.catalog.model import Dataset
+from recagent.evals.data import data_root
 from recagent.evals.models import harness_model
 from recagent.protocol.ranking import evaluate_scorer
 from recagent.protocol.split import leave_one_out
@@ -203,8 +204,7 @@ def _table(report: dict[str, Any]) -> Any:
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    repo = Path(__file__).resolve().parents[1]
-    default_dir = os.environ.get("RECAGENT_DATA_DIR") or str(repo.parent / "shared" / "data")
+    default_dir = str(data_root())
     p = argparse.ArgumentParser(prog="python -m recagent.evals.bench_spine", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated")

@@ -18,13 +18,13 @@ from pathlib import Path
 
 from recagent.agent.constraints import ConstraintParser
 from recagent.catalog.model import Dataset
+from recagent.evals.data import data_root
 from recagent.evals.request_readings import reading_of
 from recagent.evals.requests import (
     Request,
     _Prices,
     agent_reading,
     as_the_agent_prices,
-    data_root,
     load_requests,
     read_right,
 )

@@ -40,7 +40,6 @@ the right side of the wanted category's median price (a maximum at or below it f
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from collections import defaultdict
@@ -56,9 +55,10 @@ from recagent.agent.constraints import READER, ConstraintParser, combine, parse_
 from recagent.agent.plan import N_CANDIDATES
 from recagent.catalog.errors import RecAgentError
 from recagent.catalog.model import Dataset, Item
+from recagent.evals.data import data_root
 from recagent.tools.filter_items import Constraints
 
-__all__ = ["FIELDS", "Request", "agent_reading", "as_the_agent_prices", "attainable", "data_root", "load_requests",
+__all__ = ["FIELDS", "Request", "agent_reading", "as_the_agent_prices", "attainable", "load_requests",
            "main", "read_right", "run_requests", "score_fields", "shown_meets", "write_reports"]
 
 FIELDS = ("price", "brands", "exclude_brands", "categories", "exclude_categories")
@@ -185,11 +185,6 @@ def score_fields(r: Request, c: Constraints, prices: _Prices) -> dict[str, tuple
     got = {x.casefold() for x in c.categories}
     out["categories"] = (len(got & acceptable), len(got), int(bool(acceptable)), int(bool(got & acceptable)))
     return out
-
-
-def data_root() -> Path:
-    """Where the real datasets are: ``RECAGENT_DATA_DIR``, else ``../shared/data``."""
-    return Path(os.environ.get("RECAGENT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 def agent_reading(parser: ConstraintParser, llm, message: str, *, adapter: str | None = None) -> Constraints:
