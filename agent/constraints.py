@@ -44,6 +44,10 @@ _MAX_AFTER = re.compile(_MARKED + r"\s*(?:or less|or under|or cheaper|max(?:imum
 # count).
 _MAX_AFTER_BARE = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:or less|or under|or cheaper|tops|at (?:the (?:very )?)?most)\b",
                              re.IGNORECASE)
+# "a down sleeping bag, 150 to 250", "a laptop, 2000 max", "a tripod, 150 or more": bare
+# numbers are a price where they open a clause of their own (after a comma, or "spend") and
+# end it ("a tent, 2 to 3 people", "a set for ages 8 to 12" are not), in a catalog with prices.
+_BARE_OPENS = r"(?:(?<=,)|(?<=;)|(?<=:)|\b(?:pay|paying|spend|spending|budget|costs?|costing)\b)\s*"
 # "somewhere near 1000 dollars", "close to $40": a vague amount.
 _AROUND_CUE = (r"\b(?:somewhere\s+)?(?:around|about|roughly|approximately|approx\.?|~|in the region of|give or take|"
                r"near|close to|"
@@ -64,6 +68,11 @@ _CLAUSE_END = (r"\s*(?:or so\b)?\s*(?=$|[,.;!?]|\band\b|\bbut\b|"
                r"\b(?:would|is|should|will|works?|sounds?|seems?)\s+(?:be\s+)?(?:fine|ok|okay|good|great|"
                r"perfect|ideal|enough|right|my budget|the budget|the limit)\b)")
 _AROUND_BARE = re.compile(_AROUND_CUE + r"(\d+(?:[.,]\d+)?)" + _CLAUSE_END, re.IGNORECASE)
+_RANGE_BARE = re.compile(_BARE_OPENS + r"(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*(\d+(?:[.,]\d+)?)" + _CLAUSE_END,
+                         re.IGNORECASE)
+_MAX_BARE_OPEN = re.compile(_BARE_OPENS + r"(\d+(?:[.,]\d+)?)\s*max(?:imum)?" + _CLAUSE_END, re.IGNORECASE)
+_MIN_BARE_OPEN = re.compile(_BARE_OPENS + r"(\d+(?:[.,]\d+)?)\s*(?:or (?:more|above|over|higher)|and up(?:wards)?|"
+                            r"plus)" + _CLAUSE_END, re.IGNORECASE)
 _MIN = re.compile(r"\b(?:over|above|more than|at least|min(?:imum)?|from|(?:no|not) (?:less|cheaper|lower) than|not (?:under|below)|"
                   r">=?)\s*" + _MONEY, re.IGNORECASE)
 # "nothing over $80", "nothing that costs more than 100": a negated minimum is a maximum.
@@ -555,7 +564,7 @@ class ConstraintParser:
 
         text = spell_prices(message)  # "under a hundred" -> "under 100"
         if m := (_BETWEEN.search(text) or _RANGE.search(text) or _RANGE_MARKED.search(text)
-                 or (self.has_prices and _FROM_TO.search(text))):
+                 or (self.has_prices and (_FROM_TO.search(text) or _RANGE_BARE.search(text)))):
             low, high = sorted((_money(m.group(1)), _money(m.group(2))))
             found.update(min_price=low, max_price=high)
             take(m)
@@ -570,8 +579,11 @@ class ConstraintParser:
             elif m := _MAX_AFTER.search(text):
                 found["max_price"] = _money(m.group(1) or m.group(2))
                 take(m)
-            elif m := _MAX_AFTER_BARE.search(text):
+            elif m := _MAX_AFTER_BARE.search(text) or (self.has_prices and _MAX_BARE_OPEN.search(text)):
                 found["max_price"] = _money(m.group(1))
+                take(m)
+            elif self.has_prices and (m := _MIN_BARE_OPEN.search(text)):
+                found["min_price"] = _money(m.group(1))
                 take(m)
             # "from $50" is a price, "from 1995" is not: "from" needs the dollar sign.
             m = _MIN.search(text)

@@ -491,6 +491,14 @@ def test_the_category_by_meaning_reads_only_what_is_not_negated():
         ("socks for about a fiver", 4.0, 6.0),
         ("an espresso maker for a small flat, 150 at most", None, 150.0),
         ("a grinder, 50 at the very most", None, 50.0),
+        # bare numbers that open their own clause and end it
+        ("a down sleeping bag, 150 to 250", 150.0, 250.0),
+        ("a heavy tripod, 150 or more", 150.0, None),
+        ("a laptop for video editing, 2000 max", None, 2000.0),
+        ("a tent, 150 or more would be fine", 150.0, None),
+        ("a tent, 2 to 3 people", None, None),  # a noun follows: a count
+        ("a building set for ages 8 to 12", None, None),  # no clause of their own
+        ("a tent for 4 or more", None, None),
     ],
 )
 def test_more_ways_of_saying_a_price(demo, message, low, high):
@@ -511,6 +519,9 @@ def test_from_to_is_a_price_only_where_items_have_prices():
     films = ConstraintParser(Dataset("films", [Item("M1", "Heat (1995)", category=("Crime",))], []))
     c = films.parse("movies from 1990 to 1995")
     assert (c.min_price, c.max_price) == (None, None)
+    for message in ("a war film, 1960 to 1970", "a western, 1950 or more", "a comedy, 90 max"):
+        c = films.parse(message)
+        assert (c.min_price, c.max_price) == (None, None), message
 
 
 @pytest.mark.parametrize("message", ["a sleeve, skip {b}", "leave out {b}, they fall apart",
