@@ -151,6 +151,21 @@ _FOR_BEFORE = re.compile(r"\bfor\s+(?:my\s+|the\s+|a\s+|an\s+|our\s+)?$", re.IGN
 _NEAR_CHARS = 32  # "sleeve to protect my laptop": a category's two words this close name it
 
 
+_NOT_A_VERB = frozenset({"the", "a", "an", "my", "your", "our", "their", "his", "her", "its", "me", "us", "them"})
+
+
+def _purpose_starts(words: list[str], n: int) -> bool:
+    """Whether ``words[n]`` opens what the product is for: "for", or "to" before a verb ("to
+    seal a door"; not "2 to 3", "up to", "measures to the gram")."""
+    word = words[n].casefold()
+    if word == "for":
+        return n > 0
+    if word != "to" or n == 0 or n + 1 >= len(words):
+        return False
+    before, after = words[n - 1].casefold(), words[n + 1].casefold()
+    return not (before[:1].isdigit() or before == "up" or after[:1].isdigit() or after in _NOT_A_VERB)
+
+
 def _singular(name: str) -> str:
     """``name`` without its plural ending ("watches" -> "watch", "dog leashes" -> "dog leash",
     "tents" -> "tent"); a name's singular or plural then matches ``stem(?:s|es)?``."""
@@ -805,10 +820,11 @@ class ConstraintParser:
             words.pop(0)
         while words and words[-1].casefold() in _FILLER:
             words.pop()
-        # "lubricant for squeaky hinges", "microscope slides for looking at pond water": in a
-        # catalog of many long category paths (Amazon's), searched by its product titles, the
-        # product said before "for" is what a title names; what it is for only blurs the search.
-        cut = next((n for n, w in enumerate(words) if w.casefold() == "for"), None)
+        # "lubricant for squeaky hinges", "microscope slides for looking at pond water", "foam
+        # tape to seal a drafty door": in a catalog of many long category paths (Amazon's),
+        # searched by its product titles, the product said before "for" or an infinitive "to"
+        # is what a title names; what it is for only blurs the search.
+        cut = next((n for n, w in enumerate(words) if _purpose_starts(words, n)), None)
         if not self.llm_categories and cut and any(w.casefold() not in _FILLER for w in words[:cut]):
             words = words[:cut]
             while words and words[-1].casefold() in _FILLER:

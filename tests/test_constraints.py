@@ -675,6 +675,11 @@ def test_a_title_searched_catalog_searches_for_the_product_not_its_use(demo):
     assert parts.parse("lubricant for squeaky hinges").query == "lubricant"
     assert parts.parse("microscope slides for looking at pond water").query == "microscope slides"
     assert parts.parse("something for squeaky hinges").query == "squeaky hinges"
+    # an infinitive "to" says what it is for too; a "to" that is no verb's is kept
+    assert parts.parse("foam tape to seal a drafty door").query == "foam tape"
+    assert parts.parse("a length of chain to hang a light fixture").query == "length of chain"
+    assert parts.parse("a kitchen scale that measures to the gram").query == "kitchen scale that measures to the gram"
+    assert parts.parse("M3 screws, 6 to 12 mm").query == "M3 screws 6 to 12 mm"
     # A catalog whose categories are named keeps what the product is for.
     assert demo.parse("a sleeping bag for winter camping").query == "sleeping bag for winter camping"
 
