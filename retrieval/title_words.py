@@ -55,7 +55,8 @@ def _words(text: str) -> set[str]:
 
 
 class TitleWords:
-    """Which items' titles hold which words, and how rare each word is."""
+    """Which items' titles (with their leaf category's name) hold which words, and how rare
+    each word is."""
 
     def __init__(self, dataset: Dataset, *, rare_share: float = RARE_SHARE) -> None:
         self._titles: dict[str, set[str]] = defaultdict(set)  # word -> item ids
