@@ -19,6 +19,7 @@ from recagent.agent.price_words import spell_prices
 from recagent.catalog.errors import ToolError
 from recagent.catalog.model import Dataset
 from recagent.prompts import render
+from recagent.retrieval.title_words import title_word
 from recagent.tools.filter_items import Constraints, FilterItems
 
 if TYPE_CHECKING:
@@ -166,14 +167,6 @@ def _purpose_starts(words: list[str], n: int) -> bool:
     return not (before[:1].isdigit() or before == "up" or after[:1].isdigit() or after in _NOT_A_VERB)
 
 
-def _singular(name: str) -> str:
-    """``name`` without its plural ending ("watches" -> "watch", "dog leashes" -> "dog leash",
-    "tents" -> "tent"); a name's singular or plural then matches ``stem(?:s|es)?``."""
-    if len(name) > 4 and (cut := re.sub(r"(ch|sh|ss|x)es$", r"\1", name)) != name:
-        return cut
-    return name[:-1] if name.endswith("s") and len(name) > 3 else name
-
-
 # Plurals that no "s" or "es" makes: "a computer mouse" names Computer Mice.
 _IRREGULAR_PLURALS = {"mice": "mouse", "geese": "goose", "teeth": "tooth", "feet": "foot",
                       "children": "child", "knives": "knife", "leaves": "leaf", "shelves": "shelf",
@@ -183,7 +176,7 @@ _IRREGULAR_PLURALS = {"mice": "mouse", "geese": "goose", "teeth": "tooth", "feet
 def _forms(name: str) -> str:
     """A regex for ``name`` in the singular or the plural ("tents?", "watch(?:es)?",
     "computer (?:mice|mouse)")."""
-    forms = [re.escape(_singular(name)) + "(?:s|es)?"]
+    forms = [re.escape(title_word(name)) + "(?:s|es)?"]
     *head, last = name.split(" ")
     for plural, single in _IRREGULAR_PLURALS.items():
         if last.casefold() in (plural, single):
@@ -384,10 +377,10 @@ class ConstraintParser:
             # "... Tripod with Fluid Head", "... Board Game for 3-6 Players": what comes with
             # the product, or whom it is for, names no product.
             named = re.split(r"\s(?:with|for)\s", item.title.casefold())[0]
-            for word in {_singular(w) for w in re.findall(r"[a-z]{3,}", named)}:
+            for word in {title_word(w) for w in re.findall(r"[a-z]{3,}", named)}:
                 leaves = counts.setdefault(word, {})
                 leaves[item.category[-1]] = leaves.get(item.category[-1], 0) + 1
-        reserved = {_singular(w) for name in [*self.brands, *self.categories]
+        reserved = {title_word(w) for name in [*self.brands, *self.categories]
                     for w in re.findall(r"[a-z]{3,}", name)} | _FILLER
         words = {}
         for word, leaves in counts.items():
@@ -416,7 +409,7 @@ class ConstraintParser:
         nowhere near a camera."""
         named: dict[str, tuple[int, int]] = {}
         for m in re.finditer(r"[A-Za-z]{3,}", text):
-            leaf = self._title_words.get(_singular(m.group(0).casefold()))
+            leaf = self._title_words.get(title_word(m.group(0).casefold()))
             if leaf and leaf not in named and not any(s <= m.start() < e for s, e in spans) and \
                     (not brands or any(b in self._leaf_brands.get(leaf, ()) for b in brands)):
                 named[leaf] = m.span()
@@ -535,7 +528,7 @@ class ConstraintParser:
         names: dict[str, set[str]] = {}
         for lower, name in self.categories.items():
             for word in re.findall(r"[a-z0-9]{3,}", lower):
-                names.setdefault(_singular(word), set()).add(name)
+                names.setdefault(title_word(word), set()).add(name)
         return {word: next(iter(found)) for word, found in names.items()
                 if len(found) == 1 and word not in _FILLER
                 and (leaf := next(iter(found)).casefold()) not in self.parents and " " in leaf}
@@ -710,7 +703,7 @@ class ConstraintParser:
         for c in [c for c in categories if c.casefold() in self.parents]:
             g0, g1 = found_at[c]
             after = re.match(r"[\s-]+([A-Za-z]{3,})", text[g1:])
-            own = [(g0, g1)] if after and _singular(after.group(1).casefold()) in self._title_words else []
+            own = [(g0, g1)] if after and title_word(after.group(1).casefold()) in self._title_words else []
             heads = {name: at for lower, name in self.categories.items()
                      if lower not in self.parents and " " in lower
                      and (at := self._word_at(text, lower.rsplit(" ", 1)[1], [*spans, *own]))}

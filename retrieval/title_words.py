@@ -42,7 +42,9 @@ MANY_LEAVES = 80  # a catalog of more leaf categories than this names products i
 
 
 def title_word(word: str) -> str:
-    """``word`` without a plural ending ("standoffs" -> "standoff", "boxes" -> "box")."""
+    """``word`` without a plural ending ("standoffs" -> "standoff", "boxes" -> "box", "dog
+    leashes" -> "dog leash"; not "glass"): a name's singular or plural then matches
+    ``singular(?:s|es)?``."""
     if len(word) > 4 and word.endswith("es") and word[:-2].endswith(("ch", "sh", "x", "ss")):
         return word[:-2]
     if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
