@@ -35,7 +35,7 @@ _MONEY = r"\$?\s*(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks)?"
 # "my budget's $300", "a budget of 300", "my limit is 120": a budget or a limit with an amount
 # is a ceiling ("my budget is about 200" is read as "about" first).
 # "no less than 300", "not cheaper than 50" are floors (_MIN), not ceilings.
-_MAX = re.compile(r"\b(?<!\bno )(?<!\bnot )(?:under|below|less than|cheaper than|at most|max(?:imum)?|up to|no more than|"
+_MAX = re.compile(r"\b(?<!\bno )(?<!\bnot )(?:under|below|less than|cheaper than|less expensive than|at most|max(?:imum)?|up to|no more than|"
                   r"(?:budget|limit)(?:'s|\s+is|\s+of)?|<=?)\s*" + _MONEY, re.IGNORECASE)
 # An amount marked as money ("$20", "20 bucks") followed by "max", "or less", "tops".
 _MARKED = r"(?:\$\s*(\d+(?:[.,]\d+)?)|(\d+(?:[.,]\d+)?)\s*(?:\$|dollars?|usd|bucks))"
@@ -74,7 +74,10 @@ _RANGE_BARE = re.compile(_BARE_OPENS + r"(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*(\d+(?:[
 _MAX_BARE_OPEN = re.compile(_BARE_OPENS + r"(\d+(?:[.,]\d+)?)\s*max(?:imum)?" + _CLAUSE_END, re.IGNORECASE)
 _MIN_BARE_OPEN = re.compile(_BARE_OPENS + r"(\d+(?:[.,]\d+)?)\s*(?:or (?:more|above|over|higher)|and up(?:wards)?|"
                             r"plus)" + _CLAUSE_END, re.IGNORECASE)
+# "pricier than 30", "more expensive than $50" are floors; "nothing pricier than 30" (a negated
+# floor, :data:`_NEGATED_MIN`) is a ceiling.
 _MIN = re.compile(r"\b(?:over|above|more than|at least|min(?:imum)?|from|(?:no|not) (?:less|cheaper|lower) than|not (?:under|below)|"
+                  r"(?:pricier|more expensive|dearer|costlier) than|"
                   r">=?)\s*" + _MONEY, re.IGNORECASE)
 # "nothing over $80", "nothing that costs more than 100": a negated minimum is a maximum.
 _NEGATED_MIN = re.compile(r"\b(?:nothing|not|never|no|none|anything but|"
@@ -126,7 +129,7 @@ _RANGE_MARKED = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*(\d+(?:[.,]\d+)?)\
 # "any brand but Memoro", "any make other than Kestrel": every brand but one is one excluded.
 _ANY_BUT = r"any(?:thing|one|\s+(?:other\s+)?(?:brand|make|label|maker)s?)\s+(?:but|other than)"
 _NEGATE = re.compile(r"\b(?:no|not|without|except|avoid|exclude|excluding|"
-                     r"(?:nothing|none)\s+(?:made\s+)?(?:from|by)|" + _ANY_BUT
+                     r"(?:nothing|none)\s+(?:(?:made\s+)?(?:from|by)|about|with)|" + _ANY_BUT
                      + r"|hate)\s+(?:any\s+|more\s+)?([\w&'.\- ]+)", re.IGNORECASE)
 _ONLY = re.compile(r"\b(?:only|just|from|by|made by)\s+([\w&'.\- ]+)", re.IGNORECASE)
 _LIKE = re.compile(r"\b(?:more like|similar to|like|same as)\s*(?:#|number|no\.?|item)\s*(\d+)", re.IGNORECASE)
@@ -141,13 +144,15 @@ _FILLER = {
     "no", "yes", "now", "instead", "too", "very", "really", "good", "great", "nice", "new",
     "do", "does", "did", "we", "us", "our", "have", "has", "had", "got", "there", "here",
     "how", "which", "maybe", "perhaps", "just", "about", "around", "i'm", "i'd", "i'll", "i've",
-    "be", "fine", "okay", "nor",
+    "be", "fine", "okay", "nor", "nothing",
 }
 
 
 # Between two names of a list ("Sonara, Auralis or Quietude"), and what may end one.
 _LIST_SEPARATOR = re.compile(r"\s*,\s*(?:(?:or|nor)\s+)?|\s+(?:or|nor|and)\s+", re.IGNORECASE)
 _LIST_END = re.compile(r"\s*,\s*(?:or|nor)\s+|\s+(?:or|nor|and)\s+", re.IGNORECASE)
+# The same separators, ending the text before a name ("Zentrix and |Beatline are out").
+_SEPARATOR_BEFORE = re.compile(r"(?:\s*,\s*(?:(?:or|nor|and)\s+)?|\s+(?:or|nor|and)\s+)$", re.IGNORECASE)
 _FOR_BEFORE = re.compile(r"\bfor\s+(?:my\s+|the\s+|a\s+|an\s+|our\s+)?$", re.IGNORECASE)
 _NEAR_CHARS = 32  # "sleeve to protect my laptop": a category's two words this close name it
 
@@ -555,6 +560,23 @@ class ConstraintParser:
             listed += [name for _, name in chain]
         return listed
 
+    def _listed_before(self, text: str, brand: str) -> list[str]:
+        """The brands listed right before ``brand`` in ``text`` ("Zentrix and Beatline are
+        out", "Pacer, Velocita or Stridelite is excluded"), where the separator right before
+        ``brand`` is "or", "nor" or "and": "Velocita is great, Pacer is out" lists nothing."""
+        at = re.search(rf"(?<!\w){re.escape(brand)}(?!\w)", text, re.IGNORECASE)
+        chain: list[tuple[str, str]] = []
+        end = at.start() if at else None
+        while end is not None and (sep := _SEPARATOR_BEFORE.search(text[:end])):
+            words = text[:sep.start()].split()
+            leader = next((name for k in range(min(len(words), 5), 0, -1)
+                           if (name := self._said_brands.get(" ".join(words[-k:]).casefold()))), None)
+            if leader is None:
+                break
+            chain.append((sep.group(0), leader))
+            end = sep.start() - len(leader)
+        return [name for _, name in chain] if chain and _LIST_END.fullmatch(chain[0][0]) else []
+
     @staticmethod
     def _word_at(text: str, word: str, spans: list[tuple[int, int]]) -> tuple[int, int] | None:
         """Where ``word`` (or its plural) first occurs in ``text`` outside ``spans``."""
@@ -645,8 +667,12 @@ class ConstraintParser:
                 brands.append(brand)
                 spans.append(at.span())
         # "not from Sonara, Auralis or Quietude": the brands listed after one that is ruled
-        # out are ruled out with it.
-        for brand in self._listed_after(text, exclude_brands):
+        # out are ruled out with it; "Zentrix and Beatline are out": so are those listed
+        # before one ruled out by what follows it.
+        after = [b for b in exclude_brands if (at := re.search(rf"(?<!\w){re.escape(b)}(?!\w)", text, re.IGNORECASE))
+                 and _NEGATION_AFTER.search(text[at.end():])]
+        for brand in self._listed_after(text, exclude_brands) + \
+                [b for negated in after for b in self._listed_before(text, negated)]:
             if brand in brands:
                 brands.remove(brand)
             if brand not in exclude_brands:
@@ -882,6 +908,8 @@ def constraint_schema(parser: ConstraintParser, message: str) -> dict:
 
 
 _NEGATION = re.compile(r"\b(?:no|not|never|without|except|avoid|hate|other than|" + _ANY_BUT + "|"
+                       # "nothing about war", not "nothing but Pacer" (only Pacer)
+                       r"nothing(?!\s+(?:but|other than|except)\b)|"
                        r"instead of|rather than|\w+n't|isn't|aren't|done with|sick of|tired of|"
                        r"fed up with|stay away from|steer clear of|dislike|skip|leave out|"
                        r"enough of|bad luck with|bad experiences? with|disappointed (?:with|by|in)|"
@@ -903,8 +931,10 @@ def _clause_before(text: str, at: int) -> str:
 # "I'm over Stridelite": done with it (right before the name only: "I'm over 60 and need ...").
 _OVER_IT = re.compile(r"\b(?:i'm|i am|we're|we are)\s+(?:so\s+|totally\s+|completely\s+)?over\s+$",
                       re.IGNORECASE)
-# "Aquaflow isn't an option", "Wildhaven is out", "Pacer is a no-go": a negation said after a name.
-_NEGATION_AFTER = re.compile(r"^\s*(?:(?:is|are)\s*n[o']t\s+(?:an?\s+)?(?:option|choice|possibility)|"
+# "Aquaflow isn't an option", "Wildhaven is out", "Pacer is a no-go", "Vertex excluded": a
+# negation said after a name.
+_NEGATION_AFTER = re.compile(r"^\s*(?:(?:(?:is|are)\s+)?(?:excluded|ruled out|not wanted|banned)\b|"
+                             r"(?:is|are)\s*n[o']t\s+(?:an?\s+)?(?:option|choice|possibility)|"
                              r"(?:is|are)\s+(?:out\b(?!\s+of\s+stock)|off the table|out of the question|"
                              r"(?:a\s+)?no[- ]go|a no\b))", re.IGNORECASE)
 
@@ -1002,6 +1032,13 @@ def parse_with_llm(llm, rules: ConstraintParser, message: str, *, adapter: str |
             categories = (near,)
     # "I don't want anything for pets": a category the message negates is not wanted.
     categories = tuple(c for c in categories if not _negated(message, c))
+    # Nor one the brands the message names leave empty: "she'd like a Halcyon or Optivo body"
+    # read as Camera Bags, where neither brand makes one. (Not its prices: "the nicest pen"
+    # is "premium" over the whole catalog until the category is known.)
+    branded = replace(read, categories=categories, min_price=None, max_price=None)
+    if categories and (read.brands or read.exclude_brands) and \
+            not any(FilterItems.violation(i, branded) is None for i in rules.dataset.items.values()):
+        categories = ()
     reference = categories or read.categories
     # A brand wanted is one the message names as a brand: plainly only where the name mostly
     # titles the brand's own items (not "Super Glue" in "super glue from Gorilla"), as the

@@ -923,3 +923,39 @@ def test_a_name_the_catalog_spells_several_ways_names_every_spelling(message, br
 def test_brands_listed_after_one_ruled_out_are_ruled_out(demo, message, brands, excluded):
     got = demo.parse(message)
     assert (set(got.brands), set(got.exclude_brands)) == (set(brands), set(excluded))
+
+
+def test_comparatives_bound_the_price(demo):
+    got = demo.parse("a retractable leash, nothing pricier than 30")
+    assert (got.min_price, got.max_price) == (None, 30.0)
+    assert demo.parse("a tent that's pricier than 300").min_price == 300.0
+    assert demo.parse("a tent, nothing more expensive than $250").max_price == 250.0
+    assert demo.parse("a tent less expensive than 200").max_price == 200.0
+
+
+def test_a_name_followed_by_excluded_is_ruled_out(demo):
+    got = demo.parse("a gaming mouse, Vertex excluded")
+    assert got.exclude_brands == ("Vertex",) and got.brands == ()
+    got = demo.parse("headphones, Zentrix and Beatline are excluded")
+    assert set(got.exclude_brands) == {"Zentrix", "Beatline"} and got.brands == ()
+    got = demo.parse("a Velocita watch, and Pacer is out")  # a list ends in "or", "nor" or "and"
+    assert got.brands == ("Velocita",) and got.exclude_brands == ("Pacer",)
+
+
+def test_nothing_about_a_category_excludes_it(demo):
+    got = demo.parse("a sleeping bag, nothing about tents")
+    assert got.categories == ("Sleeping Bags",) and got.exclude_categories == ("Tents",)
+    # "nothing but" is "only"
+    assert demo.parse("running shoes, nothing but Pacer").exclude_brands == ()
+
+
+def test_an_llm_category_the_named_brands_leave_empty_is_dropped(demo):
+    from recagent.agent.constraints import parse_with_llm
+
+    message = "my wife shoots landscapes, she'd like a Halcyon or Optivo body"
+    got = parse_with_llm(JsonLLM(_reply(product="camera bag", brands=["Halcyon", "Optivo"])), demo, message)
+    assert set(got.brands) == {"Halcyon", "Optivo"} and got.categories == ()
+    # a category the brands make stays
+    got = parse_with_llm(JsonLLM(_reply(product="dslr camera", brands=["Halcyon"])), demo,
+                         "a Halcyon camera for landscapes")
+    assert got.categories == ("DSLR Cameras",)
