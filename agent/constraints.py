@@ -774,6 +774,17 @@ class ConstraintParser:
                 leaf, at = next(iter(said.items()))
                 categories = [leaf]
                 found_at[leaf] = at
+            # ... and none, in "batteries for my headlamp" or "a bag for my tent", where the
+            # words before the "for" name a product no category names: what it is for is not
+            # what is wanted ("something for my tent", "a cheap one for my tent" stay Tents).
+            else:
+                head = text[:m.start()]
+                said_apart = [*spans, *(x.span() for pattern in _PRICE_LEVEL_WORDS.values()
+                                        for x in pattern.finditer(head))]
+                if not said and any(w.group(0).casefold() not in _FILLER and
+                                    not any(s <= w.start() < e for s, e in said_apart)
+                                    for w in re.finditer(r"[A-Za-z][\w'-]*", head)):
+                    categories = []
         # "a burr grinder", "a watch for my runs": when no category is named, a head noun that
         # ends exactly one leaf's name of two or more words (Coffee Grinders, Sports Watches)
         # names that leaf, and (when no such noun names the product, before any "for") so does
@@ -908,8 +919,9 @@ def constraint_schema(parser: ConstraintParser, message: str) -> dict:
 
 
 _NEGATION = re.compile(r"\b(?:no|not|never|without|except|avoid|hate|other than|" + _ANY_BUT + "|"
-                       # "nothing about war", not "nothing but Pacer" (only Pacer)
-                       r"nothing(?!\s+(?:but|other than|except)\b)|"
+                       # "nothing about war"; not "nothing but Pacer" (only Pacer), "nothing
+                       # beats Velocita"
+                       r"nothing(?!\s+(?:but|other than|except|beats|compares|like|more than)\b)|"
                        r"instead of|rather than|\w+n't|isn't|aren't|done with|sick of|tired of|"
                        r"fed up with|stay away from|steer clear of|dislike|skip|leave out|"
                        r"enough of|bad luck with|bad experiences? with|disappointed (?:with|by|in)|"

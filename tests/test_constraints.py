@@ -763,7 +763,11 @@ def test_a_category_said_after_for_is_what_the_product_is_for(demo):
     # a product named plainly, or two named with "and", stay
     assert demo.parse("a sleeve for my laptop").categories == ("Laptop Sleeves",)
     assert set(demo.parse("cameras and tents for a trip").categories) == {"DSLR Cameras", "Tents"}
-    assert demo.parse("a bag for my tent").categories == ("Tents",)  # "bags": two leaves
+    # a product no category names, for one a category names: not that category
+    assert demo.parse("a bag for my tent").categories == ()  # "bags": two leaves, neither meant
+    assert demo.parse("batteries for my headlamp").categories == ()
+    assert demo.parse("something for my tent").categories == ("Tents",)
+    assert demo.parse("a cheap one for my laptop").categories == ("Laptops",)
 
 
 def test_nothing_that_costs_more_than_is_a_ceiling(demo):
@@ -945,8 +949,9 @@ def test_a_name_followed_by_excluded_is_ruled_out(demo):
 def test_nothing_about_a_category_excludes_it(demo):
     got = demo.parse("a sleeping bag, nothing about tents")
     assert got.categories == ("Sleeping Bags",) and got.exclude_categories == ("Tents",)
-    # "nothing but" is "only"
+    # "nothing but" is "only"; "nothing beats" is praise
     assert demo.parse("running shoes, nothing but Pacer").exclude_brands == ()
+    assert demo.parse("running shoes, nothing beats Velocita").brands == ("Velocita",)
 
 
 def test_an_llm_category_the_named_brands_leave_empty_is_dropped(demo):
