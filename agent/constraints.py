@@ -777,13 +777,12 @@ class ConstraintParser:
             # ... and none, in "batteries for my headlamp" or "a bag for my tent", where the
             # words before the "for" name a product no category names: what it is for is not
             # what is wanted ("something for my tent", "a cheap one for my tent" stay Tents).
-            else:
+            elif not said and not _negated_at(text, *found_at[categories[0]]):
                 head = text[:m.start()]
-                said_apart = [*spans, *(x.span() for pattern in _PRICE_LEVEL_WORDS.values()
-                                        for x in pattern.finditer(head))]
-                if not said and any(w.group(0).casefold() not in _FILLER and
-                                    not any(s <= w.start() < e for s, e in said_apart)
-                                    for w in re.finditer(r"[A-Za-z][\w'-]*", head)):
+                apart = [*spans, *(x.span() for pattern in _PRICE_LEVEL_WORDS.values()
+                                   for x in pattern.finditer(head))]
+                if any(w.group(0).casefold() not in _FILLER and not any(s <= w.start() < e for s, e in apart)
+                       for w in re.finditer(r"[A-Za-z][\w'-]*", head)):
                     categories = []
         # "a burr grinder", "a watch for my runs": when no category is named, a head noun that
         # ends exactly one leaf's name of two or more words (Coffee Grinders, Sports Watches)
