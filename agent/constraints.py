@@ -160,6 +160,11 @@ _NEAR_CHARS = 32  # "sleeve to protect my laptop": a category's two words this c
 _NOT_A_VERB = frozenset({"the", "a", "an", "my", "your", "our", "their", "his", "her", "its", "me", "us", "them"})
 
 
+def _name_in(text: str, name: str) -> re.Match[str] | None:
+    """Where ``name`` first stands in ``text`` as whole words, in any case."""
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE)
+
+
 def _purpose_starts(words: list[str], n: int) -> bool:
     """Whether ``words[n]`` opens what the product is for: "for", or "to" before a verb ("to
     seal a door"; not "2 to 3", "up to", "measures to the gram")."""
@@ -538,6 +543,10 @@ class ConstraintParser:
                 if len(found) == 1 and word not in _FILLER
                 and (leaf := next(iter(found)).casefold()) not in self.parents and " " in leaf}
 
+    def has_items(self, constraints: Constraints) -> bool:
+        """Whether some item of the catalog meets ``constraints``."""
+        return any(FilterItems.violation(i, constraints) is None for i in self.dataset.items.values())
+
     def _listed_after(self, text: str, brands: list[str]) -> list[str]:
         """The brands listed right after one of ``brands`` in ``text`` ("Sonara, Auralis or
         Quietude", "Pacer nor Velocita", "Optivo and Vantara"), where the list ends in "or",
@@ -545,7 +554,7 @@ class ConstraintParser:
         nothing."""
         listed: list[str] = []
         for brand in brands:
-            at = re.search(rf"(?<!\w){re.escape(brand)}(?!\w)", text, re.IGNORECASE)
+            at = _name_in(text, brand)
             chain: list[tuple[str, str]] = []
             end = at.end() if at else None
             while end is not None:
@@ -564,7 +573,7 @@ class ConstraintParser:
         """The brands listed right before ``brand`` in ``text`` ("Zentrix and Beatline are
         out", "Pacer, Velocita or Stridelite is excluded"), where the separator right before
         ``brand`` is "or", "nor" or "and": "Velocita is great, Pacer is out" lists nothing."""
-        at = re.search(rf"(?<!\w){re.escape(brand)}(?!\w)", text, re.IGNORECASE)
+        at = _name_in(text, brand)
         chain: list[tuple[str, str]] = []
         end = at.start() if at else None
         while end is not None and (sep := _SEPARATOR_BEFORE.search(text[:end])):
@@ -669,8 +678,8 @@ class ConstraintParser:
         # "not from Sonara, Auralis or Quietude": the brands listed after one that is ruled
         # out are ruled out with it; "Zentrix and Beatline are out": so are those listed
         # before one ruled out by what follows it.
-        after = [b for b in exclude_brands if (at := re.search(rf"(?<!\w){re.escape(b)}(?!\w)", text, re.IGNORECASE))
-                 and _NEGATION_AFTER.search(text[at.end():])]
+        after = [b for b in exclude_brands
+                 if (at := _name_in(text, b)) and _NEGATION_AFTER.search(text[at.end():])]
         for brand in self._listed_after(text, exclude_brands) + \
                 [b for negated in after for b in self._listed_before(text, negated)]:
             if brand in brands:
@@ -1037,18 +1046,15 @@ def parse_with_llm(llm, rules: ConstraintParser, message: str, *, adapter: str |
             if isinstance(product, str) and product.strip() and broad else None)
     # ... and only where the catalog has an item that meets the rest of what the message says
     # (not "Cookbooks" for "no books please", nor a category without the brands asked for).
-    if near is not None:
-        said = replace(read, categories=(near,))
-        if any(FilterItems.violation(i, said) is None for i in rules.dataset.items.values()):
-            categories = (near,)
+    if near is not None and rules.has_items(replace(read, categories=(near,))):
+        categories = (near,)
     # "I don't want anything for pets": a category the message negates is not wanted.
     categories = tuple(c for c in categories if not _negated(message, c))
     # Nor one the brands the message names leave empty: "she'd like a Halcyon or Optivo body"
     # read as Camera Bags, where neither brand makes one. (Not its prices: "the nicest pen"
     # is "premium" over the whole catalog until the category is known.)
-    branded = replace(read, categories=categories, min_price=None, max_price=None)
     if categories and (read.brands or read.exclude_brands) and \
-            not any(FilterItems.violation(i, branded) is None for i in rules.dataset.items.values()):
+            not rules.has_items(replace(read, categories=categories, min_price=None, max_price=None)):
         categories = ()
     reference = categories or read.categories
     # A brand wanted is one the message names as a brand: plainly only where the name mostly
