@@ -94,6 +94,9 @@ _PRICE_LEVEL_WORDS = {
                         # "easy on the wallet", "gentle on my budget"
                         r"(?:easy|easier|gentle|kind|light)\s+on\s+(?:my|your|the|our|a)\s+(?:wallet|budget|pocket|purse)|"
                         r"(?:good|great|best) deals?|"
+                        # "on the cheap side", "something that costs next to nothing"
+                        r"on the (?:cheap|cheaper|inexpensive|budget|thrifty|low|lower)(?:[- ]end)? side|"
+                        r"next to nothing|"
                         # "just a few dollars", "a few bucks"
                         r"(?:just\s+|only\s+)?a few (?:dollars|bucks|quid)|"
                         # "doesn't have to be expensive", "don't need it to be fancy"
@@ -109,6 +112,9 @@ _PRICE_LEVEL_WORDS = {
     "premium": re.compile(r"\b(?:premium|high[- ]end|top[- ]of[- ]the[- ](?:line|range)|top[- ]notch|"
                           r"top[- ]shelf|top[- ]tier|luxury|luxurious|deluxe|upscale|high[- ]priced|"
                           r"fancy|priciest|most expensive|money is no object|money can buy|splurge|splurging|"
+                          # "a backpack that's on the pricey side"
+                          r"on the (?:pricey|pricy|pricier|expensive|costly|dear|dearer|spendy|high|higher)"
+                          r"(?:[- ]end)? side|"
                           # "the best you've got"
                           r"(?:the\s+)?best\s+(?:one\s+)?(?:you(?:'ve| have)\s+got|you\s+have|you\s+sell|there\s+is)|"
                           r"money(?:'s| is) (?:not|no) (?:an )?(?:issue|object|problem)|"
@@ -126,14 +132,18 @@ _FROM_TO = re.compile(r"\bfrom\s*" + _MONEY + r"\s*(?:-|to)\s*" + _MONEY, re.IGN
 # "30 to 60 dollars", "in the 1200 to 1500 range".
 _RANGE_MARKED = re.compile(r"\b(\d+(?:[.,]\d+)?)\s*(?:-|to)\s*(\d+(?:[.,]\d+)?)\s*"
                            r"(?:dollars?|usd|bucks|(?:price\s+)?range)\b", re.IGNORECASE)
+# "no" as a negation; "no-show socks", "a no-fuss tent" are kinds of product.
+_NO = r"no(?!-\w)"
 # "any brand but Memoro", "any make other than Kestrel": every brand but one is one excluded.
 _ANY_BUT = r"any(?:thing|one|\s+(?:other\s+)?(?:brand|make|label|maker)s?)\s+(?:but|other than)"
-_NEGATE = re.compile(r"\b(?:no|not|without|except|avoid|exclude|excluding|"
+_NEGATE = re.compile(r"\b(?:" + _NO + r"|not|without|except|avoid|exclude|excluding|"
                      r"(?:nothing|none)\s+(?:(?:made\s+)?(?:from|by)|about|with)|" + _ANY_BUT
                      + r"|hate)\s+(?:any\s+|more\s+)?([\w&'.\- ]+)", re.IGNORECASE)
 _ONLY = re.compile(r"\b(?:only|just|from|by|made by)\s+([\w&'.\- ]+)", re.IGNORECASE)
 _LIKE = re.compile(r"\b(?:more like|similar to|like|same as)\s*(?:#|number|no\.?|item)\s*(\d+)", re.IGNORECASE)
 _STOCK = re.compile(r"\bin[- ]stock\b|\bavailable now\b", re.IGNORECASE)
+# "I'd love a backpack", "we would like a tent": the wish, not what is searched for.
+_WISH = re.compile(r"\b(?:i'd|i would|we'd|we would|would)\s+(?:love|like|prefer)\b", re.IGNORECASE)
 _FILLER = {
     "a", "an", "the", "me", "i", "my", "some", "something", "anything", "please", "show",
     "recommend", "recommendations", "suggest", "want", "would", "like", "need", "looking",
@@ -144,7 +154,8 @@ _FILLER = {
     "no", "yes", "now", "instead", "too", "very", "really", "good", "great", "nice", "new",
     "do", "does", "did", "we", "us", "our", "have", "has", "had", "got", "there", "here",
     "how", "which", "maybe", "perhaps", "just", "about", "around", "i'm", "i'd", "i'll", "i've",
-    "be", "fine", "okay", "nor", "nothing",
+    "be", "fine", "okay", "nor", "nothing", "not", "isn't", "aren't", "that's", "preferably", "ideally",
+    "it's",
 }
 
 
@@ -697,6 +708,8 @@ class ConstraintParser:
         if m := _STOCK.search(text):
             found["in_stock_only"] = True
             take(m)
+        for m in _WISH.finditer(text):
+            take(m)
         found_at: dict[str, tuple[int, int]] = {}
         for lower, name in self.categories.items():
             m = re.search(rf"\b{_forms(lower)}\b", text, re.IGNORECASE)
@@ -926,7 +939,7 @@ def constraint_schema(parser: ConstraintParser, message: str) -> dict:
             "additionalProperties": False}
 
 
-_NEGATION = re.compile(r"\b(?:no|not|never|without|except|avoid|hate|other than|" + _ANY_BUT + "|"
+_NEGATION = re.compile(r"\b(?:" + _NO + r"|not|never|without|except|avoid|hate|other than|" + _ANY_BUT + "|"
                        # "nothing about war"; not "nothing but Pacer" (only Pacer), "nothing
                        # beats Velocita"
                        r"nothing(?!\s+(?:but|other than|except|beats|compares|like|more than)\b)|"
@@ -983,7 +996,7 @@ def _negated_at(text: str, start: int, end: int) -> bool:
     return _negation_before(text, start) or _NEGATION_AFTER.search(text[end:]) is not None
 
 
-_NEGATING = re.compile(r"\b(?:no|not|nothing|none|never|without|except|avoid|hate|skip|"
+_NEGATING = re.compile(r"\b(?:" + _NO + r"|not|nothing|none|never|without|except|avoid|hate|skip|"
                        r"leave out|enough of|\w+n't)\b",
                        re.IGNORECASE)
 

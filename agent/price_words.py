@@ -67,8 +67,14 @@ _NOTES = {"fiver": 5, "tenner": 10}
 _NOTE = re.compile(r"\b(?:a\s+)?(fiver|tenner)\b", re.IGNORECASE)
 
 
+# "$1,000", "2,499.99": a comma before exactly three digits groups thousands ("1,5" stays).
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+
+
 def spell_prices(text: str) -> str:
-    """``text`` with each amount in words that is a price written as digits."""
+    """``text`` with each amount in words that is a price written as digits, and amounts
+    written with thousands separators written without them ("$1,000" -> "$1000")."""
+    text = _THOUSANDS.sub("", text)
     text = _NOTE.sub(lambda m: f"{_NOTES[m.group(1).casefold()]} dollars", text)
     out, last = [], 0
     for m in _RUN.finditer(text):

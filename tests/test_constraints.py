@@ -638,6 +638,9 @@ def test_price_tails_and_ballpark_spell_amounts_in_words():
         ("a tent that won't cost much", "cheap"),
         ("a tent, I'll pay for quality", "premium"),
         ("a tent, happy to spend more", "premium"),
+        ("a tent that's on the pricey side", "premium"),
+        ("a tent on the cheaper side", "cheap"),
+        ("a tent that costs next to nothing", "cheap"),
     ],
 )
 def test_more_price_level_words(demo, message, level):
@@ -964,3 +967,23 @@ def test_an_llm_category_the_named_brands_leave_empty_is_dropped(demo):
     got = parse_with_llm(JsonLLM(_reply(product="dslr camera", brands=["Halcyon"])), demo,
                          "a Halcyon camera for landscapes")
     assert got.categories == ("DSLR Cameras",)
+
+
+def test_thousands_separators_are_part_of_the_amount(demo):
+    got = demo.parse("do you have any Kestrel cameras under $1,000?")
+    assert (got.min_price, got.max_price, got.brands) == (None, 1000.0, ("Kestrel",))
+    assert demo.parse("a laptop between $1,200 and $1,500.50").max_price == 1500.5
+    assert demo.parse("a laptop under 1,5 thousand").max_price != 1500.0  # a decimal comma
+
+
+def test_a_hyphenated_no_is_part_of_a_word_not_a_negation(demo):
+    got = demo.parse("no-show running socks that aren't Pacer or Velocita")
+    assert got.categories == ("Running Socks",) and got.exclude_categories == ()
+    assert set(got.exclude_brands) == {"Pacer", "Velocita"}
+    assert got.query == "no-show running socks"  # "that aren't" is no product word
+    assert demo.parse("a no-fuss tent, no Wildhaven").exclude_brands == ("Wildhaven",)
+
+
+def test_a_wish_is_not_searched_for(demo):
+    assert demo.parse("I'd love a sleeping bag for winter").query == "sleeping bag for winter"
+    assert demo.parse("we would like a tent").query == "tent"
