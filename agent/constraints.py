@@ -332,7 +332,7 @@ class ConstraintParser:
     @cached_property
     def categories(self) -> dict[str, str]:
         """Lower-cased category name (any level) -> the catalog's spelling."""
-        names = {c for i in self.dataset.items.values() for c in i.category}
+        names = {c for i in self.dataset.items.values() for c in i.categories}
         return {c.casefold(): c for c in names if len(c) >= 3}
 
     @cached_property
@@ -442,8 +442,9 @@ class ConstraintParser:
     @cached_property
     def llm_categories(self) -> list[str]:
         """The category names shown to an LLM (so it names products the way the catalog does):
-        the last level of every path, sorted; none when there are too many for a prompt."""
-        leaves = sorted({i.category[-1] for i in self.dataset.items.values() if i.category})
+        the last level of every path and the categories items are also in, sorted; none
+        when there are too many for a prompt."""
+        leaves = sorted({c for i in self.dataset.items.values() for c in (*i.category[-1:], *i.also_in)})
         return leaves if len(leaves) <= _MAX_LLM_CATEGORIES else []
 
     @cached_property
@@ -454,7 +455,7 @@ class ConstraintParser:
             if item.price is None:
                 continue
             prices[""].append(item.price)
-            for c in item.category:
+            for c in item.categories:
                 prices.setdefault(c.casefold(), []).append(item.price)
         return {k: sorted(v) for k, v in prices.items()}
 

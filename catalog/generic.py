@@ -15,6 +15,8 @@ A dataset is a folder with these files (UTF-8; a byte-order mark is tolerated):
     ``category``    no         category path from the root: a list of strings
                                (``["Electronics", "Cameras"]``) or one string with ``>``
                                between levels (``"Electronics > Cameras"``)
+    ``also_in``     no         list of the other categories the item is in (a film's other
+                               genres: ``["Drama", "War"]``); filters count them as its own
     ``brand``       no         string or null (``""`` counts as no brand)
     ``price``       no         JSON number >= 0, or null when unknown (``"12.5"`` is an error)
     ``attributes``  no         object whose values are strings, numbers or booleans; stored
@@ -76,7 +78,7 @@ INTERACTIONS_CSV = "interactions.csv"
 INTERACTIONS_JSONL = "interactions.jsonl"
 META_FILE = "dataset.json"
 
-_ITEM_KEYS = ("item_id", "title", "description", "category", "brand", "price", "attributes")
+_ITEM_KEYS = ("item_id", "title", "description", "category", "also_in", "brand", "price", "attributes")
 _REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp")
 _OPTIONAL_COLUMNS = ("rating", "event")
 _CSV_COLUMNS = _REQUIRED_COLUMNS + _OPTIONAL_COLUMNS
@@ -175,6 +177,15 @@ def _category(value: Any, path: Path, lineno: int) -> tuple[str, ...]:
     return tuple(parts)
 
 
+def _also_in(value: Any, path: Path, lineno: int) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(c, str) and c.strip() for c in value):
+        raise DataError(f"'also_in' must be a list of non-empty strings, got {json.dumps(value)}",
+                        path, lineno)
+    return tuple(c.strip() for c in value)
+
+
 def _item(obj: dict[str, Any], path: Path, lineno: int) -> Item:
     for key in ("item_id", "title"):
         if key not in obj:
@@ -228,6 +239,7 @@ def _item(obj: dict[str, Any], path: Path, lineno: int) -> Item:
         title=title,
         description=description,
         category=_category(obj.get("category"), path, lineno),
+        also_in=_also_in(obj.get("also_in"), path, lineno),
         brand=brand or None,
         price=price,
         attributes=attributes,
@@ -397,6 +409,8 @@ def save_generic(dataset: Dataset, path: Path | str) -> Path:
                 obj["description"] = item.description
             if item.category:
                 obj["category"] = list(item.category)
+            if item.also_in:
+                obj["also_in"] = list(item.also_in)
             if item.brand is not None:
                 obj["brand"] = item.brand
             if item.price is not None:

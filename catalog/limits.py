@@ -28,7 +28,7 @@ def item_problem(item: Item) -> str | None:
     """What is over a limit in ``item`` (one sentence), or None."""
     checks = [("item_id", item.item_id), ("title", item.title), ("description", item.description),
               ("brand", item.brand or "")]
-    checks += [("category level", level) for level in item.category]
+    checks += [("category level", level) for level in item.categories]
     checks += [("attribute name", k) for k in item.attributes]
     checks += [("attribute value", v) for v in item.attributes.values()]
     for field, text in checks:
@@ -36,6 +36,8 @@ def item_problem(item: Item) -> str | None:
             return f"{field} is {len(text):,} characters, over the limit of {FIELD_LIMITS[field]:,}"
     if len(item.category) > _MAX_CATEGORY_DEPTH:
         return f"category has {len(item.category)} levels, over the limit of {_MAX_CATEGORY_DEPTH}"
+    if len(item.also_in) > _MAX_CATEGORY_DEPTH:
+        return f"also_in names {len(item.also_in)} categories, over the limit of {_MAX_CATEGORY_DEPTH}"
     if len(item.attributes) > _MAX_ATTRIBUTES:
         return f"{len(item.attributes)} attributes, over the limit of {_MAX_ATTRIBUTES}"
     return None

@@ -18,6 +18,9 @@ class Item:
     """One catalog item.
 
     ``category`` is the category path from the root ("Electronics", "Cameras", "DSLR").
+    ``also_in`` names the other categories the item belongs to, where a source files one
+    item under several (a film's genres after the first: ``category`` ("Movies", "Action"),
+    ``also_in`` ("Drama", "War")); filters and the index count them as the item's own.
     ``price`` is None when the source does not know it. ``attributes`` holds any other
     facts as short strings (e.g. ``{"year": "1995"}``).
     """
@@ -29,12 +32,18 @@ class Item:
     brand: str | None = None
     price: float | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
+    also_in: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.item_id:
             raise ValueError("Item.item_id must be a non-empty string")
         if self.price is not None and self.price < 0:
             raise ValueError(f"Item {self.item_id!r}: negative price {self.price}")
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """Every category the item is in: each level of its path, then ``also_in``."""
+        return self.category + tuple(c for c in self.also_in if c not in self.category)
 
     @property
     def title_key(self) -> str:

@@ -11,7 +11,8 @@ Files read from the folder:
 profiles. Nothing is dropped: every movie and every rating becomes an Item / Interaction.
 
 Items: ``item_id`` is the movie id, ``title`` the title ("Toy Story (1995)"),
-``category = ("Movies", <first genre>)``; ``attributes`` holds ``genres`` (all genres,
+``category = ("Movies", <first genre>)``, ``also_in`` the other genres (a war film listed
+Action, Drama, War is found by a War filter); ``attributes`` holds ``genres`` (all genres,
 comma-separated), ``release_date``, ``year``, ``video_release_date`` and ``imdb_url`` when
 known. The genre flag "unknown" (set on movies 267 and 1373) counts as no genre. Movie 267
 has the title "unknown" and no dates in the source; it is kept as it is.
@@ -124,6 +125,7 @@ def _read_items(path: Path, genres: tuple[str, ...]) -> dict[str, Item]:
             title=title,
             category=category,
             attributes=attributes,
+            also_in=tuple(item_genres[1:]),
         )
         first_line[item_id] = lineno
     return items

@@ -42,7 +42,7 @@ def index(
             stats = RETRIEVERS.create("seqrec", rt.context(encoder)).prepare(show_progress=True)
         out().print(
             f"[green]index[/] {safe(stats.collection)}: {stats.total} items "
-            f"({stats.encoded} written, {stats.unchanged} unchanged, {stats.deleted} removed) "
+            f"({stats.encoded} written, {stats.unchanged} unchanged{_refreshed(stats)}, {stats.deleted} removed) "
             f"in {stats.seconds:.1f}s  [dim]dataset {safe(rt.dataset.name)}, seqrec {safe(encoder)}[/]",
             soft_wrap=True,
         )
@@ -55,10 +55,16 @@ def index(
         stats = rt.ensure_index(show_progress=True)
         out().print(
             f"[green]index[/] {safe(stats.collection)}: {stats.total} items "
-            f"({stats.encoded} encoded, {stats.unchanged} unchanged, {stats.deleted} removed) "
+            f"({stats.encoded} encoded, {stats.unchanged} unchanged{_refreshed(stats)}, {stats.deleted} removed) "
             f"in {stats.seconds:.1f}s  [dim]dataset {safe(dataset.name)}[/]",
             soft_wrap=True,
         )
+
+
+def _refreshed(stats) -> str:
+    """", N metadata refreshed" when an index built by an earlier version had its metadata
+    (not its vectors) brought up to date."""
+    return f", {stats.refreshed} metadata refreshed" if stats.refreshed else ""
 
 
 @app.command()

@@ -120,7 +120,7 @@ def load_requests(path: Path | str | None = None) -> tuple[dict[str, str | None]
 def check_labels(requests: Iterable[Request], dataset: Dataset) -> None:
     """Every labelled brand and category must be the catalog's own spelling."""
     brands = {i.brand for i in dataset.items.values() if i.brand}
-    categories = {c for i in dataset.items.values() for c in i.category}
+    categories = {c for i in dataset.items.values() for c in i.categories}
     for r in requests:
         bad = [b for b in (*r.brands, *r.exclude_brands) if b not in brands]
         bad += [c for c in (*r.categories, *r.exclude_categories) if c not in categories]
@@ -141,7 +141,7 @@ class _Prices:
         if category not in self._by_category:
             self._by_category[category] = [
                 i.price for i in self.dataset.items.values()
-                if i.price is not None and (not category or category in i.category)]
+                if i.price is not None and (not category or category in i.categories)]
         return self._by_category[category]
 
 
@@ -209,7 +209,7 @@ def read_right(r: Request, c: Constraints, prices: _Prices) -> bool:
 
 def shown_meets(r: Request, item: Item, prices: _Prices) -> bool:
     """Whether one shown item meets everything the request asks for."""
-    path = {c.casefold() for c in item.category}
+    path = {c.casefold() for c in item.categories}
     if item.price is not None:
         if r.max_price is not None and item.price > r.max_price + 0.005:
             return False

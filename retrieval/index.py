@@ -63,13 +63,16 @@ def open_chroma(store: str | Path | None = None, url: str | None = None) -> Any:
     return chromadb.PersistentClient(path=str(store), settings=settings)
 
 
-def item_metadata(item: Item, text_hash: str) -> dict[str, str | float]:
-    """Filterable metadata of ``item`` (Chroma takes no None values: unknown keys are left out)."""
-    meta: dict[str, str | float] = {"text_hash": text_hash, "title": item.title[:500]}
+def item_metadata(item: Item, text_hash: str) -> dict[str, str | float | list[str]]:
+    """Filterable metadata of ``item`` (Chroma takes no None values: unknown keys are left out).
+    ``categories``: every category the item is in (:attr:`Item.categories`), for a
+    ``$contains`` filter that finds a war film filed under Action."""
+    meta: dict[str, str | float | list[str]] = {"text_hash": text_hash, "title": item.title[:500]}
     if item.category:
         meta["category"] = item.category[-1]
         meta["top_category"] = item.category[0]
         meta["category_path"] = " > ".join(item.category)
+        meta["categories"] = list(item.categories)
     if item.brand:
         meta["brand"] = item.brand
     if item.price is not None:
@@ -93,6 +96,7 @@ class BuildStats:
     encoded: int
     deleted: int
     seconds: float
+    refreshed: int = 0  # items whose metadata alone was brought up to date
 
     @property
     def unchanged(self) -> int:
@@ -147,12 +151,30 @@ class ItemIndex:
             yield page
             offset += len(page["ids"])
 
-    def stored_hashes(self) -> dict[str, str]:
-        """item id -> hash of the text its stored embedding was computed from."""
-        out: dict[str, str] = {}
+    def stored_metadata(self) -> dict[str, dict[str, Any]]:
+        """item id -> the metadata stored with its embedding."""
+        out: dict[str, dict[str, Any]] = {}
         for page in self._pages(["metadatas"]):
             for item_id, meta in zip(page["ids"], page["metadatas"], strict=True):
-                out[item_id] = str((meta or {}).get("text_hash", ""))
+                out[item_id] = dict(meta or {})
+        return out
+
+    def stored_hashes(self) -> dict[str, str]:
+        """item id -> hash of the text its stored embedding was computed from."""
+        return {item_id: str(meta.get("text_hash", "")) for item_id, meta in self.stored_metadata().items()}
+
+    def _stale_metadata(self, stored: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """item id -> the metadata update that makes an item's stored metadata what
+        :func:`item_metadata` says now, for the items whose text (and so embedding) is current
+        but whose metadata is not (an index built before ``categories`` was stored). Chroma
+        merges an update into what is stored; a key set to None is removed."""
+        hashes, items = self._catalog_hashes, self.dataset.items
+        out: dict[str, dict[str, Any]] = {}
+        for item_id, meta in stored.items():
+            if item_id in hashes and meta.get("text_hash") == hashes[item_id]:
+                want = item_metadata(items[item_id], hashes[item_id])
+                if meta != want:
+                    out[item_id] = {**dict.fromkeys(meta), **want}
         return out
 
     def build(self, *, show_progress: bool = False, _fail_after_batches: int | None = None) -> BuildStats:
@@ -161,12 +183,14 @@ class ItemIndex:
         ``_fail_after_batches`` simulates a crash (for tests of resumable builds).
         """
         start = time.perf_counter()
-        stored = self.stored_hashes()
+        stored_metadata = self.stored_metadata()
+        stored = {item_id: meta.get("text_hash") for item_id, meta in stored_metadata.items()}
         texts, hashes = self._catalog_texts, self._catalog_hashes
         todo = [item_id for item_id, h in hashes.items() if stored.get(item_id) != h]
         stale = [item_id for item_id in stored if item_id not in hashes]
         for chunk in _chunks(stale, self.batch_size):
             self.collection.delete(ids=chunk)
+        refreshed = self._refresh_metadata(stored_metadata)
         with tqdm(
             total=len(todo), desc=f"Encoding items ({self.name})", unit="item",
             disable=not show_progress or not todo,
@@ -188,11 +212,23 @@ class ItemIndex:
             encoded=len(todo),
             deleted=len(stale),
             seconds=time.perf_counter() - start,
+            refreshed=refreshed,
         )
 
+    def _refresh_metadata(self, stored: Mapping[str, Mapping[str, Any]]) -> int:
+        """Bring the stored metadata of the items whose embedding is current up to date
+        (:meth:`_stale_metadata`); returns how many were updated."""
+        refresh = self._stale_metadata(stored)
+        for chunk in _chunks(list(refresh), self.batch_size):
+            self.collection.update(ids=chunk, metadatas=[refresh[i] for i in chunk])
+        return len(refresh)
+
     def is_current(self) -> bool:
-        """True when exactly the catalog's items are stored, each encoded from its current text."""
-        return self.stored_hashes() == self._catalog_hashes
+        """True when exactly the catalog's items are stored, each encoded from its current text
+        and with its current metadata."""
+        stored = self.stored_metadata()
+        return {i: m.get("text_hash") for i, m in stored.items()} == self._catalog_hashes and \
+            not self._stale_metadata(stored)
 
     @cached_property
     def _catalog_texts(self) -> dict[str, str]:

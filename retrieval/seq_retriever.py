@@ -102,11 +102,13 @@ class SeqIndex(ItemIndex):
 
     def build(self, *, show_progress: bool = False, _fail_after_batches: int | None = None) -> BuildStats:
         start = time.perf_counter()
-        stored = self.stored_hashes()
+        stored_metadata = self.stored_metadata()
+        stored = {i: meta.get("text_hash") for i, meta in stored_metadata.items()}
         todo = [i for i in self.dataset.item_ids if stored.get(i) != self.version]
         stale = [i for i in stored if i not in self.dataset.item_index]
         for chunk in _chunks(stale, self.batch_size):
             self.collection.delete(ids=chunk)
+        refreshed = self._refresh_metadata(stored_metadata)
         index = self.dataset.item_index
         for chunk in _chunks(todo, self.batch_size):
             self.collection.upsert(
@@ -114,7 +116,8 @@ class SeqIndex(ItemIndex):
                 embeddings=self._stored(self.vectors[[index[i] for i in chunk]]),
                 metadatas=[item_metadata(self.dataset.items[i], self.version) for i in chunk],
             )
-        return BuildStats(self.name, len(index), len(todo), len(stale), time.perf_counter() - start)
+        return BuildStats(self.name, len(index), len(todo), len(stale), time.perf_counter() - start,
+                          refreshed)
 
     def embeddings(self) -> np.ndarray:
         return self.vectors

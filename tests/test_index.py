@@ -74,3 +74,22 @@ def test_search_finds_the_item_itself_and_honours_filters(built_index, tiny_shop
 def test_unreachable_server_is_a_clear_error():
     with pytest.raises(IndexUnavailable, match="cannot reach the Chroma server"):
         open_chroma(url="http://127.0.0.1:9")
+
+
+def test_an_index_of_an_earlier_version_gets_its_metadata_without_re_encoding(tmp_path, tiny_shop, encoder):
+    items = list(tiny_shop.items.values())
+    also = replace(items[0], also_in=("Board Games",))  # filed under one category, in two
+    shop = Dataset(tiny_shop.name, [also, *items[1:]], tiny_shop.interactions)
+    index = ItemIndex(open_chroma(tmp_path / "store"), shop, encoder)
+    index.build()
+    assert index.stored_metadata()[also.item_id]["categories"] == [*also.category, "Board Games"]
+    # As an index built before `categories` was stored: the key missing, an old one left over.
+    ids = list(shop.items)
+    index.collection.update(ids=ids, metadatas=[{"categories": None, "old_key": "x"}] * len(ids))
+    assert not index.is_current()
+    stats = index.build()
+    assert (stats.encoded, stats.refreshed) == (0, len(ids))
+    assert index.is_current() and "old_key" not in index.stored_metadata()[ids[1]]
+    query = encoder.encode([item_text(also)])
+    hits = index.search(query, 3, where={"categories": {"$contains": "Board Games"}})[0]
+    assert also.item_id in {h.item_id for h in hits}

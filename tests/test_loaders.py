@@ -82,6 +82,8 @@ def test_movielens_happy_path(tmp_path):
     toy = ds.item("1")
     assert toy.title == "Toy Story (1995)"
     assert toy.category == ("Movies", "Animation")
+    assert toy.also_in == ("Children's", "Comedy")  # a Comedy filter finds it too
+    assert toy.categories == ("Movies", "Animation", "Children's", "Comedy")
     assert toy.attributes["genres"] == "Animation, Children's, Comedy"
     assert toy.attributes["release_date"] == "01-Jan-1995"
     assert toy.attributes["year"] == "1995"
@@ -481,6 +483,8 @@ def test_generic_round_trip_awkward_values(tmp_path):
         (['{"item_id": "a", "title": "A"}', "", '{"item_id": "a", "title": "A2"}'], 3,
          "duplicate item_id"),
         (['{"item_id": "a", "title": "A", "price": "cheap"}'], 1, "'price' must be a json number"),
+        (['{"item_id": "a", "title": "A", "also_in": "War"}'], 1, "'also_in' must be a list"),
+        (['{"item_id": "a", "title": "A", "also_in": ["War", ""]}'], 1, "'also_in' must be a list"),
         # issue 14: a price given as a string was accepted; text fields had no limit
         (['{"item_id": "a", "title": "A", "price": "12.5"}'], 1, "'price' must be a json number"),
         (['{"item_id": "a", "title": "A", "description": "' + "d" * 50_001 + '"}'], 1,

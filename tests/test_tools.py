@@ -5,6 +5,7 @@ import pytest
 from fake_llm import ScriptedLLM
 
 from recagent.catalog.errors import ToolError
+from recagent.catalog.model import Item
 from recagent.tools import (
     Candidate,
     Constraints,
@@ -49,9 +50,15 @@ def test_filter_items_reasons(tiny_shop):
     assert seen.kept == []
 
 
-def test_filter_unknown_price_is_excluded_under_a_price_bound(tiny_shop):
-    from recagent.catalog.model import Item
+def test_a_category_an_item_is_also_in_is_its_own(tiny_shop):
+    film = Item("M1", "Platoon (1986)", category=("Movies", "Action"), also_in=("Drama", "War"))
+    assert FilterItems.violation(film, Constraints(categories=("War",))) is None
+    assert FilterItems.violation(film, Constraints(categories=("Movies",))) is None
+    assert FilterItems.violation(film, Constraints(categories=("Comedy",))) is not None
+    assert FilterItems.violation(film, Constraints(exclude_categories=("war",))) == "category war excluded"
 
+
+def test_filter_unknown_price_is_excluded_under_a_price_bound(tiny_shop):
     assert FilterItems.violation(Item("X", "No price"), Constraints(max_price=10)) == "price unknown"
     assert FilterItems.violation(Item("X", "No price"), Constraints()) is None
 

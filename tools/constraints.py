@@ -99,7 +99,7 @@ class Constraints:
         not about it)."""
         price = self.price_words()
         lines = ([price] if price else []) + self._lines_besides_price()
-        if self.query and not _topic_words(self.query) & _topic_words(" ".join((item.title, *item.category))):
+        if self.query and not _topic_words(self.query) & _topic_words(" ".join((item.title, *item.categories))):
             lines.remove(f'about "{self.query}"')
         return lines
 

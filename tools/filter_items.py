@@ -2,7 +2,8 @@
 
 Every exclusion carries its reason, so the trace (and the LLM) can say why an item is gone.
 Matching is case-insensitive; a category matches any level of the item's category path
-("Pens" matches Office > Writing > Pens). With a price bound, items of unknown price are
+("Pens" matches Office > Writing > Pens) and any category it is also in (a film's other
+genres: "War" matches Movies > Action also in Drama, War). With a price bound, items of unknown price are
 excluded: a user who said "under $30" does not want a surprise. One product listed under
 several ids (the same title) is shown once, and not at all once the user has it.
 """
@@ -112,7 +113,7 @@ class FilterItems(Tool):
                 return f"price ${item.price:g} below ${c.min_price:g}"
             if c.max_price is not None and item.price > c.max_price:
                 return f"price ${item.price:g} above ${c.max_price:g}"
-        path = [normalise(x) for x in item.category]
+        path = [normalise(x) for x in item.categories]
         if c.categories and not any(normalise(w) in p for w in c.categories for p in path):
             return f"category {' > '.join(item.category) or 'unknown'} not in {', '.join(c.categories)}"
         for w in c.exclude_categories:

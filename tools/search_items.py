@@ -99,7 +99,7 @@ class SearchItems(Tool):
 
 def _where(constraints: Constraints) -> dict | None:
     """A Chroma pre-filter for the constraints the index metadata can express (brand, price,
-    a leaf or top category, wanted or excluded); the exact filter still runs on what it
+    a category at any level or one the item is also in, wanted or excluded); the exact filter still runs on what it
     returns. Exclusions matter as much as wishes: "nothing for pets" searched by its words
     finds pet items first, so without them the over-fetched result can be all excluded."""
     clauses: list[dict] = []
@@ -109,14 +109,12 @@ def _where(constraints: Constraints) -> dict | None:
         clauses.append({"price": {"$gte": float(constraints.min_price)}})
     if constraints.max_price is not None:
         clauses.append({"price": {"$lte": float(constraints.max_price)}})
-    if constraints.categories:
-        names = list(constraints.categories)
-        clauses.append({"$or": [{"category": {"$in": names}}, {"top_category": {"$in": names}}]})
+    if constraints.categories:  # any category the item is in (Item.categories)
+        wanted = [{"categories": {"$contains": name}} for name in constraints.categories]
+        clauses.append(wanted[0] if len(wanted) == 1 else {"$or": wanted})
     if constraints.exclude_brands:
         clauses.append({"brand": {"$nin": list(constraints.exclude_brands)}})
-    if constraints.exclude_categories:
-        names = list(constraints.exclude_categories)
-        clauses += [{"category": {"$nin": names}}, {"top_category": {"$nin": names}}]
+    clauses += [{"categories": {"$not_contains": name}} for name in constraints.exclude_categories]
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
