@@ -109,7 +109,7 @@ _PRICE_LEVEL_WORDS = {
     "mid-range": re.compile(r"\b(?:mid[- ]?(?:range|priced|price|tier|level|market)|moderately[- ]priced|"
                             r"middle[- ]of[- ]the[- ](?:road|range)|(?:somewhere\s+)?in the middle\s+(?:price[- ]?wise|price range)|"
                             r"middle price(?: range| point)?)\b", re.IGNORECASE),
-    "premium": re.compile(r"\b(?:premium|high[- ]end|top[- ]of[- ]the[- ](?:line|range)|top[- ]notch|"
+    "premium": re.compile(r"\b(?:premium|(?:high|top|upper)[- ]end|top[- ]of[- ]the[- ](?:line|range)|top[- ]notch|"
                           r"top[- ]shelf|top[- ]tier|luxury|luxurious|deluxe|upscale|high[- ]priced|"
                           r"fancy|priciest|most expensive|money is no object|money can buy|splurge|splurging|"
                           # "a backpack that's on the pricey side"

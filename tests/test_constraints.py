@@ -641,6 +641,7 @@ def test_price_tails_and_ballpark_spell_amounts_in_words():
         ("a tent that's on the pricey side", "premium"),
         ("a tent on the cheaper side", "cheap"),
         ("a tent that costs next to nothing", "cheap"),
+        ("a tent, top end", "premium"),
     ],
 )
 def test_more_price_level_words(demo, message, level):
