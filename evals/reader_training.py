@@ -37,7 +37,8 @@ __all__ = ["READ_SETS", "VALID_SET", "ReadingSet", "admitted_reading", "own_prod
 # validates it (chooses the epoch and whether to use it), and after it the unseen one.
 READ_SETS = ("labelled", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6",
              "heldout7", "heldout8", "heldout9", "heldout10", "heldout12", "heldout13",
-             "heldout14", "heldout15", "heldout16", "heldout17")
+             "heldout14", "heldout15", "heldout16", "heldout17", "heldout18", "heldout19",
+             "heldout20")
 VALID_SET = "heldout11"
 
 
