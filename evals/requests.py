@@ -15,10 +15,10 @@ before the reader was trained on ``heldout13``, ``heldout15`` after ``heldout14`
 read, ``heldout16`` before ``heldout15``'s were read, ``heldout17`` before ``heldout16`` was
 run, ``heldout18`` before ``heldout17``'s misses were read, ``heldout19`` before
 ``heldout18``'s, ``heldout20`` before ``heldout19``'s, ``heldout21`` before ``heldout20``
-was run, ``heldout22`` before ``heldout21``'s misses were read: the first of them whose misses are still unread, and that chose nothing, is the
-unseen one. For each request and each reader
-(``rules``: :class:`ConstraintParser`; ``rules+llm``: the rules completed by :func:`parse_with_llm`
-through :func:`combine`, as the agent does; and where ``recagent train-reader`` left an
+was run, ``heldout22`` before ``heldout21``'s misses were read: the first of them whose
+misses are still unread, and that chose nothing, is the unseen one. For each request and
+each reader (``rules``: :class:`ConstraintParser`; ``rules+llm``: the rules completed by
+:func:`parse_with_llm` through :func:`combine`, as the agent does; and where ``recagent train-reader`` left an
 adapter that validation chose, ``rules+llm+reader``: the same with the LLM reading through
 it, as the agent then does):
 
