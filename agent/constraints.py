@@ -9,6 +9,7 @@ constraints is the free-text ``query`` (for ``search_items``), unless it is only
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -555,6 +556,11 @@ class ConstraintParser:
                 if len(found) == 1 and word not in _FILLER
                 and (leaf := next(iter(found)).casefold()) not in self.parents and " " in leaf}
 
+    @cached_property
+    def _name_words(self) -> frozenset[str]:
+        """Every word of every category's name, singular ("bag", "camera", "running")."""
+        return frozenset(title_word(w) for lower in self.categories for w in re.findall(r"[a-z0-9]+", lower))
+
     def has_items(self, constraints: Constraints) -> bool:
         """Whether some item of the catalog meets ``constraints``."""
         return any(FilterItems.violation(i, constraints) is None for i in self.dataset.items.values())
@@ -800,13 +806,9 @@ class ConstraintParser:
             # ... and none, in "batteries for my headlamp" or "a bag for my tent", where the
             # words before the "for" name a product no category names: what it is for is not
             # what is wanted ("something for my tent", "a cheap one for my tent" stay Tents).
-            elif not said and not _negated_at(text, *found_at[categories[0]]):
-                head = text[:m.start()]
-                apart = [*spans, *(x.span() for pattern in _PRICE_LEVEL_WORDS.values()
-                                   for x in pattern.finditer(head))]
-                if any(w.group(0).casefold() not in _FILLER and not any(s <= w.start() < e for s, e in apart)
-                       for w in re.finditer(r"[A-Za-z][\w'-]*", head)):
-                    categories = []
+            elif not said and not _negated_at(text, *found_at[categories[0]]) and \
+                    _names_something(text[:m.start()], spans):
+                categories = []
         # "a burr grinder", "a watch for my runs": when no category is named, a head noun that
         # ends exactly one leaf's name of two or more words (Coffee Grinders, Sports Watches)
         # names that leaf, and (when no such noun names the product, before any "for") so does
@@ -846,6 +848,13 @@ class ConstraintParser:
                                                         or _FOR_BEFORE.search(text[:found_at[g][0]])
                                                         or _modifies(text, found_at[g], at))] + [leaf]
                 found_at[leaf] = at
+            # "earbuds for running": a group said only after a "for" whose words before name
+            # a product no category's name holds is what that product is for, not a wish
+            # ("something for running", "gear for running", "a bag for camping" stay).
+            elif not said and groups and all(
+                    (m := _FOR_BEFORE.search(text[:found_at[g][0]])) and not _negated_at(text, *found_at[g])
+                    and _names_something(text[:m.start()], spans, self._name_words) for g in groups):
+                categories = []
         # "I don't want anything for pets": a category a negation reaches is excluded; not
         # one said right after a brand it excludes ("done with Pacer watches": other watches).
         for c in [c for c in categories if _negated_at(text, *found_at[c])
@@ -949,6 +958,24 @@ _NEGATION = re.compile(r"\b(?:" + _NO + r"|not|never|without|except|avoid|hate|o
                        r"enough of|bad luck with|bad experiences? with|disappointed (?:with|by|in)|"
                        r"let down by|burned by)\b(?:\W+\w+){0,3}\W+$",
                        re.IGNORECASE)
+
+
+# Words that say "things" without naming a product: "gear for running" wants Running.
+_GOODS = frozenset({"gear", "equipment", "supplies", "accessories", "essentials", "things",
+                    "gift", "gifts", "present", "presents", "ideas", "stuff"})
+
+
+def _names_something(head: str, spans: list[tuple[int, int]], unless: Collection[str] = ()) -> bool:
+    """Whether ``head`` (the words before a "for") names a product: a word outside ``spans``
+    that is no filler, no price level and no word for things in general ("batteries for my
+    headlamp", "earbuds for running"; not "something for my tent", "a cheap one for my
+    tent", "gear for running"); with ``unless`` (singular words), only if none of its words
+    is one of them."""
+    apart = [*spans, *(x.span() for pattern in _PRICE_LEVEL_WORDS.values() for x in pattern.finditer(head))]
+    words = [w.group(0).casefold() for w in re.finditer(r"[A-Za-z][\w'-]*", head)
+             if not any(s <= w.start() < e for s, e in apart)]
+    return not any(title_word(w) in unless for w in words) and \
+        any(w not in _FILLER and w not in _GOODS for w in words)
 
 
 def _modifies(text: str, first: tuple[int, int], second: tuple[int, int]) -> bool:

@@ -988,3 +988,13 @@ def test_a_hyphenated_no_is_part_of_a_word_not_a_negation(demo):
 def test_a_wish_is_not_searched_for(demo):
     assert demo.parse("I'd love a sleeping bag for winter").query == "sleeping bag for winter"
     assert demo.parse("we would like a tent").query == "tent"
+
+
+def test_a_group_said_after_for_a_product_no_category_names_is_no_wish(demo):
+    # "earbuds" names no category: "running" is what they are for, not the Running group
+    got = demo.parse("earbuds for running that won't fall out, under 60")
+    assert got.categories == () and got.max_price == 60.0
+    # no product named, things in general, or a word of a category's name: the group stays
+    assert demo.parse("something for running").categories == ("Running",)
+    assert demo.parse("gear for running").categories == ("Running",)
+    assert demo.parse("a bag for camping").categories == ("Camping",)
