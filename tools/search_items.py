@@ -99,9 +99,10 @@ class SearchItems(Tool):
 
 def _where(constraints: Constraints) -> dict | None:
     """A Chroma pre-filter for the constraints the index metadata can express (brand, price,
-    a category at any level or one the item is also in, wanted or excluded); the exact filter still runs on what it
-    returns. Exclusions matter as much as wishes: "nothing for pets" searched by its words
-    finds pet items first, so without them the over-fetched result can be all excluded."""
+    a category at any level or one the item is also in, wanted or excluded); the exact
+    filter still runs on what it returns. Exclusions matter as much as wishes: "nothing for
+    pets" searched by its words finds pet items first, so without them the over-fetched
+    result can be all excluded."""
     clauses: list[dict] = []
     if constraints.brands:
         clauses.append({"brand": {"$in": list(constraints.brands)}})
