@@ -18,9 +18,9 @@ run, ``heldout18`` before ``heldout17``'s misses were read, ``heldout19`` before
 was run, ``heldout22`` before ``heldout21``'s misses were read, ``heldout23`` before
 ``heldout22``'s, ``heldout24`` after ``heldout23`` was run (heldout22 and heldout23 have
 been run once each, their misses unread; heldout24, never run, is the unseen one). For
-each request and each reader (``rules``: :class:`ConstraintParser`; ``rules+llm``: the rules completed by
-:func:`parse_with_llm` through :func:`combine`, as the agent does; and where ``recagent train-reader`` left an
-adapter that validation chose, ``rules+llm+reader``: the same with the LLM reading through
+each request and each reader (``rules``: :class:`ConstraintParser`; ``rules+llm``: the
+rules completed by :func:`parse_with_llm` through :func:`combine`, as the agent does; and
+where ``recagent train-reader`` left an adapter that validation chose, ``rules+llm+reader``: the same with the LLM reading through
 it, as the agent then does):
 
 - per-field precision and recall against the labels: ``price`` (bounds), ``brands``,

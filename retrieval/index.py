@@ -80,6 +80,11 @@ def item_metadata(item: Item, text_hash: str) -> dict[str, str | float | list[st
     return meta
 
 
+def text_hashes(stored: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """item id -> the ``text_hash`` in its stored metadata ("" where there is none)."""
+    return {item_id: str(meta.get("text_hash", "")) for item_id, meta in stored.items()}
+
+
 def _text_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
@@ -161,7 +166,7 @@ class ItemIndex:
 
     def stored_hashes(self) -> dict[str, str]:
         """item id -> hash of the text its stored embedding was computed from."""
-        return {item_id: str(meta.get("text_hash", "")) for item_id, meta in self.stored_metadata().items()}
+        return text_hashes(self.stored_metadata())
 
     def _stale_metadata(self, stored: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
         """item id -> the metadata update that makes an item's stored metadata what
@@ -184,7 +189,7 @@ class ItemIndex:
         """
         start = time.perf_counter()
         stored_metadata = self.stored_metadata()
-        stored = {item_id: meta.get("text_hash") for item_id, meta in stored_metadata.items()}
+        stored = text_hashes(stored_metadata)
         texts, hashes = self._catalog_texts, self._catalog_hashes
         todo = [item_id for item_id, h in hashes.items() if stored.get(item_id) != h]
         stale = [item_id for item_id in stored if item_id not in hashes]
@@ -227,8 +232,7 @@ class ItemIndex:
         """True when exactly the catalog's items are stored, each encoded from its current text
         and with its current metadata."""
         stored = self.stored_metadata()
-        return {i: m.get("text_hash") for i, m in stored.items()} == self._catalog_hashes and \
-            not self._stale_metadata(stored)
+        return text_hashes(stored) == self._catalog_hashes and not self._stale_metadata(stored)
 
     @cached_property
     def _catalog_texts(self) -> dict[str, str]:

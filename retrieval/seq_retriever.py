@@ -32,6 +32,7 @@ from recagent.retrieval.index import (
     _chunks,
     _collection_name,
     item_metadata,
+    text_hashes,
 )
 from recagent.retrieval.registry import RetrieverContext
 from recagent.retrieval.seq_train import SeqScorer
@@ -103,7 +104,7 @@ class SeqIndex(ItemIndex):
     def build(self, *, show_progress: bool = False, _fail_after_batches: int | None = None) -> BuildStats:
         start = time.perf_counter()
         stored_metadata = self.stored_metadata()
-        stored = {i: meta.get("text_hash") for i, meta in stored_metadata.items()}
+        stored = text_hashes(stored_metadata)
         todo = [i for i in self.dataset.item_ids if stored.get(i) != self.version]
         stale = [i for i in stored if i not in self.dataset.item_index]
         for chunk in _chunks(stale, self.batch_size):
