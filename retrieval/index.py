@@ -72,6 +72,7 @@ def item_metadata(item: Item, text_hash: str) -> dict[str, str | float | list[st
         meta["category"] = item.category[-1]
         meta["top_category"] = item.category[0]
         meta["category_path"] = " > ".join(item.category)
+    if item.categories:  # an item of no path may still be in other categories (also_in)
         meta["categories"] = list(item.categories)
     if item.brand:
         meta["brand"] = item.brand

@@ -93,3 +93,11 @@ def test_an_index_of_an_earlier_version_gets_its_metadata_without_re_encoding(tm
     query = encoder.encode([item_text(also)])
     hits = index.search(query, 3, where={"categories": {"$contains": "Board Games"}})[0]
     assert also.item_id in {h.item_id for h in hits}
+
+
+def test_an_item_with_no_path_keeps_the_categories_it_is_also_in():
+    from recagent.catalog.model import Item
+    from recagent.retrieval.index import item_metadata
+
+    assert item_metadata(Item("X", "Loose", also_in=("War",)), "h")["categories"] == ["War"]
+    assert "categories" not in item_metadata(Item("Y", "Plain"), "h")
