@@ -44,6 +44,7 @@ the right side of the wanted category's median price (a maximum at or below it f
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 from collections import defaultdict
@@ -240,9 +241,12 @@ def shown_meets(r: Request, item: Item, prices: _Prices) -> bool:
 
 
 def names_a_keyword(r: Request, item: Item) -> bool:
-    """Whether the item's title or category path holds one of the request's product words."""
+    """Whether the item's title or category path holds one of the request's product words,
+    at the start of a word: "fuse" is in "Fuses" but not in "Diffused", "duct" not in
+    "Products" (until session 37 any substring counted, which let every item under a
+    "... Products" category meet "duct tape, not 3M")."""
     text = f"{item.title} {' '.join(item.category)}".casefold()
-    return any(k.casefold() in text for k in r.keywords)
+    return any(re.search(r"(?<![a-z0-9])" + re.escape(k.casefold()), text) for k in r.keywords)
 
 
 Reader = Callable[[ConstraintParser, str], Constraints]

@@ -82,6 +82,10 @@ def test_the_ceiling_counts_what_the_catalog_could_show_one_per_title():
     # a brand the filter holds: Loctite's 13 items hold one anti-seize title
     assert attainable(Request("amazon", "Loctite anti-seize", brands=("Loctite",), keywords=("seize",)),
                       shop, prices) == (1, 10)
+    # a product word counts at the start of a word, not inside one ("Diffused" holds no fuse)
+    lamps = Dataset("lamps", [Item("L0", "5mm Diffused LED", category=("Lamps",)),
+                              Item("F0", "Blade Fuses, 10 Pack", category=("Fuses",))], [])
+    assert attainable(Request("amazon", "spare fuses", keywords=("fuse",)), lamps, _Prices(lamps)) == (1, 2)
     # what a filter can say in full is met by everything it leaves
     assert attainable(Request("amazon", "Dynatex", brands=("Dynatex",)), shop, prices) == (1, 1)
 
