@@ -112,7 +112,7 @@ _PRICE_LEVEL_WORDS = {
                             r"middle price(?: range| point)?)\b", re.IGNORECASE),
     "premium": re.compile(r"\b(?:premium|(?:high|top|upper)[- ]end|top[- ]of[- ]the[- ](?:line|range)|top[- ]notch|"
                           r"top[- ]shelf|top[- ]tier|luxury|luxurious|deluxe|upscale|high[- ]priced|"
-                          r"fancy|priciest|most expensive|money is no object|money can buy|splurge|splurging|"
+                          r"fancy|priciest|most expensive|money(?:'s| is)? no object|money can buy|splurge|splurging|"
                           # "a backpack that's on the pricey side"
                           r"on the (?:pricey|pricy|pricier|expensive|costly|dear|dearer|spendy|high|higher)"
                           r"(?:[- ]end)? side|"
@@ -165,7 +165,13 @@ _LIST_SEPARATOR = re.compile(r"\s*,\s*(?:(?:or|nor)\s+)?|\s+(?:or|nor|and)\s+", 
 _LIST_END = re.compile(r"\s*,\s*(?:or|nor)\s+|\s+(?:or|nor|and)\s+", re.IGNORECASE)
 # The same separators, ending the text before a name ("Zentrix and |Beatline are out").
 _SEPARATOR_BEFORE = re.compile(r"(?:\s*,\s*(?:(?:or|nor|and)\s+)?|\s+(?:or|nor|and)\s+)$", re.IGNORECASE)
-_FOR_BEFORE = re.compile(r"\bfor\s+(?:my\s+|the\s+|a\s+|an\s+|our\s+)?$", re.IGNORECASE)
+# "a tripod for my camera", "a memory card for my new action camera": what the product is
+# for (up to two words may describe it after "my", "the" ...; no "and", "or" between); not
+# the "for" of a wish ("in the mood for a good mystery", "looking for a cheap camera").
+_FOR_BEFORE = re.compile(r"(?<!mood )(?<!looking )(?<!searching )(?<!shopping )(?<!hoping )(?<!market )"
+                         r"\bfor\s+(?:(?:my|the|a|an|our|your|his|her|their)\s+"
+                         r"(?:(?!(?:and|or|but|not|nor)\b)[\w'-]+\s+){0,2})?$", re.IGNORECASE)
+_COLLECTIVE = frozenset({"set", "kit", "pack", "bundle", "combo", "collection", "assortment", "lot"})
 _NEAR_CHARS = 32  # "sleeve to protect my laptop": a category's two words this close name it
 
 
@@ -500,6 +506,14 @@ class ConstraintParser:
         if kind == "between" and second is not None:
             return min(first, second), max(first, second)
         return None, None
+
+    def price_reference(self, categories: tuple[str, ...], brands: tuple[str, ...]) -> tuple[str, ...]:
+        """What a price level is relative to: the wanted ``categories``, or where none is
+        known, the leaves that sell the ``brands`` asked for ("a leather journal, Scriptura,
+        on the pricier side": Scriptura's notebooks, not the whole shop)."""
+        if categories or not brands:
+            return tuple(categories)
+        return tuple(sorted(leaf for leaf, sold in self._leaf_brands.items() if any(b in sold for b in brands)))
 
     def level_of(self, low: float | None, high: float | None, categories: tuple[str, ...]) -> str | None:
         """The price level ("cheap", "mid-range", "premium") whose bounds over ``categories``
@@ -839,9 +853,13 @@ class ConstraintParser:
             product = {leaf: at for leaf, at in said.items() if not _FOR_BEFORE.search(text[:at[0]])}
             if len(said) > 1 and product:
                 said = product
-            # "a camera sling": of two words side by side, the second names the product.
+            # "a camera sling": of two words side by side, the second names the product, but
+            # not when it only says how many come together ("a harness and leash set" is
+            # leashes, not a building set).
             said = {leaf: at for leaf, at in said.items()
-                    if not any(_modifies(text, at, other) for other in said.values() if other != at)}
+                    if not any(_modifies(text, at, other) and not _collective(text, other)
+                               or _modifies(text, other, at) and _collective(text, at)
+                               for other in said.values() if other != at)}
             if len(said) == 1:
                 leaf, at = next(iter(said.items()))
                 categories = [g for g in groups if not (self.within(leaf, g)
@@ -868,7 +886,8 @@ class ConstraintParser:
             for level, pattern in _PRICE_LEVEL_WORDS.items():
                 said = [m for m in pattern.finditer(text) if not _negation_before(text, m.start())]
                 if said:
-                    low, high = self.price_bounds({"kind": level}, text, tuple(categories))
+                    low, high = self.price_bounds({"kind": level}, text,
+                                                  self.price_reference(tuple(categories), tuple(brands)))
                     found.update(min_price=low, max_price=high)
                     for m in said:  # "luxury ..., money is no object": none is a query word
                         take(m)
@@ -976,6 +995,11 @@ def _names_something(head: str, spans: list[tuple[int, int]], unless: Collection
              if not any(s <= w.start() < e for s, e in apart)]
     return not any(title_word(w) in unless for w in words) and \
         any(w not in _FILLER and w not in _GOODS for w in words)
+
+
+def _collective(text: str, at: tuple[int, int]) -> bool:
+    """Whether the word at ``at`` only says that things come together ("set", "kit", "pack")."""
+    return title_word(text[at[0]:at[1]].casefold()) in _COLLECTIVE
 
 
 def _modifies(text: str, first: tuple[int, int], second: tuple[int, int]) -> bool:
@@ -1097,14 +1121,14 @@ def parse_with_llm(llm, rules: ConstraintParser, message: str, *, adapter: str |
     if categories and (read.brands or read.exclude_brands) and \
             not rules.has_items(replace(read, categories=categories, min_price=None, max_price=None)):
         categories = ()
-    reference = categories or read.categories
     # A brand wanted is one the message names as a brand: plainly only where the name mostly
     # titles the brand's own items (not "Super Glue" in "super glue from Gorilla"), as the
     # rules read it, else with "from" or "by" (which the rules found).
     plain = set(rules.mentioned(message, rules.plain_brands)) | set(read.brands)
     wanted = tuple(b for b in names("brands", rules.brands, named=True)
                    if b in plain and not _negated(message, b))
-    low, high = rules.price_bounds(data.get("price"), message, reference)
+    low, high = rules.price_bounds(data.get("price"), message,
+                                   rules.price_reference(categories or read.categories, wanted or read.brands))
     return Constraints(
         min_price=low,
         max_price=high,
@@ -1147,13 +1171,16 @@ def combine(rules: Constraints, llm: Constraints, parser: ConstraintParser | Non
     # won't cost much" (the rules' "cheap" over the whole catalog, then Dog Toys from the
     # LLM), "the nicest camera Halcyon makes" (the LLM's "premium" over Camera Bags, its own
     # wrong category, where the rules' DSLR Cameras stand): re-read over the final ones.
+    # Where no category is known, a level is read over the leaves of the brands asked for.
+    brands = add(rules.brands, llm.brands, rules.exclude_brands)
     read_over = rules.categories if rules_priced or inverted else (llm.categories or rules.categories)
-    if parser is not None and categories != read_over and \
-            (level := parser.level_of(low, high, read_over)):
-        low, high = parser.price_bounds({"kind": level}, "", categories)
+    if parser is not None:
+        before, after = parser.price_reference(read_over, brands), parser.price_reference(categories, brands)
+        if before != after and (level := parser.level_of(low, high, before)):
+            low, high = parser.price_bounds({"kind": level}, "", after)
     return replace(
         rules, min_price=low, max_price=high,
-        brands=add(rules.brands, llm.brands, rules.exclude_brands),
+        brands=brands,
         exclude_brands=add(rules.exclude_brands, llm.exclude_brands, rules.brands),
         categories=categories,
         exclude_categories=add(rules.exclude_categories, llm.exclude_categories, rules.categories),

@@ -642,6 +642,7 @@ def test_price_tails_and_ballpark_spell_amounts_in_words():
         ("a tent on the cheaper side", "cheap"),
         ("a tent that costs next to nothing", "cheap"),
         ("a tent, top end", "premium"),
+        ("a super bright tent, money no object", "premium"),
     ],
 )
 def test_more_price_level_words(demo, message, level):
@@ -998,3 +999,31 @@ def test_a_group_said_after_for_a_product_no_category_names_is_no_wish(demo):
     assert demo.parse("something for running").categories == ("Running",)
     assert demo.parse("gear for running").categories == ("Running",)
     assert demo.parse("a bag for camping").categories == ("Camping",)
+
+
+def test_what_the_product_is_for_may_be_described(demo):
+    # words between "my" and the thing it is for still make it the use, not a wish
+    assert demo.parse("a tripod for my action camera").categories == ("Tripods",)
+    assert demo.parse("a microSD card for my action camera, Flashpoint").categories == ("Memory Cards",)
+    assert demo.parse("a memory card for my new camera").categories == ("Memory Cards",)
+    # the "for" of a wish is no use
+    assert demo.parse("looking for a cheap DSLR camera").categories == ("DSLR Cameras",)
+    assert demo.parse("in the mood for a good board game").categories == ("Board Games",)
+
+
+def test_a_set_or_kit_says_how_things_come_not_what_they_are(demo):
+    assert demo.parse("a padded harness and leash set, not Happy Tails").categories == ("Dog Leashes",)
+    assert demo.parse("a leash set").categories == ("Dog Leashes",)
+    assert demo.parse("a building set").categories == ("Building Sets",)
+
+
+def test_a_price_level_with_a_brand_but_no_category_is_relative_to_what_the_brand_sells(demo):
+    from recagent.agent.constraints import combine
+
+    scriptura = ("Notebooks", "Pens")  # the demo shop's Scriptura items
+    got = demo.parse("a leather journal, Scriptura, on the pricier side")
+    assert got.categories == () and got.min_price == demo.price_quantile(2 / 3, scriptura)
+    assert demo.price_quantile(2 / 3, scriptura) < demo.price_quantile(2 / 3)  # not the whole shop's
+    # once a category is known (here from an LLM), the level is re-read over it
+    both = combine(got, Constraints(categories=("Notebooks",)), demo)
+    assert both.categories == ("Notebooks",) and both.min_price == demo.price_quantile(2 / 3, ("Notebooks",))
