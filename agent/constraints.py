@@ -103,8 +103,10 @@ _PRICE_LEVEL_WORDS = {
                         # "doesn't have to be expensive", "don't need it to be fancy"
                         r"\w*n't\s+(?:have|need)\s+(?:it\s+)?to\s+be\s+(?:too\s+|very\s+|that\s+|so\s+)?"
                         r"(?:pricey|pricy|expensive|costly|fancy)|"
-                        # "nothing pricey", "not too expensive", "doesn't have to be costly"
-                        r"(?:nothing|not|never|\w*n't(?:\s+\w+){0,2})\s+(?:too\s+|very\s+|that\s+|so\s+|overly\s+)?"
+                        # "nothing pricey", "not too expensive", "doesn't have to be costly",
+                        # "not the expensive ones"
+                        r"(?:nothing|not|never|\w*n't(?:\s+\w+){0,2})\s+"
+                        r"(?:too\s+|very\s+|that\s+|so\s+|overly\s+|the\s+(?:most\s+)?)?"
                         r"(?:pricey|pricy|expensive|costly|overpriced|fancy))\b", re.IGNORECASE),
     # "mid-priced", "mid-range please", "somewhere in the middle price-wise"
     "mid-range": re.compile(r"\b(?:mid[- ]?(?:range|priced|price|tier|level|market)|moderately[- ]priced|"
@@ -116,8 +118,10 @@ _PRICE_LEVEL_WORDS = {
                           # "a backpack that's on the pricey side"
                           r"on the (?:pricey|pricy|pricier|expensive|costly|dear|dearer|spendy|high|higher)"
                           r"(?:[- ]end)? side|"
-                          # "the best you've got"
+                          # "the best you've got"; "the best sleeping bag you've got" (the
+                          # product's words stay in the query)
                           r"(?:the\s+)?best\s+(?:one\s+)?(?:you(?:'ve| have)\s+got|you\s+have|you\s+sell|there\s+is)|"
+                          r"(?:the\s+)?best(?=\s+(?:[\w-]+\s+){1,3}(?:you(?:'ve| have)\s+got|you\s+have|you\s+sell)\b)|"
                           r"money(?:'s| is) (?:not|no) (?:an )?(?:issue|object|problem)|"
                           r"money isn'?t an (?:issue|object|problem)|"
                           # "I'll pay for quality", "happy to pay extra"

@@ -643,6 +643,8 @@ def test_price_tails_and_ballpark_spell_amounts_in_words():
         ("a tent that costs next to nothing", "cheap"),
         ("a tent, top end", "premium"),
         ("a super bright tent, money no object", "premium"),
+        ("a tent, not the expensive ones", "cheap"),
+        ("the best tent you've got for winter", "premium"),
     ],
 )
 def test_more_price_level_words(demo, message, level):
@@ -659,6 +661,8 @@ def test_more_price_level_words(demo, message, level):
 def test_every_price_level_phrase_leaves_the_query(demo):
     c = demo.parse("a luxury sleeping bag for winter camping, money is no object")
     assert c.query == "sleeping bag for winter camping"
+    # "the best ... you've got": the product said between stays
+    assert "sleeping bag" in demo.parse("the best sleeping bag you've got").query
 
 
 def test_a_head_noun_of_one_leaf_names_it_when_no_category_is_named(demo):
