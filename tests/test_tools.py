@@ -223,3 +223,22 @@ def test_filter_shows_one_item_per_title_and_none_the_user_has():
     # A search filters before it knows what was shown: it keeps every twin.
     search = FilterItems(dataset)(_cands(dataset, ["c", "d"]), Constraints(), one_per_title=False)
     assert [c.item_id for c in search.kept] == ["c", "d"]
+
+
+def test_explain_shares_any_genre_a_film_is_in_not_only_its_first():
+    import numpy as np
+
+    from recagent.catalog.model import Dataset, Interaction, Item
+
+    films = [Item("A", "Film A", category=("Comedy",), also_in=("Romance",)),
+             Item("B", "Film B", category=("Drama",), also_in=("Romance",)),
+             Item("C", "Film C", category=("Horror",))]
+    shop = Dataset("films", films, [])
+    vectors = np.array([[1.0, 0.0], [0.1, 1.0], [0.0, -1.0]], dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    explain = Explain(shop, lambda: vectors)
+    assert vectors[0] @ vectors[1] < explain.min_similarity  # a weak match ...
+    ev = explain("A", [Interaction("u", "B", 1.0, 1)])
+    # ... that counts, both being romances, and says so
+    assert [e.item_id for e in ev.related] == ["B"] and ev.shared == {"category": "Romance"}
+    assert explain("C", [Interaction("u", "B", 1.0, 1)]).related == ()
