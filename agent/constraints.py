@@ -120,8 +120,8 @@ _PRICE_LEVEL_WORDS = {
                           r"(?:[- ]end)? side|"
                           # "the best you've got"; "the best sleeping bag you've got" (the
                           # product's words stay in the query)
-                          r"(?:the\s+)?best\s+(?:one\s+)?(?:you(?:'ve| have)\s+got|you\s+have|you\s+sell|there\s+is)|"
-                          r"(?:the\s+)?best(?=\s+(?:[\w-]+\s+){1,3}(?:you(?:'ve| have)\s+got|you\s+have|you\s+sell)\b)|"
+                          r"(?:the\s+)?best\s+(?:one\s+)?(?:you(?:'ve| have)\s+got|(?:you|they)\s+(?:have|sell|make)|there\s+is)|"
+                          r"(?:the\s+)?best(?=\s+(?:[\w-]+\s+){1,3}(?:you(?:'ve| have)\s+got|(?:you|they)\s+(?:have|sell|make))\b)|"
                           r"money(?:'s| is) (?:not|no) (?:an )?(?:issue|object|problem)|"
                           r"money isn'?t an (?:issue|object|problem)|"
                           # "I'll pay for quality", "happy to pay extra"
@@ -709,6 +709,13 @@ class ConstraintParser:
                 # brand out are no more what is searched for than the brand is.
                 spans.append(_said_against(text, *at.span()))
             else:
+                brands.append(brand)
+                spans.append(at.span())
+        # "a budget laptop, Lumen or Aperion": a brand listed with one that is wanted is
+        # wanted too, though its name alone may describe other products ("800 Lumen").
+        for brand in [b for w in list(brands) for b in self._listed_after(text, [w]) + self._listed_before(text, w)]:
+            if brand not in brands and brand not in exclude_brands and (at := _name_in(text, brand)) \
+                    and not any(s <= at.start() < e for s, e in spans) and not _negated_at(text, *at.span()):
                 brands.append(brand)
                 spans.append(at.span())
         # "not from Sonara, Auralis or Quietude": the brands listed after one that is ruled

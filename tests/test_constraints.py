@@ -645,6 +645,7 @@ def test_price_tails_and_ballpark_spell_amounts_in_words():
         ("a super bright tent, money no object", "premium"),
         ("a tent, not the expensive ones", "cheap"),
         ("the best tent you've got for winter", "premium"),
+        ("the best tent they make", "premium"),
     ],
 )
 def test_more_price_level_words(demo, message, level):
@@ -1031,3 +1032,12 @@ def test_a_price_level_with_a_brand_but_no_category_is_relative_to_what_the_bran
     # once a category is known (here from an LLM), the level is re-read over it
     both = combine(got, Constraints(categories=("Notebooks",)), demo)
     assert both.categories == ("Notebooks",) and both.min_price == demo.price_quantile(2 / 3, ("Notebooks",))
+
+
+def test_a_brand_listed_with_a_wanted_one_is_wanted_though_its_name_describes_other_things(demo):
+    # "Lumen" also describes headlamps ("800 Lumen"), so alone it needs "from"
+    assert "Lumen" not in demo.plain_brands
+    for message in ("a budget laptop for browsing, Lumen or Aperion", "Aperion or Lumen laptops"):
+        got = demo.parse(message)
+        assert set(got.brands) == {"Lumen", "Aperion"} and "Lumen" not in got.query, message
+    assert demo.parse("a laptop from Aperion, not Lumen").exclude_brands == ("Lumen",)
