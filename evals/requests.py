@@ -18,8 +18,8 @@ run, ``heldout18`` before ``heldout17``'s misses were read, ``heldout19`` before
 was run, ``heldout22`` before ``heldout21``'s misses were read, ``heldout23`` before
 ``heldout22``'s, ``heldout24`` after ``heldout23`` was run (heldout22's and heldout23's
 misses were read before ``heldout24`` was run once), ``heldout25`` after ``heldout24`` was
-run, ``heldout26`` after ``heldout25`` was run (heldout25's misses unread; heldout26, never
-run, is the unseen one). For
+run, ``heldout26`` after ``heldout25`` was run (heldout25's misses since read; heldout26,
+never run, is the unseen one). For
 each request and each reader (``rules``: :class:`ConstraintParser`; ``rules+llm``: the
 rules completed by :func:`parse_with_llm` through :func:`combine`, as the agent does; and
 where ``recagent train-reader`` left an adapter that validation chose, ``rules+llm+reader``: the same with the LLM reading through
