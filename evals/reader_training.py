@@ -35,12 +35,12 @@ __all__ = ["READ_SETS", "VALID_SET", "ReadingSet", "admitted_reading", "own_prod
 
 # The request sets whose misses have been read (the reader trains on them), the one that
 # validates it (chooses the epoch and whether to use it), and after it the unseen one.
-# (The reader in use since session 36 was trained on the first twenty; heldout21-24 were
+# (The reader in use since session 36 was trained on the first twenty; heldout21-25 were
 # read after and join at the next `recagent train-reader`.)
 READ_SETS = ("labelled", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6",
              "heldout7", "heldout8", "heldout9", "heldout10", "heldout12", "heldout13",
              "heldout14", "heldout15", "heldout16", "heldout17", "heldout18", "heldout19",
-             "heldout20", "heldout21", "heldout22", "heldout23", "heldout24")
+             "heldout20", "heldout21", "heldout22", "heldout23", "heldout24", "heldout25")
 VALID_SET = "heldout11"
 
 
