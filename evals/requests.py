@@ -18,8 +18,9 @@ run, ``heldout18`` before ``heldout17``'s misses were read, ``heldout19`` before
 was run, ``heldout22`` before ``heldout21``'s misses were read, ``heldout23`` before
 ``heldout22``'s, ``heldout24`` after ``heldout23`` was run (heldout22's and heldout23's
 misses were read before ``heldout24`` was run once), ``heldout25`` after ``heldout24`` was
-run, ``heldout26`` after ``heldout25`` was run (heldout25's misses since read; heldout26,
-never run, is the unseen one). For
+run, ``heldout26`` after ``heldout25`` was run (heldout25's misses since read),
+``heldout27`` after ``heldout26`` was run (heldout26's misses unread; heldout27, never run,
+is the unseen one). For
 each request and each reader (``rules``: :class:`ConstraintParser`; ``rules+llm``: the
 rules completed by :func:`parse_with_llm` through :func:`combine`, as the agent does; and
 where ``recagent train-reader`` left an adapter that validation chose, ``rules+llm+reader``: the same with the LLM reading through
@@ -101,14 +102,14 @@ REQUEST_SETS = {"labelled": "requests.yaml", "heldout": "requests_heldout.yaml",
                 "heldout20": "requests_heldout20.yaml", "heldout21": "requests_heldout21.yaml",
                 "heldout22": "requests_heldout22.yaml", "heldout23": "requests_heldout23.yaml",
                 "heldout24": "requests_heldout24.yaml", "heldout25": "requests_heldout25.yaml",
-                "heldout26": "requests_heldout26.yaml"}
+                "heldout26": "requests_heldout26.yaml", "heldout27": "requests_heldout27.yaml"}
 
 
 def load_requests(path: Path | str | None = None) -> tuple[dict[str, str | None], list[Request]]:
     """(dataset name -> folder under the data dir, or None for the demo shop; requests).
 
     ``path``: a file, or the name of a set that ships with recagent (``labelled``, the
-    default; ``heldout``, ``heldout2`` ... ``heldout26``)."""
+    default; ``heldout``, ``heldout2`` ... ``heldout27``)."""
     name = REQUEST_SETS.get(str(path or "labelled"))
     text = (resources.files("recagent.evals").joinpath(name).read_text(encoding="utf-8") if name
             else Path(path).read_text(encoding="utf-8"))
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("reports"))
     ap.add_argument("--tag", default=None, help="report name: requests-<tag>.json/.md (default: the LLM)")
     ap.add_argument("--requests", default="labelled",
-                    help="labelled (evals/requests.yaml), heldout, heldout2 ... heldout26 "
+                    help="labelled (evals/requests.yaml), heldout, heldout2 ... heldout27 "
                          "(evals/requests_heldout*.yaml) or a file")
     args = ap.parse_args(argv)
     return evaluate(llm_name=args.llm, datasets=args.datasets, limit=args.limit, out_dir=args.out,

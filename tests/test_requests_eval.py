@@ -97,7 +97,7 @@ def test_the_held_out_set_loads_and_its_demo_labels_are_the_catalogs_spelling():
     shop = generate_demo_shop()
     earlier = {r.message for r in load_requests()[1]}
     held_out = [name for name in REQUEST_SETS if name != "labelled"]
-    assert held_out[-1] == "heldout26"
+    assert held_out[-1] == "heldout27"
     for name in held_out:
         _, requests = load_requests(name)
         assert len(requests) >= 40, name
