@@ -455,7 +455,7 @@ class ConstraintParser:
         """The category names shown to an LLM (so it names products the way the catalog does):
         the last level of every path and the categories items are also in, sorted; none
         when there are too many for a prompt."""
-        leaves = sorted({c for i in self.dataset.items.values() for c in (*i.category[-1:], *i.also_in)})
+        leaves = sorted({c for i in self.dataset.items.values() for c in i.kinds})
         return leaves if len(leaves) <= _MAX_LLM_CATEGORIES else []
 
     @cached_property
@@ -713,7 +713,7 @@ class ConstraintParser:
                 spans.append(at.span())
         # "a budget laptop, Lumen or Aperion": a brand listed with one that is wanted is
         # wanted too, though its name alone may describe other products ("800 Lumen").
-        for brand in [b for w in list(brands) for b in self._listed_after(text, [w]) + self._listed_before(text, w)]:
+        for brand in [*self._listed_after(text, brands), *(b for w in brands for b in self._listed_before(text, w))]:
             if brand not in brands and brand not in exclude_brands and (at := _name_in(text, brand)) \
                     and not any(s <= at.start() < e for s, e in spans) and not _negated_at(text, *at.span()):
                 brands.append(brand)

@@ -46,6 +46,12 @@ class Item:
         return self.category + tuple(c for c in self.also_in if c not in self.category)
 
     @property
+    def kinds(self) -> tuple[str, ...]:
+        """The categories that say what the item is: its leaf, then ``also_in`` (not the
+        path's upper levels: every film is a Movie, every tent is Outdoors)."""
+        return self.category[-1:] + tuple(c for c in self.also_in if c not in self.category[-1:])
+
+    @property
     def title_key(self) -> str:
         """The title as a shopper reads it (case and spacing ignored). Two items with the same
         key look like one: ML-100K lists 18 films under two ids, Amazon Scientific 17 titles

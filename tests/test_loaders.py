@@ -84,6 +84,7 @@ def test_movielens_happy_path(tmp_path):
     assert toy.category == ("Movies", "Animation")
     assert toy.also_in == ("Children's", "Comedy")  # a Comedy filter finds it too
     assert toy.categories == ("Movies", "Animation", "Children's", "Comedy")
+    assert toy.kinds == ("Animation", "Children's", "Comedy")  # what it is, without "Movies"
     assert toy.attributes["genres"] == "Animation, Children's, Comedy"
     assert toy.attributes["release_date"] == "01-Jan-1995"
     assert toy.attributes["year"] == "1995"

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recagent.catalog.errors import ToolError
-from recagent.catalog.model import Dataset, Item
+from recagent.catalog.model import Dataset
 from recagent.protocol.scorer import History
 from recagent.retrieval.base import Evidence, closest_in_history
 from recagent.tools.base import ITEM_ID, Tool, ToolContext, ToolParts, object_schema
@@ -95,7 +95,7 @@ class Explain(Tool):
             # A tent is not "related" to a notebook because the notebook is the closest thing
             # the user bought: a weak match counts only when it is of the item's own category.
             if related and related[0].similarity < self.min_similarity and \
-                    not _kinds(self.dataset.items[related[0].item_id]) & _kinds(item):
+                    not set(self.dataset.items[related[0].item_id].kinds) & set(item.kinds):
                 related = ()
         # The closest history item always counts; weaker ones only when they are close too.
         related = related[:1] + tuple(e for e in related[1:] if e.similarity >= self.min_similarity)
@@ -119,8 +119,8 @@ class Explain(Tool):
         shared: dict[str, str] = {}
         # a film's genres beyond its first count ("Romance" for a Comedy|Romance after a
         # Drama|Romance): the first the item and a related one are both in
-        held = set().union(*(_kinds(o) for o in others)) if others else set()
-        common = [c for c in (*item.category[-1:], *item.also_in) if c in held]
+        held = {c for o in others for c in o.kinds}
+        common = [c for c in item.kinds if c in held]
         if common:
             shared["category"] = common[0]
         if item.brand and any(o.brand == item.brand for o in others):
@@ -131,9 +131,3 @@ class Explain(Tool):
             if any(o.attributes.get(key) == value for o in others):
                 shared[key] = value
         return shared
-
-
-def _kinds(item: Item) -> set[str]:
-    """The categories that say what ``item`` is: its leaf and those it is also in (not the
-    path's upper levels: every film is a Movie, every tent is Outdoors)."""
-    return {*item.category[-1:], *item.also_in}
